@@ -1,0 +1,44 @@
+# FaXplainer. `make serve` and `make test` create the virtual environment when it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= configs/default.yaml
+HOST   ?= 127.0.0.1
+PORT   ?= 8050
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv serve run test test-fast bench demo-data clean-runs
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+## Build the demo set if no data is configured, run the pipeline (progress in the terminal), serve.
+serve: venv
+	$(PY) -m pipeline run --config $(CONFIG)
+	$(PY) -m app --config $(CONFIG) --host $(HOST) --port $(PORT)
+
+run: venv
+	$(PY) -m pipeline run --config $(CONFIG) $(ARGS)
+
+## The whole suite: unit, integration (real data sets when ../shared/data exists) and browser tests.
+test: venv
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) bench/embed.py
+	$(PY) bench/relevance.py
+	$(PY) bench/app.py
+
+demo-data: venv
+	$(PY) -m pipeline demo-data --out data/demo
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,188 @@
+"""Command line: ``python -m pipeline {run,info,demo-data,explain,concepts} ...``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .config import REPO_ROOT, load_config
+
+
+class StageBars:
+    """One tqdm bar per pipeline stage, fed by the ``progress(stage, done, total)`` callback."""
+
+    def __init__(self):
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            for other in self.bars.values():
+                other.close()
+            bar = self.bars[stage] = tqdm(total=max(total, 1), desc=f"{stage:>10}", unit="it",
+                                          dynamic_ncols=True, file=sys.stderr)
+        if total and bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(max(0, min(done, bar.total) - bar.n))  # tqdm throttles the redraws
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _config_from_args(args):
+    overrides = list(args.set or [])
+    if getattr(args, "data", None):
+        p = Path(args.data)
+        overrides.append(f"data.manifest={p}" if p.suffix.lower() == ".csv" else f"data.root={p}")
+        if p.suffix.lower() != ".csv":
+            overrides.append("data.manifest=null")
+    return load_config(args.config, overrides)
+
+
+def print_metrics(meta: dict, out=sys.stdout) -> None:
+    enc = meta["encoder"]
+    print(f"run {meta['run_id']}  ({meta['data']['n_images']} images: {meta['data'].get('n_real')} real, "
+          f"{meta['data'].get('n_fake')} fake; {meta['data']['n_bad']} skipped)", file=out)
+    print(f"data     {meta['data']['root']}", file=out)
+    print(f"encoder  {enc['name']} {enc['model']} ({enc['weights']})", file=out)
+    if enc.get("fallback_reason"):
+        print(f"         NOTE: CLIP was replaced by the offline stand-in: {enc['fallback_reason']}", file=out)
+    h = meta["metrics"]["head"]
+    print(f"held-out accuracy {h['accuracy']:.3f}  AP {h['ap']:.3f}  AUC {h['auc']:.3f}  "
+          f"(n={h['n']}: {h['n_real']} real, {h['n_fake']} fake)", file=out)
+    for g, m in h.get("per_generator", {}).items():
+        print(f"  {g:<24} acc {m['accuracy']:.3f}  AP {m['ap']:.3f}  AUC {m['auc']:.3f}  "
+              f"(fake acc {m['fake_accuracy']:.3f}, n={m['n']})", file=out)
+    o = h["orthogonality"]
+    print(f"16-d orthogonality: max |cos| {o['max_abs_cosine']:.3f}, mean |cos| {o['mean_abs_cosine']:.3f}",
+          file=out)
+    p = meta["metrics"]["projection"]
+    print(f"projection: cos(image, image+word) {p['cosine_before']:.3f} -> {p['cosine_after']:.3f}; "
+          f"word probe {p['word_probe_before']:.3f} -> {p['word_probe_after']:.3f} "
+          f"(chance {p['word_probe_chance']:.3f})", file=out)
+    for b in meta.get("bad_files", [])[:20]:
+        print(f"  skipped {b['path']}: {b['reason']}", file=out)
+    if len(meta.get("bad_files", [])) > 20:
+        print(f"  ... and {len(meta['bad_files']) - 20} more (see meta.json)", file=out)
+
+
+def cmd_run(args) -> int:
+    from .runner import run_pipeline
+    cfg = _config_from_args(args)
+    if cfg.data.root is None and cfg.data.manifest is None:
+        from .demo import ensure_demo_config
+        cfg = ensure_demo_config(cfg, log=lambda m: print(m, file=sys.stderr))
+    bars = StageBars()
+    try:
+        store = run_pipeline(cfg, progress=bars)
+    finally:
+        bars.close()
+    print_metrics(store.read_meta())
+    print(f"run folder: {store.path}")
+    return 0
+
+
+def _resolve_run(run: str, config: str | None) -> Path:
+    p = Path(run)
+    if (p / "meta.json").exists():
+        return p
+    cfg = load_config(config)
+    cand = cfg.runs_path / run
+    if (cand / "meta.json").exists():
+        return cand
+    raise SystemExit(f"no run {run!r}: neither {p} nor {cand} holds a meta.json")
+
+
+def cmd_info(args) -> int:
+    from .store import RunStore
+    meta = RunStore(_resolve_run(args.run, args.config)).read_meta()
+    if args.json:
+        print(json.dumps(meta["metrics"], indent=1))
+    else:
+        print_metrics(meta)
+    return 0
+
+
+def cmd_demo_data(args) -> int:
+    from .demo_data.build import build_demo_dataset
+    cfg = load_config(args.config)
+    bars = StageBars()
+    try:
+        summary = build_demo_dataset(Path(args.out), size=args.size, real_dirs=[Path(d) for d in args.real_dir],
+                                     seed=args.seed, cache_dir=cfg.cache_path, progress=bars,
+                                     log=lambda m: tqdm.write(m, file=sys.stderr))
+    finally:
+        bars.close()
+    print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .explain_cli import cmd_explain as explain
+    explain(_resolve_run(args.run, args.config), args.images, Path(args.out))
+    return 0
+
+
+def cmd_concepts(args) -> int:
+    from .explain_cli import cmd_concepts as concepts
+    concepts(_resolve_run(args.run, args.config), args.cell, Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("--config", default=str(REPO_ROOT / "configs" / "default.yaml"))
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override one config value, e.g. --set head.ortho_weight=0.5")
+        return p
+
+    p = with_config(sub.add_parser("run", help="run the pipeline on a data set"))
+    p.add_argument("--data", help="image folder (CNNDetection layout) or CSV manifest")
+    p.set_defaults(func=cmd_run)
+
+    p = with_config(sub.add_parser("info", help="print a run's metrics"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = with_config(sub.add_parser("demo-data", help="build the offline demo data set"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=400, help="images per class")
+    p.add_argument("--real-dir", action="append", default=[], help="extra folder of your own photos")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = with_config(sub.add_parser("explain", help="write relevance overlays of some images"))
+    p.add_argument("run")
+    p.add_argument("--images", nargs="+", required=True, help="image ids (records.csv 'id')")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_explain)
+
+    p = with_config(sub.add_parser("concepts", help="write a cell's concept sheet"))
+    p.add_argument("run")
+    p.add_argument("--cell", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_concepts)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faxplainer").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

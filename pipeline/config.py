@@ -1,0 +1,198 @@
+"""Run configuration: frozen dataclasses, YAML loading, dotted overrides and a fingerprint.
+
+Defaults live in the dataclasses; a YAML file overrides some of them; the CLI overrides single
+dotted keys (``--set head.ortho_weight=0.5``). Environment variables are used only for paths and
+secrets (see ``FAXPLAINER_*`` below). ``fingerprint()`` of a section feeds the artifact keys, so a
+change to one stage's settings recomputes only that stage and what follows it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str | None = None  # folder in the CNNDetection layout (<root>/[gen/][cat/]0_real|1_fake)
+    manifest: str | None = None  # CSV manifest path,label[,generator,category]; paths relative to it
+    generators: tuple[str, ...] | None = None  # keep only these generators (None = all)
+    categories: tuple[str, ...] | None = None  # keep only these categories (None = all)
+    max_image_pixels: int = 89_478_485  # decompression-bomb guard (Pillow's own default)
+    demo_size: int = 400  # images per class of the built-in demo set when no data is configured
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    name: str = "auto"  # auto | open_clip | dinov2_standin | tiny
+    model: str = "ViT-B-32"  # open_clip architecture name
+    pretrained: str = "openai"  # open_clip pretrained tag
+    checkpoint: str | None = None  # local open_clip checkpoint; else $FAXPLAINER_CLIP_CHECKPOINT
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 64
+    num_workers: int = 2  # image-decoding worker processes
+    chunk_size: int = 512  # embeddings written to disk every this many images (resume granularity)
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    dim: int = 256  # vision-only output size (paper: 512 -> 256)
+    epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 128
+    ortho_weight: float = 1.0  # weight of ||I - W W^T||_F (Materzynska et al.)
+    temperature: float = 0.07
+    max_train_images: int = 400  # images drawn with words for training (each gets fresh words)
+    words_per_image: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    dim: int = 16  # distilled representation size
+    ortho_weight: float = 0.1  # weight of ||W W^T - I||^2 on the 256 -> 16 layer
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    max_epochs: int = 300
+    patience: int = 20  # early stopping on held-out loss
+    holdout_fraction: float = 0.3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CellsConfig:
+    n_cells: int | None = None  # None = about sqrt(N)*2, clipped to [8, 5000]
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RelevanceConfig:
+    start_block: int = 0  # first block in the rollout; -1 = last block only (CLIP notebook)
+
+
+@dataclass(frozen=True)
+class ConceptsConfig:
+    k: int = 3
+    slic_segments: tuple[int, ...] = (15, 50, 80)  # coarse / medium / fine (ACE)
+    keep_fraction: float = 0.3  # segments whose mean relevance is in the top fraction are kept
+    patches_per_concept: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    cells: CellsConfig = field(default_factory=CellsConfig)
+    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
+    concepts: ConceptsConfig = field(default_factory=ConceptsConfig)
+    runs_dir: str = "runs"  # run folders; relative paths are relative to the repository
+    cache_dir: str = ".cache/faxplainer"  # embeddings, converted weights, thumbnails
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections (all when none), for artifact keys and ``cache_by``."""
+        payload = to_dict(self)
+        if sections:
+            payload = {s: payload[s] for s in sections}
+        return _hash(payload)
+
+    @property
+    def runs_path(self) -> Path:
+        return resolve_path(os.environ.get("FAXPLAINER_RUNS_DIR", self.runs_dir))
+
+    @property
+    def cache_path(self) -> Path:
+        return resolve_path(os.environ.get("FAXPLAINER_CACHE_DIR", self.cache_dir))
+
+
+def resolve_path(p: str | Path) -> Path:
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _build(cls, values: dict, where: str):
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys with a clear message."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {sorted(unknown)} in {where or 'top level'}; "
+                         f"known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING \
+            else known[name].default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value or {}, f"{where}.{name}".strip("."))
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def from_dict(values: dict) -> Config:
+    return _build(Config, values or {}, "")
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def set_dotted(values: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = values
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load ``path`` (YAML; may name a ``base:`` file to extend) and apply ``key=value`` overrides."""
+    values: dict = {}
+    if path is not None:
+        values = _load_yaml_with_base(Path(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        set_dotted(values, key.strip(), _parse_scalar(raw))
+    return from_dict(values)
+
+
+def _load_yaml_with_base(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    base = values.pop("base", None)
+    if base:
+        merged = _load_yaml_with_base((path.parent / base).resolve())
+        _deep_update(merged, values)
+        return merged
+    return values
+
+
+def _deep_update(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v

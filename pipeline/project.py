@@ -1,0 +1,119 @@
+"""Vision-only linear projection (Materzynska et al., CVPR 2022, "Disentangling visual and written
+concepts in CLIP"; the seed paper's 512 -> 256 step).
+
+A linear map ``W`` (out_dim x D), orthogonally initialised, with L2-normalised output, trained with
+the "forget to spell" objective on tuples (clean image, image with a rendered word, the word alone on
+white [, the word as text when the encoder has a text tower]): the image with the word is pulled
+towards its clean image and pushed away from the rendered word (and its text), with the
+orthogonality regulariser ``||I - W W^T||_F`` keeping the map close to an isometry so that the rest
+of the visual information survives.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ProjectionModule(nn.Module):
+    """(B, D) embeddings -> (B, out_dim) L2-normalised vision-only features."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.linear(F.normalize(x.float(), dim=-1)), dim=-1)
+
+
+def _info_nce(anchor: torch.Tensor, candidates: torch.Tensor, target: torch.Tensor, t: float) -> torch.Tensor:
+    return F.cross_entropy(anchor @ candidates.T / t, target)
+
+
+class VisionOnlyProjection:
+    """Estimator for the vision-only projection.
+
+    Parameters
+    ----------
+    dim : output size (256 in the paper).
+    epochs, lr, batch_size : Adam training schedule.
+    ortho_weight : weight of ``||I - W W^T||_F``.
+    temperature : InfoNCE temperature.
+    seed : initialisation and shuffling seed.
+    """
+
+    def __init__(self, dim: int = 256, epochs: int = 30, lr: float = 1e-3, batch_size: int = 128,
+                 ortho_weight: float = 1.0, temperature: float = 0.07, seed: int = 0):
+        self.dim = dim
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.ortho_weight = ortho_weight
+        self.temperature = temperature
+        self.seed = seed
+
+    def fit(self, clean: np.ndarray, with_word: np.ndarray, word_alone: np.ndarray,
+            word_text: np.ndarray | None = None) -> "VisionOnlyProjection":
+        """Fit on aligned rows: ``clean[i]`` is the image that ``with_word[i]`` shows with a word,
+        ``word_alone[i]`` that word alone on white, ``word_text[i]`` (optional) its text embedding."""
+        torch.manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        clean_t, ww_t, wa_t = (torch.as_tensor(a, dtype=torch.float32) for a in (clean, with_word, word_alone))
+        text_t = None if word_text is None else torch.as_tensor(word_text, dtype=torch.float32)
+        in_dim = clean_t.shape[1]
+        out_dim = min(self.dim, in_dim)
+        module = ProjectionModule(in_dim, out_dim)
+        nn.init.orthogonal_(module.linear.weight)
+        opt = torch.optim.Adam(module.parameters(), lr=self.lr)
+        eye = torch.eye(out_dim)
+        n = clean_t.shape[0]
+        self.loss_history_ = []
+        for _ in range(self.epochs):
+            order = torch.randperm(n, generator=gen)
+            total = 0.0
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                p_clean, p_ww, p_wa = module(clean_t[idx]), module(ww_t[idx]), module(wa_t[idx])
+                target = torch.arange(len(idx))
+                # image-with-word must find its clean image among clean images AND rendered words
+                negatives = [p_clean, p_wa]
+                if text_t is not None:
+                    negatives.append(module(text_t[idx]))
+                loss = _info_nce(p_ww, torch.cat(negatives), target, self.temperature)
+                loss = loss + _info_nce(p_clean, p_ww, target, self.temperature)  # symmetric term
+                w = module.linear.weight
+                loss = loss + self.ortho_weight * torch.linalg.norm(eye - w @ w.T)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            self.loss_history_.append(total / n)
+        module.eval()
+        self.module_ = module
+        self.in_dim_ = in_dim
+        return self
+
+    def transform(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                out.append(self.module_(torch.as_tensor(np.asarray(x[start:start + batch_size]),
+                                                        dtype=torch.float32)).numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.module_.linear.out_features), np.float32)
+
+    def torch_module(self) -> ProjectionModule:
+        return self.module_
+
+    def state(self) -> dict:
+        return {"in_dim": self.in_dim_, "out_dim": self.module_.linear.out_features,
+                "weight": self.module_.linear.weight.detach().clone()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "VisionOnlyProjection":
+        self = cls(dim=state["out_dim"])
+        self.module_ = ProjectionModule(state["in_dim"], state["out_dim"])
+        self.module_.linear.weight.data.copy_(state["weight"])
+        self.module_.eval()
+        self.in_dim_ = state["in_dim"]
+        return self
