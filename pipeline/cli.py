@@ -45,7 +45,8 @@ def _config_from_args(args):
     return load_config(args.config, overrides)
 
 
-def print_metrics(meta: dict, out=sys.stdout) -> None:
+def print_metrics(meta: dict, out=None) -> None:
+    out = out or sys.stdout
     enc = meta["encoder"]
     print(f"run {meta['run_id']}  ({meta['data']['n_images']} images: {meta['data'].get('n_real')} real, "
           f"{meta['data'].get('n_fake')} fake; {meta['data']['n_bad']} skipped)", file=out)

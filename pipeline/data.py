@@ -102,7 +102,8 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(path, f"decompression bomb: {e}") from e
     except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
-        raise BadImageError(path, f"not a readable image ({type(e).__name__}: {e})") from e
+        what = "truncated image file" if "truncated" in str(e).lower() else "not a readable image"
+        raise BadImageError(path, f"{what} ({type(e).__name__}: {e})") from e
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

@@ -110,6 +110,7 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
                              num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
                              max_pixels=cfg.data.max_image_pixels,
                              progress=lambda d, t: report("embed", d, t))
+    log.info("embeddings: %d computed, %d from cache", emb_result.n_computed, emb_result.n_cached)
     bad = list(scanned.bad)
     failed = {i for i, _ in emb_result.failures}
     for i, reason in emb_result.failures:
