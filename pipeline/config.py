@@ -37,6 +37,7 @@ class EncoderConfig:
     pretrained: str = "openai"  # open_clip pretrained tag
     checkpoint: str | None = None  # local open_clip checkpoint; else $FAXPLAINER_CLIP_CHECKPOINT
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     batch_size: int = 64
     num_workers: int = 2  # image-decoding worker processes
     chunk_size: int = 512  # embeddings written to disk every this many images (resume granularity)
@@ -89,6 +90,17 @@ class ConceptsConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    mode: str = "local"  # local: one process, diskcache jobs, 127.0.0.1 only | shared: gunicorn+Celery+Redis
+    host: str = "127.0.0.1"  # shared mode binds here (local mode always binds 127.0.0.1)
+    port: int = 8050
+    web_workers: int = 3  # gunicorn worker processes (shared mode)
+    job_workers: int = 2  # Celery worker concurrency (bounded: each holds an encoder)
+    redis_url: str = "redis://127.0.0.1:6379/0"  # overridden by $FAXPLAINER_REDIS_URL
+    users_file: str | None = None  # htpasswd-style user:hash lines; else $FAXPLAINER_USERS_FILE
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -97,6 +109,7 @@ class Config:
     cells: CellsConfig = field(default_factory=CellsConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     concepts: ConceptsConfig = field(default_factory=ConceptsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     runs_dir: str = "runs"  # run folders; relative paths are relative to the repository
     cache_dir: str = ".cache/faxplainer"  # embeddings, converted weights, thumbnails
 

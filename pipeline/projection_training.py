@@ -87,7 +87,7 @@ def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg
     ww_imgs, word_ids, clean_rows = [], [], []
     for i in train_idx:
         try:
-            image = load_image_rgb(paths[i], max_pixels)
+            image = load_image_rgb(paths[i], max_pixels, min_side=encoder.decode_min_side)
         except BadImageError:
             continue
         for w in rng.integers(0, len(vocab), cfg.words_per_image):
@@ -112,7 +112,7 @@ def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg
     ev_imgs, ev_word_ids, ev_image_ids, ev_clean_rows = [], [], [], []
     for i in eval_idx:
         try:
-            image = load_image_rgb(paths[i], max_pixels)
+            image = load_image_rgb(paths[i], max_pixels, min_side=encoder.decode_min_side)
         except BadImageError:
             continue
         for w in rng.choice(N_EVAL_WORDS, size=2, replace=False):

@@ -62,6 +62,11 @@ class Encoder(ABC):
         raise NotImplementedError
 
     @property
+    def decode_min_side(self) -> int:
+        """JPEGs may be decoded at reduced scale down to this side (see ``load_image_rgb``)."""
+        return 2 * self.info.image_size
+
+    @property
     def has_text_tower(self) -> bool:
         return False
 

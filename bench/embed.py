@@ -1,0 +1,174 @@
+"""Benchmark ``pipeline.embed.embed_paths`` against baselines measured in the same run.
+
+For each encoder and image set it prints images/second of:
+
+* ``naive``        one image at a time: open, preprocess, encode (no batching, no overlap);
+* ``forward``      the model alone on pre-decoded batches (the ceiling for ``embed_paths``);
+* ``embed_paths``  the real function with a fresh temporary cache (decode threads + batching);
+* ``dataloader``   the same pipeline with torch DataLoader worker processes instead of threads;
+
+for each torch intra-op thread count in ``--threads``, then the ratios ``embed_paths / naive``
+(target >= 2) and ``embed_paths / forward`` (target >= 0.85: decoding hidden behind compute).
+``--bf16`` also times CPU bf16 autocast on the forward pass and reports its error against fp32.
+
+Usage::
+
+    python -m bench.embed --n 256 --encoder standin,clip --batch-size 64
+    python -m bench.embed --n 64 --encoder tiny --data faces   # a quick smoke run
+
+Encoders: ``standin`` (DINOv2 ViT-S/14), ``clip`` (open_clip ViT-B-32 with random weights: the
+same cost as the pretrained model), ``tiny``. Image sets: ``faces`` (256 px JPEG, cheap to decode)
+and ``ml72`` (photos up to 4000 px, costly to decode) from ``../shared/data``, else generated.
+Timings on a machine shared with other jobs are noisy: rerun before trusting a small difference.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.config import Config
+from pipeline.data import load_image_rgb
+from pipeline.embed import DEFAULT_MAX_PIXELS, embed_paths
+from pipeline.encoders import ClipWeights, DinoV2StandinEncoder, OpenClipEncoder, TinyEncoder
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def build_encoder(name: str, precision: str = "fp32"):
+    if name == "standin":
+        return DinoV2StandinEncoder(Config().cache_path, device="cpu", precision=precision)
+    if name == "clip":
+        return OpenClipEncoder("ViT-B-32", ClipWeights(None, None, "random"), device="cpu",
+                               precision=precision)
+    if name == "tiny":
+        return TinyEncoder(precision=precision)
+    raise SystemExit(f"unknown encoder {name!r}; use standin, clip or tiny")
+
+
+def image_set(name: str, n: int, tmp: Path) -> list[Path]:
+    folder = DATA_ROOT / name
+    if folder.exists():
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        return files[:n]
+    rng = np.random.default_rng(0)  # no shared data: generated 256 px JPEGs
+    out = []
+    for i in range(n):
+        path = tmp / f"gen{i:04d}.jpg"
+        Image.fromarray((rng.random((256, 256, 3)) * 255).astype(np.uint8)).save(path, quality=95)
+        out.append(path)
+    return out
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def time_naive(encoder, paths) -> float:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for p in paths:
+            encoder.embed(encoder.preprocess(load_image_rgb(p, DEFAULT_MAX_PIXELS))[None])
+    return rate(len(paths), time.perf_counter() - start)
+
+
+def time_forward(encoder, tensors: torch.Tensor, batch_size: int) -> tuple[float, np.ndarray]:
+    outs = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(tensors), batch_size):
+            outs.append(encoder.embed(tensors[i:i + batch_size]).numpy())
+    return rate(len(tensors), time.perf_counter() - start), np.concatenate(outs)
+
+
+def time_embed_paths(encoder, paths, batch_size: int, workers: int) -> float:
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        result = embed_paths(encoder, paths, Path(cache), batch_size=batch_size,
+                             num_workers=workers)
+        seconds = time.perf_counter() - start
+    assert not result.failures, result.failures[:3]
+    return rate(len(paths), seconds)
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, paths, preprocess):
+        self.paths, self.preprocess = paths, preprocess
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return self.preprocess(load_image_rgb(self.paths[i], DEFAULT_MAX_PIXELS))
+
+
+def time_dataloader(encoder, paths, batch_size: int, workers: int) -> float:
+    start = time.perf_counter()
+    loader = torch.utils.data.DataLoader(_Decoded(paths, encoder.preprocess), batch_size=batch_size,
+                                         num_workers=workers, prefetch_factor=2 if workers else None)
+    with torch.inference_mode():
+        for batch in loader:
+            encoder.embed(batch)
+    return rate(len(paths), time.perf_counter() - start)
+
+
+def bench_one(enc_name: str, data: str, args, tmp: Path) -> None:
+    encoder = build_encoder(enc_name)
+    paths = image_set(data, args.n, tmp)
+    naive_paths = paths[:min(len(paths), args.naive_n)]
+    tensors = torch.stack([encoder.preprocess(load_image_rgb(p, DEFAULT_MAX_PIXELS)) for p in paths])
+    print(f"\n== {enc_name} ({encoder.info.model}) on {data}: {len(paths)} images "
+          f"(naive on the first {len(naive_paths)}), batch {args.batch_size}, "
+          f"{args.workers} decode workers")
+    with torch.inference_mode():
+        encoder.embed(tensors[:2])  # warm-up
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        naive = time_naive(encoder, naive_paths)
+        forward, _ = time_forward(encoder, tensors, args.batch_size)
+        ours = time_embed_paths(encoder, paths, args.batch_size, args.workers)
+        loader = time_dataloader(encoder, paths, args.batch_size, args.workers)
+        print(f"torch threads {threads}: naive {naive:7.1f}  forward {forward:7.1f}  "
+              f"embed_paths {ours:7.1f}  dataloader {loader:7.1f} img/s | "
+              f"embed_paths/naive {ours / naive:4.2f}x  embed_paths/forward {ours / forward:4.2f}  "
+              f"dataloader/embed_paths {loader / ours:4.2f}")
+    if args.bf16:
+        torch.set_num_threads(args.threads[-1])
+        fp32_rate, fp32 = time_forward(encoder, tensors, args.batch_size)
+        bf16_encoder = build_encoder(enc_name, precision="bf16")
+        bf16_rate, bf16 = time_forward(bf16_encoder, tensors, args.batch_size)
+        cos = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+        rel = np.linalg.norm(fp32 - bf16, axis=1) / np.linalg.norm(fp32, axis=1)
+        print(f"bf16 autocast (threads {args.threads[-1]}): forward {bf16_rate:.1f} vs fp32 "
+              f"{fp32_rate:.1f} img/s ({bf16_rate / fp32_rate:.2f}x); error vs fp32: relative L2 "
+              f"median {np.median(rel):.2e} max {rel.max():.2e}, cosine min {cos.min():.5f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=256, help="images per set")
+    ap.add_argument("--naive-n", type=int, default=64, help="images for the one-at-a-time baseline")
+    ap.add_argument("--encoder", default="standin,clip", help="comma list: standin, clip, tiny")
+    ap.add_argument("--data", default="faces,ml72", help="comma list of sets under ../shared/data")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2, help="decode threads / DataLoader processes")
+    ap.add_argument("--threads", default="1,2", help="comma list of torch intra-op thread counts")
+    ap.add_argument("--bf16", action="store_true", help="also time CPU bf16 autocast")
+    args = ap.parse_args()
+    args.threads = [int(t) for t in args.threads.split(",")]
+    print(f"cores visible: {os.cpu_count()}, torch {torch.__version__}; load average "
+          f"{os.getloadavg()[0]:.1f} (other jobs on this machine distort timings)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for enc_name in args.encoder.split(","):
+            for data in args.data.split(","):
+                bench_one(enc_name, data, args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Encoder factory: build the configured image encoder (method.md section 1).
+
+``encoder.name``:
+
+* ``open_clip`` - open_clip ``model`` with ``pretrained`` weights (or ``checkpoint`` /
+  ``$FAXPLAINER_CLIP_CHECKPOINT``); raises :class:`WeightsUnavailableError` when they cannot be had;
+* ``dinov2_standin`` - the offline DINOv2 ViT-S/14 stand-in (``dinov2_standin.py``);
+* ``tiny`` - a seeded random tiny CLIP for tests;
+* ``auto`` - ``open_clip`` when its weights are obtainable, else the stand-in, with the reason in
+  ``info.fallback_reason`` (and logged).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from pipeline.config import EncoderConfig
+
+from .base import Encoder, EncoderInfo
+from .dinov2_standin import DinoV2StandinEncoder, StandinUnavailableError
+from .open_clip_encoder import (CHECKPOINT_ENV, ClipWeights, OpenClipEncoder,
+                                WeightsUnavailableError, resolve_clip_weights)
+from .tiny import TinyEncoder
+
+__all__ = ["CHECKPOINT_ENV", "ClipWeights", "DinoV2StandinEncoder", "Encoder", "EncoderInfo",
+           "OpenClipEncoder", "StandinUnavailableError", "TinyEncoder",
+           "WeightsUnavailableError", "load_encoder", "resolve_clip_weights"]
+
+ENCODER_NAMES = ("auto", "open_clip", "dinov2_standin", "tiny")
+_LOG = logging.getLogger(__name__)
+
+
+def load_encoder(cfg: EncoderConfig, cache_dir: Path,
+                 log: Callable[[str], None] | None = None) -> Encoder:
+    """Build the encoder named by ``cfg.name``.
+
+    Parameters
+    ----------
+    cfg : the ``encoder`` section of the run configuration.
+    cache_dir : cache root; converted stand-in weights and checkpoint hashes go to
+        ``<cache_dir>/weights/``.
+    log : optional callable receiving one-line messages (e.g. why CLIP was replaced).
+
+    Raises
+    ------
+    WeightsUnavailableError
+        ``name: open_clip`` and the weights can be neither found nor downloaded.
+    ValueError
+        unknown ``name``.
+    """
+    cache_dir = Path(cache_dir)
+    name = cfg.name
+    # fp32 on CPU unless configured (bf16 is faster there but shifts embeddings ~1%; bench/embed.py)
+    precision = cfg.precision
+    if name == "tiny":
+        return TinyEncoder(device=cfg.device, precision="fp32" if precision == "auto" else precision,
+                           cache_dir=cache_dir)
+    if name == "dinov2_standin":
+        return DinoV2StandinEncoder(cache_dir, device=cfg.device, precision=precision, log=log)
+    if name == "open_clip":
+        weights = resolve_clip_weights(cfg.model, cfg.pretrained, cfg.checkpoint)
+        return OpenClipEncoder(cfg.model, weights, device=cfg.device, precision=precision,
+                               cache_dir=cache_dir)
+    if name == "auto":
+        try:
+            weights = resolve_clip_weights(cfg.model, cfg.pretrained, cfg.checkpoint)
+            return OpenClipEncoder(cfg.model, weights, device=cfg.device, precision=precision,
+                                   cache_dir=cache_dir)
+        except WeightsUnavailableError as e:
+            reason = str(e)
+        message = f"CLIP ({cfg.model}/{cfg.pretrained}) unavailable, using the DINOv2 stand-in: {reason}"
+        _LOG.warning(message)
+        if log:
+            log(message)
+        return DinoV2StandinEncoder(cache_dir, device=cfg.device, precision=precision,
+                                    fallback_reason=reason, log=log)
+    raise ValueError(f"unknown encoder.name {name!r}; choose one of {ENCODER_NAMES}")
