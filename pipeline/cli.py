@@ -117,6 +117,7 @@ def cmd_demo_data(args) -> int:
     try:
         summary = build_demo_dataset(Path(args.out), size=args.size, real_dirs=[Path(d) for d in args.real_dir],
                                      seed=args.seed, cache_dir=cfg.cache_path, progress=bars,
+                                     debian=not args.no_debian, workers=args.workers,
                                      log=lambda m: tqdm.write(m, file=sys.stderr))
     finally:
         bars.close()
@@ -161,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=400, help="images per class")
     p.add_argument("--real-dir", action="append", default=[], help="extra folder of your own photos")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-debian", action="store_true", help="don't fetch Debian wallpaper photos")
+    p.add_argument("--workers", type=int, default=None, help="images generated at once (threads)")
     p.set_defaults(func=cmd_demo_data)
 
     p = with_config(sub.add_parser("explain", help="write relevance overlays of some images"))

@@ -85,7 +85,7 @@ def test_converted_model_matches_onnxruntime(standin, onnx_session, photo):
         cls = standin.embed(x).numpy()
     assert tokens.shape == reference.shape == (1, 257, 384)
     assert np.abs(tokens - reference).max() < 1e-4
-    np.testing.assert_allclose(cls[0], reference[0, 0], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(cls[0, -384:], reference[0, 0], atol=1e-4, rtol=0)  # final CLS block
 
 
 def test_crops_of_one_photo_are_closer_than_different_photos(standin):
@@ -108,7 +108,7 @@ def test_crops_of_one_photo_are_closer_than_different_photos(standin):
 
 
 def test_standin_exposes_timm_blocks(standin):
-    assert standin.family == "timm" and standin.info.embed_dim == 384
+    assert standin.family == "timm" and standin.info.embed_dim == 384 * 4
     assert standin.patch_grid == (16, 16)
     assert len(standin.blocks) == 12 and all(isinstance(b, Block) for b in standin.blocks)
     assert standin.visual is standin.model and not standin.has_text_tower
@@ -130,3 +130,13 @@ def test_auto_falls_back_to_standin_when_clip_is_unavailable(standin, cache_dir,
     assert any("stand-in" in m for m in messages)
     assert enc.info.fingerprint == standin.info.fingerprint
     assert weights.stat().st_mtime_ns == mtime  # converted once, then read from the cache
+
+
+def test_standin_embedding_ends_with_the_final_cls_token(standin):
+    """The multi-block embedding's last 384 values are exactly timm's own final CLS output."""
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        emb = standin.embed(x)
+        final_cls = standin.model.forward_features(x)[:, 0]
+    assert emb.shape == (2, 384 * 4)
+    torch.testing.assert_close(emb[:, -384:], final_cls, atol=1e-5, rtol=1e-5)

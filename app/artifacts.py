@@ -1,0 +1,265 @@
+"""The app's derived files for a run, and the functions that make them.
+
+Under ``<cache>/app/<run key>/`` (see :meth:`app.context.AppContext.app_cache`):
+
+================================  ===============================================================
+``grids/cell-<c>.json``           a cell's grid: rows, cols, tile size, slot -> image index, sprite
+``sprites/<key>.jpg``             the cell's framed thumbnails in one picture (key = content hash)
+``attention/<i>/meta.json``       image ``i``'s contributions, logit, map size
+``attention/<i>/*.jpg``           ``image``, ``aggregate`` and ``d00`` .. ``d15`` overlays
+``faithfulness.json``             the deletion check (gain, win rate) of each of the 16 dimensions
+``concepts/cell-<c>.json``        the cell's concepts as returned by ``get_concepts``
+================================  ===============================================================
+
+"Ready" means the JSON file exists; it is written last (atomically), after the pictures it names.
+Nothing here imports Dash: the background jobs in :mod:`app.jobs` and the benchmarks call these.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from pipeline.grid import arrange
+from pipeline.overlays import overlay_relevance, overlay_signed
+from pipeline.store import atomic_write_bytes, atomic_write_json
+
+from .runs import RunView
+
+Progress = Callable[[str, int, int], None]
+
+SPRITE_BUDGET = 4096  # largest side of a sprite, in pixels
+FRAME_RIGHT = (44, 160, 44)  # green frame: the prediction is right
+FRAME_WRONG = (214, 39, 40)  # red frame: the prediction is wrong
+DIM_SIZE = 112  # side of a per-dimension overlay
+N_DIMS = 16
+ATTN_NAMES = ("image", "aggregate") + tuple(f"d{k:02d}" for k in range(N_DIMS))
+
+
+def _read_json(path: Path) -> dict | list | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    pass
+
+
+# -- image grid ---------------------------------------------------------------------------------
+def tile_size(rows: int, cols: int) -> int:
+    """Pixels per thumbnail in a sprite: as large as the budget allows, 24 to 128."""
+    return int(np.clip(SPRITE_BUDGET // max(rows, cols, 1), 24, 128))
+
+
+def grid_path(cache_dir: Path, cell: int) -> Path:
+    return Path(cache_dir) / "grids" / f"cell-{int(cell)}.json"
+
+
+def sprite_path(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / "sprites" / f"{key}.jpg"
+
+
+def read_grid(cache_dir: Path, cell: int) -> dict | None:
+    """The prepared grid of ``cell`` (with its sprite on disk), or None."""
+    grid = _read_json(grid_path(cache_dir, cell))
+    if not isinstance(grid, dict) or not sprite_path(cache_dir, grid.get("sprite", "")).exists():
+        return None
+    return grid
+
+
+def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress | None = None) -> dict:
+    """Arrange ``cell``'s images by similarity, draw its sprite, write the grid file.
+
+    Steps: thumbnails of the cell (generated if missing, cached for all runs on the same data),
+    the grid layout (:func:`pipeline.grid.arrange` on the images' 16-d vectors), the sprite.
+    """
+    progress = progress or _noop
+    members = view.cell_members(cell)
+    if len(members) == 0:
+        raise ValueError(f"cell {cell} of run {view.run_id} has no images")
+    view.images.ensure_thumbnails(members, progress=lambda d, t: progress("thumbnails", d, t))
+    progress("arranging", 0, 1)
+    z = np.asarray(view.z16()[members], dtype=np.float32)
+    local = arrange(z)
+    order = np.where(local >= 0, members[np.maximum(local, 0)], -1)
+    rows, cols = order.shape
+    tile = tile_size(rows, cols)
+    key = hashlib.sha1(f"{view.cache_key()}|{cell}|{tile}|".encode() + order.tobytes()).hexdigest()[:20]
+    frames = {int(i): (FRAME_RIGHT if view.correct[i] else FRAME_WRONG) for i in members}
+    progress("drawing", 0, 1)
+    view.images.compose_sprite(order, tile, frames, sprite_path(cache_dir, key))
+    grid = {"run_id": view.run_id, "cell": int(cell), "rows": rows, "cols": cols, "tile": tile,
+            "order": order.ravel().tolist(), "sprite": key, "n": int(len(members))}
+    atomic_write_json(grid_path(cache_dir, cell), grid)
+    progress("drawing", 1, 1)
+    return grid
+
+
+# -- attention ----------------------------------------------------------------------------------
+def attention_dir(cache_dir: Path, index: int) -> Path:
+    return Path(cache_dir) / "attention" / str(int(index))
+
+
+def read_attention(cache_dir: Path, index: int) -> dict | None:
+    meta = _read_json(attention_dir(cache_dir, index) / "meta.json")
+    return meta if isinstance(meta, dict) else None
+
+
+def attention_file(cache_dir: Path, index: int, name: str) -> Path | None:
+    """Overlay ``name`` (one of :data:`ATTN_NAMES`) of image ``index``, if it exists."""
+    if name not in ATTN_NAMES:
+        return None
+    path = attention_dir(cache_dir, index) / f"{name}.jpg"
+    return path if path.exists() else None
+
+
+def _jpeg(im: Image.Image, size: int | None = None) -> bytes:
+    if size and im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
+def _get(result, name: str):
+    """Field ``name`` of a ``get_maps`` entry (``ImageMaps`` object or plain dict)."""
+    return result[name] if isinstance(result, dict) else getattr(result, name)
+
+
+def render_attention(cache_dir: Path, index: int, result) -> dict:
+    """Write the overlays of image ``index`` from one ``get_maps`` entry; returns its meta.
+
+    The entry's ``rgb`` is the model input the maps are aligned with (the centre crop the encoder
+    saw), so the overlays are drawn on it rather than on the original file.
+    """
+    maps = np.asarray(_get(result, "maps"), dtype=np.float32)
+    aggregate = np.asarray(_get(result, "aggregate"), dtype=np.float32)
+    rgb = np.asarray(_get(result, "rgb"), dtype=np.uint8)
+    if maps.ndim != 3 or maps.shape[0] != N_DIMS:
+        raise ValueError(f"image {index}: expected ({N_DIMS}, H, W) maps, got {maps.shape}")
+    out = attention_dir(cache_dir, index)
+    atomic_write_bytes(out / "image.jpg", _jpeg(Image.fromarray(rgb)))
+    atomic_write_bytes(out / "aggregate.jpg", _jpeg(overlay_signed(rgb, aggregate)))
+    for k in range(N_DIMS):
+        atomic_write_bytes(out / f"d{k:02d}.jpg", _jpeg(overlay_relevance(rgb, maps[k]), DIM_SIZE))
+    meta = {"index": int(index),
+            "contributions": [float(c) for c in np.asarray(_get(result, "contributions")).ravel()],
+            "z": [float(v) for v in np.asarray(_get(result, "z")).ravel()],
+            "logit": float(_get(result, "logit")), "height": int(rgb.shape[0]),
+            "width": int(rgb.shape[1]), "error": None}
+    atomic_write_json(out / "meta.json", meta)
+    return meta
+
+
+def _record_failure(cache_dir: Path, index: int, message: str) -> None:
+    """An image whose maps cannot be computed (unreadable file): remembered with the reason."""
+    atomic_write_json(attention_dir(cache_dir, index) / "meta.json",
+                      {"index": int(index), "error": message})
+
+
+def prepare_attention(view: RunView, cache_dir: Path, indices: Iterable[int], get_maps: Callable,
+                      progress: Progress | None = None) -> list[int]:
+    """Compute (through ``get_maps``) and draw the maps of the ``indices`` not drawn yet.
+
+    Returns the indices that were computed now. Unreadable images are recorded with the reason.
+    """
+    progress = progress or _noop
+    missing = [int(i) for i in indices if read_attention(cache_dir, int(i)) is None]
+    if not missing:
+        return []
+    progress("relevance maps", 0, len(missing))
+    failed: dict[int, str] = {}
+    results = get_maps(view.path, missing,
+                       progress=lambda done, total, *_: progress("relevance maps", done, total),
+                       on_error=lambda i, message: failed.__setitem__(int(i), message))
+    for done, i in enumerate(missing, start=1):
+        if i in results:
+            render_attention(cache_dir, i, results[i])
+        else:
+            _record_failure(cache_dir, i, failed.get(i, "no maps were returned for this image"))
+        progress("drawing maps", done, len(missing))
+    return missing
+
+
+def faithfulness_path(cache_dir: Path) -> Path:
+    return Path(cache_dir) / "faithfulness.json"
+
+
+def read_faithfulness(cache_dir: Path) -> list[dict] | None:
+    """Per dimension ``{"gain", "win_rate"}`` of the deletion check, or None."""
+    data = _read_json(faithfulness_path(cache_dir))
+    return data if isinstance(data, list) else None
+
+
+def prepare_faithfulness(view: RunView, cache_dir: Path, get_faithfulness: Callable,
+                         progress: Progress | None = None) -> list[dict]:
+    """The deletion check of the run's maps per dimension (``get_faithfulness``), kept on disk."""
+    cached = read_faithfulness(cache_dir)
+    if cached is not None:
+        return cached
+    progress = progress or _noop
+    summary = get_faithfulness(view.path,
+                               progress=lambda done, total, *_: progress("faithfulness", done, total))
+    values = [{"gain": float(d["gain"]), "win_rate": float(d["win_rate"])}
+              for d in sorted(summary["per_dimension"], key=lambda d: d["dim"])]
+    atomic_write_json(faithfulness_path(cache_dir), values)
+    return values
+
+
+def dimension_order(contributions: list[float], logit: float) -> list[int]:
+    """Dimensions by how much they push towards the predicted class, strongest first."""
+    sign = 1.0 if logit >= 0 else -1.0
+    c = np.asarray(contributions, dtype=np.float64) * sign
+    return [int(k) for k in np.argsort(-c, kind="stable")]
+
+
+# -- concepts -----------------------------------------------------------------------------------
+def concepts_path(cache_dir: Path, cell: int) -> Path:
+    return Path(cache_dir) / "concepts" / f"cell-{int(cell)}.json"
+
+
+def read_concepts(cache_dir: Path, cell: int) -> dict | None:
+    data = _read_json(concepts_path(cache_dir, cell))
+    return data if isinstance(data, dict) else None
+
+
+def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Callable,
+                     progress: Progress | None = None) -> dict:
+    """Compute ``cell``'s concepts through ``get_concepts`` and keep the answer."""
+    progress = progress or _noop
+    cached = read_concepts(cache_dir, cell)
+    if cached is not None:
+        return cached
+    progress("concepts", 0, 1)
+    result = get_concepts(view.path, int(cell),
+                          progress=lambda done, total, *_: progress("concepts", done, total))
+    concepts = [{"size": int(c["size"]), "profile": [float(v) for v in c["profile"]],
+                 "patches": [str(p) for p in c.get("patches", [])]} for c in result["concepts"]]
+    data = {"cell": int(cell), "concepts": concepts}
+    atomic_write_json(concepts_path(cache_dir, cell), data)
+    return data
+
+
+def concept_patch(view: RunView, cache_dir: Path, cell: int, k: int, j: int) -> Path | None:
+    """File of patch ``j`` of concept ``k`` of ``cell``, only if it lies inside the run folder."""
+    data = read_concepts(cache_dir, cell)
+    try:
+        rel = data["concepts"][k]["patches"][j]
+    except (TypeError, KeyError, IndexError):
+        return None
+    if k < 0 or j < 0:
+        return None
+    run_dir = view.path.resolve()
+    path = (run_dir / rel).resolve()
+    try:
+        path.relative_to(run_dir)
+    except ValueError:
+        return None
+    return path if path.is_file() else None

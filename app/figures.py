@@ -1,0 +1,299 @@
+"""Pure functions from run artifacts to plotly figures.
+
+Representation view (method.md section 6): each cell is a pie glyph whose *area* is proportional
+to its image count, with up to four wedges (real-correct, real-wrong, fake-correct, fake-wrong):
+blue for real, orange for fake, solid for correct, hatched for wrong; the colour's saturation
+encodes the cell's mean confidence. Plotly layout shapes are unusable past ~1k cells (*measured*),
+so the glyphs are 20 SVG ``fill='toself'`` scatter traces (4 classes x 5 saturation bins), each
+holding all its wedges as polygons separated by NaN gaps, and one invisible ``scattergl`` marker
+layer gives hover, click and selection. Level of detail: fewer arc vertices per wedge as the
+number of cells grows.
+
+Image view: the cell's framed thumbnails are one sprite picture (a layout image); an invisible
+``scattergl`` marker per thumbnail carries hover text and box/lasso selection.
+"""
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+import plotly.graph_objects as go
+
+CLASSES = ("real_correct", "real_wrong", "fake_correct", "fake_wrong")
+CLASS_LABELS = {"real_correct": "real, predicted real", "real_wrong": "real, predicted fake",
+                "fake_correct": "fake, predicted fake", "fake_wrong": "fake, predicted real"}
+REAL_HUE, FAKE_HUE = 208 / 360, 28 / 360  # blue, orange
+CONFIDENCE_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)  # 5 saturation bins of mean confidence
+SATURATIONS = (0.18, 0.38, 0.58, 0.78, 0.98)
+HOVER_TRACE_NAME = "cells"
+HIGHLIGHT_TRACE_NAME = "selected cell"
+# Trace order of the representation figure: 20 wedge traces, boundary, hover layer, highlight ring.
+HIGHLIGHT_INDEX = len(CLASSES) * len(SATURATIONS) + 2
+
+
+def class_colour(cls: str, saturation_bin: int) -> str:
+    """CSS colour of a wedge class at one saturation bin (0 = least confident)."""
+    hue = REAL_HUE if cls.startswith("real") else FAKE_HUE
+    r, g, b = colorsys.hls_to_rgb(hue, 0.52, SATURATIONS[saturation_bin])
+    return f"rgb({round(r * 255)},{round(g * 255)},{round(b * 255)})"
+
+
+def arc_vertices(n_cells: int) -> int:
+    """Vertices of a full circle's arc: the level of detail drops as cells get many (and small).
+
+    A wedge gets a share of them proportional to its angle (at least 2).
+    """
+    if n_cells <= 1000:
+        return 40
+    if n_cells <= 5000:  # *measured* (bench/app.py --browser): 22 -> 14 cuts the draw by ~1/3
+        return 14
+    if n_cells <= 20000:
+        return 8
+    return 6
+
+
+def glyph_radii(x: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Radius per cell, proportional to sqrt(count) so that *area* is proportional to count.
+
+    The scale makes a median-sized glyph about 0.45 of the median nearest-neighbour spacing.
+    """
+    n = np.maximum(np.asarray(n, dtype=np.float64), 0)
+    if len(n) == 0:
+        return np.zeros(0)
+    pts = np.column_stack([x, y])
+    if len(pts) > 1:
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(pts).query(pts, k=2)
+        spacing = float(np.median(d[:, 1]))
+    else:
+        spacing = 1.0
+    if not np.isfinite(spacing) or spacing <= 0:
+        extent = float(np.ptp(pts, axis=0).max()) if len(pts) > 1 else 0.0
+        spacing = extent / max(np.sqrt(len(pts)), 1) or 1.0
+    median_n = float(np.median(n[n > 0])) if np.any(n > 0) else 1.0
+    return 0.45 * spacing * np.sqrt(n / median_n)
+
+
+def cell_radii(items: list[dict], x: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Glyph radii: ``pipeline.cells`` gives them (``r``, already de-overlapped); else computed."""
+    if items and all("r" in c for c in items):
+        return np.array([c["r"] for c in items], dtype=np.float64)
+    return glyph_radii(x, y, n)
+
+
+def wedge_polygons(cx: np.ndarray, cy: np.ndarray, r: np.ndarray, a0: np.ndarray, a1: np.ndarray,
+                   k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons of wedges (centre, then arc points from angle ``a0`` to ``a1``), NaN-separated.
+
+    A wedge spanning a fraction f of the circle gets ``max(2, ceil(f * k) + 1)`` arc points, so
+    thin wedges stay cheap. Returns flat x and y arrays for a ``fill='toself'`` scatter trace.
+    """
+    w = len(cx)
+    if w == 0:
+        return np.zeros(0), np.zeros(0)
+    span = np.abs(a1 - a0) / (2 * np.pi)
+    m = np.maximum(2, np.ceil(span * k).astype(np.int64) + 1)  # arc points per wedge
+    length = m + 2  # centre + arc + gap
+    offset = np.concatenate([[0], np.cumsum(length)[:-1]])
+    total = int(length.sum())
+    xs = np.full(total, np.nan)
+    ys = np.full(total, np.nan)
+    xs[offset], ys[offset] = cx, cy
+    wid = np.repeat(np.arange(w), m)  # wedge of each arc point
+    j = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)  # position inside its arc
+    t = j / (m[wid] - 1)
+    ang = a0[wid] + (a1 - a0)[wid] * t
+    pos = offset[wid] + 1 + j
+    xs[pos] = cx[wid] + r[wid] * np.cos(ang)
+    ys[pos] = cy[wid] + r[wid] * np.sin(ang)
+    return xs, ys
+
+
+def confidence_bins(conf: np.ndarray) -> np.ndarray:
+    """Saturation bin (0..4) of each mean confidence (0.5..1)."""
+    return np.clip(np.digitize(conf, CONFIDENCE_EDGES[1:-1]), 0, len(SATURATIONS) - 1)
+
+
+def representation_figure(cells: dict, selected_cell: int | None = None,
+                          uirevision: str | None = None) -> go.Figure:
+    """Pie-glyph map of all cells (``cells.json`` content) -> figure.
+
+    Trace order: 20 wedge traces, the boundary line, the hover/click layer (``scattergl``), the
+    highlight ring of the selected cell (updated alone with ``dash.Patch``).
+    """
+    items = cells.get("cells", [])
+    ids = np.array([c["id"] for c in items], dtype=np.int64)
+    x = np.array([c["x"] for c in items], dtype=np.float64)
+    y = np.array([c["y"] for c in items], dtype=np.float64)
+    n = np.array([c["n"] for c in items], dtype=np.float64)
+    counts = np.array([[c[k] for k in CLASSES] for c in items], dtype=np.float64).reshape(-1, 4)
+    conf = np.array([c.get("mean_confidence", 0.5) for c in items], dtype=np.float64)
+    acc = np.array([c.get("accuracy", 0.0) for c in items], dtype=np.float64)
+    r = cell_radii(items, x, y, n)
+    k = arc_vertices(len(items))
+    bins = confidence_bins(conf)
+
+    total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    frac = counts / total
+    # Wedges start at 12 o'clock and run clockwise in CLASSES order.
+    ends = np.pi / 2 - 2 * np.pi * np.cumsum(frac, axis=1)
+    starts = np.column_stack([np.full(len(items), np.pi / 2), ends[:, :-1]])
+
+    fig = go.Figure()
+    for ci, cls in enumerate(CLASSES):
+        wrong = cls.endswith("wrong")
+        for b in range(len(SATURATIONS)):
+            m = (frac[:, ci] > 0) & (bins == b)
+            xs, ys = wedge_polygons(x[m], y[m], r[m], starts[m, ci], ends[m, ci], k)
+            colour = class_colour(cls, b)
+            trace = dict(x=xs.astype(np.float32), y=ys.astype(np.float32), mode="lines",
+                         fill="toself", line=dict(width=0), hoverinfo="skip", showlegend=False,
+                         name=f"{cls} confidence bin {b}")
+            if wrong:
+                trace["fillcolor"] = "rgba(255,255,255,0.9)"
+                trace["fillpattern"] = dict(shape="/", fgcolor=colour, bgcolor="white",
+                                            size=6, solidity=0.45)
+            else:
+                trace["fillcolor"] = colour
+            fig.add_trace(go.Scatter(**trace))
+
+    ypad = (np.ptp(y) if len(y) > 1 else 1.0) * 0.08 + (r.max() if len(r) else 0.5)
+    ylo, yhi = (y.min() - ypad, y.max() + ypad) if len(y) else (-1, 1)
+    bx = float(cells.get("boundary_x", 0.0))
+    fig.add_trace(go.Scatter(x=[bx, bx], y=[ylo, yhi], mode="lines", hoverinfo="skip",
+                             line=dict(color="rgba(80,80,80,0.6)", width=1, dash="dash"),
+                             showlegend=False, name="decision boundary"))
+
+    # customdata as plain lists: plotly leaves typed-array customdata out of click/selection events
+    custom = [[int(i), *map(int, cnt), round(float(a), 4), round(float(c), 4)]
+              for i, cnt, a, c in zip(ids, counts, acc, conf)]
+    fig.add_trace(go.Scattergl(
+        x=x.astype(np.float32), y=y.astype(np.float32), mode="markers", name=HOVER_TRACE_NAME, customdata=custom,
+        marker=dict(size=np.clip(2 * r / (r.max() if len(r) and r.max() > 0 else 1) * 22, 8, 30).astype(np.float32),
+                    color="rgba(0,0,0,0)", line=dict(width=0)),
+        hovertemplate=("<b>cell %{customdata[0]}</b><br>real: %{customdata[1]} right, "
+                       "%{customdata[2]} wrong<br>fake: %{customdata[3]} right, %{customdata[4]} "
+                       "wrong<br>accuracy %{customdata[5]:.0%} · mean confidence "
+                       "%{customdata[6]:.2f}<extra></extra>"),
+        showlegend=False))
+    hx, hy = highlight_ring(cells, selected_cell, r_by_id=dict(zip(ids.tolist(), r.tolist())))
+    fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", hoverinfo="skip", showlegend=False,
+                             name=HIGHLIGHT_TRACE_NAME, line=dict(color="black", width=2.5)))
+
+    fig.update_layout(
+        margin=dict(l=10, r=10, t=28, b=10), plot_bgcolor="white", paper_bgcolor="white",
+        dragmode="pan", hovermode="closest", hoverdistance=25, uirevision=uirevision,
+        xaxis=dict(showgrid=False, zeroline=False, showticklabels=False,
+                   title=dict(text=cells.get("x_label") or "", font=dict(size=11))),
+        yaxis=dict(showgrid=False, zeroline=False, showticklabels=False, scaleanchor="x",
+                   scaleratio=1, title=dict(text=cells.get("y_label") or "", font=dict(size=11))),
+        annotations=[
+            dict(x=bx, y=1.0, xref="x", yref="paper", text="real ◀", xanchor="right",
+                 yanchor="bottom", showarrow=False, font=dict(color=class_colour("real_correct", 4))),
+            dict(x=bx, y=1.0, xref="x", yref="paper", text="▶ fake", xanchor="left",
+                 yanchor="bottom", showarrow=False, font=dict(color=class_colour("fake_correct", 4))),
+        ])
+    return fig
+
+
+def trace_index(fig_or_data, name: str) -> int:
+    """Index of the trace called ``name`` in a figure (dict or go.Figure) or its data list."""
+    data = fig_or_data["data"] if not isinstance(fig_or_data, list) else fig_or_data
+    for i, t in enumerate(data):
+        if (t.get("name") if isinstance(t, dict) else t.name) == name:
+            return i
+    raise KeyError(name)
+
+
+def highlight_ring(cells: dict, cell_id: int | None, r_by_id: dict | None = None,
+                   k: int = 48) -> tuple[list, list]:
+    """Circle around ``cell_id``'s glyph (empty lists when no cell is selected)."""
+    if cell_id is None:
+        return [], []
+    items = cells.get("cells", [])
+    cell = next((c for c in items if int(c["id"]) == int(cell_id)), None)
+    if cell is None:
+        return [], []
+    if r_by_id is None:
+        x = np.array([c["x"] for c in items])
+        y = np.array([c["y"] for c in items])
+        r = cell_radii(items, x, y, np.array([c["n"] for c in items]))
+        r_by_id = dict(zip([int(c["id"]) for c in items], r.tolist()))
+    rad = 1.15 * r_by_id[int(cell_id)]
+    t = np.linspace(0, 2 * np.pi, k)
+    return (cell["x"] + rad * np.cos(t)).tolist(), (cell["y"] + rad * np.sin(t)).tolist()
+
+
+# -- image grid ---------------------------------------------------------------------------------
+def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
+                      selected: list[int] | None = None) -> go.Figure:
+    """The cell's sprite on a grid, with one invisible selectable marker per thumbnail.
+
+    Parameters
+    ----------
+    grid : dict
+        ``rows``, ``cols``, ``order`` (slot -> image index, -1 empty; reading order).
+    sprite_url : str
+        URL of the sprite picture.
+    hover : list of str
+        Hover text per *filled slot*, in slot order (shown by the app's tooltip, not by plotly).
+    selected : list of int, optional
+        Image indices to show as selected.
+    """
+    rows, cols = int(grid["rows"]), int(grid["cols"])
+    order = np.asarray(grid["order"], dtype=np.int64)
+    slots = np.flatnonzero(order >= 0)
+    idx = order[slots]
+    px = (slots % cols + 0.5).astype(np.float32)
+    py = (-(slots // cols) - 0.5).astype(np.float32)  # row 0 at the top: y = 0 .. -rows
+    marker_px = max(4, min(22, int(600 / max(cols, 1) * 0.5)))
+    sel = selected_positions(idx, selected)
+    fig = go.Figure(go.Scattergl(
+        x=px, y=py, mode="markers", customdata=idx.tolist(), text=hover, name="images",
+        hoverinfo="none",  # the app's tooltip shows the thumbnail and this text
+        marker=dict(size=marker_px, color="rgba(255,255,255,0)", symbol="square"),
+        selected=dict(marker=dict(color="rgba(255,215,0,0.85)")),
+        unselected=dict(marker=dict(opacity=0)),
+        selectedpoints=sel))
+    fig.update_layout(
+        images=[dict(source=sprite_url, xref="x", yref="y", x=0, y=0, sizex=cols, sizey=rows,
+                     xanchor="left", yanchor="top", sizing="stretch", layer="below")],
+        xaxis=dict(range=[0, cols], showgrid=False, zeroline=False, showticklabels=False,
+                   constrain="domain"),
+        yaxis=dict(range=[-rows, 0], showgrid=False, zeroline=False, showticklabels=False,
+                   scaleanchor="x", scaleratio=1, constrain="domain"),
+        margin=dict(l=4, r=4, t=4, b=4), dragmode="select", hovermode="closest",
+        plot_bgcolor="rgb(60,60,60)", paper_bgcolor="white", showlegend=False,
+        uirevision=f"{grid.get('run_id')}-{grid.get('cell')}")
+    return fig
+
+
+def selected_positions(slot_indices, selected: list[int] | None) -> list[int] | None:
+    """Marker positions (in slot order) of the ``selected`` image indices; None = no selection."""
+    if not selected:
+        return None
+    want = set(int(i) for i in selected)
+    return [p for p, i in enumerate(np.asarray(slot_indices).tolist()) if i in want]
+
+
+def empty_figure(message: str = "") -> go.Figure:
+    """Blank axes with a centred message (a panel before anything is chosen)."""
+    fig = go.Figure()
+    fig.update_layout(
+        xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white",
+        margin=dict(l=4, r=4, t=4, b=4),
+        annotations=[dict(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
+                          yref="paper", font=dict(size=14, color="grey"))] if message else [])
+    return fig
+
+
+def profile_figure(profile: list[float], colour: str = "rgb(90,90,90)") -> go.Figure:
+    """Small bar chart of a concept's profile over the 16 dimensions."""
+    k = len(profile)
+    fig = go.Figure(go.Bar(x=[f"d{i}" for i in range(k)], y=profile, marker_color=colour,
+                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(margin=dict(l=24, r=4, t=4, b=20), height=120, plot_bgcolor="white",
+                      xaxis=dict(tickfont=dict(size=8)), yaxis=dict(tickfont=dict(size=8)),
+                      bargap=0.15)
+    return fig

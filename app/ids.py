@@ -1,0 +1,89 @@
+"""Every component id of the app, declared once (kebab-case ``view-thing-kind``).
+
+Pattern-matching ids come from builder functions so that the dict shape is typed in one place.
+"""
+from __future__ import annotations
+
+# -- shell: location, app-wide stores, run picker, status, new run ---------------------------------
+URL = "shell-url-location"
+STORE_RUN = "shell-run-store"  # run id (str) or None
+STORE_CELL = "shell-cell-store"  # cell id (int) or None
+STORE_SEL = "shell-selection-store"  # {"ids": [image index, ...], "from": "graph"|"url"|"note"}
+STORE_VIEW = "shell-view-store"  # "images" | "concepts"
+RUN_PICKER = "shell-run-dropdown"
+STATUS = "shell-status-div"
+FALLBACK_NOTICE = "shell-fallback-alert"
+METRICS = "shell-metrics-div"
+NEWRUN_TOGGLE = "shell-newrun-button"
+NEWRUN_COLLAPSE = "shell-newrun-collapse"
+NEWRUN_PATH = "shell-newrun-path-input"
+NEWRUN_CATEGORIES = "shell-newrun-categories-input"
+NEWRUN_GENERATORS = "shell-newrun-generators-input"
+NEWRUN_START = "shell-newrun-start-button"
+NEWRUN_CANCEL = "shell-newrun-cancel-button"
+NEWRUN_PROGRESS = "shell-newrun-progress"
+NEWRUN_PROGRESS_LABEL = "shell-newrun-progress-label-div"
+NEWRUN_MESSAGE = "shell-newrun-message-div"
+
+# -- representation view ----------------------------------------------------------------------
+REPR_GRAPH = "representation-cells-graph"
+REPR_LEGEND = "representation-legend-div"
+REPR_INFO = "representation-info-div"
+REPR_SHOWN = "representation-shown-store"  # run id of the figure on screen
+
+# -- image view -------------------------------------------------------------------------------
+IMAGES_GRAPH = "images-grid-graph"
+IMAGES_TITLE = "images-title-div"
+IMAGES_MESSAGE = "images-message-div"
+IMAGES_PROGRESS = "images-progress"
+IMAGES_PROGRESS_LABEL = "images-progress-label-div"
+IMAGES_PROGRESS_WRAP = "images-progress-div"
+IMAGES_PANEL = "images-panel-div"
+IMAGES_TOOLTIP = "images-hover-tooltip"
+IMAGES_TOOLTIP_IMG = "images-hover-img"
+IMAGES_TOOLTIP_TEXT = "images-hover-text-div"
+IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure on screen
+GRID_REQUEST = "images-grid-request-store"
+VIEW_TOGGLE = "images-view-radio"
+
+# -- attention view ---------------------------------------------------------------------------
+ATTN_CONTENT = "attention-content-div"
+ATTN_MESSAGE = "attention-message-div"
+ATTN_PROGRESS = "attention-progress"
+ATTN_PROGRESS_LABEL = "attention-progress-label-div"
+ATTN_PROGRESS_WRAP = "attention-progress-div"
+ATTN_REQUEST = "attention-request-store"
+
+# -- concept view -----------------------------------------------------------------------------
+CONCEPTS_PANEL = "concepts-panel-div"
+CONCEPTS_CONTENT = "concepts-content-div"
+CONCEPTS_MESSAGE = "concepts-message-div"
+CONCEPTS_PROGRESS = "concepts-progress"
+CONCEPTS_PROGRESS_LABEL = "concepts-progress-label-div"
+CONCEPTS_PROGRESS_WRAP = "concepts-progress-div"
+CONCEPTS_REQUEST = "concepts-request-store"
+
+# -- notes ------------------------------------------------------------------------------------
+NOTES_TEXT = "notes-text-textarea"
+NOTES_TAG = "notes-tag-input"
+NOTES_ADD_CELL = "notes-add-cell-button"
+NOTES_ADD_IMAGES = "notes-add-images-button"
+NOTES_MESSAGE = "notes-message-div"
+NOTES_LIST = "notes-list-div"
+NOTES_EXPORT = "notes-export-div"
+NOTES_VERSION = "notes-version-store"
+
+
+def note_jump(note_id: str | object) -> dict:
+    """Button that jumps back to a note's cell and images (``MATCH``/``ALL`` allowed)."""
+    return {"type": "notes-jump-button", "index": note_id}
+
+
+def note_delete(note_id: str | object) -> dict:
+    """Button that deletes a note."""
+    return {"type": "notes-delete-button", "index": note_id}
+
+
+def concept_profile(k: int | object) -> dict:
+    """Bar chart of concept ``k``'s profile over the 16 dimensions."""
+    return {"type": "concepts-profile-graph", "index": k}

@@ -1,0 +1,29 @@
+"""The shell: navbar with the run picker and status, the stand-in notice, the "new run" panel,
+run metrics, the three panels (representation | images/concepts | notes), the attention panel,
+and the app-wide stores (ids only, never arrays) plus the URL location."""
+from __future__ import annotations
+
+from dash import dcc, html
+
+from . import ids
+from .context import AppContext
+from .views import attention, images, notes, representation, shell
+
+
+def build(ctx: AppContext) -> html.Div:
+    """The page (built per page load, so the run list is fresh)."""
+    return html.Div([
+        dcc.Location(id=ids.URL, refresh=False),
+        dcc.Store(id=ids.STORE_RUN), dcc.Store(id=ids.STORE_CELL),
+        dcc.Store(id=ids.STORE_SEL), dcc.Store(id=ids.STORE_VIEW),
+        shell.navbar(ctx),
+        html.Div(id=ids.FALLBACK_NOTICE, className="fx-notice", style={"display": "none"}),
+        shell.new_run_panel(ctx),
+        html.Div(id=ids.METRICS, className="fx-metrics"),
+        html.Div(className="fx-main", children=[
+            representation.layout(),
+            images.layout(),
+            notes.layout(),
+        ]),
+        attention.layout(),
+    ])

@@ -1,0 +1,119 @@
+"""Notes panel: attach a short note and a tag to the open cell or to the selected images.
+
+Notes live in ``<run>/notes.json`` (:class:`pipeline.notes.NotesStore`), so they survive restarts
+and are shared by every worker; the list jumps back to a note's cell and images (the jump buttons
+are handled by the shell's router) and exports as CSV or JSON with the image paths.
+"""
+from __future__ import annotations
+
+from dash import ALL, Input, Output, State, dcc, html, no_update
+
+from pipeline.notes import NotesStore
+
+from .. import ids
+from ..context import AppContext
+
+
+def layout() -> html.Div:
+    return html.Div(className="fx-panel", children=[
+        html.Div(className="fx-panel-head", children=[html.Span("Notes", className="fx-panel-title"),
+                                                      html.Span(id=ids.NOTES_EXPORT)]),
+        html.Div(className="fx-notes-form", children=[
+            dcc.Textarea(id=ids.NOTES_TEXT, placeholder="e.g. bird in yellow grass, fools the model",
+                         maxLength=2000),
+            dcc.Input(id=ids.NOTES_TAG, type="text", placeholder="tag (optional)", maxLength=40),
+            html.Div(className="fx-notes-buttons", children=[
+                html.Button("Note on cell", id=ids.NOTES_ADD_CELL, n_clicks=0),
+                html.Button("Note on selected images", id=ids.NOTES_ADD_IMAGES, n_clicks=0),
+            ]),
+            html.Div(id=ids.NOTES_MESSAGE, className="fx-message"),
+        ]),
+        html.Div(id=ids.NOTES_LIST, className="fx-notes-list"),
+        dcc.Store(id=ids.NOTES_VERSION, data=0),
+    ])
+
+
+def export_links(run_id: str) -> list:
+    return ["export: ",
+            html.A("CSV", href=f"/files/notes/{run_id}.csv", download=f"{run_id}-notes.csv"), " · ",
+            html.A("JSON", href=f"/files/notes/{run_id}.json", download=f"{run_id}-notes.json")]
+
+
+def note_item(note: dict) -> html.Div:
+    target = []
+    if note.get("cell") is not None:
+        target.append(f"cell {note['cell']}")
+    if note.get("images"):
+        target.append(f"{len(note['images'])} image(s)")
+    return html.Div(className="fx-note", **{"data-note": note["id"]}, children=[
+        html.Span(note["tag"], className="fx-note-tag") if note.get("tag") else None,
+        html.Span(note["text"]),
+        html.Div(className="fx-muted", children=f"{' · '.join(target)} · {note.get('created', '')}"),
+        html.Div(className="fx-note-actions", children=[
+            html.Button("show", id=ids.note_jump(note["id"]), n_clicks=0,
+                        title="open this note's cell and images"),
+            html.Button("delete", id=ids.note_delete(note["id"]), n_clicks=0),
+        ]),
+    ])
+
+
+def list_notes(ctx: AppContext, run_id):
+    """Callback body: (list children, export links)."""
+    path = ctx.run_dir(run_id)
+    if path is None:
+        return [], ""
+    try:
+        notes = NotesStore(path).list()
+    except Exception as e:  # a corrupted notes file is shown, never overwritten
+        return [html.Div(str(e), className="fx-error")], ""
+    items = [note_item(n) for n in reversed(notes)]  # newest first
+    return items or [html.Div("No notes yet.", className="fx-muted")], export_links(run_id)
+
+
+def add_note(ctx: AppContext, run_id, cell, sel, text, tag, on_images: bool):
+    """Callback body: store a note; returns (message, clear text?)."""
+    path = ctx.run_dir(run_id)
+    if path is None:
+        return html.Span("Open a run first.", className="fx-error"), False
+    images = (sel or {}).get("ids") or [] if on_images else []
+    if on_images and not images:
+        return html.Span("Select some images first (box or lasso in the image view).",
+                         className="fx-error"), False
+    if not on_images and cell is None:
+        return html.Span("Open a cell first (click one in the representation view).",
+                         className="fx-error"), False
+    try:
+        note = NotesStore(path).add(text or "", tag or "", cell=cell, images=images)
+    except ValueError as e:
+        return html.Span(str(e), className="fx-error"), False
+    what = f"{len(note['images'])} image(s)" if on_images else f"cell {cell}"
+    return f"Note saved on {what}.", True
+
+
+def register(app, ctx: AppContext) -> None:
+    @app.callback(Output(ids.NOTES_LIST, "children"), Output(ids.NOTES_EXPORT, "children"),
+                  Input(ids.STORE_RUN, "data"), Input(ids.NOTES_VERSION, "data"))
+    def _list(run_id, _version):
+        return list_notes(ctx, run_id)
+
+    @app.callback(Output(ids.NOTES_VERSION, "data"), Output(ids.NOTES_MESSAGE, "children"),
+                  Output(ids.NOTES_TEXT, "value"),
+                  Input(ids.NOTES_ADD_CELL, "n_clicks"), Input(ids.NOTES_ADD_IMAGES, "n_clicks"),
+                  Input(ids.note_delete(ALL), "n_clicks"),
+                  State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
+                  State(ids.STORE_SEL, "data"), State(ids.NOTES_TEXT, "value"),
+                  State(ids.NOTES_TAG, "value"), State(ids.NOTES_VERSION, "data"),
+                  prevent_initial_call=True)
+    def _change(_cell_clicks, _image_clicks, _deletes, run_id, cell, sel, text, tag, version):
+        from dash import ctx as dash_ctx
+
+        trigger = dash_ctx.triggered_id
+        if not dash_ctx.triggered or not dash_ctx.triggered[0].get("value"):
+            return no_update, no_update, no_update  # a button was (re)created, not clicked
+        if isinstance(trigger, dict) and trigger.get("type") == ids.note_delete("")["type"]:
+            path = ctx.run_dir(run_id)
+            if path is not None and NotesStore(path).delete(trigger["index"]):
+                return (version or 0) + 1, "Note deleted.", no_update
+            return no_update, "That note no longer exists.", no_update
+        message, saved = add_note(ctx, run_id, cell, sel, text, tag, trigger == ids.NOTES_ADD_IMAGES)
+        return ((version or 0) + 1 if saved else no_update), message, ("" if saved else no_update)

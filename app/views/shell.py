@@ -1,0 +1,225 @@
+"""The shell: run picker, encoder status (and the stand-in notice), run metrics, "new run" as a
+background job, and the router that keeps the app-wide stores and the URL in step.
+
+The router is the only callback that writes the four stores (run, cell, selection, view) and the
+URL; every view reads the stores. Browser back/forward changes the URL, and the router turns it
+back into stores.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+
+from pipeline.notes import NotesStore
+
+from .. import ids
+from ..context import AppContext
+from ..jobs import new_run_config, run_new
+from ..runs import run_choices
+from ..urlstate import ViewState, format_search, parse_search, with_cell, with_run
+
+
+def navbar(ctx: AppContext) -> html.Div:
+    return html.Div(className="fx-navbar", children=[
+        html.Span("FaXplainer", className="fx-brand"),
+        dcc.Dropdown(id=ids.RUN_PICKER, className="fx-run-picker", options=run_choices(ctx.runs_path),
+                     placeholder="choose a run", clearable=False),
+        html.Button("New run…", id=ids.NEWRUN_TOGGLE, n_clicks=0),
+        html.Span(id=ids.STATUS, className="fx-status"),
+    ])
+
+
+def new_run_panel(ctx: AppContext) -> html.Div:
+    cfg = ctx.cfg
+    default_path = cfg.data.manifest or cfg.data.root or ""
+    return html.Div(id=ids.NEWRUN_COLLAPSE, className="fx-newrun", style={"display": "none"}, children=[
+        html.Div([html.Label("Folder (0_real/1_fake layout) or CSV manifest; empty = configured "
+                             "data or the demo set"),
+                  dcc.Input(id=ids.NEWRUN_PATH, type="text", value=default_path, debounce=False)]),
+        html.Div([html.Label("Only these categories (comma-separated)"),
+                  dcc.Input(id=ids.NEWRUN_CATEGORIES, type="text", placeholder="e.g. bird")]),
+        html.Div([html.Label("Only these generators"),
+                  dcc.Input(id=ids.NEWRUN_GENERATORS, type="text", placeholder="e.g. progan")]),
+        html.Button("Start", id=ids.NEWRUN_START, n_clicks=0, className="primary"),
+        html.Button("Cancel", id=ids.NEWRUN_CANCEL, n_clicks=0, disabled=True),
+        html.Div(className="fx-progress-row", children=[
+            html.Progress(id=ids.NEWRUN_PROGRESS, max="100", value="0"),
+            html.Span(id=ids.NEWRUN_PROGRESS_LABEL, className="fx-progress-label"),
+            html.Div(id=ids.NEWRUN_MESSAGE, className="fx-message"),
+        ]),
+    ])
+
+
+def status(ctx: AppContext, run_id):
+    """Callback body: (status line, notice children, notice style, metrics)."""
+    hidden = {"display": "none"}
+    if run_id is None:
+        return "No run open: start one with “New run…”.", "", hidden, ""
+    view = ctx.run(run_id)
+    if view is None:
+        return html.Span(ctx.run_error(run_id) or "run cannot be opened", className="fx-error"), \
+            "", hidden, ""
+    enc = view.meta.get("encoder") or {}
+    data = view.meta.get("data") or {}
+    line = (f"encoder: {enc.get('name', '?')} · {enc.get('model', '?')} ({enc.get('weights', '?')})"
+            f" · {view.n_images} images · {len(view.cells.get('cells', []))} cells"
+            + (f" · {data.get('n_bad')} unusable files skipped" if data.get("n_bad") else ""))
+    notice, style = "", hidden
+    if enc.get("fallback_reason"):
+        notice = [html.B("CLIP was not used. "),
+                  f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
+                  f"it because: {enc['fallback_reason']}. The maps and concepts describe that "
+                  f"encoder, not CLIP."]
+        style = {}
+    return line, notice, style, metrics_block(view.meta.get("metrics") or {})
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)  # None or NaN
+
+
+def _pct(v):
+    return "–" if _missing(v) else f"{v:.1%}"
+
+
+def _num(v):
+    return "–" if _missing(v) else f"{v:.3f}"
+
+
+def metrics_block(metrics: dict) -> list:
+    head = metrics.get("head") or {}
+    if not head:
+        return []
+    out = [html.Span(["held-out accuracy ", html.B(_pct(head.get("accuracy")))], className="fx-metric"),
+           html.Span(["AP ", html.B(_num(head.get("ap")))], className="fx-metric"),
+           html.Span(["AUC ", html.B(_num(head.get("auc")))], className="fx-metric"),
+           html.Span(f"{head.get('n_heldout', head.get('n', '?'))} held-out images",
+                     className="fx-muted")]
+    per_gen = head.get("per_generator") or {}
+    if per_gen:
+        rows = [html.Tr([html.Td(g), html.Td(m.get("n", "")), html.Td(_pct(m.get("accuracy"))),
+                         html.Td(_num(m.get("ap")))]) for g, m in sorted(per_gen.items())]
+        out.append(html.Table([html.Thead(html.Tr([html.Th("generator"), html.Th("n"),
+                                                   html.Th("accuracy"), html.Th("AP")])),
+                               html.Tbody(rows)]))
+    return out
+
+
+def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewState, bool]:
+    """Next app state from one trigger; returns (state, write it to the URL?).
+
+    ``trigger`` is the id that fired (None on page load), ``value`` its new value.
+    """
+    if trigger in (None, ids.URL):
+        state = parse_search(value)
+        if state.run is None:  # no run named: the default run, with the rest of the URL's state
+            fallback = ctx.initial_run()
+            return dataclasses.replace(state, run=fallback), fallback is not None
+        if ctx.run_dir(state.run) is None:  # an unknown run: its cell and selection mean nothing
+            return ViewState(run=ctx.initial_run(), view=state.view), True
+        return state, False
+    if trigger == ids.RUN_PICKER:
+        return with_run(current, value), True
+    if trigger == ids.REPR_GRAPH:
+        points = (value or {}).get("points") or []
+        if not points or points[0].get("customdata") is None:
+            return current, False
+        custom = points[0]["customdata"]
+        cell = int(custom[0] if isinstance(custom, list) else custom)
+        return with_cell(current, cell), True
+    if trigger == ids.IMAGES_GRAPH:
+        points = (value or {}).get("points") or []
+        sel = tuple(sorted({int(p["customdata"]) for p in points if p.get("customdata") is not None}))
+        return dataclasses.replace(current, sel=sel), True
+    if trigger == ids.VIEW_TOGGLE:
+        return dataclasses.replace(current, view=value or "images"), True
+    if isinstance(trigger, dict) and trigger.get("type") == ids.note_jump("")["type"]:
+        path = ctx.run_dir(current.run)
+        note = NotesStore(path).get(trigger["index"]) if path else None
+        if note is None:
+            return current, False
+        cell = note.get("cell")
+        images = tuple(note.get("images") or ())
+        if cell is None and images:
+            view = ctx.run(current.run)
+            cells = {int(view.cell[i]) for i in images if view and 0 <= i < view.n_images}
+            cell = cells.pop() if len(cells) == 1 else current.cell
+        return dataclasses.replace(current, cell=cell, sel=images, view="images"), True
+    return current, False
+
+
+def register(app, ctx: AppContext, managers) -> None:
+    @app.callback(Output(ids.STATUS, "children"), Output(ids.FALLBACK_NOTICE, "children"),
+                  Output(ids.FALLBACK_NOTICE, "style"), Output(ids.METRICS, "children"),
+                  Input(ids.STORE_RUN, "data"))
+    def _status(run_id):
+        return status(ctx, run_id)
+
+    @app.callback(Output(ids.NEWRUN_COLLAPSE, "style"), Input(ids.NEWRUN_TOGGLE, "n_clicks"),
+                  prevent_initial_call=True)
+    def _toggle_new_run(n):
+        return {} if n % 2 else {"display": "none"}
+
+    # The finished run is opened by writing its id to the URL, which the router reads.
+    @app.callback(Output(ids.URL, "search", allow_duplicate=True),
+                  Output(ids.NEWRUN_MESSAGE, "children"),
+                  Output(ids.RUN_PICKER, "options"),
+                  Input(ids.NEWRUN_START, "n_clicks"),
+                  State(ids.NEWRUN_PATH, "value"), State(ids.NEWRUN_CATEGORIES, "value"),
+                  State(ids.NEWRUN_GENERATORS, "value"),
+                  background=True, manager=managers.runs, interval=500,
+                  progress=[Output(ids.NEWRUN_PROGRESS, "value"),
+                            Output(ids.NEWRUN_PROGRESS_LABEL, "children")],
+                  running=[(Output(ids.NEWRUN_START, "disabled"), True, False),
+                           (Output(ids.NEWRUN_CANCEL, "disabled"), False, True)],
+                  cancel=[Input(ids.NEWRUN_CANCEL, "n_clicks")],
+                  prevent_initial_call=True)
+    def _new_run(set_progress, _n, path, categories, generators):
+        try:
+            cfg = new_run_config(ctx.cfg, path, categories, generators)
+        except ValueError as e:
+            return no_update, html.Span(str(e), className="fx-error"), no_update
+        def progress(stage, done, total):
+            set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
+
+        try:
+            run_id = run_new(cfg, progress)
+        except Exception as e:  # shown to the user; the app stays usable
+            return no_update, html.Span(f"The run failed: {type(e).__name__}: {e}",
+                                        className="fx-error"), no_update
+        return (format_search(ViewState(run=run_id)), f"Run {run_id} is ready.",
+                run_choices(ctx.runs_path))
+
+    @app.callback(Output(ids.STORE_RUN, "data"), Output(ids.STORE_CELL, "data"),
+                  Output(ids.STORE_SEL, "data"), Output(ids.STORE_VIEW, "data"),
+                  Output(ids.URL, "search"), Output(ids.RUN_PICKER, "value"),
+                  Output(ids.VIEW_TOGGLE, "value"),
+                  Input(ids.URL, "search"), Input(ids.RUN_PICKER, "value"),
+                  Input(ids.REPR_GRAPH, "clickData"), Input(ids.IMAGES_GRAPH, "selectedData"),
+                  Input(ids.VIEW_TOGGLE, "value"), Input(ids.note_jump(ALL), "n_clicks"),
+                  State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
+                  State(ids.STORE_SEL, "data"), State(ids.STORE_VIEW, "data"))
+    def _route(search, picked, click, selected, toggle, _jumps, run, cell, sel, view):
+        trigger = dash_ctx.triggered_id
+        if isinstance(trigger, dict) and not dash_ctx.triggered[0].get("value"):
+            return (no_update,) * 7  # a jump button was (re)created, not clicked
+        values = {ids.URL: search, ids.RUN_PICKER: picked, ids.REPR_GRAPH: click,
+                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle}
+        current = ViewState(run=run, cell=cell, sel=tuple((sel or {}).get("ids") or ()),
+                            view=view or "images")
+        first_load = run is None and view is None
+        value = None if isinstance(trigger, dict) else values.get(trigger)
+        state, write_url = route(ctx, trigger, value, current)
+        # The image graph already shows a selection the user drew; any other source is patched in.
+        source = "graph" if trigger == ids.IMAGES_GRAPH else "state"
+
+        def changed(new, old):
+            return new if (new != old or first_load) else no_update
+
+        sel_out = no_update
+        if state.sel != current.sel or first_load or state.cell != current.cell:
+            sel_out = {"ids": list(state.sel), "from": source}
+        return (changed(state.run, run), changed(state.cell, cell), sel_out,
+                changed(state.view, view), format_search(state) if write_url else no_update,
+                changed(state.run, picked), changed(state.view, toggle))

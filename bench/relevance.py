@@ -1,0 +1,158 @@
+"""Benchmark: 16 relevance maps per image, batched vs one backward pass per dimension; concepts.
+
+For the DINOv2 stand-in and open_clip ViT-B-32 (random weights), with random projection/head
+modules of the right shapes (timing does not depend on the weights), measured in the same run:
+
+* batched:        one forward, one ``autograd.grad(is_grads_batched=True)`` for the 16 targets
+                  (``pipeline.relevance.relevance_maps``);
+* per-dimension:  one forward, 16 backward passes (``relevance_maps_sequential``);
+* per-dimension, forward each time: what Chefer's notebooks do per target (16 x forward+backward).
+
+Then concept extraction for a 200-image cell with the stand-in (real face photos when
+``../shared/data/faces`` exists), as ``get_concepts`` runs it (at most ``MAX_CONCEPT_IMAGES``
+images of the cell), with a per-stage breakdown.
+
+Usage: ``python bench/relevance.py [--images 2] [--threads 2] [--skip-concepts] [--skip-clip]
+[--skip-maps]``
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.attention_taps import tap_attention  # noqa: E402
+from pipeline.concepts import MAX_SEGMENTS_PER_IMAGE, extract_concepts  # noqa: E402
+from pipeline.config import Config  # noqa: E402
+from pipeline.explain_cache import MAX_CONCEPT_IMAGES  # noqa: E402
+from pipeline.head import HeadModule  # noqa: E402
+from pipeline.project import ProjectionModule  # noqa: E402
+from pipeline.relevance import (relevance_maps, relevance_maps_sequential,  # noqa: E402
+                                rollout_cls_rows)
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+
+
+def random_models(dim: int, seed: int = 0):
+    torch.manual_seed(seed)
+    projection, head = ProjectionModule(dim, 256).eval(), HeadModule(256, 16).eval()
+    for p in list(projection.parameters()) + list(head.parameters()):
+        p.requires_grad_(False)
+    return projection, head
+
+
+def per_dimension_with_forward(encoder, projection, head, x):
+    """Chefer-notebook style: for each target, a fresh forward and one backward."""
+    rows = []
+    for k in range(16):
+        xx = x.detach().clone().requires_grad_(True)
+        with tap_attention(encoder.family, encoder.blocks) as tap:
+            z, _ = head(projection(encoder.embed(xx)))
+            probs = tap.probs
+            y = (z[:, k] * torch.sign(z[:, k]).detach()).sum()
+            grads = torch.autograd.grad(y, probs)
+        rows.append(rollout_cls_rows(probs, [g.unsqueeze(0) for g in grads])[0])
+    return torch.stack(rows)
+
+
+def timed(fn, repeats: int = 2):
+    best = float("inf")
+    out = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def bench_maps(name, encoder, n_images):
+    projection, head = random_models(encoder.info.embed_dim)
+    size = encoder.info.image_size
+    x = torch.randn(n_images, 3, size, size, generator=torch.Generator().manual_seed(0))
+    relevance_maps(encoder, projection, head, x[:1])  # warm-up (allocator, kernels)
+    t_batched, batched = timed(lambda: relevance_maps(encoder, projection, head, x, images_per_pass=1))
+    t_seq, seq = timed(lambda: relevance_maps_sequential(encoder, projection, head, x, images_per_pass=1))
+    t_fwd, _ = timed(lambda: [per_dimension_with_forward(encoder, projection, head, x[i:i + 1])
+                              for i in range(n_images)])
+    diff = np.abs(batched.patch_maps - seq.patch_maps).max() / np.abs(seq.patch_maps).max()
+    per = lambda t: t / n_images  # noqa: E731
+    print(f"\n{name}: {n_images} image(s), 16 maps each, torch threads {torch.get_num_threads()}")
+    print(f"  batched (1 forward, 1 batched backward)   {per(t_batched):7.2f} s/image")
+    print(f"  per-dimension (1 forward, 16 backward)    {per(t_seq):7.2f} s/image   "
+          f"ratio {t_seq / t_batched:5.2f}x")
+    print(f"  per-dimension, forward each time          {per(t_fwd):7.2f} s/image   "
+          f"ratio {t_fwd / t_batched:5.2f}x")
+    print(f"  max relative difference batched vs per-dimension maps: {diff:.1e}")
+
+
+def cell_images(encoder, n: int) -> tuple[torch.Tensor, str]:
+    if FACES.exists():
+        from PIL import Image
+        paths = (sorted((FACES / "0_real").iterdir())[:n // 2]
+                 + sorted((FACES / "1_fake").iterdir())[:n - n // 2])
+        return torch.stack([encoder.preprocess(Image.open(p).convert("RGB")) for p in paths]), \
+            f"{len(paths)} face photos from {FACES}"
+    gen = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.randn(n, 3, 14, 14, generator=gen), size=224, mode="bilinear")
+    return x, f"{n} generated smooth-noise images ({FACES} absent)"
+
+
+def bench_concepts(encoder, n_cell: int = 200):
+    projection, head = random_models(encoder.info.embed_dim)
+    x, what = cell_images(encoder, n_cell)
+    rng = np.random.default_rng(0)
+    used = np.sort(rng.choice(n_cell, min(MAX_CONCEPT_IMAGES, n_cell), replace=False))
+    stage_time: dict[str, float] = {}
+    last = [time.perf_counter()]
+
+    def progress(stage, done, total):
+        now = time.perf_counter()
+        stage_time[stage] = stage_time.get(stage, 0.0) + now - last[0]
+        last[0] = now
+
+    cfg = Config().concepts
+    t0 = time.perf_counter()
+    last[0] = t0
+    result = extract_concepts(encoder, projection, head, x[used], k=cfg.k, resolutions=cfg.slic_segments,
+                              keep_fraction=cfg.keep_fraction, patches_per_concept=cfg.patches_per_concept,
+                              max_segments_per_image=MAX_SEGMENTS_PER_IMAGE, seed=cfg.seed, progress=progress)
+    total = time.perf_counter() - t0
+    print(f"\nconcepts, stand-in, a {n_cell}-image cell ({what}); {len(used)} images used "
+          f"(MAX_CONCEPT_IMAGES), <= {MAX_SEGMENTS_PER_IMAGE} segments each, torch threads "
+          f"{torch.get_num_threads()}")
+    print(f"  total {total:6.1f} s   ({len(result.segments)} segments, sizes "
+          f"{[c.size for c in result.concepts]})")
+    for stage, t in stage_time.items():
+        print(f"    {stage:<10} {t:6.1f} s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=2, help="images per map timing")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-concepts", action="store_true")
+    ap.add_argument("--skip-clip", action="store_true")
+    ap.add_argument("--skip-maps", action="store_true")
+    args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
+    torch.set_num_threads(args.threads)
+
+    from pipeline.encoders import DinoV2StandinEncoder, OpenClipEncoder
+    standin = DinoV2StandinEncoder(Config().cache_path, device="cpu")
+    if not args.skip_maps:
+        bench_maps("DINOv2 ViT-S/14 stand-in", standin, args.images)
+    if not (args.skip_maps or args.skip_clip):
+        bench_maps("open_clip ViT-B-32 (random weights)", OpenClipEncoder("ViT-B-32", None, device="cpu"),
+                   args.images)
+    if not args.skip_concepts:
+        bench_concepts(standin)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""Relevance maps, their deletion check and cell concepts for a run, computed once and cached.
+
+The app's background callbacks and the CLI call these getters with a run folder; each loads the
+run's models (a small LRU per process, keyed by run folder and model fingerprint), computes what is
+missing and caches it inside the run:
+
+==========================================  ====================================================
+``<run>/relevance/<image_id>.npz``           one image's maps (patch resolution), z, contributions,
+                                             logit and the model-input RGB image
+``<run>/relevance/faithfulness.json``        the deletion check summary (``pipeline.faithfulness``)
+``<run>/concepts/cell-<n>.json``             a cell's concepts; patch PNGs in ``concepts/cell-<n>/``
+==========================================  ====================================================
+
+Every cache entry carries a key: the run's model fingerprint (encoder fingerprint + sha256 of
+``projection.pt`` and ``head.pt``), the relevant config section and, for images, the file's path,
+size and mtime. A different key means the entry is recomputed. Writes are atomic
+(``pipeline.store``), so concurrent workers at worst compute the same thing twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from pipeline.concepts import MAX_SEGMENTS_PER_IMAGE, extract_concepts
+from pipeline.config import Config, from_dict
+from pipeline.data import BadImageError, load_image_rgb
+from pipeline.faithfulness import deletion_check
+from pipeline.overlays import save_png
+from pipeline.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
+from pipeline.store import RunStore, atomic_write_bytes, atomic_write_json, hash_obj, sha256_file
+
+Progress = Callable[[int, int], None]
+OnError = Callable[[int, str], None]
+CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+MAX_CONCEPT_IMAGES = 64  # images of a cell used for concepts (ACE uses ~50 per class)
+FAITHFULNESS_IMAGES = 8
+
+
+@dataclass(frozen=True)
+class RunModels:
+    """The three models a run was computed with, ready for ``pipeline.relevance``.
+
+    ``lock`` serialises explanations that share these modules within a process: attention taps
+    temporarily replace the encoder's attention forwards, so two threads must not tap at once.
+    """
+
+    encoder: object  # pipeline.encoders.base.Encoder
+    projection: nn.Module
+    head: nn.Module
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageMaps:
+    """Relevance of one image, as the app shows it.
+
+    ``maps`` (K, H, W) in [0, 1]; ``aggregate`` (H, W) signed logit per patch (> 0: fake);
+    ``patch_maps`` (K, gh, gw) raw; ``z``, ``contributions`` (K,); ``logit``; ``rgb`` (H, W, 3)
+    uint8, the model input the maps are aligned with.
+    """
+
+    index: int
+    patch_maps: np.ndarray
+    aggregate_patch: np.ndarray
+    z: np.ndarray
+    contributions: np.ndarray
+    logit: float
+    rgb: np.ndarray
+
+    @functools.cached_property
+    def maps(self) -> np.ndarray:
+        return minmax_normalise(upsample(self.patch_maps, self.rgb.shape[:2]))
+
+    @functools.cached_property
+    def aggregate(self) -> np.ndarray:
+        return upsample(self.aggregate_patch, self.rgb.shape[:2])
+
+
+# -- models and keys -----------------------------------------------------------------------------
+
+def run_config(run_dir: str | Path) -> Config:
+    """The configuration a run was computed with (defaults for sections it does not record)."""
+    meta = RunStore(run_dir).read_meta()
+    return from_dict(meta.get("config") or {})
+
+
+def model_fingerprint(run_dir: str | Path) -> str:
+    """Changes when the encoder, the projection or the head of the run change."""
+    run = Path(run_dir)
+    meta = RunStore(run).read_meta()
+    parts = {"encoder": (meta.get("encoder") or {}).get("fingerprint")}
+    for name in ("projection.pt", "head.pt"):
+        parts[name] = sha256_file(run / name) if (run / name).exists() else None
+    return hash_obj(parts)[:16]
+
+
+def load_models(run_dir: str | Path) -> RunModels:
+    """The run's models, loaded once per process (LRU of two runs)."""
+    run = Path(run_dir).resolve()
+    return _load_models(str(run), model_fingerprint(run))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_models(run_dir: str, fingerprint: str) -> RunModels:
+    from pipeline.runner import load_run_models  # heavy import, only when models are needed
+
+    device = run_config(run_dir).encoder.device
+    encoder, projection, head = load_run_models(run_dir, device=device)
+    return RunModels(encoder, _frozen(projection, encoder.device), _frozen(head, encoder.device))
+
+
+def _frozen(estimator, device) -> nn.Module:
+    module = estimator.torch_module() if hasattr(estimator, "torch_module") else estimator
+    module = module.to(device).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def _models(run_dir, models: RunModels | None) -> RunModels:
+    return models if models is not None else load_models(run_dir)
+
+
+# -- images of a run -------------------------------------------------------------------------------
+
+def image_path(meta: dict, record: dict) -> Path:
+    """Absolute path of a record's image (``path`` is relative to ``meta["data"]["root"]``)."""
+    p = Path(record["path"])
+    return p if p.is_absolute() else Path(meta["data"]["root"]) / p
+
+
+def _file_key(path: Path) -> dict:
+    try:
+        st = path.stat()
+        return {"path": str(path), "size": st.st_size, "mtime": st.st_mtime_ns}
+    except OSError:
+        return {"path": str(path)}
+
+
+def _load_inputs(encoder, paths: Sequence[Path], max_pixels: int, indices: Sequence[int],
+                 on_error: OnError | None) -> tuple[list[int], torch.Tensor | None]:
+    """Preprocessed images; bad files go to ``on_error`` (or raise) and are left out."""
+    good, tensors = [], []
+    for index, path in zip(indices, paths):
+        try:
+            tensors.append(encoder.preprocess(load_image_rgb(path, max_pixels)))
+            good.append(index)
+        except BadImageError as e:
+            if on_error is None:
+                raise
+            on_error(index, str(e))
+    return good, (torch.stack(tensors) if tensors else None)
+
+
+def _checked_indices(indices: Sequence[int], n: int) -> list[int]:
+    out = [int(i) for i in indices]
+    bad = [i for i in out if not 0 <= i < n]
+    if bad:
+        raise IndexError(f"image indices {bad} are out of range for a run of {n} images")
+    return out
+
+
+# -- relevance maps --------------------------------------------------------------------------------
+
+def relevance_cache_path(run_dir: str | Path, image_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(image_id))
+    return Path(run_dir) / "relevance" / f"{safe}.npz"
+
+
+def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progress | None = None,
+             *, models: RunModels | None = None, on_error: OnError | None = None) -> dict[int, ImageMaps]:
+    """Relevance maps of the run's images ``image_indices`` (rows of ``records.csv``).
+
+    Parameters
+    ----------
+    run_dir : run folder.
+    image_indices : image indices; cached maps are read, the others computed and cached.
+    progress : callable(done, total), per image.
+    models : the run's models (default: ``load_models(run_dir)``).
+    on_error : callable(index, message) for unreadable images, which are then left out;
+        without it a bad image raises ``pipeline.data.BadImageError``.
+
+    Returns
+    -------
+    dict index -> ImageMaps.
+    """
+    run = Path(run_dir)
+    store = RunStore(run)
+    meta, records = store.read_meta(), store.read_records()
+    indices = _checked_indices(image_indices, len(records))
+    cfg = run_config(run)
+    base_key = {"v": CACHE_VERSION, "model": model_fingerprint(run),
+                "relevance": dataclasses.asdict(cfg.relevance)}
+    out: dict[int, ImageMaps] = {}
+    todo: list[tuple[int, Path, str, str]] = []
+    for i in indices:
+        path = image_path(meta, records[i])
+        key = hash_obj({**base_key, "file": _file_key(path)})
+        cache = relevance_cache_path(run, records[i]["id"])
+        cached = _read_maps(cache, key, i)
+        if cached is not None:
+            out[i] = cached
+        else:
+            todo.append((i, path, key, str(cache)))
+    total = len(indices)
+    if progress is not None:
+        progress(len(out), total)
+    if todo:
+        m = _models(run, models)
+        group = 2  # images per relevance pass (memory, see relevance_maps)
+        for s in range(0, len(todo), group):
+            chunk = todo[s:s + group]
+            good, batch = _load_inputs(m.encoder, [c[1] for c in chunk], cfg.data.max_image_pixels,
+                                       [c[0] for c in chunk], on_error)
+            if batch is not None:
+                with m.lock:
+                    result = relevance_maps(m.encoder, m.projection, m.head, batch,
+                                            start_block=cfg.relevance.start_block,
+                                            images_per_pass=group)
+                rgb = input_rgb(m.encoder, batch)
+                info = {c[0]: c for c in chunk}
+                for j, i in enumerate(good):
+                    maps = _image_maps(i, result.image(j), rgb[j])
+                    _write_maps(Path(info[i][3]), info[i][2], maps)
+                    out[i] = maps
+            if progress is not None:
+                progress(total - len(todo) + min(s + group, len(todo)), total)
+    return {i: out[i] for i in indices if i in out}
+
+
+def _image_maps(index: int, r: RelevanceResult, rgb: np.ndarray) -> ImageMaps:
+    return ImageMaps(index, r.patch_maps[0], r.aggregate_patch[0], r.z[0], r.contributions[0],
+                     float(r.logit[0]), rgb)
+
+
+def _write_maps(path: Path, key: str, m: ImageMaps) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, key=np.array(key), patch_maps=m.patch_maps,
+                        aggregate_patch=m.aggregate_patch, z=m.z, contributions=m.contributions,
+                        logit=np.float32(m.logit), rgb=m.rgb)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _read_maps(path: Path, key: str, index: int) -> ImageMaps | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            return ImageMaps(index, f["patch_maps"], f["aggregate_patch"], f["z"], f["contributions"],
+                             float(f["logit"]), f["rgb"])
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache entry is recomputed, never trusted
+
+
+# -- faithfulness ----------------------------------------------------------------------------------
+
+def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
+                     models: RunModels | None = None, n_images: int = FAITHFULNESS_IMAGES,
+                     fraction: float = 0.2, seed: int = 0) -> dict:
+    """Deletion check of the run's relevance maps on ``n_images`` images (half real, half fake).
+
+    Returns the JSON-able ``DeletionReport.summary()`` plus ``image_indices``; cached in
+    ``<run>/relevance/faithfulness.json``.
+    """
+    run = Path(run_dir)
+    store = RunStore(run)
+    records = store.read_records()
+    cfg = run_config(run)
+    indices = _balanced_sample(records, n_images, seed)
+    key = hash_obj({"v": CACHE_VERSION, "model": model_fingerprint(run),
+                    "relevance": dataclasses.asdict(cfg.relevance), "indices": indices,
+                    "fraction": fraction, "seed": seed})
+    cache = run / "relevance" / "faithfulness.json"
+    if cache.exists():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key:
+                return saved
+        except (OSError, ValueError):
+            pass
+    m = _models(run, models)
+    total = 2 * len(indices)
+    maps = get_maps(run, indices, models=m, on_error=lambda i, msg: None,
+                    progress=(lambda d, t: progress(d, total)) if progress else None)
+    good = [i for i in indices if i in maps]
+    meta = store.read_meta()
+    _, batch = _load_inputs(m.encoder, [image_path(meta, records[i]) for i in good],
+                            cfg.data.max_image_pixels, good, None)
+    if batch is None:
+        raise ValueError(f"no readable image in the faithfulness sample of {run}")
+    result = RelevanceResult(np.stack([maps[i].patch_maps for i in good]),
+                             np.stack([maps[i].aggregate_patch for i in good]),
+                             np.stack([maps[i].contributions for i in good]),
+                             np.stack([maps[i].z for i in good]),
+                             np.array([maps[i].logit for i in good], np.float32),
+                             tuple(batch.shape[-2:]))
+    with m.lock:
+        report = deletion_check(m.encoder, m.projection, m.head, batch, result, fraction=fraction,
+                                seed=seed, progress=(lambda d, t: progress(len(indices) + d, total))
+                                if progress else None)
+    summary = {**report.summary(), "key": key, "image_indices": good}
+    atomic_write_json(cache, summary)
+    return summary
+
+
+def _balanced_sample(records: list[dict], n: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    labels = np.array([int(r.get("label", 0) or 0) for r in records])
+    picks = []
+    for lab, want in ((0, n // 2), (1, n - n // 2)):
+        pool = np.flatnonzero(labels == lab)
+        picks.extend(rng.choice(pool, min(want, len(pool)), replace=False).tolist())
+    if len(picks) < min(n, len(records)):  # one class is short: fill from the other
+        rest = np.setdiff1d(np.arange(len(records)), picks)
+        picks.extend(rng.choice(rest, min(n, len(records)) - len(picks), replace=False).tolist())
+    return sorted(int(i) for i in picks)
+
+
+# -- concepts --------------------------------------------------------------------------------------
+
+def concepts_cache_path(run_dir: str | Path, cell: int) -> Path:
+    return Path(run_dir) / "concepts" / f"cell-{int(cell)}.json"
+
+
+def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = None, *,
+                 models: RunModels | None = None) -> dict:
+    """Concepts of one cell (``pipeline.concepts``), cached as JSON with patch PNGs.
+
+    Returns
+    -------
+    dict with ``cell``, ``n_images`` (in the cell), ``n_images_used``, ``n_segments``,
+    ``skipped`` (unreadable images: index and message) and ``concepts``: a list (largest first)
+    of ``{"id", "size", "n_images", "profile" (16 floats), "patches" (PNG paths relative to the
+    run folder, most central first), "sources" (image index, image id, SLIC resolution, bbox)}``.
+    """
+    run = Path(run_dir)
+    store = RunStore(run)
+    meta, records = store.read_meta(), store.read_records()
+    in_cell = [i for i, r in enumerate(records) if r.get("cell") == int(cell)]
+    if not in_cell:
+        raise ValueError(f"cell {cell} of run {run.name} has no images")
+    cfg = run_config(run)
+    cc = cfg.concepts
+    max_images = getattr(cc, "max_images", MAX_CONCEPT_IMAGES)
+    max_per_image = getattr(cc, "max_segments_per_image", MAX_SEGMENTS_PER_IMAGE)
+    rng = np.random.default_rng(cc.seed)
+    used = sorted(rng.choice(in_cell, max_images, replace=False).tolist()) \
+        if len(in_cell) > max_images else in_cell
+    paths = [image_path(meta, records[i]) for i in used]
+    key = hash_obj({"v": CACHE_VERSION, "model": model_fingerprint(run),
+                    "relevance": dataclasses.asdict(cfg.relevance), "concepts": dataclasses.asdict(cc),
+                    "max_images": max_images, "max_per_image": max_per_image,
+                    "files": [_file_key(p) for p in paths]})
+    cache = concepts_cache_path(run, cell)
+    if cache.exists():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key and all((run / p).exists() for c in saved["concepts"]
+                                               for p in c["patches"]):
+                return saved
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+
+    m = _models(run, models)
+    skipped: list[dict] = []
+    good, batch = _load_inputs(m.encoder, paths, cfg.data.max_image_pixels, used,
+                               lambda i, msg: skipped.append({"index": i, "message": msg}))
+    if batch is None:
+        raise ValueError(f"no readable image in cell {cell} of run {run.name}")
+    n = len(good)
+    offsets = {"relevance": 0, "segments": n, "cluster": 2 * n}
+
+    def stage_progress(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(offsets[stage] + done, 2 * n + 1)
+
+    with m.lock:
+        result = extract_concepts(m.encoder, m.projection, m.head, batch, k=cc.k,
+                                  resolutions=cc.slic_segments, keep_fraction=cc.keep_fraction,
+                                  patches_per_concept=cc.patches_per_concept,
+                                  max_segments_per_image=max_per_image,
+                                  start_block=cfg.relevance.start_block, seed=cc.seed,
+                                  progress=stage_progress)
+
+    folder = run / "concepts" / f"cell-{int(cell)}"
+    for old in folder.glob("*.png") if folder.exists() else []:
+        if not old.name.startswith(key[:10]):
+            old.unlink(missing_ok=True)
+    concepts = []
+    for j, concept in enumerate(result.concepts):
+        patches, sources = [], []
+        for r, s in enumerate(concept.central):
+            rel = Path("concepts") / f"cell-{int(cell)}" / f"{key[:10]}-c{j}-{r}.png"
+            save_png(Image.fromarray(result.patches[s]), run / rel)
+            seg = result.segments[s]
+            patches.append(rel.as_posix())
+            sources.append({"image_index": good[seg.image], "image_id": records[good[seg.image]]["id"],
+                            "resolution": seg.resolution, "bbox": list(seg.bbox)})
+        concepts.append({"id": j, "size": concept.size, "n_images": result.n_images(concept),
+                         "profile": [float(v) for v in concept.profile],
+                         "patches": patches, "sources": sources})
+    out = {"key": key, "cell": int(cell), "n_images": len(in_cell), "n_images_used": n,
+           "n_segments": len(result.segments), "skipped": skipped, "concepts": concepts}
+    atomic_write_json(cache, out)
+    return out

@@ -1,0 +1,110 @@
+"""Drawing of relevance maps and concept patches as PIL images (the only drawing code).
+
+Relevance in [0, 1] is coloured with a sequential map (``inferno``-like anchors, interpolated in
+numpy) and blended over the image with an opacity that grows with relevance, so irrelevant areas
+keep the photo visible. The signed aggregate uses the app's class colours: orange where the
+evidence is for *fake*, blue where it is for *real*, transparent at zero.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.store import atomic_write_bytes
+
+# Anchors of matplotlib's "inferno" (public domain colour map), evenly spaced on [0, 1].
+_INFERNO = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
+                     [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+REAL_RGB = (31, 119, 180)  # plotly/tab10 blue: real
+FAKE_RGB = (255, 127, 14)  # plotly/tab10 orange: fake
+
+
+def colorize(values: np.ndarray, anchors: np.ndarray = _INFERNO) -> np.ndarray:
+    """(H, W) values in [0, 1] -> (H, W, 3) uint8 colours by piecewise-linear interpolation."""
+    v = np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0) * (len(anchors) - 1)
+    lo = np.floor(v).astype(int).clip(0, len(anchors) - 2)
+    t = (v - lo)[..., None]
+    return np.round(anchors[lo] * (1 - t) + anchors[lo + 1] * t).astype(np.uint8)
+
+
+def overlay_relevance(rgb: np.ndarray, relevance: np.ndarray, max_alpha: float = 0.75) -> Image.Image:
+    """Blend a [0, 1] relevance map over an (H, W, 3) uint8 image."""
+    _check_same_size(rgb, relevance)
+    rel = np.clip(relevance.astype(np.float32), 0, 1)[..., None]
+    alpha = max_alpha * rel  # opacity follows relevance: irrelevant areas show the photo
+    out = rgb.astype(np.float32) * (1 - alpha) + colorize(rel[..., 0]).astype(np.float32) * alpha
+    return Image.fromarray(np.round(out).astype(np.uint8))
+
+
+def overlay_signed(rgb: np.ndarray, signed: np.ndarray, scale: float | None = None,
+                   max_alpha: float = 0.8) -> Image.Image:
+    """Blend a signed map over an image: orange for > 0 (fake evidence), blue for < 0 (real).
+
+    ``scale`` is the magnitude drawn fully opaque (default: the map's largest magnitude).
+    """
+    _check_same_size(rgb, signed)
+    s = signed.astype(np.float32)
+    scale = float(np.abs(s).max()) if scale is None else float(scale)
+    mag = np.clip(np.abs(s) / scale, 0, 1) if scale > 0 else np.zeros_like(s)
+    colour = np.where((s > 0)[..., None], np.array(FAKE_RGB, np.float32), np.array(REAL_RGB, np.float32))
+    alpha = (max_alpha * mag)[..., None]
+    out = rgb.astype(np.float32) * (1 - alpha) + colour * alpha
+    return Image.fromarray(np.round(out).astype(np.uint8))
+
+
+def sheet(tiles: Sequence[Sequence[Image.Image | None]], labels: Sequence[Sequence[str]] | None = None,
+          row_titles: Sequence[str] | None = None, tile_size: int = 112, pad: int = 4) -> Image.Image:
+    """Arrange tiles in rows (a ``None`` tile leaves its slot empty), with optional captions."""
+    font = ImageFont.load_default()
+    n_cols = max((len(r) for r in tiles), default=0)
+    caption_h = 12 if labels is not None else 0
+    title_w = 120 if row_titles is not None else 0
+    cell_h = tile_size + caption_h + pad
+    width = title_w + n_cols * (tile_size + pad) + pad
+    canvas = Image.new("RGB", (max(width, 1), max(len(tiles) * cell_h + pad, 1)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(tiles):
+        y = pad + r * cell_h
+        if row_titles is not None:
+            draw.multiline_text((pad, y + 2), row_titles[r], fill=(0, 0, 0), font=font)
+        for c, tile in enumerate(row):
+            x = title_w + pad + c * (tile_size + pad)
+            if tile is not None:
+                canvas.paste(tile.convert("RGB").resize((tile_size, tile_size), Image.BILINEAR), (x, y))
+            if labels is not None and c < len(labels[r]):
+                draw.text((x, y + tile_size + 1), labels[r][c], fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def relevance_sheet(rgb: np.ndarray, maps: np.ndarray, aggregate: np.ndarray, z: np.ndarray,
+                    contributions: np.ndarray, logit: float, per_row: int = 6) -> Image.Image:
+    """The image, its aggregate map and its K per-dimension overlays on one sheet."""
+    tiles = [Image.fromarray(rgb), overlay_signed(rgb, aggregate)]
+    captions = ["image", f"aggregate logit {logit:+.2f}"]
+    for k in range(len(maps)):
+        tiles.append(overlay_relevance(rgb, maps[k]))
+        captions.append(f"d{k:02d} z{z[k]:+.2f} c{contributions[k]:+.2f}")
+    rows = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
+    caps = [captions[i:i + per_row] for i in range(0, len(captions), per_row)]
+    return sheet(rows, caps, tile_size=160)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """Write ``image`` as PNG atomically; returns the path."""
+    atomic_write_bytes(path, png_bytes(image))
+    return Path(path)
+
+
+def _check_same_size(rgb: np.ndarray, values: np.ndarray) -> None:
+    if rgb.shape[:2] != values.shape:
+        raise ValueError(f"map of shape {values.shape} does not fit an image of {rgb.shape[:2]}")

@@ -1,0 +1,359 @@
+"""The app in a real (headless) browser, over a run made by the real pipeline (tiny encoder).
+
+Each test starts from a fresh copy of the run and an empty app cache, so thumbnails, relevance maps
+and concepts are computed by the background jobs during the test.
+"""
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from app import ids
+from app.figures import HIGHLIGHT_INDEX
+from pipeline.store import RunStore
+
+JOB_TIMEOUT = 180
+HOVER = HIGHLIGHT_INDEX - 1  # trace index of the cells' hover/click layer  # background jobs import torch and run the tiny model on 2 shared cores
+
+
+def wait_until(fn, timeout=30.0, interval=0.2, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # element not there yet, stale element...
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def type_into(element, text: str) -> None:
+    """Replace an input's value the way a user does (select all, type)."""
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(Keys.DELETE)
+    element.send_keys(text)
+
+
+def text_of(driver, element_id) -> str:
+    return driver.find_element(By.ID, element_id).text
+
+
+def to_viewport(driver, graph_id, x, y):
+    """Viewport pixel of data point (x, y) of a dcc.Graph."""
+    return driver.execute_script(
+        "var gd = document.getElementById(arguments[0]).querySelector('.js-plotly-plot');"
+        "var fl = gd._fullLayout, r = gd.getBoundingClientRect();"
+        "return [r.left + fl.xaxis._offset + fl.xaxis.d2p(arguments[1]),"
+        "        r.top + fl.yaxis._offset + fl.yaxis.d2p(arguments[2])];", graph_id, x, y)
+
+
+def click_point(driver, graph_id, x, y):
+    driver.execute_script("document.getElementById(arguments[0]).scrollIntoView({block: 'center'});",
+                          graph_id)
+    vx, vy = to_viewport(driver, graph_id, x, y)
+    actions = ActionChains(driver)
+    actions.w3c_actions.pointer_action.move_to_location(int(vx), int(vy))
+    actions.w3c_actions.pointer_action.pause(0.2)
+    actions.w3c_actions.pointer_action.click()
+    actions.perform()
+
+
+def drag_box(driver, graph_id, x0, y0, x1, y1):
+    driver.execute_script("document.getElementById(arguments[0]).scrollIntoView({block: 'center'});",
+                          graph_id)
+    (ax, ay), (bx, by) = to_viewport(driver, graph_id, x0, y0), to_viewport(driver, graph_id, x1, y1)
+    actions = ActionChains(driver)
+    pointer = actions.w3c_actions.pointer_action
+    pointer.move_to_location(int(ax), int(ay))
+    pointer.pointer_down()
+    for t in np.linspace(0.1, 1.0, 8):
+        pointer.move_to_location(int(ax + t * (bx - ax)), int(ay + t * (by - ay)))
+    pointer.pointer_up()
+    actions.perform()
+
+
+def trace_info(driver, graph_id, trace=0) -> dict | None:
+    return driver.execute_script(
+        "var el = document.getElementById(arguments[0]);"
+        "var gd = el && el.querySelector('.js-plotly-plot');"
+        "if (!gd || !gd._fullData || !gd._fullData[arguments[1]]) return null;"
+        "var t = gd._fullData[arguments[1]];"
+        "return {n: t.x ? t.x.length : 0, custom: t.customdata ? Array.from(t.customdata) : [],"
+        "        text: t.text ? Array.from(t.text) : [],"
+        "        image: (gd.layout.images && gd.layout.images[0]) || null};", graph_id, trace)
+
+
+def images_loaded(driver, css) -> list[bool]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(function (i) { return i.complete && i.naturalWidth > 0; });", css)
+
+
+def run_dir(app_server) -> Path:
+    return Path(app_server.config.parent / "runs" / app_server.run_id)
+
+
+def cells_of(app_server) -> list[dict]:
+    return json.loads((run_dir(app_server) / "cells.json").read_text())["cells"]
+
+
+def largest_cell(app_server) -> dict:
+    return max(cells_of(app_server), key=lambda c: c["n"])
+
+
+def open_app(dash_br, app_server, query=""):
+    dash_br.server_url = app_server.url + (f"/?run={app_server.run_id}{query}" if query else "/")
+    wait_until(lambda: "encoder: tiny" in text_of(dash_br.driver, ids.STATUS), what="status line")
+
+
+def wait_for_grid(driver, n):
+    return wait_until(lambda: (lambda t: t if t and t["n"] == n and t["image"] else None)(
+        trace_info(driver, ids.IMAGES_GRAPH)), timeout=JOB_TIMEOUT, what=f"a grid of {n} images")
+
+
+# -------------------------------------------------------------------------------------------------
+def test_app_loads_a_generated_run(dash_br, app_server, shot):
+    open_app(dash_br, app_server)
+    driver = dash_br.driver
+    assert f"run={app_server.run_id}" in driver.current_url
+    cells = cells_of(app_server)
+    hover = wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, HOVER), what="hover layer")
+    assert hover["n"] == len(cells)
+    assert "48 images" in text_of(driver, ids.STATUS)
+    assert "real, predicted fake" in text_of(driver, ids.REPR_LEGEND)
+    assert "held-out accuracy" in text_of(driver, ids.METRICS)
+    shot(driver, "01-representation")
+
+
+def test_clicking_a_cell_fills_the_grid_with_framed_thumbnails(dash_br, app_server, shot):
+    open_app(dash_br, app_server)
+    driver = dash_br.driver
+    cell = largest_cell(app_server)
+    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, HOVER), what="representation figure")
+    click_point(driver, ids.REPR_GRAPH, cell["x"], cell["y"])
+    grid = wait_for_grid(driver, cell["n"])
+    assert f"cell={cell['id']}" in driver.current_url
+    assert text_of(driver, ids.IMAGES_TITLE).startswith(f"Cell {cell['id']} · {cell['n']} images")
+    records = RunStore(run_dir(app_server)).read_records()
+    assert sorted(grid["custom"]) == [i for i, r in enumerate(records) if r["cell"] == cell["id"]]
+    wrong = {i for i in grid["custom"] if not records[i]["correct"]}
+    assert sum("✘" in t for t in grid["text"]) == len(wrong)
+
+    # every thumbnail of the sprite is framed: red where the prediction is wrong, green elsewhere
+    image = grid["image"]
+    with urllib.request.urlopen(app_server.url + image["source"]) as r:
+        sprite = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"), dtype=int)
+    cols, rows = int(image["sizex"]), int(image["sizey"])
+    tile = sprite.shape[1] // cols
+    assert sprite.shape[0] == rows * tile
+    red = green = 0
+    xs = driver.execute_script("var gd=document.getElementById(arguments[0])"
+                               ".querySelector('.js-plotly-plot'); return [Array.from(gd._fullData[0].x),"
+                               " Array.from(gd._fullData[0].y)];", ids.IMAGES_GRAPH)
+    for x, y, index in zip(xs[0], xs[1], grid["custom"]):
+        c, r_ = int(x), int(-y)
+        edge = sprite[r_ * tile + 1, c * tile + tile // 2]
+        is_red = edge[0] > 150 and edge[1] < 90
+        is_green = edge[1] > 120 and edge[0] < 90
+        assert is_red or is_green, f"thumbnail {index} has no frame ({edge})"
+        assert is_red == (index in wrong)
+        red += is_red
+        green += is_green
+    assert red + green == cell["n"] and red == len(wrong)
+
+    # hovering a thumbnail shows it larger, fetched from the thumbnail route by index
+    vx, vy = to_viewport(driver, ids.IMAGES_GRAPH, xs[0][0], xs[1][0])
+    actions = ActionChains(driver)
+    actions.w3c_actions.pointer_action.move_to_location(int(vx) - 3, int(vy) - 3)
+    actions.w3c_actions.pointer_action.move_to_location(int(vx), int(vy))
+    actions.perform()
+    src = wait_until(lambda: driver.find_element(By.ID, ids.IMAGES_TOOLTIP_IMG).get_attribute("src"),
+                     what="the hover tooltip")
+    assert src.endswith(f"/files/thumb/{app_server.run_id}/{grid['custom'][0]}.jpg")
+    wait_until(lambda: images_loaded(driver, f"#{ids.IMAGES_TOOLTIP_IMG}") == [True],
+               what="the thumbnail")
+    assert records[grid["custom"][0]]["path"].split("/")[-1] in \
+        text_of(driver, ids.IMAGES_TOOLTIP_TEXT)
+    shot(driver, "02-image-grid")
+
+
+def test_box_selection_shows_16_maps_per_selected_image(dash_br, app_server, shot):
+    cell = largest_cell(app_server)
+    open_app(dash_br, app_server, f"&cell={cell['id']}")
+    driver = dash_br.driver
+    grid = wait_for_grid(driver, cell["n"])
+    cols = int(grid["image"]["sizex"])
+    # a box over the first two columns of the first two rows
+    drag_box(driver, ids.IMAGES_GRAPH, 0.05, -0.05, min(2, cols) - 0.05, -1.95)
+    wait_until(lambda: "sel=" in driver.current_url, what="the selection in the URL")
+    selected = driver.current_url.split("sel=")[1].split("&")[0]
+    n_selected = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
+                     for part in selected.split(",") for a, _, b in [part.partition("-")])
+    assert 1 <= n_selected <= 4
+    blocks = wait_until(lambda: (lambda b: b if len(b) == n_selected else None)(
+        driver.find_elements(By.CSS_SELECTOR, ".fx-attn-image")), timeout=JOB_TIMEOUT,
+        what=f"{n_selected} attention blocks")
+    for block in blocks:
+        dims = block.find_elements(By.CSS_SELECTOR, ".fx-attn-dim img")
+        assert len(dims) == 16
+        labels = [d.text for d in block.find_elements(By.CSS_SELECTOR, ".fx-attn-dim .fx-caption")]
+        assert all(lab.startswith("d") and "Δ" in lab for lab in labels)
+    wait_until(lambda: all(images_loaded(driver, ".fx-attn-image img")), what="maps loaded")
+    assert len(images_loaded(driver, ".fx-attn-image img")) == n_selected * 18
+    shot(driver, "03-attention")
+    # cached now: a reload shows the maps without a job
+    t0 = time.time()
+    dash_br.server_url = driver.current_url
+    wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".fx-attn-image")) == n_selected,
+               timeout=20, what="cached maps")
+    assert time.time() - t0 < 20
+
+
+def test_concept_toggle_shows_three_concepts(dash_br, app_server, shot):
+    cell = largest_cell(app_server)
+    open_app(dash_br, app_server, f"&cell={cell['id']}")
+    driver = dash_br.driver
+    wait_for_grid(driver, cell["n"])
+    toggle = driver.find_element(By.ID, ids.VIEW_TOGGLE)
+    toggle.find_elements(By.TAG_NAME, "label")[1].click()
+    wait_until(lambda: "view=concepts" in driver.current_url, what="view in the URL")
+    concepts = wait_until(lambda: (lambda c: c if len(c) == 3 else None)(
+        driver.find_elements(By.CSS_SELECTOR, ".fx-concept")), timeout=JOB_TIMEOUT,
+        what="3 concepts")
+    assert all("segments" in c.text for c in concepts)
+    wait_until(lambda: images_loaded(driver, ".fx-patches img") and
+               all(images_loaded(driver, ".fx-patches img")), what="concept patches")
+    assert not driver.find_element(By.ID, ids.IMAGES_GRAPH).is_displayed()
+    shot(driver, "04-concepts")
+
+
+def test_a_note_survives_a_restart_and_is_exported(dash_br, app_server, shot):
+    cell = largest_cell(app_server)
+    open_app(dash_br, app_server, f"&cell={cell['id']}")
+    driver = dash_br.driver
+    wait_for_grid(driver, cell["n"])
+    driver.find_element(By.ID, ids.NOTES_TEXT).send_keys("bird in yellow grass, fools the model")
+    driver.find_element(By.ID, ids.NOTES_TAG).send_keys("grass")
+    driver.find_element(By.ID, ids.NOTES_ADD_CELL).click()
+    wait_until(lambda: "bird in yellow grass" in text_of(driver, ids.NOTES_LIST), what="the note")
+
+    app_server.restart()
+    dash_br.server_url = f"{app_server.url}/?run={app_server.run_id}"
+    wait_until(lambda: "bird in yellow grass" in text_of(driver, ids.NOTES_LIST), what="note after restart")
+    assert "grass" in text_of(driver, ids.NOTES_LIST)
+
+    with urllib.request.urlopen(f"{app_server.url}/files/notes/{app_server.run_id}.csv") as r:
+        rows = list(csv.DictReader(io.StringIO(r.read().decode())))
+    records = RunStore(run_dir(app_server)).read_records()
+    members = [i for i, rec in enumerate(records) if rec["cell"] == cell["id"]]
+    assert {r["text"] for r in rows} == {"bird in yellow grass, fools the model"}
+    assert [r["image_path"] for r in rows] == [records[i]["path"] for i in members]
+
+    # the note's "show" button jumps back to its cell
+    driver.find_element(By.CSS_SELECTOR, ".fx-note-actions button").click()
+    wait_until(lambda: text_of(driver, ids.IMAGES_TITLE).startswith(f"Cell {cell['id']} "),
+               what="jump to the note's cell")
+    assert f"cell={cell['id']}" in driver.current_url
+    shot(driver, "05-notes")
+
+
+def test_thumbnail_urls_with_paths_are_refused(dash_br, app_server, tmp_path):
+    host, port = "127.0.0.1", app_server.port
+    ok = urllib.request.urlopen(f"{app_server.url}/files/thumb/{app_server.run_id}/0.jpg")
+    assert ok.status == 200 and ok.headers["Content-Type"] == "image/jpeg"
+    assert "max-age" in ok.headers["Cache-Control"]
+    for path in (f"/files/thumb/{app_server.run_id}/../../../../etc/passwd",
+                 f"/files/thumb/{app_server.run_id}/..%2F..%2F..%2Fetc%2Fpasswd",
+                 f"/files/thumb/{app_server.run_id}//etc/passwd",
+                 f"/files/thumb/{app_server.run_id}/%2Fetc%2Fpasswd",
+                 "/files//etc/passwd"):
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("GET", path)  # sent as is: no client-side normalisation of ../
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 404, path
+        assert b"root:" not in body and response.getheader("Content-Type") != "image/jpeg"
+        conn.close()
+    # and through the browser
+    dash_br.driver.get(f"{app_server.url}/files/thumb/{app_server.run_id}/..%2F..%2Fetc%2Fpasswd")
+    assert "root:" not in dash_br.driver.page_source
+
+
+def test_back_and_forward_restore_the_open_cell(dash_br, app_server):
+    open_app(dash_br, app_server)
+    driver = dash_br.driver
+    a, b = sorted(cells_of(app_server), key=lambda c: -c["n"])[:2]
+    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, HOVER), what="representation figure")
+    for cell in (a, b):
+        click_point(driver, ids.REPR_GRAPH, cell["x"], cell["y"])
+        wait_until(lambda: text_of(driver, ids.IMAGES_TITLE).startswith(f"Cell {cell['id']} "),
+                   timeout=JOB_TIMEOUT, what=f"cell {cell['id']}")
+    driver.back()
+    wait_until(lambda: text_of(driver, ids.IMAGES_TITLE).startswith(f"Cell {a['id']} "),
+               what="back to the first cell")
+    assert f"cell={a['id']}" in driver.current_url
+    driver.forward()
+    wait_until(lambda: text_of(driver, ids.IMAGES_TITLE).startswith(f"Cell {b['id']} "),
+               what="forward to the second cell")
+
+
+def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, tiny_run, shot):
+    data = tiny_run[0]
+    open_app(dash_br, app_server)
+    driver = dash_br.driver
+    driver.find_element(By.ID, ids.NEWRUN_TOGGLE).click()
+    type_into(driver.find_element(By.ID, ids.NEWRUN_PATH), str(data))
+    driver.find_element(By.ID, ids.NEWRUN_CATEGORIES).send_keys("bird")
+    driver.find_element(By.ID, ids.NEWRUN_START).click()
+    wait_until(lambda: driver.find_element(By.ID, ids.NEWRUN_CANCEL).is_enabled(), what="running")
+    wait_until(lambda: ":" in text_of(driver, ids.NEWRUN_PROGRESS_LABEL)
+               or text_of(driver, ids.NEWRUN_MESSAGE), timeout=JOB_TIMEOUT, what="progress")
+    assert text_of(driver, ids.NEWRUN_MESSAGE) == ""  # no error
+    # the app stays usable while the run is computed
+    cell = largest_cell(app_server)
+    click_point(driver, ids.REPR_GRAPH, cell["x"], cell["y"])
+    wait_for_grid(driver, cell["n"])
+    wait_until(lambda: "is ready" in text_of(driver, ids.NEWRUN_MESSAGE), timeout=JOB_TIMEOUT,
+               what="the new run")
+    new_id = text_of(driver, ids.NEWRUN_MESSAGE).split()[1]
+    assert new_id != app_server.run_id
+    wait_until(lambda: f"run={new_id}" in driver.current_url, what="the new run opened")
+    wait_until(lambda: "24 images" in text_of(driver, ids.STATUS), what="the bird-only run")
+    meta = RunStore(run_dir(app_server).parent / new_id).read_meta()
+    assert meta["config"]["data"]["categories"] == ["bird"]
+    assert not driver.find_element(By.ID, ids.NEWRUN_CANCEL).is_enabled()
+    shot(driver, "06-new-run")
+
+
+def test_a_new_run_can_be_cancelled(dash_br, app_server, tiny_run):
+    open_app(dash_br, app_server)
+    driver = dash_br.driver
+    runs = run_dir(app_server).parent
+    before = sorted(p.name for p in runs.iterdir() if (p / "meta.json").exists())
+    driver.find_element(By.ID, ids.NEWRUN_TOGGLE).click()
+    type_into(driver.find_element(By.ID, ids.NEWRUN_PATH), str(tiny_run[0]))
+    driver.find_element(By.ID, ids.NEWRUN_CATEGORIES).send_keys("cat")
+    driver.find_element(By.ID, ids.NEWRUN_START).click()
+    cancel = driver.find_element(By.ID, ids.NEWRUN_CANCEL)
+    wait_until(cancel.is_enabled, what="running")
+    cancel.click()
+    wait_until(lambda: driver.find_element(By.ID, ids.NEWRUN_START).is_enabled(), what="cancelled")
+    time.sleep(3)
+    after = sorted(p.name for p in runs.iterdir() if (p / "meta.json").exists())
+    assert after == before
+    assert "is ready" not in text_of(driver, ids.NEWRUN_MESSAGE)

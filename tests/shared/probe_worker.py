@@ -1,0 +1,73 @@
+"""Celery worker entry for the shared-server tests: ``app.celery_app``'s worker, plus a record of
+what its jobs actually compute.
+
+With ``$FAXPLAINER_PROBE_FILE`` set, each worker process appends one JSON line per relevance map
+written (``{"kind": "maps", "index": i}``), per concept extraction (``"concepts"``) and per model
+load (``"load_models"``), with its pid. The counters are installed in the pool process when its
+first job asks for the explain functions, so the worker's main process still imports no torch.
+Start with ``celery -A tests.shared.probe_worker:celery worker ...``.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from app import celery_app as _celery_app
+from app import jobs as _jobs
+
+_explain_functions = _jobs.explain_functions
+
+
+def record(kind: str, **fields) -> None:
+    path = os.environ.get("FAXPLAINER_PROBE_FILE")
+    if path:
+        with open(path, "a") as fh:  # one short O_APPEND write per line: lines never interleave
+            fh.write(json.dumps({"kind": kind, "pid": os.getpid(), **fields}) + "\n")
+
+
+def _install_counters() -> None:
+    from pipeline import explain_cache, runner
+
+    if getattr(explain_cache, "_probe_installed", False):
+        return
+    write_maps, extract, load = explain_cache._write_maps, explain_cache.extract_concepts, \
+        runner.load_run_models
+
+    def counted_write_maps(path, key, maps):
+        record("maps", index=int(maps.index))
+        return write_maps(path, key, maps)
+
+    def counted_extract(*args, **kwargs):
+        record("concepts")
+        return extract(*args, **kwargs)
+
+    def counted_load(run_dir, *args, **kwargs):
+        record("load_models", run=str(run_dir))
+        return load(run_dir, *args, **kwargs)
+
+    explain_cache._write_maps = counted_write_maps
+    explain_cache.extract_concepts = counted_extract
+    runner.load_run_models = counted_load
+    explain_cache._probe_installed = True
+
+
+def probed_explain_functions(*args, **kwargs):
+    _install_counters()
+    return _explain_functions(*args, **kwargs)
+
+
+_jobs.explain_functions = probed_explain_functions
+
+
+def __getattr__(name: str):
+    if name == "celery":
+        return _celery_app.worker_app(_celery_app.config_from_environment())
+    raise AttributeError(name)
+
+
+def read_records(path) -> list[dict]:
+    try:
+        with open(path) as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,71 @@
+"""Local and shared mode set-up, without Redis: which job manager each mode gets, what a Celery
+worker's main process imports (no torch before the fork), and where the local app may bind."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from app.jobs import make_managers
+from pipeline.config import REPO_ROOT, from_dict
+
+
+def test_local_mode_keeps_diskcache_and_shared_mode_uses_celery_queues(tmp_path):
+    from dash import CeleryManager, DiskcacheManager
+
+    folders = {"runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache")}
+    local = make_managers(from_dict(folders))
+    assert isinstance(local.views, DiskcacheManager) and isinstance(local.runs, DiskcacheManager)
+    shared = make_managers(from_dict({**folders, "server": {"mode": "shared",
+                                                            "redis_url": "redis://127.0.0.1:1/3"}}))
+    assert isinstance(shared.views, CeleryManager) and isinstance(shared.runs, CeleryManager)
+    assert (shared.views.queue, shared.runs.queue) == ("faxplainer-views", "faxplainer-runs")
+    assert shared.views.cache_by and not shared.runs.cache_by  # views memoised, runs never
+    assert shared.views.handle.conf.broker_url == "redis://127.0.0.1:1/3"
+    assert shared.views.handle is shared.runs.handle
+    conf = shared.views.handle.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+
+
+def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, users_file):
+    """What the worker's main process does before forking its pool: build the app's tasks only."""
+    config = tmp_path / "shared.yaml"
+    config.write_text(json.dumps({"base": str(REPO_ROOT / "configs" / "test.yaml"),
+                                  "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c"),
+                                  "server": {"mode": "shared", "redis_url": "redis://127.0.0.1:1/0"}}))
+    script = textwrap.dedent("""
+        import json, sys
+        from app.celery_app import celery
+        names = sorted(n for n in celery.tasks if n.startswith("background_callback_"))
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "open_clip", "timm"))
+        print(json.dumps({"tasks": names, "heavy": heavy}))
+    """)
+    env = dict(os.environ, FAXPLAINER_CONFIG=str(config), PYTHONPATH=str(REPO_ROOT),
+               FAXPLAINER_USERS_FILE=str(users_file))
+    r = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(out["tasks"]) >= 4  # new run, grid, maps, concepts
+    assert out["heavy"] == []
+
+
+def test_worker_refuses_a_local_config(tmp_path):
+    env = dict(os.environ, FAXPLAINER_CONFIG=str(REPO_ROOT / "configs" / "test.yaml"))
+    r = subprocess.run([sys.executable, "-c", "from app.celery_app import celery"], cwd=REPO_ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "server.mode: shared" in r.stderr
+
+
+def _app_cli(*args):
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_local_mode_binds_to_loopback_only():
+    r = _app_cli("--config", str(REPO_ROOT / "configs" / "test.yaml"), "--host", "0.0.0.0")
+    assert r.returncode == 2 and "127.0.0.1 only" in r.stderr
+    r = _app_cli("--config", str(REPO_ROOT / "configs" / "shared.yaml"))
+    assert r.returncode == 2 and "serve-shared" in r.stderr

@@ -1,0 +1,265 @@
+"""The real shared server (redis-server, two Celery workers, gunicorn) on loopback, driven over HTTP
+the way Dash's renderer drives it.
+
+* without credentials, every page, callback, asset and picture route answers 401;
+* a job submitted through the app runs in a Celery worker and answers, with progress;
+* the same request from two sessions at once is computed once (counted inside the workers);
+* a Celery worker killed with SIGKILL in the middle of a run and restarted finishes the run, and
+  no embedding chunk is computed twice;
+* a data set's embedding split in shards is shared out between two workers (standing in for two
+  machines on one Redis and one cache folder), each image embedded once.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.celery_app import embed_in_shards, make_celery, unacked_tasks
+from app.shared_jobs import EMBED_QUEUE, RUNS_QUEUE
+from app.shared_stack import SharedStack
+from pipeline.store import RunStore
+from tests.fixtures_runs import make_dataset as make_small_dataset
+from tests.integration.test_pipeline_tiny import make_dataset as make_kill_dataset
+
+from .conftest import PASSWORD, USER, needs_redis, shared_config
+from .dash_client import DashSession
+from .probe_worker import read_records
+
+
+@pytest.fixture(scope="module")
+def stack(shared_run, users_file, tmp_path_factory):
+    needs_redis()
+    state = tmp_path_factory.mktemp("stack")
+    probe = state / "probe.jsonl"
+    # chunks of 16 images, one decoding thread: a run is slow enough to be killed half-way
+    cfg = shared_config(shared_run["runs"], shared_run["cache"], "encoder.chunk_size=16",
+                        "encoder.batch_size=8", "encoder.num_workers=0")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAXPLAINER_USERS_FILE", str(users_file))
+        mp.delenv("FAXPLAINER_REDIS_URL", raising=False)
+        s = SharedStack(cfg, run_id=shared_run["run_id"], state_dir=state / "state",
+                        env={"FAXPLAINER_PROBE_FILE": str(probe)},
+                        worker_target="tests.shared.probe_worker:celery")
+        s.probe = probe
+        try:
+            s.start()
+            yield s
+        finally:
+            s.stop()
+
+
+def session(stack) -> DashSession:
+    return DashSession(stack.url, (USER, PASSWORD)).open()
+
+
+def probe_records(stack, kind: str) -> list[dict]:
+    return [r for r in read_records(stack.probe) if r["kind"] == kind]
+
+
+# -- access control ---------------------------------------------------------------------------------
+def _basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_every_route_needs_credentials(stack, shared_run):
+    run = shared_run["run_id"]
+    s = session(stack)
+    page = s.get("/").body.decode()
+    suites = sorted({p for p in __import__("re").findall(r'src="(/_dash-component-suites/[^"]+)"', page)})
+    assets = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "assets").iterdir()
+                    if p.is_file())
+    assert suites and assets
+    routes = ["/", "/?run=" + run, "/_dash-layout", "/_dash-dependencies", suites[0],
+              f"/assets/{assets[0]}", f"/files/thumb/{run}/0.jpg", f"/files/sprite/{run}/{'0' * 20}.jpg",
+              f"/files/attn/{run}/0/image.jpg", f"/files/concept/{run}/0/0/0", f"/files/notes/{run}.csv",
+              "/files//etc/passwd", "/no-such-page"]
+    anonymous = DashSession(stack.url)
+    wrong = DashSession(stack.url, (USER, "not-the-password"))
+    stranger = DashSession(stack.url, ("mallory", PASSWORD))
+    for client in (anonymous, wrong, stranger):
+        for path in routes:
+            r = client.get(path)
+            assert r.status == 401, (path, r.status)
+            assert "Basic" in r.headers.get("WWW-Authenticate", ""), path
+            assert b"FaXplainer" not in r.body and b"_dash-config" not in r.body, path
+        body = json.dumps(s.payload(s.callback("shell-status-div.children"),
+                                    {"shell-run-store.data": run}, ["shell-run-store.data"])).encode()
+        r = client.request("POST", "/_dash-update-component", body)
+        assert r.status == 401 and b"encoder" not in r.body
+    # the same routes with credentials
+    for path in ["/", "/_dash-layout", "/_dash-dependencies", suites[0], f"/assets/{assets[0]}",
+                 f"/files/thumb/{run}/0.jpg", f"/files/notes/{run}.csv"]:
+        assert s.get(path).status == 200, path
+    status = s.call("shell-status-div.children", {"shell-run-store.data": run}, ["shell-run-store.data"])
+    assert "48 images" in json.dumps(status)
+
+
+# -- jobs -------------------------------------------------------------------------------------------
+def _attention_request(s: DashSession, run: str, indices: list[int]) -> dict:
+    r = s.call("attention-content-div.children",
+               {"shell-selection-store.data": {"ids": indices, "from": "graph"},
+                "shell-run-store.data": run}, ["shell-selection-store.data"])
+    return r["attention-request-store"]["data"]
+
+
+def test_a_job_through_the_app_runs_in_a_worker_with_progress(stack, shared_run):
+    run = shared_run["run_id"]
+    s = session(stack)
+    request = _attention_request(s, run, [0, 1, 2])
+    assert request and request["indices"] == [0, 1, 2]
+    result = s.call_background("attention-content-div.children",
+                               {"attention-request-store.data": request}, ["attention-request-store.data"])
+    labels = [p.get("attention-progress-label-div.children") for p in result.progress]
+    assert labels and all(isinstance(x, str) and ":" in x for x in labels), result.progress
+    content = json.dumps(result.response["attention-content-div"]["children"])
+    for i in (0, 1, 2):
+        assert f'"data-index": "{i}"' in content
+    assert s.get(f"/files/attn/{run}/1/aggregate.jpg").status == 200
+    # computed by a worker process, not by the web server
+    assert {r["index"] for r in probe_records(stack, "maps")} >= {0, 1, 2}
+
+
+def _together(n: int, fn):
+    """Run ``fn(i)`` in ``n`` threads released at the same moment; returns the results in order."""
+    barrier = threading.Barrier(n)
+    out, errors = [None] * n, []
+
+    def body(i):
+        try:
+            barrier.wait(30)
+            out[i] = fn(i)
+        except BaseException as e:  # re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    if errors:
+        raise errors[0]
+    return out
+
+
+def test_same_request_from_two_sessions_is_computed_once(stack, shared_run):
+    run = shared_run["run_id"]
+    sessions = [session(stack), session(stack)]
+    assert sessions[0].end_id != sessions[1].end_id  # two page loads
+
+    # a cell's concepts
+    cell = 2
+    values = {"shell-view-store.data": "concepts", "shell-cell-store.data": cell,
+              "shell-run-store.data": run}
+    requests = [s.call("concepts-content-div.children", values, ["shell-view-store.data"])
+                ["concepts-request-store"]["data"] for s in sessions]
+    assert requests[0]["nonce"] != requests[1]["nonce"]  # Dash's memo cannot merge them
+    before = len(probe_records(stack, "concepts"))
+    answers = _together(2, lambda i: sessions[i].call_background(
+        "concepts-content-div.children", {"concepts-request-store.data": requests[i]},
+        ["concepts-request-store.data"]))
+    for a in answers:
+        assert f"concepts of cell {cell}" in json.dumps(a.response["concepts-message-div"])
+        assert '"data-concept": "0"' in json.dumps(a.response["concepts-content-div"])
+    assert len(probe_records(stack, "concepts")) - before == 1
+
+    # the same images' relevance maps
+    chosen = [5, 6, 7, 8]
+    requests = [_attention_request(s, run, chosen) for s in sessions]
+    answers = _together(2, lambda i: sessions[i].call_background(
+        "attention-content-div.children", {"attention-request-store.data": requests[i]},
+        ["attention-request-store.data"]))
+    for a in answers:
+        content = json.dumps(a.response["attention-content-div"]["children"])
+        assert all(f'"data-index": "{i}"' in content for i in chosen)
+    written = Counter(r["index"] for r in probe_records(stack, "maps"))
+    assert all(written[i] == 1 for i in chosen), written
+    assert max(written.values()) == 1, written  # no image's maps computed twice, ever
+
+    # each worker process loaded the run's models once, however many jobs it ran
+    loads = Counter((r["pid"], r["run"]) for r in probe_records(stack, "load_models"))
+    assert loads and max(loads.values()) == 1, loads
+
+
+# -- faults -----------------------------------------------------------------------------------------
+def _chunk_keys(cache: Path) -> Counter:
+    keys: Counter = Counter()
+    for chunk in cache.glob("embeddings/*/chunk-*.npz"):
+        with np.load(chunk) as z:
+            keys.update(k.decode() for k in z["keys"].tolist())
+    return keys
+
+
+def test_worker_killed_mid_run_then_restarted_finishes_the_run(stack, shared_run, tmp_path):
+    data = make_kill_dataset(tmp_path / "kill-data", n_per_class=120, seed=7, salt=False)
+    files = sorted(p for p in data.rglob("*.png"))
+    wanted = {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    assert len(files) == 240 and len(wanted) == 240
+    cache = shared_run["cache"]
+
+    def done_here() -> int:
+        return sum(1 for k in _chunk_keys(cache) if k in wanted)
+
+    s = session(stack)
+    body, handles = s.start_background(
+        "shell-newrun-message-div.children",
+        {"shell-newrun-start-button.n_clicks": 1, "shell-newrun-path-input.value": str(data)},
+        ["shell-newrun-start-button.n_clicks"])
+    assert handles is not None
+    partial = s.poll_background(body, handles, poll=0.05, timeout=240,
+                                on_poll=lambda r: done_here() >= 48)
+    assert partial.response is None, "the run finished before it could be killed; use more images"
+    stack.kill("worker-runs")  # SIGKILL to the worker and its pool process
+    killed_at = done_here()
+    assert 48 <= killed_at < 240
+    pending = [t for t in unacked_tasks(make_celery(stack.redis_url)) if t["queue"] == RUNS_QUEUE]
+    assert len(pending) == 1  # the run's task was not lost: delivered, never acknowledged
+
+    stack.start_worker("runs")  # requeues the unfinished task, then starts the worker again
+    result = s.poll_background(body, handles, poll=0.2, timeout=400, result=partial)
+    message = json.dumps(result.response["shell-newrun-message-div"]["children"])
+    assert "is ready" in message, message
+    labels = [p.get("shell-newrun-progress-label-div.children") for p in result.progress]
+    assert any(str(x).startswith("embed") for x in labels), labels
+
+    keys = _chunk_keys(cache)
+    assert {k for k in keys if k in wanted} == wanted  # every image embedded...
+    assert all(keys[k] == 1 for k in wanted)  # ...and no finished chunk computed again
+    run_id = json.dumps(result.response).split("Run ")[1].split(" is ready")[0]
+    meta = RunStore(shared_run["runs"] / run_id).read_meta()
+    assert meta["status"] == "complete" and meta["data"]["n_images"] == 240
+    assert not [t for t in unacked_tasks(make_celery(stack.redis_url)) if t["queue"] == RUNS_QUEUE]
+
+
+# -- several machines ---------------------------------------------------------------------------------
+def test_embedding_shards_are_shared_out_between_workers(stack, shared_run, tmp_path):
+    """A second worker on the embedding queue stands in for another machine (same Redis, same
+    cache folder): the shards go to both, and every image is embedded exactly once."""
+    import dataclasses
+
+    data = make_small_dataset(tmp_path / "shard-data", seed=11)
+    files = sorted(data.rglob("*.png"))
+    wanted = {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    stack.start_worker("embed2", queues=[EMBED_QUEUE])
+    try:
+        cfg = dataclasses.replace(stack.cfg, data=dataclasses.replace(stack.cfg.data, root=str(data)))
+        summaries = embed_in_shards(make_celery(stack.redis_url), cfg, count=6, timeout=300)
+    finally:
+        stack.stop_component("worker-embed2")
+    assert sorted(s["shard"] for s in summaries) == list(range(6))
+    assert sum(s["images"] for s in summaries) == len(files) == 48
+    assert sum(s["computed"] for s in summaries) == 48 and not any(s["failed"] for s in summaries)
+    workers = {s["worker"].split("@")[0] for s in summaries}
+    assert workers == {"runs", "embed2"}, summaries  # both "machines" took shards
+    keys = _chunk_keys(shared_run["cache"])
+    assert all(keys[k] == 1 for k in wanted)
+    # again: everything is in the shared cache already
+    again = embed_in_shards(make_celery(stack.redis_url), cfg, count=2, timeout=300)
+    assert sum(s["computed"] for s in again) == 0 and sum(s["cached"] for s in again) == 48

@@ -1,0 +1,236 @@
+"""The app's callback bodies, called directly (no browser): views, router, notes, status."""
+import numpy as np
+import pytest
+from dash import Patch, no_update
+from PIL import Image
+
+from app import artifacts, ids
+from app.context import AppContext
+from app.jobs import new_run_config
+from app.urlstate import ViewState
+from app.views import attention, concepts, images, notes, representation, shell
+from pipeline.notes import NotesStore
+from tests.fixtures_runs import FAKE_EXPLAIN, known_contributions
+
+
+@pytest.fixture
+def ctx(make_fake_run, app_config):
+    make_fake_run(n_images=30, n_cells=3)
+    return AppContext(app_config)
+
+
+def _texts(component):
+    """All strings inside a Dash component tree."""
+    out = []
+
+    def walk(c):
+        if c is None:
+            return
+        if isinstance(c, (str, int, float)):
+            out.append(str(c))
+        elif isinstance(c, (list, tuple)):
+            for x in c:
+                walk(x)
+        else:
+            walk(getattr(c, "children", None))
+
+    walk(component)
+    return " ".join(out)
+
+
+def _find(component, cls):
+    found = []
+
+    def walk(c):
+        if isinstance(c, (list, tuple)):
+            for x in c:
+                walk(x)
+        elif hasattr(c, "children") or hasattr(c, "className"):
+            if cls in (getattr(c, "className", None) or "").split():
+                found.append(c)
+            walk(getattr(c, "children", None))
+
+    walk(component)
+    return found
+
+
+class Progress:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, value):
+        self.calls.append(value)
+
+
+def test_default_run_and_unknown_runs(ctx):
+    assert ctx.initial_run() == "fake-run"
+    assert ctx.run("fake-run").n_images == 30
+    for bad in (None, "nope", "../fake-run", "fake-run/..", "/etc", ".hidden"):
+        assert ctx.run(bad) is None
+
+
+def test_representation_render_and_highlight_patch(ctx):
+    fig, info, shown = representation.render(ctx, "fake-run", 1)
+    hover = fig.data[representation.HIGHLIGHT_INDEX - 1]
+    assert len(hover.x) == 3 and "3 cells · 30 images" in info and shown == "fake-run"
+    assert len(fig.data[representation.HIGHLIGHT_INDEX].x) > 0  # ring drawn on the open cell
+    fig, info, shown = representation.render(ctx, "missing", None)
+    assert shown is None and info == ""
+    assert representation.highlight(ctx, "fake-run", 2, shown=None) is no_update  # not drawn yet
+    patch = representation.highlight(ctx, "fake-run", 2, shown="fake-run")
+    assert isinstance(patch, Patch)
+
+
+def test_image_view_requests_a_job_then_draws_the_prepared_cell(ctx):
+    fig, shown, request, message, title = images.render(ctx, "fake-run", 1, None, None)
+    assert shown is None and request["cell"] == 1 and "Preparing" in message
+    assert title.startswith("Cell 1 · 10 images")
+    progress = Progress()
+    fig, shown, message = images.prepare(ctx, request, progress)
+    assert progress.calls[-1] == ("100", "drawing: 1/1")
+    view = ctx.run("fake-run")
+    members = view.cell_members(1).tolist()
+    t = fig.data[0]
+    assert sorted(t.customdata) == members and len(t.text) == 10
+    first = int(t.customdata[0])
+    assert view.file_name(first) in t.text[0]
+    assert ("label fake" if view.label[first] else "label real") in t.text[0]
+    assert shown["cell"] == 1 and fig.layout.images[0].source.endswith(shown["sprite"] + ".jpg")
+    # now cached: drawn at once, with the selection from the store, and a pending job is cleared
+    sel = {"ids": members[:2], "from": "state"}
+    fig2, shown2, request2, _, _ = images.render(ctx, "fake-run", 1, sel, pending=request)
+    assert request2 is None and shown2 == shown
+    assert sorted(int(fig2.data[0].customdata[p]) for p in fig2.data[0].selectedpoints) == members[:2]
+
+
+def test_selection_patch_only_for_selections_not_drawn_by_the_user(ctx):
+    request = images.render(ctx, "fake-run", 0, None, None)[2]
+    _, shown, _ = images.prepare(ctx, request, Progress())
+    members = ctx.run("fake-run").cell_members(0).tolist()
+    assert images.selection_patch(ctx, "fake-run", 0, {"ids": members[:1], "from": "graph"},
+                                  shown) is no_update
+    assert images.selection_patch(ctx, "fake-run", 1, {"ids": [], "from": "state"}, shown) is no_update
+    patch = images.selection_patch(ctx, "fake-run", 0, {"ids": members[:3], "from": "state"}, shown)
+    assert isinstance(patch, Patch)
+
+
+def test_attention_computes_in_the_job_then_shows_ordered_dimensions_from_cache(ctx):
+    sel = {"ids": [0, 3], "from": "graph"}
+    content, request, message = attention.render(ctx, "fake-run", sel, None)
+    assert content == [] and request["indices"] == [0, 3] and "Computing" in message
+    progress = Progress()
+    content, message = attention.prepare(ctx, request, progress, explain=FAKE_EXPLAIN)
+    assert len(content) == 2 and progress.calls
+    for block, index in zip(content, (0, 3)):
+        dims = _find(block, "fx-attn-dim")
+        assert len(dims) == 16
+        order = [int(d.to_plotly_json()["props"]["data-dim"]) for d in dims]
+        # ordered by contribution towards the prediction: even index -> fake (logit > 0)
+        expected = np.argsort(-known_contributions(index) * (1 if index % 2 == 0 else -1))
+        assert order == expected.tolist()
+        assert "Δ +0.15 · win 80%" in _texts(block)  # dimension 15's faithfulness figures
+    # cached now: shown at once, no job
+    content2, request2, _ = attention.render(ctx, "fake-run", sel, pending=request)
+    assert len(content2) == 2 and request2 is None
+    # the overlay of dimension 5 is bright on its own rows (10, 11) and not elsewhere
+    cache = ctx.app_cache(ctx.run("fake-run"))
+    with Image.open(artifacts.attention_file(cache, 0, "d05")) as im:
+        arr = np.asarray(im.convert("RGB").resize((32, 32)), dtype=float)
+    assert abs(arr[10:12].mean() - 128) > 40 and abs(arr[20:30].mean() - 128) < 15
+
+
+def test_attention_shows_at_most_eight_images(ctx):
+    sel = {"ids": list(range(12)), "from": "graph"}
+    _, request, _ = attention.render(ctx, "fake-run", sel, None)
+    content, message = attention.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
+    assert len(content) == attention.MAX_IMAGES and "first 8 of 12" in message
+
+
+def test_attention_job_reports_errors_in_the_panel(ctx):
+    def broken(*a, **k):
+        raise RuntimeError("model files missing")
+
+    _, request, _ = attention.render(ctx, "fake-run", {"ids": [1]}, None)
+    content, message = attention.prepare(ctx, request, Progress(),
+                                         explain=(broken, broken, broken))
+    assert content == [] and "model files missing" in _texts(message)
+
+
+def test_concepts_job_then_cached_view_and_patch_paths(ctx):
+    assert concepts.render(ctx, "fake-run", 2, "images", None) == (no_update,) * 3
+    content, request, message = concepts.render(ctx, "fake-run", 2, "concepts", None)
+    assert request["cell"] == 2
+    content, message = concepts.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
+    assert len(content) == 3 and message == "3 concepts of cell 2"
+    assert "6 segments (50%)" in _texts(content[0])
+    view = ctx.run("fake-run")
+    cache = ctx.app_cache(view)
+    assert artifacts.concept_patch(view, cache, 2, 1, 0).name == "c1-0.png"
+    assert artifacts.concept_patch(view, cache, 2, 5, 0) is None
+    data = artifacts.read_concepts(cache, 2)
+    data["concepts"][0]["patches"][0] = "../../records.csv"
+    artifacts.atomic_write_json(artifacts.concepts_path(cache, 2), data)
+    assert artifacts.concept_patch(view, cache, 2, 0, 0) is None  # outside the run folder
+
+
+def test_notes_add_list_and_errors(ctx):
+    msg, saved = notes.add_note(ctx, "fake-run", None, None, "x", "", on_images=False)
+    assert not saved and "Open a cell" in _texts(msg)
+    msg, saved = notes.add_note(ctx, "fake-run", 1, {"ids": []}, "x", "", on_images=True)
+    assert not saved and "Select some images" in _texts(msg)
+    msg, saved = notes.add_note(ctx, "fake-run", 1, None, "bird in yellow grass", "grass", False)
+    assert saved and msg == "Note saved on cell 1."
+    items, export = notes.list_notes(ctx, "fake-run")
+    assert "bird in yellow grass" in _texts(items) and "grass" in _texts(items)
+    assert any(getattr(a, "href", "") == "/files/notes/fake-run.csv" for a in export)
+
+
+def test_router_follows_clicks_selection_url_and_notes(ctx):
+    start = ViewState(run="fake-run")
+    state, write = shell.route(ctx, None, "", ViewState())
+    assert state == ViewState(run="fake-run") and write
+    state, write = shell.route(ctx, ids.URL, "?run=fake-run&cell=2&sel=4-5", start)
+    assert state == ViewState(run="fake-run", cell=2, sel=(4, 5)) and not write
+    state, write = shell.route(ctx, ids.URL, "?run=ghost&cell=2", start)
+    assert state == ViewState(run="fake-run") and write
+    click = {"points": [{"customdata": [1, 3, 1, 4, 2, 0.7, 0.8]}]}
+    state, _ = shell.route(ctx, ids.REPR_GRAPH, click, ViewState(run="fake-run", cell=2, sel=(4,)))
+    assert state == ViewState(run="fake-run", cell=1)
+    box = {"points": [{"customdata": 7}, {"customdata": 3}]}
+    state, _ = shell.route(ctx, ids.IMAGES_GRAPH, box, ViewState(run="fake-run", cell=1))
+    assert state.sel == (3, 7)
+    state, _ = shell.route(ctx, ids.VIEW_TOGGLE, "concepts", state)
+    assert state.view == "concepts"
+    view = ctx.run("fake-run")
+    members = view.cell_members(2).tolist()[:2]
+    note = NotesStore(view.path).add("look", images=members)
+    state, write = shell.route(ctx, ids.note_jump(note["id"]), None, ViewState(run="fake-run"))
+    assert state == ViewState(run="fake-run", cell=2, sel=tuple(members)) and write
+
+
+def test_status_line_metrics_and_stand_in_notice(make_fake_run, app_config):
+    make_fake_run(n_images=12, n_cells=2, run_id="standin", encoder_fallback="no CLIP weights offline")
+    ctx = AppContext(app_config)
+    line, notice, style, metrics = shell.status(ctx, "standin")
+    assert "dinov2_standin" in line and "12 images" in line
+    assert style == {} and "no CLIP weights offline" in _texts(notice) and "CLIP was not used" in _texts(notice)
+    assert "held-out accuracy" in _texts(metrics) and "gan" in _texts(metrics)
+    make_fake_run(n_images=12, n_cells=2, run_id="clip")
+    assert shell.status(ctx, "clip")[2] == {"display": "none"}
+
+
+def test_new_run_config(app_config, tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n")
+    cfg = new_run_config(app_config, str(folder), "bird, cat", "")
+    assert cfg.data.root == str(folder.resolve()) and cfg.data.manifest is None
+    assert cfg.data.categories == ("bird", "cat") and cfg.data.generators is None
+    cfg = new_run_config(app_config, str(manifest), "", "progan")
+    assert cfg.data.manifest == str(manifest.resolve()) and cfg.data.generators == ("progan",)
+    with pytest.raises(ValueError, match="does not exist"):
+        new_run_config(app_config, str(tmp_path / "nope"), "", "")
+    with pytest.raises(ValueError, match="neither a folder"):
+        new_run_config(app_config, __file__, "", "")
+    assert new_run_config(app_config, "", None, None).data == app_config.data

@@ -1,0 +1,81 @@
+"""app.routes: files are served by run id and integers only; browser paths are never opened."""
+import csv
+import io
+
+import pytest
+from PIL import Image
+
+from app import artifacts
+from app.main import create_app
+from pipeline.notes import NotesStore
+from pipeline.store import RunStore
+from tests.fixtures_runs import image_colour
+
+
+@pytest.fixture
+def client(make_fake_run, app_config, tmp_path):
+    make_fake_run(n_images=10, n_cells=2)
+    (tmp_path / "secret.txt").write_text("TOP SECRET")
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "secret.png")
+    app = create_app(app_config)
+    return app.server.test_client()
+
+
+def test_thumbnail_is_served_with_caching_headers(client):
+    r = client.get("/files/thumb/fake-run/3.jpg")
+    assert r.status_code == 200 and r.mimetype == "image/jpeg"
+    assert "max-age=604800" in r.headers["Cache-Control"] and r.headers.get("ETag")
+    im = Image.open(io.BytesIO(r.data)).convert("RGB")
+    assert max(abs(a - b) for a, b in zip(im.getpixel((64, 64)), image_colour(3, 1))) < 12
+    again = client.get("/files/thumb/fake-run/3.jpg", headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize("url", [
+    "/files/thumb/fake-run/../../secret.txt",
+    "/files/thumb/fake-run/..%2F..%2Fsecret.png",
+    "/files/thumb/fake-run/%2e%2e/%2e%2e/secret.png",
+    "/files/thumb/fake-run//etc/passwd",
+    "/files/thumb/fake-run/%2Fetc%2Fpasswd",
+    "/files/thumb/..%2Fruns%2Ffake-run/1.jpg",
+    "/files/thumb/fake-run/-1.jpg",
+    "/files/thumb/fake-run/1.5.jpg",
+    "/files/thumb/ghost/1.jpg",
+    "/files//etc/passwd",
+    "/files/sprite/fake-run/..%2F..%2Fsecret.jpg",
+    "/files/attn/fake-run/0/..%2Fsecret.jpg",
+    "/files/concept/fake-run/0/0/../../secret.png",
+])
+def test_paths_from_the_browser_are_refused(client, url):
+    r = client.get(url)
+    assert r.status_code == 404
+    assert b"TOP SECRET" not in r.data and r.mimetype != "image/jpeg"
+
+
+def test_index_outside_the_run_and_records_outside_the_root_are_refused(client, tmp_path):
+    assert client.get("/files/thumb/fake-run/10.jpg").status_code == 403
+    store = RunStore(tmp_path / "runs" / "fake-run")
+    records = store.read_records()
+    records[2]["path"] = "../secret.png"
+    store.write_records(records)
+    store.update_meta(status="complete")  # new meta mtime: the app reloads the run
+    assert client.get("/files/thumb/fake-run/2.jpg").status_code == 403
+
+
+def test_sprite_and_attention_files_come_from_the_app_cache_only(client, tmp_path):
+    assert client.get("/files/sprite/fake-run/0123456789abcdef0123.jpg").status_code == 404
+    assert client.get("/files/attn/fake-run/0/d00.jpg").status_code == 404
+    assert client.get("/files/attn/fake-run/0/passwd.jpg").status_code == 404
+
+
+def test_notes_export_routes(client, tmp_path):
+    run = tmp_path / "runs" / "fake-run"
+    NotesStore(run).add("fools the model", tag="grass", images=[4])
+    r = client.get("/files/notes/fake-run.csv")
+    assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.data.decode())))
+    assert rows[0]["text"] == "fools the model"
+    assert rows[0]["image_path"] == RunStore(run).read_records()[4]["path"]
+    assert client.get("/files/notes/fake-run.json").json["notes"][0]["tag"] == "grass"
+    assert client.get("/files/notes/fake-run.txt").status_code == 404
+    assert client.get("/files/notes/ghost.csv").status_code == 404
