@@ -141,17 +141,21 @@ def embed_in_shards(celery, cfg: Config, count: int, timeout: float = 24 * 3600,
     results = [celery.send_task(EMBED_TASK, args=[payload, i, count], queue=EMBED_QUEUE)
                for i in range(count)]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = [(r.state, r.info) for r in results]
-        if report is not None:
-            report(states)
-        failed = [(i, info) for i, (state, info) in enumerate(states) if state == "FAILURE"]
-        if failed:
-            raise RuntimeError(f"shard {failed[0][0]} failed: {failed[0][1]!r}")
-        if all(state == "SUCCESS" for state, _ in states):
-            return [r.get() for r in results]
-        time.sleep(1)
-    raise TimeoutError(f"the shards did not finish within {timeout:.0f} s")
+    try:
+        while time.monotonic() < deadline:
+            states = [(r.state, r.info) for r in results]
+            if report is not None:
+                report(states)
+            failed = [(i, info) for i, (state, info) in enumerate(states) if state == "FAILURE"]
+            if failed:
+                raise RuntimeError(f"shard {failed[0][0]} failed: {failed[0][1]!r}")
+            if all(state == "SUCCESS" for state, _ in states):
+                return [info for _, info in states]
+            time.sleep(1)
+        raise TimeoutError(f"the shards did not finish within {timeout:.0f} s")
+    finally:
+        for r in results:  # stop listening for them now, not when Redis may be gone
+            r.backend.remove_pending_result(r)
 
 
 def _import_explain_stack() -> None:

@@ -30,7 +30,15 @@ class Managers:
 
 
 def make_managers(cfg: Config) -> Managers:
-    """Background-callback managers storing their state under ``cfg.cache_path / 'dash-jobs'``."""
+    """Background-callback managers storing their state under ``cfg.cache_path / 'dash-jobs'``.
+
+    In shared mode (``cfg.server.mode == "shared"``) Celery managers on Redis instead
+    (:func:`app.shared_jobs.make_shared_managers`).
+    """
+    if cfg.server.mode == "shared":
+        from .shared_jobs import make_shared_managers
+
+        return make_shared_managers(cfg)
     import diskcache
     from dash import DiskcacheManager
 
@@ -46,11 +54,15 @@ def explain_functions() -> tuple[Callable, Callable, Callable]:
     """``(get_maps, get_concepts, get_faithfulness)`` of ``pipeline.explain_cache``.
 
     Looked up at call time (inside the job process), so the torch stack is never imported by the
-    web process, and tests can substitute the functions.
+    web process, and tests can substitute the functions. Each computes a thing once even when
+    several jobs ask for it at the same time (:func:`app.shared_jobs.explain_once`).
     """
     from pipeline import explain_cache
 
-    return explain_cache.get_maps, explain_cache.get_concepts, explain_cache.get_faithfulness
+    from .shared_jobs import explain_once
+
+    return explain_once(explain_cache.get_maps, explain_cache.get_concepts,
+                        explain_cache.get_faithfulness)
 
 
 def _split_list(text: str | None) -> tuple[str, ...] | None:
@@ -88,11 +100,18 @@ def new_run_config(cfg: Config, path_text: str | None, categories: str | None,
 
 
 def run_new(cfg: Config, progress: Callable[[str, int, int], None]) -> str:
-    """Run the whole pipeline on ``cfg`` (demo set when no data is configured); returns the run id."""
+    """Run the whole pipeline on ``cfg`` (demo set when no data is configured); returns the run id.
+
+    Two requests for the same run at once compute it once: the second waits for the first
+    (:func:`app.shared_jobs.run_lock`) and then reuses the finished run.
+    """
     from pipeline.runner import run_pipeline
 
-    if not cfg.data.root and not cfg.data.manifest:
-        from pipeline.demo import ensure_demo_config
+    from .shared_jobs import run_lock
 
-        cfg = ensure_demo_config(cfg, log=lambda *_: None, progress=progress)
-    return run_pipeline(cfg, progress=progress).run_id
+    with run_lock(cfg):
+        if not cfg.data.root and not cfg.data.manifest:
+            from pipeline.demo import ensure_demo_config
+
+            cfg = ensure_demo_config(cfg, log=lambda *_: None, progress=progress)
+        return run_pipeline(cfg, progress=progress).run_id

@@ -33,6 +33,10 @@ def create_app(cfg: Config, run_id: str | None = None) -> dash.Dash:
     concepts.register(app, ctx, managers)
     notes.register(app, ctx)
     routes.register(app.server, ctx)
+    if cfg.server.mode == "shared":  # every route, callback and file needs credentials
+        from .auth import require_login
+
+        require_login(app.server, cfg)
     return app
 
 

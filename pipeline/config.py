@@ -86,6 +86,8 @@ class ConceptsConfig:
     slic_segments: tuple[int, ...] = (15, 50, 80)  # coarse / medium / fine (ACE)
     keep_fraction: float = 0.3  # segments whose mean relevance is in the top fraction are kept
     patches_per_concept: int = 8
+    max_images: int = 64  # images of a cell sampled for concepts (bounds the time per cell)
+    max_segments_per_image: int = 3  # most relevant segments kept per image
     seed: int = 0
 
 

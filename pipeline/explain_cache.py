@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pipeline.concepts import MAX_SEGMENTS_PER_IMAGE, extract_concepts
+from pipeline.concepts import extract_concepts
 from pipeline.config import Config, from_dict
 from pipeline.data import BadImageError, load_image_rgb
 from pipeline.faithfulness import deletion_check
@@ -43,7 +43,6 @@ from pipeline.store import RunStore, atomic_write_bytes, atomic_write_json, hash
 Progress = Callable[[int, int], None]
 OnError = Callable[[int, str], None]
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
-MAX_CONCEPT_IMAGES = 64  # images of a cell used for concepts (ACE uses ~50 per class)
 FAITHFULNESS_IMAGES = 8
 
 
@@ -154,7 +153,7 @@ def _load_inputs(encoder, paths: Sequence[Path], max_pixels: int, indices: Seque
     good, tensors = [], []
     for index, path in zip(indices, paths):
         try:
-            tensors.append(encoder.preprocess(load_image_rgb(path, max_pixels)))
+            tensors.append(encoder.preprocess(load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)))
             good.append(index)
         except BadImageError as e:
             if on_error is None:
@@ -354,8 +353,7 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
         raise ValueError(f"cell {cell} of run {run.name} has no images")
     cfg = run_config(run)
     cc = cfg.concepts
-    max_images = getattr(cc, "max_images", MAX_CONCEPT_IMAGES)
-    max_per_image = getattr(cc, "max_segments_per_image", MAX_SEGMENTS_PER_IMAGE)
+    max_images, max_per_image = cc.max_images, cc.max_segments_per_image
     rng = np.random.default_rng(cc.seed)
     used = sorted(rng.choice(in_cell, max_images, replace=False).tolist()) \
         if len(in_cell) > max_images else in_cell

@@ -5,7 +5,6 @@ import io
 import pytest
 from PIL import Image
 
-from app import artifacts
 from app.main import create_app
 from pipeline.notes import NotesStore
 from pipeline.store import RunStore

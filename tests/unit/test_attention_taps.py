@@ -8,20 +8,6 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from pipeline.attention_taps import tap_attention, tap_encoder
-from pipeline.encoders import TinyEncoder
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return TinyEncoder(seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -23,19 +23,6 @@ from pipeline.store import RunStore
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 230)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return TinyEncoder(seed=0)
-
-
 def seeded_models(seed: int = 0):
     torch.manual_seed(seed)
     projection, head = ProjectionModule(32, 32).eval(), HeadModule(32, 16).eval()

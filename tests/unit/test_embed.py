@@ -17,15 +17,6 @@ from pipeline.encoders.base import Encoder
 N_IMAGES = 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: OpenMP threads only add barrier waits (100x slower on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class CountingEncoder(Encoder):
     """Delegates to a real encoder and counts the images that reach the model."""
 
@@ -46,11 +37,6 @@ class CountingEncoder(Encoder):
     @property
     def blocks(self):
         return self.inner.blocks
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return TinyEncoder(seed=0)
 
 
 @pytest.fixture()

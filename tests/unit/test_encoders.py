@@ -23,20 +23,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: OpenMP threads only add barrier waits (100x slower on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return TinyEncoder(seed=0)
-
-
 @pytest.fixture()
 def batch():
     return torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(1))

@@ -28,14 +28,6 @@ from pipeline.relevance import (decision_relevance, input_rgb, relevance_maps,
 from pipeline.store import RunStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TimmTestEncoder(Encoder):
     """A timm ViT behind the Encoder interface (CLS token of ``forward_features``)."""
 
@@ -104,11 +96,6 @@ def seeded_models(in_dim: int, seed: int = 0) -> tuple[ProjectionModule, HeadMod
     with torch.no_grad():
         head.std.uniform_(0.02, 0.05)  # unit-norm features: spread them like the fitted head does
     return projection, head
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return TinyEncoder(seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """pipeline.thumbnails: images by index only, thumbnails cached, paths outside the root refused."""
-import csv
 import os
 
 import numpy as np
