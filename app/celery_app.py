@@ -92,7 +92,7 @@ def worker_app(cfg: Config):
                          f"got server.mode={cfg.server.mode!r}")
     from .main import create_app
 
-    create_app(cfg, os.environ.get("FAXPLAINER_RUN") or None)
+    create_app(cfg, os.environ.get("FAXPLAINER_RUN") or None, serve_http=False)
     _connect_signals()
     celery = celery_for(cfg)
     register_tasks(celery)
@@ -154,8 +154,9 @@ def embed_in_shards(celery, cfg: Config, count: int, timeout: float = 24 * 3600,
             time.sleep(1)
         raise TimeoutError(f"the shards did not finish within {timeout:.0f} s")
     finally:
-        for r in results:  # stop listening for them now, not when Redis may be gone
-            r.backend.remove_pending_result(r)
+        for r in results:  # stop listening for them now, not at garbage collection, when the
+            r.backend.remove_pending_result(r)  # Redis they listen on may be gone
+            r.backend = None
 
 
 def _import_explain_stack() -> None:

@@ -19,8 +19,12 @@ from .jobs import make_managers
 from .views import attention, concepts, images, notes, representation, shell
 
 
-def create_app(cfg: Config, run_id: str | None = None) -> dash.Dash:
-    """Build the app over the runs in ``cfg.runs_path``, opening ``run_id`` by default."""
+def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = True) -> dash.Dash:
+    """Build the app over the runs in ``cfg.runs_path``, opening ``run_id`` by default.
+
+    ``serve_http=False`` is for a Celery worker, which only runs the app's jobs: it needs no
+    users file, since it answers no HTTP request.
+    """
     ctx = AppContext(cfg, run_id)
     managers = make_managers(cfg)
     app = dash.Dash(__name__, title="FaXplainer", assets_folder=str(REPO_ROOT / "assets"),
@@ -33,7 +37,7 @@ def create_app(cfg: Config, run_id: str | None = None) -> dash.Dash:
     concepts.register(app, ctx, managers)
     notes.register(app, ctx)
     routes.register(app.server, ctx)
-    if cfg.server.mode == "shared":  # every route, callback and file needs credentials
+    if cfg.server.mode == "shared" and serve_http:  # every route, callback and file needs credentials
         from .auth import require_login
 
         require_login(app.server, cfg)

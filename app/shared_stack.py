@@ -134,6 +134,36 @@ class SharedStack:
             self.logs.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StackError(f"cannot create the state folder {self.state}: {e}") from e
+        self.stop_leftovers()
+
+    MARKERS = {"redis": "redis-server", "web": "gunicorn", "worker-": "celery"}
+
+    def stop_leftovers(self) -> list[str]:
+        """Stop the processes a previous launcher of this state folder left running (it was
+        killed without stopping them): their pid files name them. Returns their names."""
+        stopped = []
+        for pid_file in self.state.glob("*.pid"):
+            name = pid_file.stem
+            marker = next((m for prefix, m in self.MARKERS.items() if name.startswith(prefix)), None)
+            try:
+                pid = int(pid_file.read_text())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError):
+                cmdline = ""
+            if marker and marker in cmdline:  # still ours (not a recycled pid)
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    try:
+                        os.killpg(pid, sig)
+                    except ProcessLookupError:
+                        break
+                    deadline = time.monotonic() + STOP_GRACE_S
+                    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                        time.sleep(0.2)
+                stopped.append(name)
+            pid_file.unlink(missing_ok=True)
+        if stopped:
+            print(f"stopped what the last launcher left running: {', '.join(stopped)}", file=sys.stderr)
+        return stopped
 
     def _local_redis(self) -> bool:
         return (urlparse(self.redis_url).hostname or "127.0.0.1") in LOOPBACK
@@ -186,6 +216,9 @@ class SharedStack:
             lines.append(f"requirepass {url.password}")  # via stdin: not visible in `ps`
         component = self._spawn("redis", ["redis-server", "-"], stdin_text="\n".join(lines) + "\n")
         _wait(lambda: redis.Redis.from_url(self.redis_url).ping(), 20, "redis-server", component)
+        from kombu import pools
+
+        pools.reset()  # kombu keeps connections per URL process-wide: drop any to a former Redis
 
     WORKERS = {"views": [VIEWS_QUEUE], "runs": [RUNS_QUEUE, EMBED_QUEUE]}
 

@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -276,18 +277,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--job-workers", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the generated run and the logs")
     args = parser.parse_args(argv)
     if not 1 <= args.analysts <= MAX_ANALYSTS or not 1 <= args.seconds <= MAX_SECONDS:
         parser.error(f"--analysts 1..{MAX_ANALYSTS} and --seconds 1..{MAX_SECONDS}")
 
-    stack = None
+    stack, tmp = None, None
     if args.url:
         password = os.environ.get(args.password_env)
         if password is None:
             parser.error(f"set ${args.password_env} to the password of --user {args.user}")
         url, auth = args.url.rstrip("/"), (args.user, password)
     else:
-        stack, _ = _own_server(args)
+        stack, tmp = _own_server(args)
         url, auth = stack.url, ("analyst", "load-test-password")
     try:
         t0 = time.perf_counter()
@@ -296,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             stack.stop()
+        if tmp is not None and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     rows = rec.table()
     total_errors = sum(r["errors"] for r in rows)
     print(f"\n{args.analysts} analysts, {args.seconds:.0f} s ({wall:.0f} s with the last jobs), "

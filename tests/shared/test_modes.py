@@ -29,7 +29,7 @@ def test_local_mode_keeps_diskcache_and_shared_mode_uses_celery_queues(tmp_path)
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
 
 
-def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, users_file):
+def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, monkeypatch):
     """What the worker's main process does before forking its pool: build the app's tasks only."""
     config = tmp_path / "shared.yaml"
     config.write_text(json.dumps({"base": str(REPO_ROOT / "configs" / "test.yaml"),
@@ -42,8 +42,9 @@ def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, u
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "open_clip", "timm"))
         print(json.dumps({"tasks": names, "heavy": heavy}))
     """)
-    env = dict(os.environ, FAXPLAINER_CONFIG=str(config), PYTHONPATH=str(REPO_ROOT),
-               FAXPLAINER_USERS_FILE=str(users_file))
+    monkeypatch.delenv("FAXPLAINER_USERS_FILE", raising=False)  # a worker needs no users file
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    env = dict(os.environ, FAXPLAINER_CONFIG=str(config), PYTHONPATH=str(REPO_ROOT))
     r = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -4,8 +4,9 @@ the way Dash's renderer drives it.
 * without credentials, every page, callback, asset and picture route answers 401;
 * a job submitted through the app runs in a Celery worker and answers, with progress;
 * the same request from two sessions at once is computed once (counted inside the workers);
-* a Celery worker killed with SIGKILL in the middle of a run and restarted finishes the run, and
-  no embedding chunk is computed twice;
+* a Celery pool process killed with SIGKILL in the middle of a run, and then the whole server
+  (Redis, workers, gunicorn) killed and restarted: the run finishes, the page that asked for it
+  gets it, and no embedding chunk is computed twice;
 * a data set's embedding split in shards is shared out between two workers (standing in for two
   machines on one Redis and one cache folder), each image embedded once.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -197,7 +200,25 @@ def _chunk_keys(cache: Path) -> Counter:
     return keys
 
 
-def test_worker_killed_mid_run_then_restarted_finishes_the_run(stack, shared_run, tmp_path):
+def _pool_processes(pid: int) -> list[int]:
+    """Child processes of ``pid`` (a Celery worker's pool), from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_killed_worker_and_killed_server_mid_run_finish_the_run(stack, shared_run, tmp_path):
+    """SIGKILL to the pool process running a new run (Celery requeues the task at once), later
+    SIGKILL to every process of the server (Redis included) and a restart: the page that asked
+    for the run gets it, and no finished embedding chunk is computed again."""
     data = make_kill_dataset(tmp_path / "kill-data", n_per_class=120, seed=7, salt=False)
     files = sorted(p for p in data.rglob("*.png"))
     wanted = {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
@@ -213,17 +234,31 @@ def test_worker_killed_mid_run_then_restarted_finishes_the_run(stack, shared_run
         {"shell-newrun-start-button.n_clicks": 1, "shell-newrun-path-input.value": str(data)},
         ["shell-newrun-start-button.n_clicks"])
     assert handles is not None
-    partial = s.poll_background(body, handles, poll=0.05, timeout=240,
-                                on_poll=lambda r: done_here() >= 48)
-    assert partial.response is None, "the run finished before it could be killed; use more images"
-    stack.kill("worker-runs")  # SIGKILL to the worker and its pool process
-    killed_at = done_here()
-    assert 48 <= killed_at < 240
-    pending = [t for t in unacked_tasks(make_celery(stack.redis_url)) if t["queue"] == RUNS_QUEUE]
-    assert len(pending) == 1  # the run's task was not lost: delivered, never acknowledged
+    result = s.poll_background(body, handles, poll=0.05, timeout=240,
+                               on_poll=lambda r: done_here() >= 32)
+    assert result.response is None, "the run finished before it could be killed; use more images"
 
-    stack.start_worker("runs")  # requeues the unfinished task, then starts the worker again
-    result = s.poll_background(body, handles, poll=0.2, timeout=400, result=partial)
+    # 1. the pool process running the job dies
+    pool = _pool_processes(stack.components["worker-runs"].proc.pid)
+    assert len(pool) == 1
+    os.kill(pool[0], signal.SIGKILL)
+    first_kill = done_here()
+    result = s.poll_background(body, handles, poll=0.05, timeout=240, result=result,
+                               on_poll=lambda r: done_here() >= first_kill + 48)
+    assert result.response is None, "the run finished before the second kill; use more images"
+
+    # 2. the whole server dies
+    for name in list(stack.components):
+        stack.kill(name)
+    killed_at = done_here()
+    assert 80 <= killed_at < 240
+    stack.start_redis()  # Redis comes back with its append-only file...
+    pending = [t for t in unacked_tasks(make_celery(stack.redis_url)) if t["queue"] == RUNS_QUEUE]
+    assert len(pending) == 1  # ...which still holds the run's task, delivered and never finished
+    stack.start_workers()  # requeues it
+    stack.start_web()
+
+    result = s.poll_background(body, handles, poll=0.2, timeout=400, result=result)  # same page
     message = json.dumps(result.response["shell-newrun-message-div"]["children"])
     assert "is ready" in message, message
     labels = [p.get("shell-newrun-progress-label-div.children") for p in result.progress]
