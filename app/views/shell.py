@@ -69,7 +69,7 @@ def status(ctx: AppContext, run_id):
     if enc.get("fallback_reason"):
         notice = [html.B("CLIP was not used. "),
                   f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
-                  f"it because: {enc['fallback_reason']}. The maps and concepts describe that "
+                  f"it because: {enc['fallback_reason'].rstrip('.')}. The maps and concepts describe that "
                   f"encoder, not CLIP."]
         style = {}
     return line, notice, style, metrics_block(view.meta.get("metrics") or {})
