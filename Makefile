@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8050
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv serve run test test-fast bench demo-data clean-runs
+.PHONY: venv serve serve-shared run test test-fast bench demo-data clean-runs
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ $(VENV)/.installed: requirements.txt
 serve: venv
 	$(PY) -m pipeline run --config $(CONFIG)
 	$(PY) -m app --config $(CONFIG) --host $(HOST) --port $(PORT)
+
+## Shared lab server: Redis (loopback), Celery workers, gunicorn, HTTP Basic auth (see README).
+## First: $(PY) -m app.auth add-user NAME
+SHARED_CONFIG ?= configs/shared.yaml
+serve-shared: venv
+	scripts/serve_shared.sh --config $(SHARED_CONFIG) $(ARGS)
 
 run: venv
 	$(PY) -m pipeline run --config $(CONFIG) $(ARGS)

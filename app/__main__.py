@@ -17,13 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set data.root=/data/set")
     parser.add_argument("--run", default=None, help="run id opened by default")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="local mode serves on loopback only")
     parser.add_argument("--port", type=int, default=8050)
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--build-if-missing", action="store_true",
                         help="run the pipeline first when there is no complete run")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.set)
+    if cfg.server.mode != "local":
+        parser.error("this config is for the shared server (server.mode: shared): start it with "
+                     "`make serve-shared` (scripts/serve_shared.sh)")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error(f"local mode serves on 127.0.0.1 only (got --host {args.host}); to serve other "
+                     f"machines use the shared server, which asks for credentials")
 
     from .context import AppContext
     from .main import create_app

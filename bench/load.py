@@ -127,6 +127,8 @@ class Analyst:
     # -- actions ---------------------------------------------------------------------------------
     def page(self) -> None:
         self.s = DashSession(self.url, self.auth).open()
+        self.cell, self.images = None, []  # a new page load starts with no cell open
+        self.state = dict.fromkeys(self.state)
         self.fetch("/_dash-layout")
         self.route("shell-url-location.search", "")
         self.run = self.state["shell-run-store.data"]
@@ -181,7 +183,8 @@ class Analyst:
         self._check(out)
         urls = re.findall(r"/files/concept/[0-9A-Za-z_.\-]+/\d+/\d+/\d+", json.dumps(out))
         if not urls:
-            raise DashError(f"cell {self.cell}: no concept patch in the answer")
+            raise DashError(f"cell {self.cell}: no concept patch in the answer "
+                            f"{json.dumps(out)[:300]}")
         self.fetch(urls[0])
         self.route("images-view-radio.value", "images")
 

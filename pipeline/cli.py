@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import REPO_ROOT, load_config
+from .diskcheck import StorageError
 
 
 class StageBars:
@@ -187,6 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faxplainer").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from . import __version__
 from .cells import build_cells
 from .config import Config, from_dict, to_dict
 from .data import scan
+from .diskcheck import writable_folder
 from .encoders import load_encoder
 from .encoders.base import Encoder
 from .embed import embed_paths, embed_pil
@@ -88,6 +89,8 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
         if progress:
             progress(stage, done, total)
 
+    writable_folder(cfg.cache_path, "cache folder (cache_dir)")
+    writable_folder(cfg.runs_path, "runs folder (runs_dir)")
     report("scan", 0, 1)
     scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t))
     for b in scanned.bad:
@@ -101,10 +104,13 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
     run_id = run_id_for(cfg, scanned.fingerprint, encoder.info.fingerprint, data_name)
     store = RunStore(cfg.runs_path / run_id)
     if store.exists() and store.read_meta().get("status") == "complete":
-        log.info("run %s is up to date; reusing it", run_id)
-        os.utime(store.path / "meta.json")  # newest = last asked for: the app opens it by default
-        report("write", 1, 1)
-        return store
+        damaged = damaged_artifacts(store)
+        if not damaged:
+            log.info("run %s is up to date; reusing it", run_id)
+            os.utime(store.path / "meta.json")  # newest = last asked for: the app opens it by default
+            report("write", 1, 1)
+            return store
+        log.warning("run %s has damaged files (%s); computing it again", run_id, "; ".join(damaged))
 
     records = scanned.records
     paths = [scanned.root / r.path for r in records]
@@ -199,6 +205,19 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
     partial.path.rename(store.path)
     report("write", 1, 1)
     return store
+
+
+def damaged_artifacts(store: RunStore) -> list[str]:
+    """What fails its checksum (or is missing) among the run's checksummed files."""
+    from .store import ArtifactError
+
+    damaged = []
+    for name, expected in (store.read_meta().get("checksums") or {}).items():
+        try:
+            store.load_array(name.removesuffix(".npy"), expected_sha256=expected)
+        except ArtifactError as e:
+            damaged.append(str(e))
+    return damaged
 
 
 def load_run_models(run_dir: str | Path, device: str = "cpu") -> tuple[Encoder, VisionOnlyProjection, DistilledHead]:

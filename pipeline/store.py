@@ -35,6 +35,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .diskcheck import StorageError, reason
+
 RECORD_FIELDS = ["id", "path", "label", "generator", "category", "source", "width", "height",
                  "format", "bytes", "split", "prob_fake", "pred", "correct", "cell"]
 _INT_FIELDS = {"label", "width", "height", "bytes", "pred", "correct", "cell"}
@@ -51,17 +53,29 @@ def hash_obj(obj: Any) -> str:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file; an existing file is never half-replaced.
+
+    Raises
+    ------
+    StorageError
+        The write failed (disk full, read-only, no permission, a file where a folder should be);
+        the message names ``path`` and the cause. Nothing is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, StorageError):
+            raise StorageError(e.errno, f"cannot write {path}: {reason(e)}") from e
         raise
 
 

@@ -123,7 +123,12 @@ def prepare(ctx: AppContext, request: dict | None, set_progress):
         set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
 
     try:
-        grid = artifacts.prepare_grid(view, ctx.app_cache(view), cell, progress)
+        from ..shared_jobs import cell_lock
+
+        cache = ctx.app_cache(view)
+        with cell_lock(view.path, cell):  # a second request waits, then reads the grid
+            grid = artifacts.read_grid(cache, cell) or artifacts.prepare_grid(view, cache, cell,
+                                                                              progress)
     except Exception as e:  # reported in the panel; the app stays usable
         return empty_figure(""), None, html.Span(f"Could not prepare cell {cell}: "
                                                  f"{type(e).__name__}: {e}", className="fx-error")

@@ -61,8 +61,9 @@ def test_worker_refuses_a_local_config(tmp_path):
 
 
 def _app_cli(*args):
+    # refused at once; if it ever served instead, the timeout ends it
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=60)
 
 
 def test_local_mode_binds_to_loopback_only():
