@@ -50,6 +50,13 @@ def make_managers(cfg: Config) -> Managers:
     return Managers(views=views, runs=runs)
 
 
+def stage_progress(set_progress: Callable) -> Callable[[str, int, int], None]:
+    """Adapt the pipeline's ``progress(stage, done, total)`` to a Dash progress bar (value, label)."""
+    def progress(stage: str, done: int, total: int) -> None:
+        set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
+    return progress
+
+
 def explain_functions() -> tuple[Callable, Callable, Callable]:
     """``(get_maps, get_concepts, get_faithfulness)`` of ``pipeline.explain_cache``.
 

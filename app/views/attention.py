@@ -14,6 +14,7 @@ from dash import Input, Output, State, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
+from ..jobs import stage_progress
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
 
@@ -138,8 +139,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
     if view is None:
         return [], html.Span(f"Run {request['run']} cannot be opened.", className="fx-error")
 
-    def progress(stage, done, total):
-        set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
+    progress = stage_progress(set_progress)
 
     chosen = [int(i) for i in request["indices"]]
     try:

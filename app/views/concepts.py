@@ -12,6 +12,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
+from ..jobs import stage_progress
 from ..figures import profile_figure
 
 CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",
@@ -82,8 +83,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
     if view is None:
         return [], html.Span(f"Run {request['run']} cannot be opened.", className="fx-error")
 
-    def progress(stage, done, total):
-        set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
+    progress = stage_progress(set_progress)
 
     cell = int(request["cell"])
     try:

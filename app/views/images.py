@@ -14,6 +14,7 @@ from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_
 
 from .. import artifacts, ids
 from ..context import AppContext
+from ..jobs import stage_progress
 from ..figures import empty_figure, image_grid_figure, selected_positions
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
@@ -119,8 +120,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress):
         return empty_figure(""), None, html.Span(f"Run {request['run']} cannot be opened.",
                                                  className="fx-error")
 
-    def progress(stage, done, total):
-        set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
+    progress = stage_progress(set_progress)
 
     try:
         from ..shared_jobs import cell_lock

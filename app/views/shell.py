@@ -15,7 +15,7 @@ from pipeline.notes import NotesStore
 
 from .. import ids
 from ..context import AppContext
-from ..jobs import new_run_config, run_new
+from ..jobs import new_run_config, run_new, stage_progress
 from ..runs import run_choices
 from ..urlstate import ViewState, format_search, parse_search, with_cell, with_run
 
@@ -180,8 +180,7 @@ def register(app, ctx: AppContext, managers) -> None:
             cfg = new_run_config(ctx.cfg, path, categories, generators)
         except ValueError as e:
             return no_update, html.Span(str(e), className="fx-error"), no_update
-        def progress(stage, done, total):
-            set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
+        progress = stage_progress(set_progress)
 
         try:
             run_id = run_new(cfg, progress)
