@@ -32,7 +32,7 @@ from .metrics import binary_metrics, per_generator_metrics
 from .project import VisionOnlyProjection
 from .projection_training import VERSION as PROJECTION_VERSION, train_projection
 from .splits import HELDOUT, TRAIN, assign_splits, validation_mask
-from .store import RunStore, atomic_write_bytes, hash_obj
+from .store import RunStore, atomic_write_bytes, hash_obj, sha256_file
 
 log = logging.getLogger("faxplainer")
 
@@ -104,7 +104,7 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
     run_id = run_id_for(cfg, scanned.fingerprint, encoder.info.fingerprint, data_name)
     store = RunStore(cfg.runs_path / run_id)
     if store.exists() and store.read_meta().get("status") == "complete":
-        damaged = damaged_artifacts(store)
+        damaged = store.damaged()
         if not damaged:
             log.info("run %s is up to date; reusing it", run_id)
             os.utime(store.path / "meta.json")  # newest = last asked for: the app opens it by default
@@ -187,6 +187,8 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
     partial.write_cells(cells)
     _torch_save_atomic(partial.path / "projection.pt", projection.state())
     _torch_save_atomic(partial.path / "head.pt", head.state())
+    for name in ("records.csv", "cells.json", "projection.pt", "head.pt"):
+        checksums[name] = sha256_file(partial.path / name)
     meta = {
         "run_id": run_id, "status": "complete", "faxplainer_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -205,19 +207,6 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
     partial.path.rename(store.path)
     report("write", 1, 1)
     return store
-
-
-def damaged_artifacts(store: RunStore) -> list[str]:
-    """What fails its checksum (or is missing) among the run's checksummed files."""
-    from .store import ArtifactError
-
-    damaged = []
-    for name, expected in (store.read_meta().get("checksums") or {}).items():
-        try:
-            store.load_array(name.removesuffix(".npy"), expected_sha256=expected)
-        except ArtifactError as e:
-            damaged.append(str(e))
-    return damaged
 
 
 def load_run_models(run_dir: str | Path, device: str = "cpu") -> tuple[Encoder, VisionOnlyProjection, DistilledHead]:

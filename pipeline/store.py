@@ -206,6 +206,19 @@ class RunStore:
         except FileNotFoundError as e:
             raise ArtifactError(f"{self.path / 'cells.json'} is missing") from e
 
+    def damaged(self, names: Iterable[str] | None = None) -> list[str]:
+        """Files among ``meta["checksums"]`` (or just ``names`` of them) that are missing or fail
+        their sha256; each entry says which file and why."""
+        checksums = self.read_meta().get("checksums") or {}
+        problems = []
+        for name in (checksums if names is None else [n for n in names if n in checksums]):
+            path = self.path / name
+            if not path.exists():
+                problems.append(f"{path} is missing")
+            elif sha256_file(path) != checksums[name]:
+                problems.append(f"{path} fails its checksum (corrupted)")
+        return problems
+
     def subdir(self, name: str) -> Path:
         """A folder inside the run for on-demand artifacts (relevance maps, concepts, notes)."""
         d = self.path / name

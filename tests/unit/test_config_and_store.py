@@ -45,3 +45,23 @@ def test_records_roundtrip_with_unicode(tmp_path):
     write_records_csv(tmp_path / "r.csv", rows)
     back = read_records_csv(tmp_path / "r.csv")
     assert back[0]["path"] == "ünï code/x,y.png" and back[0]["label"] == 1 and back[0]["prob_fake"] == 0.25
+
+
+def test_damaged_names_every_corrupted_or_missing_file(tmp_path):
+    from pipeline.store import sha256_file
+    store = RunStore(tmp_path / "run")
+    checksums = {"z16.npy": store.save_array("z16", np.zeros((2, 16), np.float32))}
+    write_records_csv(store.path / "records.csv", [{"id": "a", "path": "a.png", "label": 0}])
+    store.write_cells({"cells": []})
+    for name in ("records.csv", "cells.json"):
+        checksums[name] = sha256_file(store.path / name)
+    store.write_meta({"checksums": checksums})
+    assert store.damaged() == []
+    with open(store.path / "records.csv", "a") as fh:
+        fh.write("b,b.png,1\n")
+    (store.path / "cells.json").unlink()
+    problems = store.damaged()
+    assert len(problems) == 2
+    assert any("records.csv fails its checksum" in p for p in problems)
+    assert any("cells.json is missing" in p for p in problems)
+    assert store.damaged(["z16.npy"]) == []
