@@ -58,12 +58,12 @@ def _batch(encoder, paths) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def models(standin):
-    """Orthogonal random projection 384 -> 256 and a head fitted on 16 real + 16 fake faces."""
+    """Orthogonal random projection (embedding -> 256) and a head fitted on 16 real + 16 fake faces."""
     x = _batch(standin, _faces("0_real", 0, 16) + _faces("1_fake", 0, 16))
     with torch.inference_mode():
         emb = torch.cat([standin.embed(x[i:i + 16]) for i in range(0, len(x), 16)])
     torch.manual_seed(0)
-    projection = ProjectionModule(384, 256).eval()
+    projection = ProjectionModule(standin.info.embed_dim, 256).eval()
     torch.nn.init.orthogonal_(projection.linear.weight)
     with torch.inference_mode():
         features = projection(emb).numpy()
