@@ -9,7 +9,7 @@ modules of the right shapes (timing does not depend on the weights), measured in
 * per-dimension, forward each time: what Chefer's notebooks do per target (16 x forward+backward).
 
 Then concept extraction for a 200-image cell with the stand-in (real face photos when
-``../shared/data/faces`` exists), as ``get_concepts`` runs it (at most ``MAX_CONCEPT_IMAGES``
+``../shared/data/faces`` exists), as ``get_concepts`` runs it (at most ``concepts.max_images``
 images of the cell), with a per-stage breakdown.
 
 Usage: ``python bench/relevance.py [--images 2] [--threads 2] [--skip-concepts] [--skip-clip]
@@ -28,9 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.attention_taps import tap_attention  # noqa: E402
-from pipeline.concepts import MAX_SEGMENTS_PER_IMAGE, extract_concepts  # noqa: E402
+from pipeline.concepts import extract_concepts  # noqa: E402
 from pipeline.config import Config  # noqa: E402
-from pipeline.explain_cache import MAX_CONCEPT_IMAGES  # noqa: E402
 from pipeline.head import HeadModule  # noqa: E402
 from pipeline.project import ProjectionModule  # noqa: E402
 from pipeline.relevance import (relevance_maps, relevance_maps_sequential,  # noqa: E402
@@ -106,8 +105,9 @@ def cell_images(encoder, n: int) -> tuple[torch.Tensor, str]:
 def bench_concepts(encoder, n_cell: int = 200):
     projection, head = random_models(encoder.info.embed_dim)
     x, what = cell_images(encoder, n_cell)
+    cfg = Config().concepts
     rng = np.random.default_rng(0)
-    used = np.sort(rng.choice(n_cell, min(MAX_CONCEPT_IMAGES, n_cell), replace=False))
+    used = np.sort(rng.choice(n_cell, min(cfg.max_images, n_cell), replace=False))
     stage_time: dict[str, float] = {}
     last = [time.perf_counter()]
 
@@ -116,15 +116,14 @@ def bench_concepts(encoder, n_cell: int = 200):
         stage_time[stage] = stage_time.get(stage, 0.0) + now - last[0]
         last[0] = now
 
-    cfg = Config().concepts
     t0 = time.perf_counter()
     last[0] = t0
     result = extract_concepts(encoder, projection, head, x[used], k=cfg.k, resolutions=cfg.slic_segments,
                               keep_fraction=cfg.keep_fraction, patches_per_concept=cfg.patches_per_concept,
-                              max_segments_per_image=MAX_SEGMENTS_PER_IMAGE, seed=cfg.seed, progress=progress)
+                              max_segments_per_image=cfg.max_segments_per_image, seed=cfg.seed, progress=progress)
     total = time.perf_counter() - t0
     print(f"\nconcepts, stand-in, a {n_cell}-image cell ({what}); {len(used)} images used "
-          f"(MAX_CONCEPT_IMAGES), <= {MAX_SEGMENTS_PER_IMAGE} segments each, torch threads "
+          f"(concepts.max_images), <= {cfg.max_segments_per_image} segments each, torch threads "
           f"{torch.get_num_threads()}")
     print(f"  total {total:6.1f} s   ({len(result.segments)} segments, sizes "
           f"{[c.size for c in result.concepts]})")
