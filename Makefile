@@ -33,7 +33,7 @@ run: venv
 
 ## The whole suite: unit, integration (real data sets when ../shared/data exists) and browser tests.
 test: venv
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 tests $(PYTEST_ARGS)
 
 test-fast: venv
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)

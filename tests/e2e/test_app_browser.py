@@ -326,6 +326,7 @@ def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, t
     assert text_of(driver, ids.NEWRUN_MESSAGE) == ""  # no error
     # the app stays usable while the run is computed
     cell = largest_cell(app_server)
+    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, HOVER), what="representation figure")
     click_point(driver, ids.REPR_GRAPH, cell["x"], cell["y"])
     wait_for_grid(driver, cell["n"])
     wait_until(lambda: "is ready" in text_of(driver, ids.NEWRUN_MESSAGE), timeout=JOB_TIMEOUT,
