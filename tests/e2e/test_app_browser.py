@@ -23,8 +23,10 @@ from selenium.webdriver.common.keys import Keys
 from app import ids
 from app.figures import HIGHLIGHT_INDEX
 from pipeline.store import RunStore
+from tests.fixtures_runs import make_dataset
 
 JOB_TIMEOUT = 180
+BIG_PER_FOLDER = 500
 HOVER = HIGHLIGHT_INDEX - 1  # trace index of the cells' hover/click layer  # background jobs import torch and run the tiny model on 2 shared cores
 
 
@@ -312,8 +314,9 @@ def test_back_and_forward_restore_the_open_cell(dash_br, app_server):
                what="forward to the second cell")
 
 
-def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, tiny_run, shot):
-    data = tiny_run[0]
+def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, tmp_path, shot):
+    # large enough (2,000 bird images) that the run is still computing while the cell is opened
+    data = make_dataset(tmp_path / "bigger", seed=1, n_per_folder=BIG_PER_FOLDER)
     open_app(dash_br, app_server)
     driver = dash_br.driver
     driver.find_element(By.ID, ids.NEWRUN_TOGGLE).click()
@@ -334,7 +337,9 @@ def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, t
     new_id = text_of(driver, ids.NEWRUN_MESSAGE).split()[1]
     assert new_id != app_server.run_id
     wait_until(lambda: f"run={new_id}" in driver.current_url, what="the new run opened")
-    wait_until(lambda: "24 images" in text_of(driver, ids.STATUS), what="the bird-only run")
+    n_bird = 2 * 2 * BIG_PER_FOLDER  # two generators x real/fake
+    wait_until(lambda: f"{n_bird:,} images" in text_of(driver, ids.STATUS)
+               or f"{n_bird} images" in text_of(driver, ids.STATUS), what="the bird-only run")
     meta = RunStore(run_dir(app_server).parent / new_id).read_meta()
     assert meta["config"]["data"]["categories"] == ["bird"]
     assert not driver.find_element(By.ID, ids.NEWRUN_CANCEL).is_enabled()
