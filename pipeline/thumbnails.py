@@ -16,16 +16,15 @@ import hashlib
 import io
 import os
 import re
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from .config import DataConfig
-from .data import BadImageError, to_rgb
+from .data import BadImageError, load_image_rgb
 from .store import ArtifactError, RunStore, atomic_write_bytes
 
 THUMB_SIZE = 128  # pixels, side of the cached square thumbnails
@@ -60,28 +59,12 @@ def _placeholder(size: int) -> Image.Image:
 def open_image_reduced(path: Path, max_side: int, max_pixels: int) -> Image.Image:
     """Decode ``path`` into upright RGB no larger than ``max_side``; raise :class:`BadImageError`.
 
-    JPEGs are decoded at a reduced scale (``Image.draft``), which is what makes thumbnails of
-    multi-megapixel photos cheap.
+    JPEGs are decoded at a reduced scale (``load_image_rgb(min_side=...)``), which is what makes
+    thumbnails of multi-megapixel photos cheap.
     """
-    if not path.is_file():
-        raise BadImageError(path, "file does not exist or is not a regular file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
-            if im.width * im.height > max_pixels:
-                raise BadImageError(path, f"decompression bomb: {im.width}x{im.height} pixels exceeds "
-                                          f"the limit of {max_pixels}")
-            im.draft("RGB", (max_side, max_side))
-            im.load()
-        im = ImageOps.exif_transpose(im)
-        im = to_rgb(im)
-        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        return im
-    except BadImageError:
-        raise
-    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, bomb errors...
-        raise BadImageError(path, f"cannot decode ({type(e).__name__}: {e})") from e
+    im = load_image_rgb(path, max_pixels, min_side=max_side)
+    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return im
 
 
 def square_thumbnail(im: Image.Image, size: int) -> Image.Image:
