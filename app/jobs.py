@@ -50,6 +50,23 @@ def make_managers(cfg: Config) -> Managers:
     return Managers(views=views, runs=runs)
 
 
+def view_job(manager, progress_bar: str, progress_label: str, progress_wrap: str) -> dict:
+    """Options of a view's background callback: its progress bar, shown only while it runs."""
+    from dash import Output
+
+    return dict(background=True, manager=manager, interval=300,
+                progress=[Output(progress_bar, "value"), Output(progress_label, "children")],
+                running=[(Output(progress_wrap, "style"), {"display": "block"}, {"display": "none"})],
+                prevent_initial_call=True)
+
+
+def run_unavailable(request: dict):
+    """The message a view job shows when the run it was asked about cannot be opened."""
+    from dash import html
+
+    return html.Span(f"Run {request['run']} cannot be opened.", className="fx-error")
+
+
 def stage_progress(set_progress: Callable) -> Callable[[str, int, int], None]:
     """Adapt the pipeline's ``progress(stage, done, total)`` to a Dash progress bar (value, label)."""
     def progress(stage: str, done: int, total: int) -> None:

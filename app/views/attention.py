@@ -14,7 +14,7 @@ from dash import Input, Output, State, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import stage_progress
+from ..jobs import run_unavailable, stage_progress, view_job
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
 
@@ -137,7 +137,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
         return no_update, no_update
     view = ctx.run(request["run"])
     if view is None:
-        return [], html.Span(f"Run {request['run']} cannot be opened.", className="fx-error")
+        return [], run_unavailable(request)
 
     progress = stage_progress(set_progress)
 
@@ -169,11 +169,7 @@ def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.ATTN_CONTENT, "children", allow_duplicate=True),
                   Output(ids.ATTN_MESSAGE, "children", allow_duplicate=True),
                   Input(ids.ATTN_REQUEST, "data"),
-                  background=True, manager=managers.views, interval=300,
-                  progress=[Output(ids.ATTN_PROGRESS, "value"),
-                            Output(ids.ATTN_PROGRESS_LABEL, "children")],
-                  running=[(Output(ids.ATTN_PROGRESS_WRAP, "style"), {"display": "block"},
-                            {"display": "none"})],
-                  prevent_initial_call=True)
+                  **view_job(managers.views, ids.ATTN_PROGRESS, ids.ATTN_PROGRESS_LABEL,
+                             ids.ATTN_PROGRESS_WRAP))
     def _prepare(set_progress, request):
         return prepare(ctx, request, set_progress)

@@ -12,7 +12,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import stage_progress
+from ..jobs import run_unavailable, stage_progress, view_job
 from ..figures import profile_figure
 
 CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",
@@ -81,7 +81,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
         return no_update, no_update
     view = ctx.run(request["run"])
     if view is None:
-        return [], html.Span(f"Run {request['run']} cannot be opened.", className="fx-error")
+        return [], run_unavailable(request)
 
     progress = stage_progress(set_progress)
 
@@ -118,11 +118,7 @@ def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.CONCEPTS_CONTENT, "children", allow_duplicate=True),
                   Output(ids.CONCEPTS_MESSAGE, "children", allow_duplicate=True),
                   Input(ids.CONCEPTS_REQUEST, "data"),
-                  background=True, manager=managers.views, interval=300,
-                  progress=[Output(ids.CONCEPTS_PROGRESS, "value"),
-                            Output(ids.CONCEPTS_PROGRESS_LABEL, "children")],
-                  running=[(Output(ids.CONCEPTS_PROGRESS_WRAP, "style"), {"display": "block"},
-                            {"display": "none"})],
-                  prevent_initial_call=True)
+                  **view_job(managers.views, ids.CONCEPTS_PROGRESS, ids.CONCEPTS_PROGRESS_LABEL,
+                             ids.CONCEPTS_PROGRESS_WRAP))
     def _prepare(set_progress, request):
         return prepare(ctx, request, set_progress)

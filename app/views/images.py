@@ -14,7 +14,7 @@ from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import stage_progress
+from ..jobs import run_unavailable, stage_progress, view_job
 from ..figures import empty_figure, image_grid_figure, selected_positions
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
@@ -117,8 +117,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress):
     view = ctx.run(request["run"])
     cell = int(request["cell"])
     if view is None:
-        return empty_figure(""), None, html.Span(f"Run {request['run']} cannot be opened.",
-                                                 className="fx-error")
+        return empty_figure(""), None, run_unavailable(request)
 
     progress = stage_progress(set_progress)
 
@@ -167,12 +166,8 @@ def register(app, ctx: AppContext, managers) -> None:
                   Output(ids.IMAGES_SHOWN, "data", allow_duplicate=True),
                   Output(ids.IMAGES_MESSAGE, "children", allow_duplicate=True),
                   Input(ids.GRID_REQUEST, "data"),
-                  background=True, manager=managers.views, interval=300,
-                  progress=[Output(ids.IMAGES_PROGRESS, "value"),
-                            Output(ids.IMAGES_PROGRESS_LABEL, "children")],
-                  running=[(Output(ids.IMAGES_PROGRESS_WRAP, "style"), {"display": "block"},
-                            {"display": "none"})],
-                  prevent_initial_call=True)
+                  **view_job(managers.views, ids.IMAGES_PROGRESS, ids.IMAGES_PROGRESS_LABEL,
+                             ids.IMAGES_PROGRESS_WRAP))
     def _prepare(set_progress, request):
         return prepare(ctx, request, set_progress)
 

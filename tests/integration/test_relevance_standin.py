@@ -23,6 +23,7 @@ from pipeline.faithfulness import deletion_check
 from pipeline.head import DistilledHead
 from pipeline.project import ProjectionModule
 from pipeline.relevance import relevance_maps
+from tests.helpers import torch_threads
 
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 
@@ -34,10 +35,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module", autouse=True)
 def two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module")

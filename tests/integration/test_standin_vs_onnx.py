@@ -16,6 +16,7 @@ from pipeline.embed import embed_pil
 from pipeline.encoders import CHECKPOINT_ENV, DinoV2StandinEncoder, load_encoder
 from pipeline.encoders.dinov2_standin import (ONNX_MEMBER, SAFETENSORS_NAME,
                                               StandinUnavailableError, ensure_wheel)
+from tests.helpers import torch_threads
 
 ML72_REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml72" / "0_real"
 ONNX_NODE = "/backbone/layernorm/Add_1_output_0"
@@ -28,10 +29,8 @@ def _astronaut() -> Image.Image:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
