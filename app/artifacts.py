@@ -12,13 +12,14 @@ Under ``<cache>/app/<run key>/`` (see :meth:`app.context.AppContext.app_cache`):
 ================================  ===============================================================
 
 "Ready" means the JSON file exists; it is written last (atomically), after the pictures it names.
+Every file here is sealed with its own checksum (:mod:`pipeline.sealed`): a damaged JSON file or a
+damaged picture it names makes the entry "not ready", so it is computed again rather than served.
 Nothing here imports Dash: the background jobs in :mod:`app.jobs` and the benchmarks call these.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -27,7 +28,7 @@ from PIL import Image
 
 from pipeline.grid import arrange
 from pipeline.overlays import overlay_relevance, overlay_signed
-from pipeline.store import atomic_write_bytes, atomic_write_json
+from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
 
 from .runs import RunView
 
@@ -42,10 +43,7 @@ ATTN_NAMES = ("image", "aggregate") + tuple(f"d{k:02d}" for k in range(N_DIMS))
 
 
 def _read_json(path: Path) -> dict | list | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return read_sealed_json(path)
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -69,7 +67,7 @@ def sprite_path(cache_dir: Path, key: str) -> Path:
 def read_grid(cache_dir: Path, cell: int) -> dict | None:
     """The prepared grid of ``cell`` (with its sprite on disk), or None."""
     grid = _read_json(grid_path(cache_dir, cell))
-    if not isinstance(grid, dict) or not sprite_path(cache_dir, grid.get("sprite", "")).exists():
+    if not isinstance(grid, dict) or not is_intact(sprite_path(cache_dir, str(grid.get("sprite", "")))):
         return None
     return grid
 
@@ -97,7 +95,7 @@ def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress |
     view.images.compose_sprite(order, tile, frames, sprite_path(cache_dir, key))
     grid = {"run_id": view.run_id, "cell": int(cell), "rows": rows, "cols": cols, "tile": tile,
             "order": order.ravel().tolist(), "sprite": key, "n": int(len(members))}
-    atomic_write_json(grid_path(cache_dir, cell), grid)
+    write_sealed_json(grid_path(cache_dir, cell), grid)
     progress("drawing", 1, 1)
     return grid
 
@@ -108,8 +106,14 @@ def attention_dir(cache_dir: Path, index: int) -> Path:
 
 
 def read_attention(cache_dir: Path, index: int) -> dict | None:
-    meta = _read_json(attention_dir(cache_dir, index) / "meta.json")
-    return meta if isinstance(meta, dict) else None
+    """Image ``index``'s drawn maps (their meta), or None when not drawn or any file is damaged."""
+    folder = attention_dir(cache_dir, index)
+    meta = _read_json(folder / "meta.json")
+    if not isinstance(meta, dict):
+        return None
+    if meta.get("error") is None and not all(is_intact(folder / f"{n}.jpg") for n in ATTN_NAMES):
+        return None
+    return meta
 
 
 def attention_file(cache_dir: Path, index: int, name: str) -> Path | None:
@@ -117,7 +121,7 @@ def attention_file(cache_dir: Path, index: int, name: str) -> Path | None:
     if name not in ATTN_NAMES:
         return None
     path = attention_dir(cache_dir, index) / f"{name}.jpg"
-    return path if path.exists() else None
+    return path if is_intact(path) else None
 
 
 def _jpeg(im: Image.Image, size: int | None = None) -> bytes:
@@ -145,22 +149,22 @@ def render_attention(cache_dir: Path, index: int, result) -> dict:
     if maps.ndim != 3 or maps.shape[0] != N_DIMS:
         raise ValueError(f"image {index}: expected ({N_DIMS}, H, W) maps, got {maps.shape}")
     out = attention_dir(cache_dir, index)
-    atomic_write_bytes(out / "image.jpg", _jpeg(Image.fromarray(rgb)))
-    atomic_write_bytes(out / "aggregate.jpg", _jpeg(overlay_signed(rgb, aggregate)))
+    write_sealed(out / "image.jpg", _jpeg(Image.fromarray(rgb)))
+    write_sealed(out / "aggregate.jpg", _jpeg(overlay_signed(rgb, aggregate)))
     for k in range(N_DIMS):
-        atomic_write_bytes(out / f"d{k:02d}.jpg", _jpeg(overlay_relevance(rgb, maps[k]), DIM_SIZE))
+        write_sealed(out / f"d{k:02d}.jpg", _jpeg(overlay_relevance(rgb, maps[k]), DIM_SIZE))
     meta = {"index": int(index),
             "contributions": [float(c) for c in np.asarray(_get(result, "contributions")).ravel()],
             "z": [float(v) for v in np.asarray(_get(result, "z")).ravel()],
             "logit": float(_get(result, "logit")), "height": int(rgb.shape[0]),
             "width": int(rgb.shape[1]), "error": None}
-    atomic_write_json(out / "meta.json", meta)
+    write_sealed_json(out / "meta.json", meta)
     return meta
 
 
 def _record_failure(cache_dir: Path, index: int, message: str) -> None:
     """An image whose maps cannot be computed (unreadable file): remembered with the reason."""
-    atomic_write_json(attention_dir(cache_dir, index) / "meta.json",
+    write_sealed_json(attention_dir(cache_dir, index) / "meta.json",
                       {"index": int(index), "error": message})
 
 
@@ -209,7 +213,7 @@ def prepare_faithfulness(view: RunView, cache_dir: Path, get_faithfulness: Calla
                                progress=lambda done, total, *_: progress("faithfulness", done, total))
     values = [{"gain": float(d["gain"]), "win_rate": float(d["win_rate"])}
               for d in sorted(summary["per_dimension"], key=lambda d: d["dim"])]
-    atomic_write_json(faithfulness_path(cache_dir), values)
+    write_sealed_json(faithfulness_path(cache_dir), values)
     return values
 
 
@@ -243,7 +247,7 @@ def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Ca
     concepts = [{"size": int(c["size"]), "profile": [float(v) for v in c["profile"]],
                  "patches": [str(p) for p in c.get("patches", [])]} for c in result["concepts"]]
     data = {"cell": int(cell), "concepts": concepts}
-    atomic_write_json(concepts_path(cache_dir, cell), data)
+    write_sealed_json(concepts_path(cache_dir, cell), data)
     return data
 
 
@@ -262,4 +266,4 @@ def concept_patch(view: RunView, cache_dir: Path, cell: int, k: int, j: int) -> 
         path.relative_to(run_dir)
     except ValueError:
         return None
-    return path if path.is_file() else None
+    return path if is_intact(path) else None

@@ -4,7 +4,8 @@ No route takes a path from the browser. Every URL names a run id (checked agains
 folder) and integers or fixed words; the file is then found through the run's records
 (``pipeline.thumbnails.RunImages``, which refuses anything outside the data root) or inside the
 app's cache for the run. Anything else under ``/files/`` is a 404, never the app's index page.
-Pictures are immutable for a given run, so they are sent with long-lived caching headers.
+Pictures are immutable for a given run, so they are sent with long-lived caching headers. Every
+picture is checked against its own checksum (:mod:`pipeline.sealed`) before it is sent.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 from flask import Blueprint, Response, abort, request, send_file
 
 from pipeline.notes import NotesStore
+from pipeline.sealed import is_intact
 from pipeline.thumbnails import PathRefused
 
 from . import artifacts
@@ -53,7 +55,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
         if not SPRITE_KEY.match(key):
             abort(404)
         path = artifacts.sprite_path(ctx.app_cache(view), key)
-        if not path.is_file():
+        if not is_intact(path):  # missing or damaged (checksum): the image view draws it again
             abort(404)
         return _send(path, "image/jpeg", IMMUTABLE_MAX_AGE)
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
-import json
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,9 +34,10 @@ from pipeline.concepts import extract_concepts
 from pipeline.config import Config, from_dict
 from pipeline.data import BadImageError, load_image_rgb
 from pipeline.faithfulness import deletion_check
-from pipeline.overlays import save_png
+from pipeline.overlays import png_bytes
 from pipeline.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
-from pipeline.store import RunStore, atomic_write_bytes, atomic_write_json, hash_obj, sha256_file
+from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
+from pipeline.store import RunStore, atomic_write_bytes, hash_obj, sha256_file
 
 Progress = Callable[[int, int], None]
 OnError = Callable[[int, str], None]
@@ -50,14 +49,18 @@ FAITHFULNESS_IMAGES = 8
 class RunModels:
     """The three models a run was computed with, ready for ``pipeline.relevance``.
 
-    ``lock`` serialises explanations that share these modules within a process: attention taps
-    temporarily replace the encoder's attention forwards, so two threads must not tap at once.
+    ``lock`` (the encoder's) serialises explanations that share these modules within a process:
+    attention taps temporarily replace the encoder's attention forwards, so two threads must not
+    tap at once, even for two runs on the same (shared) encoder.
     """
 
     encoder: object  # pipeline.encoders.base.Encoder
     projection: nn.Module
     head: nn.Module
-    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    @property
+    def lock(self):
+        return self.encoder.lock
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,13 +286,9 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
                     "relevance": dataclasses.asdict(cfg.relevance), "indices": indices,
                     "fraction": fraction, "seed": seed})
     cache = run / "relevance" / "faithfulness.json"
-    if cache.exists():
-        try:
-            saved = json.loads(cache.read_text())
-            if saved.get("key") == key:
-                return saved
-        except (OSError, ValueError):
-            pass
+    saved = read_sealed_json(cache)
+    if isinstance(saved, dict) and saved.get("key") == key:
+        return saved
     m = _models(run, models)
     total = 2 * len(indices)
     maps = get_maps(run, indices, models=m, on_error=lambda i, msg: None,
@@ -311,7 +310,7 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
                                 seed=seed, progress=(lambda d, t: progress(len(indices) + d, total))
                                 if progress else None)
     summary = {**report.summary(), "key": key, "image_indices": good}
-    atomic_write_json(cache, summary)
+    write_sealed_json(cache, summary)
     return summary
 
 
@@ -363,14 +362,13 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
                     "max_images": max_images, "max_per_image": max_per_image,
                     "files": [_file_key(p) for p in paths]})
     cache = concepts_cache_path(run, cell)
-    if cache.exists():
-        try:
-            saved = json.loads(cache.read_text())
-            if saved.get("key") == key and all((run / p).exists() for c in saved["concepts"]
-                                               for p in c["patches"]):
-                return saved
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+    saved = read_sealed_json(cache)
+    try:
+        if saved.get("key") == key and all(is_intact(run / p) for c in saved["concepts"]
+                                           for p in c["patches"]):
+            return saved
+    except (AttributeError, KeyError, TypeError):  # no cache, or one written by older code
+        pass
 
     m = _models(run, models)
     skipped: list[dict] = []
@@ -402,7 +400,7 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
         patches, sources = [], []
         for r, s in enumerate(concept.central):
             rel = Path("concepts") / f"cell-{int(cell)}" / f"{key[:10]}-c{j}-{r}.png"
-            save_png(Image.fromarray(result.patches[s]), run / rel)
+            write_sealed(run / rel, png_bytes(Image.fromarray(result.patches[s])))
             seg = result.segments[s]
             patches.append(rel.as_posix())
             sources.append({"image_index": good[seg.image], "image_id": records[good[seg.image]]["id"],
@@ -412,5 +410,5 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
                          "patches": patches, "sources": sources})
     out = {"key": key, "cell": int(cell), "n_images": len(in_cell), "n_images_used": n,
            "n_segments": len(result.segments), "skipped": skipped, "concepts": concepts}
-    atomic_write_json(cache, out)
+    write_sealed_json(cache, out)
     return out

@@ -24,7 +24,7 @@ from .cells import build_cells
 from .config import Config, from_dict, to_dict
 from .data import scan
 from .diskcheck import writable_folder
-from .encoders import load_encoder
+from .encoders import shared_encoder
 from .encoders.base import Encoder
 from .embed import embed_paths, embed_pil
 from .head import DistilledHead, orthogonality_report
@@ -97,7 +97,7 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
         log.warning("skipped %s: %s", b["path"], b["reason"])
 
     report("encoder", 0, 1)
-    encoder = load_encoder(cfg.encoder, cfg.cache_path, log=log.info)
+    encoder = shared_encoder(cfg.encoder, cfg.cache_path, log=log.info)
     report("encoder", 1, 1)
     data_name = scanned.root.name if not scanned.manifest or scanned.manifest.parent == scanned.root \
         else scanned.manifest.stem
@@ -215,7 +215,7 @@ def load_run_models(run_dir: str | Path, device: str = "cpu") -> tuple[Encoder, 
     meta = store.read_meta()
     cfg = from_dict(meta["config"])
     enc_cfg = dataclasses.replace(cfg.encoder, name=meta["encoder"]["name"], device=device)
-    encoder = load_encoder(enc_cfg, cfg.cache_path, log=log.info)
+    encoder = shared_encoder(enc_cfg, cfg.cache_path, log=log.info)
     if encoder.info.fingerprint != meta["encoder"]["fingerprint"]:
         log.warning("encoder weights differ from the ones run %s was computed with", store.run_id)
     projection = VisionOnlyProjection.from_state(torch.load(store.path / "projection.pt", weights_only=True))

@@ -38,13 +38,13 @@ def embed_shard(cfg: Config, index: int, count: int,
     from .data import scan
     from .diskcheck import writable_folder
     from .embed import embed_paths
-    from .encoders import load_encoder
+    from .encoders import shared_encoder
 
     t0 = time.perf_counter()
     writable_folder(cfg.cache_path, "cache folder (cache_dir)")
     scanned = scan(cfg.data)
     paths = [scanned.root / r.path for r in scanned.records if stable_shard(r.path, count) == index]
-    encoder = load_encoder(cfg.encoder, cfg.cache_path)
+    encoder = shared_encoder(cfg.encoder, cfg.cache_path)
     result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
                          num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
                          max_pixels=cfg.data.max_image_pixels, progress=progress)

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from .config import DataConfig
 from .data import BadImageError, load_image_rgb
+from .sealed import is_intact, write_sealed
 from .store import ArtifactError, RunStore, atomic_write_bytes
 
 THUMB_SIZE = 128  # pixels, side of the cached square thumbnails
@@ -150,7 +151,7 @@ class RunImages:
         on every request) and a ``.err`` file next to it with the reason.
         """
         out = self.thumbnail_path(index)
-        if out.exists():
+        if is_intact(out):  # a damaged thumbnail (checksum) is made again, never served
             return out
         try:
             im = open_image_reduced(self.source_path(index), 2 * self.thumb_size, self.max_pixels)
@@ -158,7 +159,7 @@ class RunImages:
         except BadImageError as e:
             thumb = _placeholder(self.thumb_size)
             atomic_write_bytes(out.with_suffix(".err"), e.reason.encode("utf-8"))
-        atomic_write_bytes(out, _encode_jpeg(thumb))
+        write_sealed(out, _encode_jpeg(thumb))
         return out
 
     def thumbnail_error(self, index: int) -> str | None:
@@ -221,5 +222,5 @@ class RunImages:
             draw.rectangle((x0, y0, x0 + tile - 1, y0 + tile - 1), fill=color)
             sheet.paste(im, (x0 + fw, y0 + fw))
         out_path = Path(out_path)
-        atomic_write_bytes(out_path, _encode_jpeg(sheet, quality))
+        write_sealed(out_path, _encode_jpeg(sheet, quality))
         return out_path

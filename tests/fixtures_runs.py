@@ -190,6 +190,9 @@ def fake_get_faithfulness(run_dir, progress=None):
 
 def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
     """``k`` concepts of sizes 6, 4, 2, each with 2 patch PNGs written inside the run folder."""
+    from pipeline.overlays import png_bytes
+    from pipeline.sealed import write_sealed
+
     folder = Path(run_dir) / "concepts" / f"cell-{int(cell)}"
     folder.mkdir(parents=True, exist_ok=True)
     concepts = []
@@ -197,7 +200,8 @@ def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
         patches = []
         for r in range(2):
             rel = f"concepts/cell-{int(cell)}/c{j}-{r}.png"
-            Image.new("RGB", (16, 16), (40 * j, 100, 200)).save(Path(run_dir) / rel)
+            # written as pipeline.explain_cache writes them: sealed with their checksum
+            write_sealed(Path(run_dir) / rel, png_bytes(Image.new("RGB", (16, 16), (40 * j, 100, 200))))
             patches.append(rel)
         profile = [0.0] * 16
         profile[j] = 1.0

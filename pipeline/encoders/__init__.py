@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -25,10 +28,13 @@ from .tiny import TinyEncoder
 
 __all__ = ["CHECKPOINT_ENV", "ClipWeights", "DinoV2StandinEncoder", "Encoder", "EncoderInfo",
            "OpenClipEncoder", "StandinUnavailableError", "TinyEncoder",
-           "WeightsUnavailableError", "load_encoder", "resolve_clip_weights"]
+           "WeightsUnavailableError", "load_encoder", "resolve_clip_weights", "shared_encoder"]
 
 ENCODER_NAMES = ("auto", "open_clip", "dinov2_standin", "tiny")
+SHARED_ENCODERS = 2  # encoders kept per process (each is ~0.1-0.6 GB)
 _LOG = logging.getLogger(__name__)
+_shared: OrderedDict[tuple, Encoder] = OrderedDict()
+_shared_lock = threading.Lock()
 
 
 def load_encoder(cfg: EncoderConfig, cache_dir: Path,
@@ -76,3 +82,42 @@ def load_encoder(cfg: EncoderConfig, cache_dir: Path,
         return DinoV2StandinEncoder(cache_dir, device=cfg.device, precision=precision,
                                     fallback_reason=reason, log=log)
     raise ValueError(f"unknown encoder.name {name!r}; choose one of {ENCODER_NAMES}")
+
+
+def _file_state(path: str | None) -> tuple | None:
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path, None)
+    return (path, st.st_size, st.st_mtime_ns)
+
+
+def shared_encoder(cfg: EncoderConfig, cache_dir: Path,
+                   log: Callable[[str], None] | None = None) -> Encoder:
+    """:func:`load_encoder`, but once per process for a given configuration.
+
+    Worker processes (Celery, the app's job processes) serve many runs and explanations; loading
+    the weights for each costs seconds and memory. The key covers everything that picks the
+    weights, including a checkpoint file's size and mtime, so replacing the file loads it anew.
+    The last :data:`SHARED_ENCODERS` encoders are kept. Callers that change the modules
+    temporarily (attention taps) hold ``encoder.lock``.
+    """
+    checkpoint = cfg.checkpoint or os.environ.get(CHECKPOINT_ENV)
+    key = (cfg.name, cfg.model, cfg.pretrained, _file_state(checkpoint), cfg.device,
+           cfg.precision, str(Path(cache_dir).resolve()))
+    with _shared_lock:
+        encoder = _shared.get(key)
+        if encoder is None:
+            encoder = load_encoder(cfg, cache_dir, log=log)
+            encoder.lock  # noqa: B018  (created now, under the lock, never by two threads)
+            _shared[key] = encoder
+            while len(_shared) > SHARED_ENCODERS:
+                _shared.popitem(last=False)
+        else:
+            _shared.move_to_end(key)
+            if log and encoder.info.fallback_reason:  # each run's log still says why
+                log(f"CLIP ({cfg.model}/{cfg.pretrained}) unavailable, using the DINOv2 "
+                    f"stand-in: {encoder.info.fallback_reason}")
+    return encoder

@@ -6,6 +6,8 @@ that relevance maps (``pipeline.relevance``) can tap attention without editing l
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -37,6 +39,13 @@ class Encoder(ABC):
     preprocess: Callable[[Image.Image], torch.Tensor]
     device: torch.device
     family: str  # "open_clip" or "timm": which attention layout ``pipeline.relevance`` taps
+
+    @functools.cached_property
+    def lock(self) -> threading.RLock:
+        """Held while a caller temporarily changes the modules (attention taps), so that two
+        threads of one process sharing this encoder (:func:`pipeline.encoders.shared_encoder`)
+        never tap it at once."""
+        return threading.RLock()
 
     @abstractmethod
     def embed(self, batch: torch.Tensor) -> torch.Tensor:

@@ -106,10 +106,11 @@ class TorchEncoder(Encoder):
         """(B, 3, H, W) preprocessed images -> (B, D) float32 embeddings on ``self.device``.
 
         Runs under the caller's grad mode, so relevance code can backpropagate through it; wrap
-        calls in ``torch.inference_mode()`` for plain embedding.
+        calls in ``torch.inference_mode()`` for plain embedding. Holds ``self.lock``, so a forward
+        never runs while another thread of the process has the modules tapped.
         """
         batch = batch.to(self.device, non_blocking=True)
-        with autocast(self.device, self.precision):
+        with self.lock, autocast(self.device, self.precision):
             out = self._forward(batch)
         return out.float()
 

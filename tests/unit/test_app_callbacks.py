@@ -169,8 +169,8 @@ def test_concepts_job_then_cached_view_and_patch_paths(ctx):
     assert artifacts.concept_patch(view, cache, 2, 5, 0) is None
     data = artifacts.read_concepts(cache, 2)
     data["concepts"][0]["patches"][0] = "../../records.csv"
-    artifacts.atomic_write_json(artifacts.concepts_path(cache, 2), data)
-    assert artifacts.concept_patch(view, cache, 2, 0, 0) is None  # outside the run folder
+    artifacts.write_sealed_json(artifacts.concepts_path(cache, 2), data)  # intact, but...
+    assert artifacts.concept_patch(view, cache, 2, 0, 0) is None  # ...outside the run folder
 
 
 def test_notes_add_list_and_errors(ctx):

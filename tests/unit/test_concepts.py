@@ -16,6 +16,7 @@ from pipeline.config import Config, ConceptsConfig, EncoderConfig, to_dict
 from pipeline.encoders import TinyEncoder
 from pipeline.explain_cache import RunModels, get_concepts
 from pipeline.explain_cli import cmd_concepts
+from pipeline.sealed import is_intact, read_sealed_json
 from pipeline.head import DistilledHead, HeadModule
 from pipeline.project import ProjectionModule, VisionOnlyProjection
 from pipeline.store import RunStore
@@ -155,8 +156,16 @@ def test_get_concepts_caches_json_and_patches(tmp_path):
         for p, src in zip(c["patches"], c["sources"]):
             assert Image.open(run / p).size == (224, 224)
             assert src["image_index"] in (0, 1, 2, 3)
-    assert json.loads((run / "concepts" / "cell-0.json").read_text()) == json.loads(json.dumps(out))
+    assert read_sealed_json(run / "concepts" / "cell-0.json") == json.loads(json.dumps(out))
     assert get_concepts(run, 0, models=RunModels(Unusable(), Unusable(), Unusable())) == out
+
+    damaged = run / out["concepts"][0]["patches"][0]  # one byte of one patch changes on disk
+    raw = bytearray(damaged.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(AssertionError, match="models used"):  # not served from the cache
+        get_concepts(run, 0, models=RunModels(Unusable(), Unusable(), Unusable()))
+    assert get_concepts(run, 0, models=models) == out and is_intact(damaged)  # made again
 
     store = RunStore(run)
     meta = store.read_meta()
