@@ -7,7 +7,7 @@ encodes the cell's mean confidence. Plotly layout shapes are unusable past ~1k c
 so the glyphs are 20 SVG ``fill='toself'`` scatter traces (4 classes x 5 saturation bins), each
 holding all its wedges as polygons separated by NaN gaps, and one invisible ``scattergl`` marker
 layer gives hover, click and selection. Level of detail: fewer arc vertices per wedge as the
-number of cells grows.
+number of cells grows, and past :data:`GLYPH_CELLS` cells pies only for the cells in view.
 
 Image view: the cell's framed thumbnails are one sprite picture (a layout image); an invisible
 ``scattergl`` marker per thumbnail carries hover text and box/lasso selection.
@@ -15,6 +15,7 @@ Image view: the cell's framed thumbnails are one sprite picture (a layout image)
 from __future__ import annotations
 
 import colorsys
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -115,48 +116,128 @@ def confidence_bins(conf: np.ndarray) -> np.ndarray:
     return np.clip(np.digitize(conf, CONFIDENCE_EDGES[1:-1]), 0, len(SATURATIONS) - 1)
 
 
-def representation_figure(cells: dict, selected_cell: int | None = None,
-                          uirevision: str | None = None) -> go.Figure:
-    """Pie-glyph map of all cells (``cells.json`` content) -> figure.
+# Level of detail: at most this many cells are drawn as pie glyphs at once. Past it, the overview
+# shows every cell as one WebGL marker in its majority colour, and zooming in (the app's relayout
+# callback, :func:`glyph_patch`) draws the pies of the cells in view once they are few enough.
+GLYPH_CELLS = 5000
 
-    Trace order: 20 wedge traces, the boundary line, the hover/click layer (``scattergl``), the
-    highlight ring of the selected cell (updated alone with ``dash.Patch``).
-    """
-    items = cells.get("cells", [])
-    ids = np.array([c["id"] for c in items], dtype=np.int64)
-    x = np.array([c["x"] for c in items], dtype=np.float64)
-    y = np.array([c["y"] for c in items], dtype=np.float64)
-    n = np.array([c["n"] for c in items], dtype=np.float64)
-    counts = np.array([[c[k] for k in CLASSES] for c in items], dtype=np.float64).reshape(-1, 4)
-    conf = np.array([c.get("mean_confidence", 0.5) for c in items], dtype=np.float64)
-    acc = np.array([c.get("accuracy", 0.0) for c in items], dtype=np.float64)
-    r = cell_radii(items, x, y, n)
-    k = arc_vertices(len(items))
-    bins = confidence_bins(conf)
 
-    total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    frac = counts / total
+@dataclass(frozen=True)
+class CellArrays:
+    """Columns of ``cells.json`` as arrays, computed once per figure or patch."""
+
+    ids: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    n: np.ndarray
+    counts: np.ndarray  # (N, 4) in CLASSES order
+    conf: np.ndarray
+    acc: np.ndarray
+    r: np.ndarray
+
+    @classmethod
+    def of(cls, cells: dict) -> "CellArrays":
+        items = cells.get("cells", [])
+        x = np.array([c["x"] for c in items], dtype=np.float64)
+        y = np.array([c["y"] for c in items], dtype=np.float64)
+        n = np.array([c["n"] for c in items], dtype=np.float64)
+        return cls(ids=np.array([c["id"] for c in items], dtype=np.int64), x=x, y=y, n=n,
+                   counts=np.array([[c[k] for k in CLASSES] for c in items],
+                                   dtype=np.float64).reshape(-1, 4),
+                   conf=np.array([c.get("mean_confidence", 0.5) for c in items], dtype=np.float64),
+                   acc=np.array([c.get("accuracy", 0.0) for c in items], dtype=np.float64),
+                   r=cell_radii(items, x, y, n))
+
+
+def cells_in_view(a: CellArrays, view: dict | None) -> np.ndarray:
+    """Boolean mask of the cells whose glyph touches ``view`` (``x0, x1, y0, y1``; None = all)."""
+    if not view:
+        return np.ones(len(a.x), dtype=bool)
+    x0, x1 = sorted((view["x0"], view["x1"]))
+    y0, y1 = sorted((view["y0"], view["y1"]))
+    return (a.x + a.r >= x0) & (a.x - a.r <= x1) & (a.y + a.r >= y0) & (a.y - a.r <= y1)
+
+
+def glyph_mask(a: CellArrays, view: dict | None, limit: int | None = None) -> np.ndarray:
+    """Cells drawn as pies: all when few; else those in ``view`` when at most ``limit``
+    (default :data:`GLYPH_CELLS`); else none."""
+    limit = GLYPH_CELLS if limit is None else limit
+    if len(a.x) <= limit:
+        return np.ones(len(a.x), dtype=bool)
+    shown = cells_in_view(a, view) if view else np.zeros(len(a.x), dtype=bool)
+    return shown if shown.sum() <= limit else np.zeros(len(a.x), dtype=bool)
+
+
+def wedge_traces(a: CellArrays, drawn: np.ndarray) -> list[dict]:
+    """The 20 wedge traces (4 classes x 5 saturation bins) of the ``drawn`` cells, as dicts."""
+    k = arc_vertices(int(drawn.sum()))
+    bins = confidence_bins(a.conf)
+    total = np.maximum(a.counts.sum(axis=1, keepdims=True), 1)
+    frac = a.counts / total
     # Wedges start at 12 o'clock and run clockwise in CLASSES order.
     ends = np.pi / 2 - 2 * np.pi * np.cumsum(frac, axis=1)
-    starts = np.column_stack([np.full(len(items), np.pi / 2), ends[:, :-1]])
-
-    fig = go.Figure()
+    starts = np.column_stack([np.full(len(a.x), np.pi / 2), ends[:, :-1]])
+    traces = []
     for ci, cls in enumerate(CLASSES):
         wrong = cls.endswith("wrong")
         for b in range(len(SATURATIONS)):
-            m = (frac[:, ci] > 0) & (bins == b)
-            xs, ys = wedge_polygons(x[m], y[m], r[m], starts[m, ci], ends[m, ci], k)
+            m = drawn & (frac[:, ci] > 0) & (bins == b)
+            xs, ys = wedge_polygons(a.x[m], a.y[m], a.r[m], starts[m, ci], ends[m, ci], k)
             colour = class_colour(cls, b)
-            trace = dict(x=xs.astype(np.float32), y=ys.astype(np.float32), mode="lines",
-                         fill="toself", line=dict(width=0), hoverinfo="skip", showlegend=False,
-                         name=f"{cls} confidence bin {b}")
+            trace = dict(type="scatter", x=xs.astype(np.float32), y=ys.astype(np.float32),
+                         mode="lines", fill="toself", line=dict(width=0), hoverinfo="skip",
+                         showlegend=False, name=f"{cls} confidence bin {b}")
             if wrong:
                 trace["fillcolor"] = "rgba(255,255,255,0.9)"
                 trace["fillpattern"] = dict(shape="/", fgcolor=colour, bgcolor="white",
                                             size=6, solidity=0.45)
             else:
                 trace["fillcolor"] = colour
-            fig.add_trace(go.Scatter(**trace))
+            traces.append(trace)
+    return traces
+
+
+def overview_colours(a: CellArrays, drawn: np.ndarray) -> list[str]:
+    """Marker colour per cell: transparent where a pie is drawn, else the cell's majority class
+    (real blue / fake orange) at its saturation bin, paler when most of it is predicted wrong."""
+    bins = confidence_bins(a.conf)
+    real = a.counts[:, 0] + a.counts[:, 1] >= a.counts[:, 2] + a.counts[:, 3]
+    out = []
+    for d, is_real, ok, b in zip(drawn, real, a.acc >= 0.5, bins):
+        if d:
+            out.append("rgba(0,0,0,0)")
+        else:
+            cls = ("real_" if is_real else "fake_") + ("correct" if ok else "wrong")
+            out.append(class_colour(cls, int(b) if ok else 0))
+    return out
+
+
+def glyph_patch(cells: dict, view: dict | None) -> dict | None:
+    """What a zoom or pan changes in a figure with more than :data:`GLYPH_CELLS` cells: the 20
+    wedge traces' ``x``/``y`` and the marker colours. None when the figure draws all pies anyway."""
+    a = CellArrays.of(cells)
+    if len(a.x) <= GLYPH_CELLS:
+        return None
+    drawn = glyph_mask(a, view)
+    return {"wedges": [(t["x"], t["y"]) for t in wedge_traces(a, drawn)],
+            "colours": overview_colours(a, drawn), "drawn": int(drawn.sum())}
+
+
+def representation_figure(cells: dict, selected_cell: int | None = None,
+                          uirevision: str | None = None, view: dict | None = None) -> go.Figure:
+    """Pie-glyph map of all cells (``cells.json`` content) -> figure.
+
+    Trace order: 20 wedge traces, the boundary line, the hover/click layer (``scattergl``), the
+    highlight ring of the selected cell (updated alone with ``dash.Patch``). With more than
+    :data:`GLYPH_CELLS` cells, only the cells in ``view`` get pies (none in the overview) and the
+    others are coloured markers of the ``scattergl`` layer.
+    """
+    a = CellArrays.of(cells)
+    ids, x, y, counts, conf, acc, r = a.ids, a.x, a.y, a.counts, a.conf, a.acc, a.r
+    drawn = glyph_mask(a, view)
+    fig = go.Figure()
+    for trace in wedge_traces(a, drawn):
+        fig.add_trace(go.Scatter(**{k: v for k, v in trace.items() if k != "type"}))
 
     ypad = (np.ptp(y) if len(y) > 1 else 1.0) * 0.08 + (r.max() if len(r) else 0.5)
     ylo, yhi = (y.min() - ypad, y.max() + ypad) if len(y) else (-1, 1)
@@ -166,12 +247,12 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
                              showlegend=False, name="decision boundary"))
 
     # customdata as plain lists: plotly leaves typed-array customdata out of click/selection events
-    custom = [[int(i), *map(int, cnt), round(float(a), 4), round(float(c), 4)]
-              for i, cnt, a, c in zip(ids, counts, acc, conf)]
+    custom = [[int(i), *map(int, cnt), round(float(ac), 4), round(float(c), 4)]
+              for i, cnt, ac, c in zip(ids, counts, acc, conf)]
     fig.add_trace(go.Scattergl(
         x=x.astype(np.float32), y=y.astype(np.float32), mode="markers", name=HOVER_TRACE_NAME, customdata=custom,
         marker=dict(size=np.clip(2 * r / (r.max() if len(r) and r.max() > 0 else 1) * 22, 8, 30).astype(np.float32),
-                    color="rgba(0,0,0,0)", line=dict(width=0)),
+                    color=overview_colours(a, drawn), line=dict(width=0)),
         hovertemplate=("<b>cell %{customdata[0]}</b><br>real: %{customdata[1]} right, "
                        "%{customdata[2]} wrong<br>fake: %{customdata[3]} right, %{customdata[4]} "
                        "wrong<br>accuracy %{customdata[5]:.0%} · mean confidence "

@@ -24,12 +24,14 @@ NEWRUN_CANCEL = "shell-newrun-cancel-button"
 NEWRUN_PROGRESS = "shell-newrun-progress"
 NEWRUN_PROGRESS_LABEL = "shell-newrun-progress-label-div"
 NEWRUN_MESSAGE = "shell-newrun-message-div"
+NEWRUN_OPEN = "newrun-open-link"  # "open it" link of a finished new run
 
 # -- representation view ----------------------------------------------------------------------
 REPR_GRAPH = "representation-cells-graph"
 REPR_LEGEND = "representation-legend-div"
 REPR_INFO = "representation-info-div"
 REPR_SHOWN = "representation-shown-store"  # run id of the figure on screen
+REPR_VIEW = "representation-view-store"  # axis ranges on screen (level of detail past GLYPH_CELLS)
 
 # -- image view -------------------------------------------------------------------------------
 IMAGES_GRAPH = "images-grid-graph"

@@ -1,9 +1,12 @@
 """Drawing of relevance maps and concept patches as PIL images (the only drawing code).
 
 Relevance in [0, 1] is coloured with a sequential map (``inferno``-like anchors, interpolated in
-numpy) and blended over the image with an opacity that grows with relevance, so irrelevant areas
-keep the photo visible. The signed aggregate uses the app's class colours: orange where the
-evidence is for *fake*, blue where it is for *real*, transparent at zero.
+numpy) and blended with an opacity that grows with relevance, so irrelevant areas keep the photo
+visible. The signed aggregate uses the app's class colours: orange where the evidence is for
+*fake*, blue where it is for *real*, transparent at zero. Both are drawn over a muted (grey,
+dimmed) copy of the photo: over the photo's own colours, an orange-to-yellow map vanishes on a
+yellow flower or a sunset (seen on the demo set); over grey it reads on any image. The colour
+photo is shown next to the maps in the app and on the CLI sheets.
 """
 from __future__ import annotations
 
@@ -31,18 +34,27 @@ def colorize(values: np.ndarray, anchors: np.ndarray = _INFERNO) -> np.ndarray:
     return np.round(anchors[lo] * (1 - t) + anchors[lo + 1] * t).astype(np.uint8)
 
 
-def overlay_relevance(rgb: np.ndarray, relevance: np.ndarray, max_alpha: float = 0.75) -> Image.Image:
-    """Blend a [0, 1] relevance map over an (H, W, 3) uint8 image."""
+MUTED_GAIN, MUTED_OFFSET = 0.55, 40.0  # grey base = offset + gain * luminance (40..180)
+
+
+def muted(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> float32 grey copy, dimmed to 40..180 so that colours stand out on it."""
+    lum = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat((MUTED_OFFSET + MUTED_GAIN * lum)[..., None], 3, axis=2)
+
+
+def overlay_relevance(rgb: np.ndarray, relevance: np.ndarray, max_alpha: float = 0.85) -> Image.Image:
+    """Blend a [0, 1] relevance map over a muted copy of an (H, W, 3) uint8 image."""
     _check_same_size(rgb, relevance)
     rel = np.clip(relevance.astype(np.float32), 0, 1)[..., None]
-    alpha = max_alpha * rel  # opacity follows relevance: irrelevant areas show the photo
-    out = rgb.astype(np.float32) * (1 - alpha) + colorize(rel[..., 0]).astype(np.float32) * alpha
+    alpha = max_alpha * np.sqrt(rel)  # opacity follows relevance: irrelevant areas show the photo
+    out = muted(rgb) * (1 - alpha) + colorize(rel[..., 0]).astype(np.float32) * alpha
     return Image.fromarray(np.round(out).astype(np.uint8))
 
 
 def overlay_signed(rgb: np.ndarray, signed: np.ndarray, scale: float | None = None,
                    max_alpha: float = 0.8) -> Image.Image:
-    """Blend a signed map over an image: orange for > 0 (fake evidence), blue for < 0 (real).
+    """Blend a signed map over a muted image: orange for > 0 (fake evidence), blue for < 0 (real).
 
     ``scale`` is the magnitude drawn fully opaque (default: the map's largest magnitude).
     """
@@ -52,7 +64,7 @@ def overlay_signed(rgb: np.ndarray, signed: np.ndarray, scale: float | None = No
     mag = np.clip(np.abs(s) / scale, 0, 1) if scale > 0 else np.zeros_like(s)
     colour = np.where((s > 0)[..., None], np.array(FAKE_RGB, np.float32), np.array(REAL_RGB, np.float32))
     alpha = (max_alpha * mag)[..., None]
-    out = rgb.astype(np.float32) * (1 - alpha) + colour * alpha
+    out = muted(rgb) * (1 - alpha) + colour * alpha
     return Image.fromarray(np.round(out).astype(np.uint8))
 
 

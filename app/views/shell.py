@@ -149,6 +149,16 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
     return current, False
 
 
+def finished_run_message(ctx: AppContext, run_id: str, open_run: str | None):
+    """(URL search, message, run picker options) once a new run is ready (callback body)."""
+    search = format_search(ViewState(run=run_id))
+    if not open_run or open_run == run_id:
+        return search, f"Run {run_id} is ready.", run_choices(ctx.runs_path)
+    return (no_update, html.Span([f"Run {run_id} is ready: ",
+                                  dcc.Link("open it", href=search, id=ids.NEWRUN_OPEN)]),
+            run_choices(ctx.runs_path))
+
+
 def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.STATUS, "children"), Output(ids.FALLBACK_NOTICE, "children"),
                   Output(ids.FALLBACK_NOTICE, "style"), Output(ids.METRICS, "children"),
@@ -161,13 +171,14 @@ def register(app, ctx: AppContext, managers) -> None:
     def _toggle_new_run(n):
         return {} if n % 2 else {"display": "none"}
 
-    # The finished run is opened by writing its id to the URL, which the router reads.
+    # A finished run is offered with an "open it" link (a URL the router reads) rather than
+    # opened: the analyst may be in the middle of another run's cell. With nothing open, it opens.
     @app.callback(Output(ids.URL, "search", allow_duplicate=True),
                   Output(ids.NEWRUN_MESSAGE, "children"),
                   Output(ids.RUN_PICKER, "options"),
                   Input(ids.NEWRUN_START, "n_clicks"),
                   State(ids.NEWRUN_PATH, "value"), State(ids.NEWRUN_CATEGORIES, "value"),
-                  State(ids.NEWRUN_GENERATORS, "value"),
+                  State(ids.NEWRUN_GENERATORS, "value"), State(ids.STORE_RUN, "data"),
                   background=True, manager=managers.runs, interval=500,
                   progress=[Output(ids.NEWRUN_PROGRESS, "value"),
                             Output(ids.NEWRUN_PROGRESS_LABEL, "children")],
@@ -175,7 +186,7 @@ def register(app, ctx: AppContext, managers) -> None:
                            (Output(ids.NEWRUN_CANCEL, "disabled"), False, True)],
                   cancel=[Input(ids.NEWRUN_CANCEL, "n_clicks")],
                   prevent_initial_call=True)
-    def _new_run(set_progress, _n, path, categories, generators):
+    def _new_run(set_progress, _n, path, categories, generators, open_run):
         try:
             cfg = new_run_config(ctx.cfg, path, categories, generators)
         except ValueError as e:
@@ -187,8 +198,7 @@ def register(app, ctx: AppContext, managers) -> None:
         except Exception as e:  # shown to the user; the app stays usable
             return no_update, html.Span(f"The run failed: {type(e).__name__}: {e}",
                                         className="fx-error"), no_update
-        return (format_search(ViewState(run=run_id)), f"Run {run_id} is ready.",
-                run_choices(ctx.runs_path))
+        return finished_run_message(ctx, run_id, open_run)
 
     @app.callback(Output(ids.STORE_RUN, "data"), Output(ids.STORE_CELL, "data"),
                   Output(ids.STORE_SEL, "data"), Output(ids.STORE_VIEW, "data"),

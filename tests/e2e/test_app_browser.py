@@ -334,8 +334,10 @@ def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, t
     wait_for_grid(driver, cell["n"])
     wait_until(lambda: "is ready" in text_of(driver, ids.NEWRUN_MESSAGE), timeout=JOB_TIMEOUT,
                what="the new run")
-    new_id = text_of(driver, ids.NEWRUN_MESSAGE).split()[1]
+    new_id = text_of(driver, ids.NEWRUN_MESSAGE).split()[1].rstrip(":")
     assert new_id != app_server.run_id
+    assert f"run={app_server.run_id}" in driver.current_url  # the analyst stays where they are...
+    driver.find_element(By.ID, ids.NEWRUN_OPEN).click()  # ...until they follow the link
     wait_until(lambda: f"run={new_id}" in driver.current_url, what="the new run opened")
     n_bird = 2 * 2 * BIG_PER_FOLDER  # two generators x real/fake
     wait_until(lambda: f"{n_bird:,} images" in text_of(driver, ids.STATUS)

@@ -234,3 +234,56 @@ def test_new_run_config(app_config, tmp_path):
     with pytest.raises(ValueError, match="neither a folder"):
         new_run_config(app_config, __file__, "", "")
     assert new_run_config(app_config, "", None, None).data == app_config.data
+
+
+def test_relayout_ranges_are_read_like_plotly_sends_them():
+    view_from = representation.view_from_relayout
+    assert view_from({"xaxis.range[0]": -1, "xaxis.range[1]": 2, "yaxis.range[0]": 0,
+                      "yaxis.range[1]": 3}, None) == {"x0": -1, "x1": 2, "y0": 0, "y1": 3}
+    prev = {"x0": -1.0, "x1": 2.0, "y0": 0.0, "y1": 3.0}
+    assert view_from({"xaxis.range": [5, 6]}, prev) == {"x0": 5, "x1": 6, "y0": 0, "y1": 3}
+    assert view_from({"xaxis.autorange": True, "yaxis.autorange": True}, prev) is None
+    assert view_from({"dragmode": "zoom"}, prev) == prev and view_from(None, prev) == prev
+
+
+def test_level_of_detail_draws_pies_only_for_the_cells_in_view(ctx, monkeypatch):
+    from app import figures
+
+    monkeypatch.setattr(figures, "GLYPH_CELLS", 1)  # the 3 cells of the fake run are "many"
+    view = ctx.run("fake-run")
+    items = sorted(view.cells["cells"], key=lambda c: c["x"])
+    fig, info, _ = representation.render(ctx, "fake-run", None)
+    wedge_points = sum(np.isfinite(np.asarray(t.x, dtype=float)).sum() for t in fig.data[:20])
+    hover = fig.data[representation.HOVER_INDEX]
+    assert wedge_points == 0 and "zoom in to see pies" in info  # overview: markers only
+    assert all(c != "rgba(0,0,0,0)" for c in hover.marker.color)
+
+    one = items[0]  # zoom onto the leftmost cell alone
+    relayout = {"xaxis.range[0]": one["x"] - 1e-3, "xaxis.range[1]": one["x"] + 1e-3,
+                "yaxis.range[0]": one["y"] - 1e-3, "yaxis.range[1]": one["y"] + 1e-3}
+    patch, info, stored = representation.level_of_detail(ctx, "fake-run", "fake-run", relayout, None)
+    ops = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
+    xs = np.concatenate([np.asarray(ops[("data", i, "x")], dtype=float) for i in range(20)])
+    centres = xs[np.isfinite(xs)]
+    assert len(centres) > 0 and np.allclose(np.min(np.abs(centres - one["x"])), 0, atol=1e-5)
+    radius = figures.CellArrays.of(view.cells).r[[c["id"] for c in view.cells["cells"]].index(one["id"])]
+    assert all(abs(x - one["x"]) <= radius + 1e-5 for x in centres)  # no other cell's wedges
+    colours = ops[("data", representation.HOVER_INDEX, "marker", "color")]
+    shown_ids = [int(c["id"]) for c in view.cells["cells"]]
+    assert colours[shown_ids.index(int(one["id"]))] == "rgba(0,0,0,0)"  # its pie replaces the dot
+    assert sum(c == "rgba(0,0,0,0)" for c in colours) == 1 and "pies for the 1 cells" in info
+
+    wide = {"xaxis.range[0]": -1e6, "xaxis.range[1]": 1e6, "yaxis.range[0]": -1e6, "yaxis.range[1]": 1e6}
+    patch, info, _ = representation.level_of_detail(ctx, "fake-run", "fake-run", wide, stored)
+    assert "zoom in to see pies" in info  # all 3 in view: more than the limit, markers again
+    assert representation.level_of_detail(ctx, "fake-run", "other", wide, None) == (no_update,) * 3
+
+
+def test_finished_run_is_offered_not_forced_on_an_analyst_at_work(ctx):
+    search, message, options = shell.finished_run_message(ctx, "fake-run", open_run="other-run")
+    assert search is no_update  # the open run stays on screen
+    link = message.children[1]
+    assert link.id == ids.NEWRUN_OPEN and link.href == "?run=fake-run"
+    assert "fake-run" in [o["value"] for o in options]
+    search, message, _ = shell.finished_run_message(ctx, "fake-run", open_run=None)
+    assert search == "?run=fake-run" and message == "Run fake-run is ready."  # nothing open: open it
