@@ -5,15 +5,24 @@ to its image count, with up to four wedges (real-correct, real-wrong, fake-corre
 blue for real, orange for fake, solid for correct, hatched for wrong; the colour's saturation
 encodes the cell's mean confidence. Plotly layout shapes are unusable past ~1k cells (*measured*),
 so the glyphs are 20 SVG ``fill='toself'`` scatter traces (4 classes x 5 saturation bins), each
-holding all its wedges as polygons separated by NaN gaps, and one invisible ``scattergl`` marker
-layer gives hover, click and selection. Level of detail: fewer arc vertices per wedge as the
-number of cells grows, and past :data:`GLYPH_CELLS` cells pies only for the cells in view.
+holding all its wedges as polygons separated by NaN gaps, and one invisible marker layer gives
+hover, click and selection. Level of detail: fewer arc vertices per wedge as the number of cells
+grows, and past :data:`GLYPH_CELLS` cells pies only for the cells in view.
+
+The marker layer is SVG (``scatter``) up to :data:`SVG_MARKERS` cells and WebGL (``scattergl``)
+past that. *Measured* in headless Chromium with software rendering (``bench/app.py --browser``,
+frames during a gesture): a WebGL layer is redrawn on every pan/zoom frame, and at 5,000
+invisible markers it alone took ~230 ms per frame, against ~57 ms for the whole 5,000-pie figure
+with SVG markers, which pan as one moved layer; at 20,000 overview markers, ~940 ms (WebGL)
+against ~100 ms (SVG). With a GPU both are fast. Far past that, SVG's one DOM node per marker
+costs more than WebGL does.
 
 Image view: the cell's framed thumbnails are one sprite picture (a layout image); an invisible
 ``scattergl`` marker per thumbnail carries hover text and box/lasso selection.
 """
 from __future__ import annotations
 
+import base64
 import colorsys
 from dataclasses import dataclass
 
@@ -120,6 +129,7 @@ def confidence_bins(conf: np.ndarray) -> np.ndarray:
 # shows every cell as one WebGL marker in its majority colour, and zooming in (the app's relayout
 # callback, :func:`glyph_patch`) draws the pies of the cells in view once they are few enough.
 GLYPH_CELLS = 5000
+SVG_MARKERS = 20000  # marker layer in SVG up to this many cells, WebGL past it (module doc)
 
 
 @dataclass(frozen=True)
@@ -219,18 +229,25 @@ def glyph_patch(cells: dict, view: dict | None) -> dict | None:
     if len(a.x) <= GLYPH_CELLS:
         return None
     drawn = glyph_mask(a, view)
-    return {"wedges": [(t["x"], t["y"]) for t in wedge_traces(a, drawn)],
+    return {"wedges": [(typed_array(t["x"]), typed_array(t["y"])) for t in wedge_traces(a, drawn)],
             "colours": overview_colours(a, drawn), "drawn": int(drawn.sum())}
+
+
+def typed_array(values: np.ndarray) -> dict:
+    """A float32 array in plotly.js's typed-array form (base64), as ``go.Figure`` sends arrays:
+    a ``dash.Patch`` would otherwise carry it as a JSON list of decimals, about three times larger."""
+    data = np.ascontiguousarray(values, dtype="<f4")
+    return {"dtype": "f4", "bdata": base64.b64encode(data.tobytes()).decode("ascii")}
 
 
 def representation_figure(cells: dict, selected_cell: int | None = None,
                           uirevision: str | None = None, view: dict | None = None) -> go.Figure:
     """Pie-glyph map of all cells (``cells.json`` content) -> figure.
 
-    Trace order: 20 wedge traces, the boundary line, the hover/click layer (``scattergl``), the
+    Trace order: 20 wedge traces, the boundary line, the hover/click marker layer, the
     highlight ring of the selected cell (updated alone with ``dash.Patch``). With more than
     :data:`GLYPH_CELLS` cells, only the cells in ``view`` get pies (none in the overview) and the
-    others are coloured markers of the ``scattergl`` layer.
+    others are coloured markers of the marker layer.
     """
     a = CellArrays.of(cells)
     ids, x, y, counts, conf, acc, r = a.ids, a.x, a.y, a.counts, a.conf, a.acc, a.r
@@ -249,7 +266,8 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
     # customdata as plain lists: plotly leaves typed-array customdata out of click/selection events
     custom = [[int(i), *map(int, cnt), round(float(ac), 4), round(float(c), 4)]
               for i, cnt, ac, c in zip(ids, counts, acc, conf)]
-    fig.add_trace(go.Scattergl(
+    marker_layer = go.Scatter if len(x) <= SVG_MARKERS else go.Scattergl  # see the module doc
+    fig.add_trace(marker_layer(
         x=x.astype(np.float32), y=y.astype(np.float32), mode="markers", name=HOVER_TRACE_NAME, customdata=custom,
         marker=dict(size=np.clip(2 * r / (r.max() if len(r) and r.max() > 0 else 1) * 22, 8, 30).astype(np.float32),
                     color=overview_colours(a, drawn), line=dict(width=0)),

@@ -12,7 +12,8 @@
     ``pipeline.explain_cache`` with the tiny encoder, overlays, faithfulness), "cached" = the plain
     callback once everything is on disk. Target: cached < 200 ms.
 
-(a') with ``--browser``: drawing and zooming (a) in headless Chromium, against the shapes baseline.
+(a') with ``--browser``: drawing and zooming (a) in headless Chromium, against the shapes baseline,
+    and the frame times during a pan and a wheel-zoom gesture (what "smooth" means to the eye).
 
 Run: ``python bench/app.py [--browser]`` (``--quick`` for smaller sizes). Timings are medians of a
 few repeats, single-threaded torch; on a shared machine they are noisy.
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import artifacts  # noqa: E402
 from app.context import AppContext  # noqa: E402
-from app.figures import CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
+from app.figures import GLYPH_CELLS, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
 from app.views import attention, images  # noqa: E402
 from pipeline.config import from_dict  # noqa: E402
 from tests.fixtures_runs import make_dataset, make_fake_run, run_pipeline_cli  # noqa: E402
@@ -98,10 +99,60 @@ def bench_representation(sizes):
         tb, base = timed(lambda: pio_json.to_json_plotly(shapes_baseline(cells)), repeat=1)
         print(f"{n:>7} {t:>8.3f} {len(payload) / 1e6:>7.2f} | {tb:>9.3f} {len(base) / 1e6:>10.2f} | "
               f"{tb / t:>9.1f}x {len(base) / len(payload):>9.1f}x")
+    big = [n for n in sizes if n > GLYPH_CELLS]
+    if big:
+        print(f"  level of detail past {GLYPH_CELLS:,} cells: the figure above is the overview "
+              "(markers); a zoom patches in the pies of the cells in view:")
+    for n in big:
+        cells = synthetic_cells(n)
+        xs = np.array([c["x"] for c in cells["cells"]])
+        ys = np.array([c["y"] for c in cells["cells"]])
+        # a view around the centre holding about 4,000 cells
+        half = np.sqrt(4000 / n) / 2
+        view = {"x0": np.quantile(xs, 0.5 - half), "x1": np.quantile(xs, 0.5 + half),
+                "y0": np.quantile(ys, 0.5 - half), "y1": np.quantile(ys, 0.5 + half)}
+        t, patch = timed(lambda: pio_json.to_json_plotly(glyph_patch(cells, view)))
+        drawn = glyph_patch(cells, view)["drawn"]
+        print(f"{n:>7} zoom patch for {drawn:,} cells in view: {t:.3f} s, {len(patch) / 1e6:.2f} MB")
+
+
+# Drives a pan (mouse drag) or a wheel zoom on plotly's drag layer, one step per animation frame,
+# and reports the frames' durations and how long the redraw after the gesture took.
+GESTURE_JS = r"""
+var done = arguments[arguments.length - 1], mode = arguments[0], g = document.getElementById('g');
+var drag = g.querySelector('.nsewdrag'), box = drag.getBoundingClientRect();
+var cx = box.left + box.width / 2, cy = box.top + box.height / 2;
+var frames = [], last = performance.now(), step = 0, n = 12, settled = null;
+g.on('plotly_relayout', function () { settled = performance.now(); });
+function ev(type, x, y) {
+  if (mode === 'wheel') drag.dispatchEvent(new WheelEvent('wheel', {deltaY: -60, clientX: cx,
+      clientY: cy, bubbles: true, cancelable: true}));
+  else drag.dispatchEvent(new MouseEvent(type, {clientX: x, clientY: y, buttons: 1, bubbles: true,
+      cancelable: true, view: window}));
+}
+if (mode === 'pan') ev('mousedown', cx, cy);
+function tick() {
+  var now = performance.now(); if (step > 0) frames.push(now - last); last = now;
+  if (step < n) {
+    if (mode === 'wheel') ev('wheel'); else ev('mousemove', cx + 8 * (step + 1), cy + 5 * (step + 1));
+    step++; requestAnimationFrame(tick); return;
+  }
+  if (mode === 'pan') ev('mouseup', cx + 8 * n, cy + 5 * n);
+  var end = performance.now();
+  (function wait() {
+    if (settled === null && performance.now() - end < 8000) { setTimeout(wait, 20); return; }
+    requestAnimationFrame(function () {
+      var s = frames.slice().sort(function (a, b) { return a - b; });
+      done({median: s[Math.floor(s.length / 2)], redraw: (settled || performance.now()) - end});
+    });
+  })();
+}
+requestAnimationFrame(tick);
+"""
 
 
 def bench_browser(sizes, tmp: Path):
-    """Draw and zoom times of the representation figure in headless Chromium (plotly.js)."""
+    """Draw, zoom and gesture frame times of the representation figure in headless Chromium."""
     import shutil
 
     import plotly
@@ -118,35 +169,46 @@ def bench_browser(sizes, tmp: Path):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options)
     driver.set_script_timeout(120)
-    print("\n(a') representation figure in headless Chromium (software rendering): draw, zoom")
-    print(f"{'cells':>7} {'draw s':>8} {'zoom s':>8} | {'shapes draw s':>13} {'shapes zoom s':>13}")
+    print("\n(a') representation figure in headless Chromium (software rendering, no GPU): draw; "
+          "zoom = relayout to half the range;\n     pan / wheel = median frame during a 12-step "
+          "drag / wheel gesture; redraw = after the wheel gesture ends")
+    print(f"{'cells':>7} {'draw s':>7} {'zoom s':>7} {'pan ms':>7} {'wheel ms':>9} {'redraw ms':>10} | "
+          f"{'shapes draw s':>13} {'shapes zoom s':>13}")
+
+    def load(fig, name):
+        page = tmp / f"{name}.html"
+        page.write_text(f"<html><body><div id='g' style='width:1100px;height:800px'></div>"
+                        f"<script src='{js.as_uri()}'></script><script>"
+                        f"window.FIG = {pio_json.to_json_plotly(fig)};</script></body></html>")
+        driver.get(page.as_uri())
+        draw = driver.execute_async_script(
+            "var done = arguments[0], t = performance.now();"
+            "Plotly.newPlot('g', FIG.data, FIG.layout, {scrollZoom: true}).then(function () {"
+            "  requestAnimationFrame(function () { done((performance.now() - t) / 1000); });"
+            "});")
+        return draw
+
+    def zoom():
+        return driver.execute_async_script(
+            "var done = arguments[0], g = document.getElementById('g'),"
+            "    xr = g._fullLayout.xaxis.range, t = performance.now();"
+            "var mid = (xr[0] + xr[1]) / 2, half = (xr[1] - xr[0]) / 4;"
+            "Plotly.relayout(g, {'xaxis.range': [mid - half, mid + half]}).then(function () {"
+            "  requestAnimationFrame(function () { done((performance.now() - t) / 1000); });"
+            "});")
+
     try:
         for n in sizes:
             cells = synthetic_cells(n)
-            row = []
-            for fig in (representation_figure(cells), shapes_baseline(cells) if n <= 5000 else None):
-                if fig is None:
-                    row += [float("nan")] * 2
-                    continue
-                page = tmp / f"fig{n}.html"
-                page.write_text(f"<html><body><div id='g' style='width:1100px;height:800px'></div>"
-                                f"<script src='{js.as_uri()}'></script><script>"
-                                f"window.FIG = {pio_json.to_json_plotly(fig)};</script></body></html>")
-                driver.get(page.as_uri())
-                draw = driver.execute_async_script(
-                    "var done = arguments[0], t = performance.now();"
-                    "Plotly.newPlot('g', FIG.data, FIG.layout).then(function () {"
-                    "  requestAnimationFrame(function () { done((performance.now() - t) / 1000); });"
-                    "});")
-                zoom = driver.execute_async_script(
-                    "var done = arguments[0], g = document.getElementById('g'),"
-                    "    xr = g._fullLayout.xaxis.range, t = performance.now();"
-                    "var mid = (xr[0] + xr[1]) / 2, half = (xr[1] - xr[0]) / 4;"
-                    "Plotly.relayout(g, {'xaxis.range': [mid - half, mid + half]}).then(function () {"
-                    "  requestAnimationFrame(function () { done((performance.now() - t) / 1000); });"
-                    "});")
-                row += [draw, zoom]
-            print(f"{n:>7} {row[0]:>8.2f} {row[1]:>8.2f} | {row[2]:>13.2f} {row[3]:>13.2f}")
+            draw = load(representation_figure(cells), f"fig{n}")
+            pan = driver.execute_async_script(GESTURE_JS, "pan")
+            load(representation_figure(cells), f"fig{n}")
+            wheel = driver.execute_async_script(GESTURE_JS, "wheel")
+            load(representation_figure(cells), f"fig{n}")
+            z = zoom()
+            base = (load(shapes_baseline(cells), f"shapes{n}"), zoom()) if n <= 5000 else (float("nan"),) * 2
+            print(f"{n:>7} {draw:>7.2f} {z:>7.2f} {pan['median']:>7.0f} {wheel['median']:>9.0f} "
+                  f"{wheel['redraw']:>10.0f} | {base[0]:>13.2f} {base[1]:>13.2f}")
     finally:
         driver.quit()
 

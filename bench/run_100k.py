@@ -126,7 +126,10 @@ def timed_run(cfg):
     total = time.perf_counter() - t0
     if bar[1] is not None:
         bar[1].close()
-    stages = {s: max(t) - min(t) for s, t in marks.items()}
+    # a stage lasts from its first report to the next stage's first report (the last: to the end)
+    firsts = sorted((min(t), s) for s, t in marks.items())
+    ends = [t for t, _ in firsts[1:]] + [t0 + total]
+    stages = {s: end - start for (start, s), end in zip(firsts, ends)}
     return store, total, stages
 
 
@@ -180,7 +183,14 @@ def main() -> int:
 
     data_dir = args.work / f"data-{args.n}"
     files = write_files(data_dir, sources, labels, args.n, args.seed)
-    cfg = from_dict({**to_dict(demo_cfg), "runs_dir": str(args.work / "runs"),
+    # A cache folder of the bench's own, so that the projection is trained anew on every run (it
+    # is cached per data set); the converted encoder weights are shared with the main cache.
+    cache = args.work / "cache"
+    (cache / "weights").parent.mkdir(parents=True, exist_ok=True)
+    if not (cache / "weights").exists():
+        (cache / "weights").symlink_to((demo_cfg.cache_path / "weights").resolve())
+    shutil.rmtree(cache / "projection", ignore_errors=True)
+    cfg = from_dict({**to_dict(demo_cfg), "runs_dir": str(args.work / "runs"), "cache_dir": str(cache),
                      "data": {**to_dict(demo_cfg)["data"], "root": str(data_dir), "manifest": None}})
     t0 = time.perf_counter()
     written = supply_embeddings(cfg, files, base, args.seed)

@@ -10,6 +10,7 @@ from app.jobs import new_run_config
 from app.urlstate import ViewState
 from app.views import attention, concepts, images, notes, representation, shell
 from pipeline.notes import NotesStore
+from pipeline.overlays import muted
 from tests.fixtures_runs import FAKE_EXPLAIN, known_contributions
 
 
@@ -132,11 +133,13 @@ def test_attention_computes_in_the_job_then_shows_ordered_dimensions_from_cache(
     # cached now: shown at once, no job
     content2, request2, _ = attention.render(ctx, "fake-run", sel, pending=request)
     assert len(content2) == 2 and request2 is None
-    # the overlay of dimension 5 is bright on its own rows (10, 11) and not elsewhere
+    # the overlay of dimension 5 is bright on its own rows (10, 11); elsewhere it shows the photo
+    # (uniform grey 128), muted as every overlay's background is
     cache = ctx.app_cache(ctx.run("fake-run"))
     with Image.open(artifacts.attention_file(cache, 0, "d05")) as im:
         arr = np.asarray(im.convert("RGB").resize((32, 32)), dtype=float)
-    assert abs(arr[10:12].mean() - 128) > 40 and abs(arr[20:30].mean() - 128) < 15
+    photo = muted(np.full((1, 1, 3), 128, np.uint8))[0, 0, 0]
+    assert abs(arr[10:12].mean() - photo) > 40 and abs(arr[20:30].mean() - photo) < 8
 
 
 def test_attention_shows_at_most_eight_images(ctx):
@@ -246,6 +249,14 @@ def test_relayout_ranges_are_read_like_plotly_sends_them():
     assert view_from({"dragmode": "zoom"}, prev) == prev and view_from(None, prev) == prev
 
 
+def decoded(typed: dict) -> np.ndarray:
+    """A plotly.js typed array (``{"dtype": "f4", "bdata": base64}``) as numbers."""
+    import base64
+
+    assert typed["dtype"] == "f4"
+    return np.frombuffer(base64.b64decode(typed["bdata"]), dtype="<f4").astype(float)
+
+
 def test_level_of_detail_draws_pies_only_for_the_cells_in_view(ctx, monkeypatch):
     from app import figures
 
@@ -263,7 +274,7 @@ def test_level_of_detail_draws_pies_only_for_the_cells_in_view(ctx, monkeypatch)
                 "yaxis.range[0]": one["y"] - 1e-3, "yaxis.range[1]": one["y"] + 1e-3}
     patch, info, stored = representation.level_of_detail(ctx, "fake-run", "fake-run", relayout, None)
     ops = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
-    xs = np.concatenate([np.asarray(ops[("data", i, "x")], dtype=float) for i in range(20)])
+    xs = np.concatenate([decoded(ops[("data", i, "x")]) for i in range(20)])
     centres = xs[np.isfinite(xs)]
     assert len(centres) > 0 and np.allclose(np.min(np.abs(centres - one["x"])), 0, atol=1e-5)
     radius = figures.CellArrays.of(view.cells).r[[c["id"] for c in view.cells["cells"]].index(one["id"])]

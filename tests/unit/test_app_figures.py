@@ -3,7 +3,8 @@ import numpy as np
 import plotly.io.json as pio_json
 import pytest
 
-from app.figures import (CLASSES, HIGHLIGHT_INDEX, HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME,
+from app import figures
+from app.figures import (CLASSES, class_colour, glyph_patch, HIGHLIGHT_INDEX, HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME,
                          SATURATIONS, arc_vertices, confidence_bins, highlight_ring,
                          image_grid_figure, representation_figure, trace_index, wedge_polygons)
 
@@ -39,7 +40,7 @@ def test_trace_layout_and_names():
     assert len(fig.data) == len(CLASSES) * len(SATURATIONS) + 3
     assert fig.data[HIGHLIGHT_INDEX].name == HIGHLIGHT_TRACE_NAME
     assert trace_index(fig, HOVER_TRACE_NAME) == HIGHLIGHT_INDEX - 1
-    assert fig.data[trace_index(fig, HOVER_TRACE_NAME)].type == "scattergl"
+    assert fig.data[trace_index(fig, HOVER_TRACE_NAME)].type == "scatter"  # SVG while all are pies
     assert fig.layout.yaxis.scaleanchor == "x"  # equal scaling: circles stay circles
     assert not fig.layout.shapes  # glyphs are traces, never layout shapes
 
@@ -94,7 +95,7 @@ def test_hover_layer_carries_counts_and_highlight_ring_surrounds_the_cell():
     assert highlight_ring({"cells": cells}, None) == ([], [])
 
 
-def test_level_of_detail_and_payload_at_5000_cells():
+def test_level_of_detail_and_payload_at_5000_cells(monkeypatch):
     assert arc_vertices(500) > arc_vertices(5000) > arc_vertices(20000) >= arc_vertices(100000)
     rng = np.random.default_rng(0)
     cells = []
@@ -104,6 +105,21 @@ def test_level_of_detail_and_payload_at_5000_cells():
                            conf=float(rng.uniform(0.5, 1))))
     payload = pio_json.to_json_plotly(representation_figure({"cells": cells}))
     assert len(payload) < 3_000_000
+
+    # one more cell: the overview shows coloured markers and no pie until a zoom
+    cells.append(_cell(5000, 0.0, 0.0, (5, 0, 0, 0), conf=0.9))
+    fig = representation_figure({"cells": cells})
+    layer = fig.data[trace_index(fig, HOVER_TRACE_NAME)]
+    assert layer.type == "scatter" and len(layer.x) == 5001
+    assert all(len(t.x) == 0 for t in fig.data[:20])
+    assert layer.marker.color[-1] == class_colour("real_correct", 4)  # all real, right, confident
+    view = {"x0": -5.0, "x1": 5.0, "y0": -5.0, "y1": 5.0}
+    lod = glyph_patch({"cells": cells}, view)
+    near = sum(abs(c["x"]) <= 5 + 1 and abs(c["y"]) <= 5 + 1 for c in cells)
+    assert 0 < lod["drawn"] <= near and lod["colours"].count("rgba(0,0,0,0)") == lod["drawn"]
+    assert len(pio_json.to_json_plotly(lod)) < 3_000_000
+    monkeypatch.setattr(figures, "SVG_MARKERS", 5000)  # many markers: WebGL
+    assert representation_figure({"cells": cells}).data[HIGHLIGHT_INDEX - 1].type == "scattergl"
 
 
 def test_wedge_polygons_follow_the_arc():
