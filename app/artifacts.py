@@ -42,10 +42,6 @@ N_DIMS = 16
 ATTN_NAMES = ("image", "aggregate") + tuple(f"d{k:02d}" for k in range(N_DIMS))
 
 
-def _read_json(path: Path) -> dict | list | None:
-    return read_sealed_json(path)
-
-
 def _noop(stage: str, done: int, total: int) -> None:
     pass
 
@@ -66,7 +62,7 @@ def sprite_path(cache_dir: Path, key: str) -> Path:
 
 def read_grid(cache_dir: Path, cell: int) -> dict | None:
     """The prepared grid of ``cell`` (with its sprite on disk), or None."""
-    grid = _read_json(grid_path(cache_dir, cell))
+    grid = read_sealed_json(grid_path(cache_dir, cell))
     if not isinstance(grid, dict) or not is_intact(sprite_path(cache_dir, str(grid.get("sprite", "")))):
         return None
     return grid
@@ -108,7 +104,7 @@ def attention_dir(cache_dir: Path, index: int) -> Path:
 def read_attention(cache_dir: Path, index: int) -> dict | None:
     """Image ``index``'s drawn maps (their meta), or None when not drawn or any file is damaged."""
     folder = attention_dir(cache_dir, index)
-    meta = _read_json(folder / "meta.json")
+    meta = read_sealed_json(folder / "meta.json")
     if not isinstance(meta, dict):
         return None
     if meta.get("error") is None and not all(is_intact(folder / f"{n}.jpg") for n in ATTN_NAMES):
@@ -198,7 +194,7 @@ def faithfulness_path(cache_dir: Path) -> Path:
 
 def read_faithfulness(cache_dir: Path) -> list[dict] | None:
     """Per dimension ``{"gain", "win_rate"}`` of the deletion check, or None."""
-    data = _read_json(faithfulness_path(cache_dir))
+    data = read_sealed_json(faithfulness_path(cache_dir))
     return data if isinstance(data, list) else None
 
 
@@ -230,7 +226,7 @@ def concepts_path(cache_dir: Path, cell: int) -> Path:
 
 
 def read_concepts(cache_dir: Path, cell: int) -> dict | None:
-    data = _read_json(concepts_path(cache_dir, cell))
+    data = read_sealed_json(concepts_path(cache_dir, cell))
     return data if isinstance(data, dict) else None
 
 

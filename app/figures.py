@@ -126,7 +126,7 @@ def confidence_bins(conf: np.ndarray) -> np.ndarray:
 
 
 # Level of detail: at most this many cells are drawn as pie glyphs at once. Past it, the overview
-# shows every cell as one WebGL marker in its majority colour, and zooming in (the app's relayout
+# shows every cell as one marker in its majority colour, and zooming in (the app's relayout
 # callback, :func:`glyph_patch`) draws the pies of the cells in view once they are few enough.
 GLYPH_CELLS = 5000
 SVG_MARKERS = 20000  # marker layer in SVG up to this many cells, WebGL past it (module doc)
@@ -160,11 +160,16 @@ class CellArrays:
 
 
 def cells_in_view(a: CellArrays, view: dict | None) -> np.ndarray:
-    """Boolean mask of the cells whose glyph touches ``view`` (``x0, x1, y0, y1``; None = all)."""
+    """Boolean mask of the cells whose glyph touches ``view`` (``x0, x1, y0, y1``, a side that is
+    None is unbounded; ``view`` None = all)."""
     if not view:
         return np.ones(len(a.x), dtype=bool)
-    x0, x1 = sorted((view["x0"], view["x1"]))
-    y0, y1 = sorted((view["y0"], view["y1"]))
+
+    def side(key, unbounded):
+        return unbounded if view.get(key) is None else float(view[key])
+
+    x0, x1 = sorted((side("x0", -np.inf), side("x1", np.inf)))
+    y0, y1 = sorted((side("y0", -np.inf), side("y1", np.inf)))
     return (a.x + a.r >= x0) & (a.x - a.r <= x1) & (a.y + a.r >= y0) & (a.y - a.r <= y1)
 
 
@@ -194,9 +199,9 @@ def wedge_traces(a: CellArrays, drawn: np.ndarray) -> list[dict]:
             m = drawn & (frac[:, ci] > 0) & (bins == b)
             xs, ys = wedge_polygons(a.x[m], a.y[m], a.r[m], starts[m, ci], ends[m, ci], k)
             colour = class_colour(cls, b)
-            trace = dict(type="scatter", x=xs.astype(np.float32), y=ys.astype(np.float32),
-                         mode="lines", fill="toself", line=dict(width=0), hoverinfo="skip",
-                         showlegend=False, name=f"{cls} confidence bin {b}")
+            trace = dict(x=xs.astype(np.float32), y=ys.astype(np.float32), mode="lines",
+                         fill="toself", line=dict(width=0), hoverinfo="skip", showlegend=False,
+                         name=f"{cls} confidence bin {b}")
             if wrong:
                 trace["fillcolor"] = "rgba(255,255,255,0.9)"
                 trace["fillpattern"] = dict(shape="/", fgcolor=colour, bgcolor="white",
@@ -210,22 +215,18 @@ def wedge_traces(a: CellArrays, drawn: np.ndarray) -> list[dict]:
 def overview_colours(a: CellArrays, drawn: np.ndarray) -> list[str]:
     """Marker colour per cell: transparent where a pie is drawn, else the cell's majority class
     (real blue / fake orange) at its saturation bin, paler when most of it is predicted wrong."""
-    bins = confidence_bins(a.conf)
+    palette = np.array([[class_colour(cls, b) for b in range(len(SATURATIONS))] + ["rgba(0,0,0,0)"]
+                        for cls in CLASSES])  # last column: transparent
     real = a.counts[:, 0] + a.counts[:, 1] >= a.counts[:, 2] + a.counts[:, 3]
-    out = []
-    for d, is_real, ok, b in zip(drawn, real, a.acc >= 0.5, bins):
-        if d:
-            out.append("rgba(0,0,0,0)")
-        else:
-            cls = ("real_" if is_real else "fake_") + ("correct" if ok else "wrong")
-            out.append(class_colour(cls, int(b) if ok else 0))
-    return out
+    ok = a.acc >= 0.5
+    cls = np.where(real, 0, 2) + np.where(ok, 0, 1)  # index into CLASSES
+    column = np.where(drawn, len(SATURATIONS), np.where(ok, confidence_bins(a.conf), 0))
+    return palette[cls, column].tolist()
 
 
-def glyph_patch(cells: dict, view: dict | None) -> dict | None:
+def glyph_patch(a: CellArrays, view: dict | None) -> dict | None:
     """What a zoom or pan changes in a figure with more than :data:`GLYPH_CELLS` cells: the 20
     wedge traces' ``x``/``y`` and the marker colours. None when the figure draws all pies anyway."""
-    a = CellArrays.of(cells)
     if len(a.x) <= GLYPH_CELLS:
         return None
     drawn = glyph_mask(a, view)
@@ -241,20 +242,22 @@ def typed_array(values: np.ndarray) -> dict:
 
 
 def representation_figure(cells: dict, selected_cell: int | None = None,
-                          uirevision: str | None = None, view: dict | None = None) -> go.Figure:
+                          uirevision: str | None = None,
+                          arrays: CellArrays | None = None) -> go.Figure:
     """Pie-glyph map of all cells (``cells.json`` content) -> figure.
 
     Trace order: 20 wedge traces, the boundary line, the hover/click marker layer, the
     highlight ring of the selected cell (updated alone with ``dash.Patch``). With more than
-    :data:`GLYPH_CELLS` cells, only the cells in ``view`` get pies (none in the overview) and the
-    others are coloured markers of the marker layer.
+    :data:`GLYPH_CELLS` cells this is the overview: no pies (zooming patches them in,
+    :func:`glyph_patch`), every cell a coloured marker. ``arrays``: ``CellArrays.of(cells)`` when
+    the caller keeps it.
     """
-    a = CellArrays.of(cells)
+    a = arrays if arrays is not None else CellArrays.of(cells)
     ids, x, y, counts, conf, acc, r = a.ids, a.x, a.y, a.counts, a.conf, a.acc, a.r
-    drawn = glyph_mask(a, view)
+    drawn = glyph_mask(a, None)
     fig = go.Figure()
     for trace in wedge_traces(a, drawn):
-        fig.add_trace(go.Scatter(**{k: v for k, v in trace.items() if k != "type"}))
+        fig.add_trace(go.Scatter(**trace))
 
     ypad = (np.ptp(y) if len(y) > 1 else 1.0) * 0.08 + (r.max() if len(r) else 0.5)
     ylo, yhi = (y.min() - ypad, y.max() + ypad) if len(y) else (-1, 1)

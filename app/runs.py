@@ -5,6 +5,7 @@ run's ``meta.json`` modification time, so a rewritten run is reloaded).
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 
 from pipeline.store import ArtifactError, RunStore, list_runs
 from pipeline.thumbnails import RunImages
+
+from .figures import CellArrays
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -82,6 +85,11 @@ class RunView:
                    prob=col("prob_fake", np.float64, np.nan),
                    correct=col("correct", np.int8, 0).astype(bool), cell=cell,
                    images=RunImages(run_dir, cache_root), members=members)
+
+    @functools.cached_property
+    def cell_arrays(self) -> CellArrays:
+        """The cells as arrays, computed once per loaded run (the zoom callback needs them)."""
+        return CellArrays.of(self.cells)
 
     @property
     def n_images(self) -> int:

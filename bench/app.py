@@ -21,6 +21,7 @@ few repeats, single-threaded torch; on a shared machine they are noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import artifacts  # noqa: E402
 from app.context import AppContext  # noqa: E402
-from app.figures import GLYPH_CELLS, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
+from app.figures import GLYPH_CELLS, CellArrays, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
 from app.views import attention, images  # noqa: E402
 from pipeline.config import from_dict  # noqa: E402
 from tests.fixtures_runs import make_dataset, make_fake_run, run_pipeline_cli  # noqa: E402
@@ -111,8 +112,9 @@ def bench_representation(sizes):
         half = np.sqrt(4000 / n) / 2
         view = {"x0": np.quantile(xs, 0.5 - half), "x1": np.quantile(xs, 0.5 + half),
                 "y0": np.quantile(ys, 0.5 - half), "y1": np.quantile(ys, 0.5 + half)}
-        t, patch = timed(lambda: pio_json.to_json_plotly(glyph_patch(cells, view)))
-        drawn = glyph_patch(cells, view)["drawn"]
+        arrays = CellArrays.of(cells)  # kept per run by the app (RunView.cell_arrays)
+        t, patch = timed(lambda: pio_json.to_json_plotly(glyph_patch(arrays, view)))
+        drawn = json.loads(patch)["drawn"]
         print(f"{n:>7} zoom patch for {drawn:,} cells in view: {t:.3f} s, {len(patch) / 1e6:.2f} MB")
 
 
@@ -226,7 +228,7 @@ def layout_images_baseline(view, grid) -> go.Figure:
 
 def bench_image_grid(sizes, tmp: Path):
     print("\n(b) cell click -> image-grid figure, thumbnails cached (median of 3)")
-    run = make_fake_run(tmp, cell_sizes=list(sizes), run_id="bench-grid", image_size=(96, 72))
+    make_fake_run(tmp, cell_sizes=list(sizes), run_id="bench-grid", image_size=(96, 72))
     ctx = AppContext(from_dict({"runs_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")}))
     view = ctx.run("bench-grid")
     cache = ctx.app_cache(view)

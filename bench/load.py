@@ -124,6 +124,15 @@ class Analyst:
         if r.status != 200:
             raise DashError(f"GET {path} answered {r.status}", r.status)
 
+    def view(self, output: str, values: dict, trigger: str, request_store: str) -> dict:
+        """A view's render callback, then its background job when the render asked for one."""
+        out = self.s.call(output, values, [trigger]) or {}
+        request = (out.get(request_store) or {}).get("data")
+        if request:
+            out = self.job(output, request_store, request)
+        self._check(out)
+        return out
+
     # -- actions ---------------------------------------------------------------------------------
     def page(self) -> None:
         self.s = DashSession(self.url, self.auth).open()
@@ -142,11 +151,8 @@ class Analyst:
     def open_cell(self) -> None:
         cell = self.rng.choice(self.cells)
         self.route("representation-cells-graph.clickData", {"points": [{"customdata": [cell]}]})
-        out = self.s.call("images-grid-graph.figure", self.state, ["shell-cell-store.data"]) or {}
-        request = (out.get("images-grid-request-store") or {}).get("data")
-        if request:
-            out = self.job("images-grid-graph.figure", "images-grid-request-store", request)
-        self._check(out)
+        out = self.view("images-grid-graph.figure", self.state, "shell-cell-store.data",
+                        "images-grid-request-store")
         figure = out["images-grid-graph"]["figure"]
         self.images = [int(i) for i in _customdata(figure)]
         sprite = re.search(r"/files/sprite/[^\"']+\.jpg", json.dumps(figure))
@@ -160,12 +166,9 @@ class Analyst:
             self.open_cell()
         chosen = self.rng.sample(self.images, min(len(self.images), self.rng.randint(1, 4)))
         self.route("images-grid-graph.selectedData", {"points": [{"customdata": i} for i in chosen]})
-        values = {**self.state, "attention-request-store.data": None}
-        out = self.s.call("attention-content-div.children", values, ["shell-selection-store.data"]) or {}
-        request = (out.get("attention-request-store") or {}).get("data")
-        if request:
-            out = self.job("attention-content-div.children", "attention-request-store", request)
-        self._check(out)
+        out = self.view("attention-content-div.children",
+                        {**self.state, "attention-request-store.data": None},
+                        "shell-selection-store.data", "attention-request-store")
         urls = re.findall(r"/files/attn/[^\"']+\.jpg", json.dumps(out))
         if not urls:
             raise DashError(f"images {chosen}: no maps in the answer")
@@ -175,12 +178,9 @@ class Analyst:
         if self.cell is None:
             self.open_cell()
         self.route("images-view-radio.value", "concepts")
-        values = {**self.state, "concepts-request-store.data": None}
-        out = self.s.call("concepts-content-div.children", values, ["shell-view-store.data"]) or {}
-        request = (out.get("concepts-request-store") or {}).get("data")
-        if request:
-            out = self.job("concepts-content-div.children", "concepts-request-store", request)
-        self._check(out)
+        out = self.view("concepts-content-div.children",
+                        {**self.state, "concepts-request-store.data": None},
+                        "shell-view-store.data", "concepts-request-store")
         urls = re.findall(r"/files/concept/[0-9A-Za-z_.\-]+/\d+/\d+/\d+", json.dumps(out))
         if not urls:
             raise DashError(f"cell {self.cell}: no concept patch in the answer "

@@ -114,14 +114,5 @@ def is_intact(path: str | Path) -> bool:
     return True
 
 
-def remove_damaged(path: str | Path) -> bool:
-    """Delete ``path`` if it exists and is damaged; True when it was."""
-    path = Path(path)
-    if path.exists() and not is_intact(path):
-        path.unlink(missing_ok=True)
-        return True
-    return False
-
-
-__all__ = ["MARK", "is_intact", "read_sealed", "read_sealed_json", "remove_damaged", "seal",
+__all__ = ["MARK", "is_intact", "read_sealed", "read_sealed_json", "seal",
            "unseal", "write_sealed", "write_sealed_json"]

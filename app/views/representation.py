@@ -7,7 +7,6 @@ few enough (level of detail), so the browser never holds more than that many pie
 """
 from __future__ import annotations
 
-import numpy as np
 from dash import Input, Output, Patch, State, dcc, html, no_update
 
 from .. import ids
@@ -58,7 +57,8 @@ def render(ctx: AppContext, run_id: str | None, cell: int | None):
     view = ctx.run(run_id)
     if view is None:
         return empty_figure("No run open: pick one above or start a new run."), "", None
-    fig = representation_figure(view.cells, selected_cell=cell, uirevision=view.run_id)
+    fig = representation_figure(view.cells, selected_cell=cell, uirevision=view.run_id,
+                                arrays=view.cell_arrays)
     return fig, info_line(view, None), view.run_id
 
 
@@ -75,13 +75,14 @@ def view_from_relayout(relayout: dict | None, previous: dict | None) -> dict | N
     """Axis ranges on screen after a ``relayoutData`` event (None = the whole map).
 
     Plotly sends ``xaxis.range[0]``/``[1]`` (or ``xaxis.range``) for the axes that changed and
-    ``xaxis.autorange`` on a reset; an axis not mentioned keeps its previous range.
+    ``xaxis.autorange`` on a reset; an axis not mentioned keeps its previous range (None:
+    unbounded, as a view is stored as JSON).
     """
     if not relayout:
         return previous
     if relayout.get("xaxis.autorange"):  # double click / reset: the whole map again
         return None
-    out = dict(previous or {"x0": -np.inf, "x1": np.inf, "y0": -np.inf, "y1": np.inf})
+    out = dict(previous or dict.fromkeys(("x0", "x1", "y0", "y1")))
     found = False
     for axis in ("x", "y"):
         pair = relayout.get(f"{axis}axis.range")
@@ -102,25 +103,13 @@ def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
     new_view = view_from_relayout(relayout, previous)
     if new_view == previous and relayout and "xaxis.autorange" not in relayout:
         return no_update, no_update, no_update
-    lod = glyph_patch(view.cells, new_view)
+    lod = glyph_patch(view.cell_arrays, new_view)
     patch = Patch()
     for i, (x, y) in enumerate(lod["wedges"]):
         patch["data"][i]["x"] = x
         patch["data"][i]["y"] = y
     patch["data"][HOVER_INDEX]["marker"]["color"] = lod["colours"]
-    return patch, info_line(view, lod["drawn"]), _jsonable(new_view)
-
-
-def _jsonable(view: dict | None) -> dict | None:
-    # unbounded sides (an axis never zoomed) are stored as None, JSON has no infinity
-    return None if view is None else {k: (v if np.isfinite(v) else None) for k, v in view.items()}
-
-
-def _from_store(view: dict | None) -> dict | None:
-    if not view:
-        return None
-    inf = {"x0": -np.inf, "x1": np.inf, "y0": -np.inf, "y1": np.inf}
-    return {k: (inf[k] if view.get(k) is None else float(view[k])) for k in inf}
+    return patch, info_line(view, lod["drawn"]), new_view
 
 
 def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str | None):
@@ -159,4 +148,4 @@ def register(app, ctx: AppContext) -> None:
                   State(ids.REPR_SHOWN, "data"), State(ids.REPR_VIEW, "data"),
                   prevent_initial_call=True)
     def _level_of_detail(relayout, run_id, shown, stored):
-        return level_of_detail(ctx, run_id, shown, relayout, _from_store(stored))
+        return level_of_detail(ctx, run_id, shown, relayout, stored)

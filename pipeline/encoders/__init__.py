@@ -37,6 +37,10 @@ _shared: OrderedDict[tuple, Encoder] = OrderedDict()
 _shared_lock = threading.Lock()
 
 
+def fallback_message(cfg: EncoderConfig, reason: str) -> str:
+    return f"CLIP ({cfg.model}/{cfg.pretrained}) unavailable, using the DINOv2 stand-in: {reason}"
+
+
 def load_encoder(cfg: EncoderConfig, cache_dir: Path,
                  log: Callable[[str], None] | None = None) -> Encoder:
     """Build the encoder named by ``cfg.name``.
@@ -75,7 +79,7 @@ def load_encoder(cfg: EncoderConfig, cache_dir: Path,
                                    cache_dir=cache_dir)
         except WeightsUnavailableError as e:
             reason = str(e)
-        message = f"CLIP ({cfg.model}/{cfg.pretrained}) unavailable, using the DINOv2 stand-in: {reason}"
+        message = fallback_message(cfg, reason)
         _LOG.warning(message)
         if log:
             log(message)
@@ -118,6 +122,5 @@ def shared_encoder(cfg: EncoderConfig, cache_dir: Path,
         else:
             _shared.move_to_end(key)
             if log and encoder.info.fallback_reason:  # each run's log still says why
-                log(f"CLIP ({cfg.model}/{cfg.pretrained}) unavailable, using the DINOv2 "
-                    f"stand-in: {encoder.info.fallback_reason}")
+                log(fallback_message(cfg, encoder.info.fallback_reason))
     return encoder

@@ -114,7 +114,7 @@ def test_level_of_detail_and_payload_at_5000_cells(monkeypatch):
     assert all(len(t.x) == 0 for t in fig.data[:20])
     assert layer.marker.color[-1] == class_colour("real_correct", 4)  # all real, right, confident
     view = {"x0": -5.0, "x1": 5.0, "y0": -5.0, "y1": 5.0}
-    lod = glyph_patch({"cells": cells}, view)
+    lod = glyph_patch(figures.CellArrays.of({"cells": cells}), view)
     near = sum(abs(c["x"]) <= 5 + 1 and abs(c["y"]) <= 5 + 1 for c in cells)
     assert 0 < lod["drawn"] <= near and lod["colours"].count("rgba(0,0,0,0)") == lod["drawn"]
     assert len(pio_json.to_json_plotly(lod)) < 3_000_000
