@@ -1,0 +1,107 @@
+"""How much of the demo set's real/fake signal can the DINOv2 stand-in see? Linear probes.
+
+Issue 3 asks for detection on the demo set "well above chance" with the stand-in. This measures
+the ceiling of the stand-in's features, independently of the pipeline's head: logistic
+regressions (standardised features, C in 0.01 / 0.1 / 1) fit on the demo set's train split and
+scored on its held-out split (by source photo), for features taken from every block:
+
+* CLS token, mean of the patch tokens, per-channel spread (std) of the patch tokens;
+* with the encoder's own preprocessing (shorter side to 224, bicubic) and with a 224 centre crop
+  of the 256 px images (no resampling, which might keep more of the generators' pixel traces);
+* the pipeline's embedding (CLS of blocks 4, 6, 8, 12) with and without mean patch tokens.
+
+Each set reports the best of the three C values *on the held-out split*: an optimistic ceiling,
+which is what the question needs (no choice of features or regularisation does better).
+
+Usage: python bench/standin_probe.py   (builds the demo set if missing; ~4 min on 2 cores)
+"""
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision import transforms  # noqa: E402
+
+EMBED = [3, 5, 7, 11]  # pipeline.encoders.dinov2_standin.EMBED_BLOCKS
+
+
+def block_features(encoder, paths, preprocess, batch_size=32):
+    """(CLS, mean patch, patch std) of every block after the final norm: 3 x (N, 12, 384)."""
+    m = encoder.model
+    cls, mean, std = [], [], []
+    for i in range(0, len(paths), batch_size):
+        batch = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
+        with torch.inference_mode():
+            x = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(batch))))
+            c, a, s = [], [], []
+            for block in m.blocks:
+                x = block(x)
+                xn = m.norm(x)
+                c.append(xn[:, 0])
+                a.append(xn[:, 1:].mean(1))
+                s.append(xn[:, 1:].std(1))
+        cls.append(torch.stack(c, 1).numpy())
+        mean.append(torch.stack(a, 1).numpy())
+        std.append(torch.stack(s, 1).numpy())
+    return np.concatenate(cls), np.concatenate(mean), np.concatenate(std)
+
+
+def probe(X, y, test, C):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X[~test])
+    lr = LogisticRegression(C=C, max_iter=3000).fit(scaler.transform(X[~test]), y[~test])
+    return roc_auc_score(y[test], lr.predict_proba(scaler.transform(X[test]))[:, 1])
+
+
+def main() -> int:
+    from pipeline.config import load_config
+    from pipeline.demo import ensure_demo_config
+    from pipeline.encoders import shared_encoder
+    from pipeline.encoders.dinov2_standin import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.set_num_threads(2)
+    cfg = ensure_demo_config(load_config("configs/standin.yaml"))
+    root = Path(cfg.data.root)
+    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    paths = [root / r["path"] for r in rows]
+    y = np.array([r["label"] == "fake" for r in rows], dtype=int)
+    test = np.array([r["split"] == "heldout" for r in rows])
+    encoder = shared_encoder(cfg.encoder, cfg.cache_path)
+    crop = transforms.Compose([transforms.CenterCrop(224), transforms.ToTensor(),
+                               transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    n = len(y)
+    results = []
+    for name, preprocess in (("resize", encoder.preprocess), ("crop", crop)):
+        t0 = time.perf_counter()
+        cls, mean, std = block_features(encoder, paths, preprocess)
+        print(f"{name}: features of {n} images in {time.perf_counter() - t0:.0f} s", flush=True)
+        sets = {f"{name} block {b + 1:>2} {kind}": f[:, b]
+                for b in range(12) for kind, f in (("cls", cls), ("mean", mean), ("std", std))}
+        sets[f"{name} embedding (CLS 4,6,8,12)"] = cls[:, EMBED].reshape(n, -1)
+        sets[f"{name} embedding + mean patches"] = np.concatenate(
+            [cls[:, EMBED].reshape(n, -1), mean[:, EMBED].reshape(n, -1)], axis=1)
+        sets[f"{name} patch std, blocks 1-4"] = std[:, :4].reshape(n, -1)
+        sets[f"{name} mean patches, blocks 1-4"] = mean[:, :4].reshape(n, -1)
+        for label, X in sets.items():
+            results.append((max(probe(X, y, test, C) for C in (0.01, 0.1, 1.0)), label))
+    results.sort(reverse=True)
+    print(f"\nheld-out AUC of the best C, {len(results)} feature sets, "
+          f"{int((~test).sum())} train / {int(test.sum())} held-out images; top 10:")
+    for auc, label in results[:10]:
+        print(f"  {auc:.3f}  {label}")
+    print(f"best: {results[0][0]:.3f} ({results[0][1]})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
