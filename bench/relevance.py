@@ -8,6 +8,13 @@ modules of the right shapes (timing does not depend on the weights), measured in
 * per-dimension:  one forward, 16 backward passes (``relevance_maps_sequential``);
 * per-dimension, forward each time: what Chefer's notebooks do per target (16 x forward+backward).
 
+Then the reason the ratio cannot reach 2x on a CPU for every model: both exact paths do the same
+matrix products (counted with ``torch.utils.flop_counter``), and the per-dimension baseline already
+runs them close to the CPU's matrix-product peak (measured in the same run on the shapes these
+models use). ``baseline time / (products / peak)`` bounds the ratio of *any* exact method; the
+bound printed also lets the last block cost nothing (the one exact saving found: only its class
+row matters), so it is generous.
+
 Then concept extraction for a 200-image cell with the stand-in (real face photos when
 ``../shared/data/faces`` exists), as ``get_concepts`` runs it (at most ``concepts.max_images``
 images of the cell), with a per-stage breakdown.
@@ -60,6 +67,35 @@ def per_dimension_with_forward(encoder, projection, head, x):
     return torch.stack(rows)
 
 
+def matmul_peak(shapes, repeats: int = 8) -> float:
+    """Best fp32 matrix-product rate (FLOP/s) over the given (m, k, n) shapes, measured now."""
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(2):
+            a @ b
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = max(best, 2 * m * k * n * repeats / (time.perf_counter() - t0))
+    return best
+
+
+def residual_width(encoder) -> int:
+    """Width of the transformer's residual stream (timm blocks: norm1; open_clip blocks: ln_1)."""
+    block = encoder.blocks[0]
+    norm = block.norm1 if hasattr(block, "norm1") else block.ln_1
+    return int(norm.normalized_shape[0])
+
+
+def product_flops(fn) -> float:
+    """FLOPs of the matrix products (mm, bmm, addmm, convolution) that ``fn()`` runs."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
 def timed(fn, repeats: int = 2):
     best = float("inf")
     out = None
@@ -88,6 +124,24 @@ def bench_maps(name, encoder, n_images):
     print(f"  per-dimension, forward each time          {per(t_fwd):7.2f} s/image   "
           f"ratio {t_fwd / t_batched:5.2f}x")
     print(f"  max relative difference batched vs per-dimension maps: {diff:.1e}")
+
+    one = x[:1]
+    flops_seq = product_flops(lambda: relevance_maps_sequential(encoder, projection, head, one))
+    flops_batched = product_flops(lambda: relevance_maps(encoder, projection, head, one))
+    tokens, width = encoder.patch_grid[0] * encoder.patch_grid[1] + 1, residual_width(encoder)
+    peak = matmul_peak([(tokens, width, 4 * width), (tokens, 4 * width, width),
+                        (16 * tokens, width, 4 * width), (16 * tokens, 4 * width, width)])
+    floor = flops_seq / peak
+    blocks = len(encoder.blocks)
+    generous = floor * (blocks - 1) / blocks
+    print(f"  matrix products per image: {flops_seq / 1e9:.1f} GFLOP per-dimension, "
+          f"{flops_batched / 1e9:.1f} GFLOP batched (the same work)")
+    print(f"  matrix-product peak measured now: {peak / 1e9:.0f} GFLOP/s -> the products alone take "
+          f">= {floor:.2f} s/image")
+    print(f"  per-dimension baseline runs them at {flops_seq / 1e9 / per(t_seq):.0f} GFLOP/s, batched at "
+          f"{flops_batched / 1e9 / per(t_batched):.0f} GFLOP/s")
+    print(f"  => no exact method can beat the per-dimension baseline by more than "
+          f"{per(t_seq) / floor:.2f}x here ({per(t_seq) / generous:.2f}x if the last block were free)")
 
 
 def cell_images(encoder, n: int) -> tuple[torch.Tensor, str]:

@@ -2,9 +2,11 @@
 pipeline with the stand-in encoder: detection is above chance overall and for every generator.
 
 Measured (2026-11-28, seed 0): held-out accuracy 0.629, AP 0.668, AUC 0.675 on 240 images;
-per generator AUC: realesr-animevideov3 0.771, realesrgan-x4plus 0.633, realsr-df2k 0.606. A
-linear probe on the same embeddings reaches 0.65 held-out (0.70 grouped 5-fold CV), so the limit is
-what DINOv2 ViT-S sees of super-resolution traces, not the head. Bounds below keep a margin.
+per generator AUC: realesr-animevideov3 0.771, realesrgan-x4plus 0.633, realsr-df2k 0.606.
+``bench/standin_probe.py`` puts the stand-in's ceiling per generator at 0.904 / 0.771 / 0.676 (the
+best of 240 linear probes on DINOv2 features, chosen on the held-out split), so the limit is what
+DINOv2 ViT-S sees of super-resolution traces, not the head. Bounds below keep a margin; RealSR is
+above chance but not well above it with this encoder (the open point of issue 3).
 """
 from __future__ import annotations
 
