@@ -242,7 +242,10 @@ def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Ca
                           progress=lambda done, total, *_: progress("concepts", done, total))
     concepts = [{"size": int(c["size"]), "profile": [float(v) for v in c["profile"]],
                  "patches": [str(p) for p in c.get("patches", [])]} for c in result["concepts"]]
-    data = {"cell": int(cell), "concepts": concepts}
+    # How many of the cell's images the concepts come from (a seeded sample past
+    # concepts.max_images, minus unreadable files): the view says so.
+    data = {"cell": int(cell), "concepts": concepts, "n_images": result.get("n_images"),
+            "n_images_used": result.get("n_images_used"), "n_skipped": len(result.get("skipped", []))}
     write_sealed_json(concepts_path(cache_dir, cell), data)
     return data
 

@@ -208,7 +208,7 @@ def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
         concepts.append({"id": j, "size": 6 - 2 * j, "profile": profile, "patches": patches})
     if progress:
         progress(1, 1)
-    return {"cell": int(cell), "concepts": concepts}
+    return {"cell": int(cell), "concepts": concepts, "n_images": 12, "n_images_used": 12, "skipped": []}
 
 
 FAKE_EXPLAIN = (fake_get_maps, fake_get_concepts, fake_get_faithfulness)

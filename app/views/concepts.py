@@ -57,7 +57,18 @@ def content(view, cache, cell: int):
     concepts = data.get("concepts", [])
     total = sum(c["size"] for c in concepts)
     blocks = [concept_block(view.run_id, cell, k, c, total) for k, c in enumerate(concepts)]
-    return blocks, f"{len(concepts)} concepts of cell {cell}"
+    return blocks, f"{len(concepts)} concepts of cell {cell}" + source_note(data)
+
+
+def source_note(data: dict) -> str:
+    """Which of the cell's images the concepts come from, when not all of them."""
+    n, used, skipped = data.get("n_images"), data.get("n_images_used"), data.get("n_skipped") or 0
+    note = ""
+    if n and used is not None and used + skipped < n:
+        note = f", from a fixed random sample of {used + skipped} of its {n} images (concepts.max_images)"
+    if skipped:
+        note += f"; {skipped} unreadable image{'s' if skipped > 1 else ''} left out"
+    return note
 
 
 def render(ctx: AppContext, run_id, cell, view_name, pending):

@@ -149,6 +149,20 @@ def test_attention_shows_at_most_eight_images(ctx):
     assert len(content) == attention.MAX_IMAGES and "first 8 of 12" in message
 
 
+def test_concepts_message_says_when_they_come_from_a_sample(ctx):
+    def sampled(run_dir, cell, progress=None):
+        out = FAKE_EXPLAIN[1](run_dir, cell, progress)
+        return {**out, "n_images": 200, "n_images_used": 62,
+                "skipped": [{"index": 3, "message": "x"}, {"index": 9, "message": "y"}]}
+
+    _, request, _ = concepts.render(ctx, "fake-run", 1, "concepts", None)
+    content, message = concepts.prepare(ctx, request, Progress(),
+                                        explain=(FAKE_EXPLAIN[0], sampled, FAKE_EXPLAIN[2]))
+    assert message == ("3 concepts of cell 1, from a fixed random sample of 64 of its 200 images "
+                       "(concepts.max_images); 2 unreadable images left out")
+    assert concepts.render(ctx, "fake-run", 1, "concepts", None)[2] == message  # cached: same words
+
+
 def test_attention_job_reports_errors_in_the_panel(ctx):
     def broken(*a, **k):
         raise RuntimeError("model files missing")
