@@ -20,11 +20,12 @@ Then concept extraction for a 200-image cell with the stand-in (real face photos
 images of the cell), with a per-stage breakdown.
 
 Usage: ``python bench/relevance.py [--images 2] [--threads 2] [--skip-concepts] [--skip-clip]
-[--skip-maps]``
+[--skip-maps] [--concept-images N]``
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -156,10 +157,12 @@ def cell_images(encoder, n: int) -> tuple[torch.Tensor, str]:
     return x, f"{n} generated smooth-noise images ({FACES} absent)"
 
 
-def bench_concepts(encoder, n_cell: int = 200):
+def bench_concepts(encoder, n_cell: int = 200, max_images: int | None = None):
     projection, head = random_models(encoder.info.embed_dim)
     x, what = cell_images(encoder, n_cell)
     cfg = Config().concepts
+    if max_images is not None:  # e.g. the whole cell instead of the default sample
+        cfg = dataclasses.replace(cfg, max_images=max_images)
     rng = np.random.default_rng(0)
     used = np.sort(rng.choice(n_cell, min(cfg.max_images, n_cell), replace=False))
     stage_time: dict[str, float] = {}
@@ -192,6 +195,8 @@ def main():
     ap.add_argument("--skip-concepts", action="store_true")
     ap.add_argument("--skip-clip", action="store_true")
     ap.add_argument("--skip-maps", action="store_true")
+    ap.add_argument("--concept-images", type=int, default=None,
+                    help="images of the cell used for concepts (default: concepts.max_images)")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     torch.set_num_threads(args.threads)
@@ -204,7 +209,7 @@ def main():
         bench_maps("open_clip ViT-B-32 (random weights)", OpenClipEncoder("ViT-B-32", None, device="cpu"),
                    args.images)
     if not args.skip_concepts:
-        bench_concepts(standin)
+        bench_concepts(standin, max_images=args.concept_images)
 
 
 if __name__ == "__main__":
