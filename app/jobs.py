@@ -50,14 +50,29 @@ def make_managers(cfg: Config) -> Managers:
     return Managers(views=views, runs=runs)
 
 
+SHOWN, HIDDEN = {"display": "block"}, {"display": "none"}
+
+
 def view_job(manager, progress_bar: str, progress_label: str, progress_wrap: str) -> dict:
-    """Options of a view's background callback: its progress bar, shown only while it runs."""
+    """Options of a view's background callback, with its progress bar.
+
+    The bar is shown by the job's own progress reports (:func:`view_progress`) and hidden when a
+    job starts and ends, so a job with nothing to do (the empty request that cancels an older
+    job) never flashes the older job's last label.
+    """
     from dash import Output
 
     return dict(background=True, manager=manager, interval=300,
-                progress=[Output(progress_bar, "value"), Output(progress_label, "children")],
-                running=[(Output(progress_wrap, "style"), {"display": "block"}, {"display": "none"})],
+                progress=[Output(progress_bar, "value"), Output(progress_label, "children"),
+                          Output(progress_wrap, "style")],
+                progress_default=["0", "", HIDDEN],
+                running=[(Output(progress_wrap, "style"), HIDDEN, HIDDEN)],
                 prevent_initial_call=True)
+
+
+def view_progress(set_progress: Callable) -> Callable[[str, int, int], None]:
+    """:func:`stage_progress` for a :func:`view_job`: each report also shows the bar."""
+    return stage_progress(lambda value: set_progress((*value, SHOWN)))
 
 
 def run_unavailable(request: dict):

@@ -14,7 +14,7 @@ from dash import Input, Output, State, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import run_unavailable, stage_progress, view_job
+from ..jobs import run_unavailable, view_progress, view_job
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
 
@@ -139,7 +139,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
     if view is None:
         return [], run_unavailable(request)
 
-    progress = stage_progress(set_progress)
+    progress = view_progress(set_progress)
 
     chosen = [int(i) for i in request["indices"]]
     try:

@@ -12,7 +12,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import run_unavailable, stage_progress, view_job
+from ..jobs import run_unavailable, view_progress, view_job
 from ..figures import profile_figure
 
 CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",
@@ -94,7 +94,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
     if view is None:
         return [], run_unavailable(request)
 
-    progress = stage_progress(set_progress)
+    progress = view_progress(set_progress)
 
     cell = int(request["cell"])
     try:

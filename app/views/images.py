@@ -14,7 +14,7 @@ from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import run_unavailable, stage_progress, view_job
+from ..jobs import run_unavailable, view_progress, view_job
 from ..figures import empty_figure, image_grid_figure, selected_positions
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
@@ -119,7 +119,7 @@ def prepare(ctx: AppContext, request: dict | None, set_progress):
     if view is None:
         return empty_figure(""), None, run_unavailable(request)
 
-    progress = stage_progress(set_progress)
+    progress = view_progress(set_progress)
 
     try:
         from ..shared_jobs import cell_lock

@@ -339,6 +339,14 @@ def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, t
     assert f"run={app_server.run_id}" in driver.current_url  # the analyst stays where they are...
     driver.find_element(By.ID, ids.NEWRUN_OPEN).click()  # ...until they follow the link
     wait_until(lambda: f"run={new_id}" in driver.current_url, what="the new run opened")
+    # Leaving the open cell cancels its grid job with an empty request; that job has nothing to
+    # report, so the image panel must not show the old job's progress meanwhile.
+    stale = []
+    for _ in range(15):
+        if driver.find_element(By.ID, ids.IMAGES_PROGRESS_WRAP).is_displayed():
+            stale.append(text_of(driver, ids.IMAGES_PROGRESS_LABEL))
+        time.sleep(0.2)
+    assert not stale, f"stale progress shown after the run switch: {stale}"
     n_bird = 2 * 2 * BIG_PER_FOLDER  # two generators x real/fake
     wait_until(lambda: f"{n_bird:,} images" in text_of(driver, ids.STATUS)
                or f"{n_bird} images" in text_of(driver, ids.STATUS), what="the bird-only run")

@@ -88,7 +88,7 @@ def test_image_view_requests_a_job_then_draws_the_prepared_cell(ctx):
     assert title.startswith("Cell 1 · 10 images")
     progress = Progress()
     fig, shown, message = images.prepare(ctx, request, progress)
-    assert progress.calls[-1] == ("100", "drawing: 1/1")
+    assert progress.calls[-1] == ("100", "drawing: 1/1", {"display": "block"})  # the report shows the bar
     view = ctx.run("fake-run")
     members = view.cell_members(1).tolist()
     t = fig.data[0]
