@@ -55,14 +55,19 @@ def block_features(encoder, paths, preprocess, batch_size=32):
     return np.concatenate(cls), np.concatenate(mean), np.concatenate(std)
 
 
+def probe_scores(X, y, train, score_on, C):
+    """Fit standardised features + logistic regression on ``train``; scores of ``score_on``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    scaler = StandardScaler().fit(X[train])
+    lr = LogisticRegression(C=C, max_iter=3000).fit(scaler.transform(X[train]), y[train])
+    return lr.decision_function(scaler.transform(X[score_on]))
+
+
 def probe(X, y, test, C, generator):
     """Held-out AUC overall and per generator (all held-out reals vs that generator's fakes)."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import StandardScaler
-    scaler = StandardScaler().fit(X[~test])
-    lr = LogisticRegression(C=C, max_iter=3000).fit(scaler.transform(X[~test]), y[~test])
-    score, yt, gen = lr.decision_function(scaler.transform(X[test])), y[test], generator[test]
+    score, yt, gen = probe_scores(X, y, ~test, test, C), y[test], generator[test]
     per = {g: roc_auc_score(yt[(yt == 0) | (gen == g)], score[(yt == 0) | (gen == g)])
            for g in sorted(set(gen[yt == 1]))}
     return roc_auc_score(yt, score), per
@@ -74,15 +79,11 @@ def within_photo(X, y, source, folds=8):
     A gap between the two says the features separate the classes within a scene but that the
     scene itself moves the score more than the real/fake difference does.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
-    from sklearn.preprocessing import StandardScaler
     score = np.zeros(len(y))
     for train, val in GroupKFold(folds).split(X, y, source):
-        scaler = StandardScaler().fit(X[train])
-        lr = LogisticRegression(C=0.01, max_iter=3000).fit(scaler.transform(X[train]), y[train])
-        score[val] = lr.decision_function(scaler.transform(X[val]))
+        score[val] = probe_scores(X, y, train, val, C=0.01)
     per_photo = [roc_auc_score(y[source == s], score[source == s]) for s in sorted(set(source))
                  if len(set(y[source == s])) == 2 and (source == s).sum() >= 10]
     return roc_auc_score(y, score), float(np.median(per_photo)), len(per_photo)
