@@ -76,7 +76,9 @@ def read_sealed(path: str | Path) -> bytes | None:
         return None
     data = unseal(blob)
     if data is None:
-        log.warning("%s is damaged (its checksum does not match); it will be computed again", path)
+        why = ("is damaged (its checksum does not match)" if MARK in blob[-TRAILER_LEN:] else
+               "has no checksum (written by an older version, or damaged)")
+        log.warning("%s %s; it will be computed again", path, why)
     return data
 
 
