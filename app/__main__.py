@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from .main import create_app
 
     if args.build_if_missing and AppContext(cfg, args.run).initial_run() is None:
-        from .jobs import run_new
+        from .work import run_new
         from pipeline.cli import StageBars
 
         bars = StageBars()

@@ -38,8 +38,11 @@ SPRITE_BUDGET = 4096  # largest side of a sprite, in pixels
 FRAME_RIGHT = (44, 160, 44)  # green frame: the prediction is right
 FRAME_WRONG = (214, 39, 40)  # red frame: the prediction is wrong
 DIM_SIZE = 112  # side of a per-dimension overlay
-N_DIMS = 16
-ATTN_NAMES = ("image", "aggregate") + tuple(f"d{k:02d}" for k in range(N_DIMS))
+
+
+def attention_names(n_dims: int) -> tuple[str, ...]:
+    """Files of one image's drawn maps: the model input, the aggregate, one per dimension."""
+    return ("image", "aggregate") + tuple(f"d{k:02d}" for k in range(n_dims))
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -107,14 +110,16 @@ def read_attention(cache_dir: Path, index: int) -> dict | None:
     meta = read_sealed_json(folder / "meta.json")
     if not isinstance(meta, dict):
         return None
-    if meta.get("error") is None and not all(is_intact(folder / f"{n}.jpg") for n in ATTN_NAMES):
+    if meta.get("error") is None and not all(
+            is_intact(folder / f"{n}.jpg") for n in attention_names(len(meta.get("contributions") or ()))):
         return None
     return meta
 
 
 def attention_file(cache_dir: Path, index: int, name: str) -> Path | None:
-    """Overlay ``name`` (one of :data:`ATTN_NAMES`) of image ``index``, if it exists."""
-    if name not in ATTN_NAMES:
+    """Overlay ``name`` (one of :func:`attention_names`) of image ``index``, if it exists."""
+    meta = read_sealed_json(attention_dir(cache_dir, index) / "meta.json")
+    if not isinstance(meta, dict) or name not in attention_names(len(meta.get("contributions") or ())):
         return None
     path = attention_dir(cache_dir, index) / f"{name}.jpg"
     return path if is_intact(path) else None
@@ -142,15 +147,16 @@ def render_attention(cache_dir: Path, index: int, result) -> dict:
     maps = np.asarray(_get(result, "maps"), dtype=np.float32)
     aggregate = np.asarray(_get(result, "aggregate"), dtype=np.float32)
     rgb = np.asarray(_get(result, "rgb"), dtype=np.uint8)
-    if maps.ndim != 3 or maps.shape[0] != N_DIMS:
-        raise ValueError(f"image {index}: expected ({N_DIMS}, H, W) maps, got {maps.shape}")
+    contributions = np.asarray(_get(result, "contributions"), dtype=np.float64).ravel()
+    if maps.ndim != 3 or maps.shape[0] != len(contributions):
+        raise ValueError(f"image {index}: expected one map per dimension ({len(contributions)}, H, W), "
+                         f"got {maps.shape}")
     out = attention_dir(cache_dir, index)
     write_sealed(out / "image.jpg", _jpeg(Image.fromarray(rgb)))
     write_sealed(out / "aggregate.jpg", _jpeg(overlay_signed(rgb, aggregate)))
-    for k in range(N_DIMS):
+    for k in range(len(maps)):
         write_sealed(out / f"d{k:02d}.jpg", _jpeg(overlay_relevance(rgb, maps[k]), DIM_SIZE))
-    meta = {"index": int(index),
-            "contributions": [float(c) for c in np.asarray(_get(result, "contributions")).ravel()],
+    meta = {"index": int(index), "contributions": [float(c) for c in contributions],
             "z": [float(v) for v in np.asarray(_get(result, "z")).ravel()],
             "logit": float(_get(result, "logit")), "height": int(rgb.shape[0]),
             "width": int(rgb.shape[1]), "error": None}
@@ -240,8 +246,10 @@ def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Ca
     progress("concepts", 0, 1)
     result = get_concepts(view.path, int(cell),
                           progress=lambda done, total, *_: progress("concepts", done, total))
+    # each patch keeps the image it came from (``sources``: image index, SLIC resolution, bbox)
     concepts = [{"size": int(c["size"]), "profile": [float(v) for v in c["profile"]],
-                 "patches": [str(p) for p in c.get("patches", [])]} for c in result["concepts"]]
+                 "patches": [str(p) for p in c.get("patches", [])],
+                 "sources": [dict(s) for s in c.get("sources", [])]} for c in result["concepts"]]
     # How many of the cell's images the concepts come from (a seeded sample past
     # concepts.max_images, minus unreadable files): the view says so.
     data = {"cell": int(cell), "concepts": concepts, "n_images": result.get("n_images"),

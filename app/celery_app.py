@@ -1,15 +1,11 @@
-"""The Celery application of the shared server: broker and results in Redis, the app's jobs as tasks.
+"""The Celery application of the shared server: broker and results in Redis, its queues, the
+embedding shards as tasks, and recovery after a crash.
 
 Dash turns each background callback into a Celery task when the app is built with a
-``CeleryManager`` (:mod:`app.shared_jobs`), so a worker builds the same app to know the tasks::
-
-    FAXPLAINER_CONFIG=configs/shared.yaml celery -A app.celery_app:celery worker -Q faxplainer-views
-
-(``scripts/serve_shared.sh`` / ``python -m app.shared_stack`` start the workers with the right
-queues and concurrency). The worker's main process only imports Dash and the app: torch, CUDA and
-the encoders are first touched inside the forked pool processes, when a job needs them, and
-``pipeline.explain_cache`` keeps the loaded models per process, so each worker process loads an
-encoder once, not per request.
+``CeleryManager`` (:mod:`app.jobs`), so a worker builds the same app to know the tasks; that is
+:mod:`app.worker`'s job (``celery -A app.worker:celery worker -Q faxplainer-views``). This module
+imports nothing of the app, so the web process, the workers and the CLI below all depend on it
+without a cycle.
 
 Several machines: workers on other machines that reach the same Redis and mount the runs and cache
 folders at the same paths can take jobs too; ``python -m app.celery_app embed --data PATH --shards
@@ -32,14 +28,15 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 
-from pipeline.config import REPO_ROOT, Config, load_config, to_dict
-
-from .shared_jobs import EMBED_QUEUE
+from pipeline.config import REPO_ROOT, Config, load_config, to_dict, with_data
 
 log = logging.getLogger("faxplainer.celery")
+
+VIEWS_QUEUE = "faxplainer-views"  # grids, relevance maps, concepts
+RUNS_QUEUE = "faxplainer-runs"  # whole pipeline runs (one worker process)
+EMBED_QUEUE = "faxplainer-embed"  # shards of a data set's embedding (``embed`` below)
 
 VISIBILITY_TIMEOUT_S = 3600  # unacknowledged tasks of a vanished worker return to the queue after this
 RESULT_EXPIRE_S = 24 * 3600
@@ -64,7 +61,7 @@ def make_celery(url: str):
         result_expires=RESULT_EXPIRE_S,
         broker_connection_retry_on_startup=True,
         worker_send_task_events=False,
-        task_default_queue="faxplainer-views",
+        task_default_queue=VIEWS_QUEUE,
     )
     return celery
 
@@ -83,20 +80,6 @@ def config_from_environment() -> Config:
     """The config named by ``$FAXPLAINER_CONFIG`` (default ``configs/shared.yaml``)."""
     path = os.environ.get("FAXPLAINER_CONFIG", str(REPO_ROOT / "configs" / "shared.yaml"))
     return load_config(path)
-
-
-def worker_app(cfg: Config):
-    """Build the Dash app for ``cfg`` (registering its jobs as tasks); return its Celery app."""
-    if cfg.server.mode != "shared":
-        raise ValueError(f"the Celery worker needs a shared-mode config (server.mode: shared), "
-                         f"got server.mode={cfg.server.mode!r}")
-    from .main import create_app
-
-    create_app(cfg, os.environ.get("FAXPLAINER_RUN") or None, serve_http=False)
-    _connect_signals()
-    celery = celery_for(cfg)
-    register_tasks(celery)
-    return celery
 
 
 EMBED_TASK = "faxplainer.embed_shard"
@@ -159,34 +142,6 @@ def embed_in_shards(celery, cfg: Config, count: int, timeout: float = 24 * 3600,
             r.backend = None
 
 
-def _import_explain_stack() -> None:
-    try:
-        import pipeline.explain_cache  # noqa: F401  (torch, the encoders, the relevance code)
-        import pipeline.runner  # noqa: F401
-    except Exception as e:  # the job that needs them will report the problem
-        log.warning("could not pre-import the explain stack: %s", e)
-
-
-def warm_up_pool_process(**_kwargs) -> None:
-    """In each new pool process (after the fork): import torch and the explain code in the
-    background, so the first job does not wait for it. Models are loaded by the first job that
-    needs them and then kept (``pipeline.explain_cache``)."""
-    threading.Thread(target=_import_explain_stack, name="faxplainer-warm-up", daemon=True).start()
-
-
-def _connect_signals() -> None:
-    from celery.signals import worker_process_init
-
-    worker_process_init.connect(warm_up_pool_process, weak=False)
-
-
-def __getattr__(name: str):
-    # ``celery -A app.celery_app:celery`` builds the worker's app on first access, not at import.
-    if name == "celery":
-        return worker_app(config_from_environment())
-    raise AttributeError(name)
-
-
 # -- recovery after a crash -------------------------------------------------------------------------
 def unacked_tasks(celery) -> list[dict]:
     """Tasks delivered to a worker and not finished: ``{"tag", "task", "id", "queue"}`` each."""
@@ -213,7 +168,7 @@ def recover(celery, queues: list[str]) -> int:
     Only safe when no live worker is running them: it refuses (returns 0 and logs why) when a
     worker that consumes one of ``queues`` answers. Those tasks then return to the queue after
     :data:`VISIBILITY_TIMEOUT_S`. A task restored while it was in fact still running would only
-    wait for its lock and reuse the result (:mod:`app.shared_jobs`).
+    wait for its lock and reuse the result (:mod:`app.work`).
     """
     busy = {w: q for w, q in live_consumers(celery).items() if set(q) & set(queues)}
     if busy:
@@ -251,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = load_config(args.config or os.environ.get("FAXPLAINER_CONFIG"), args.set)
     if args.data:
-        from .jobs import new_run_config
-
-        cfg = new_run_config(cfg, args.data, None, None)
+        cfg = with_data(cfg, args.data, cfg.data.categories, cfg.data.generators)
 
     def report(states):
         done = sum((info or {}).get("done", 0) for s, info in states if s == "PROGRESS") + \

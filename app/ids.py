@@ -1,6 +1,7 @@
 """Every component id of the app, declared once (kebab-case ``view-thing-kind``).
 
-Pattern-matching ids come from builder functions so that the dict shape is typed in one place.
+Pattern-matching ids come from builder functions so that the dict shape is typed in one place; a
+job panel's ids are built from its name by ``app.jobpanel.JobPanel.ids``.
 """
 from __future__ import annotations
 
@@ -34,36 +35,24 @@ REPR_SHOWN = "representation-shown-store"  # run id of the figure on screen
 REPR_VIEW = "representation-view-store"  # axis ranges on screen (level of detail past GLYPH_CELLS)
 
 # -- image view -------------------------------------------------------------------------------
+IMAGES_JOB = "images"  # the grid's job panel (app.jobpanel.JobPanel.ids builds its ids)
 IMAGES_GRAPH = "images-grid-graph"
 IMAGES_TITLE = "images-title-div"
-IMAGES_MESSAGE = "images-message-div"
-IMAGES_PROGRESS = "images-progress"
-IMAGES_PROGRESS_LABEL = "images-progress-label-div"
-IMAGES_PROGRESS_WRAP = "images-progress-div"
 IMAGES_PANEL = "images-panel-div"
 IMAGES_TOOLTIP = "images-hover-tooltip"
 IMAGES_TOOLTIP_IMG = "images-hover-img"
 IMAGES_TOOLTIP_TEXT = "images-hover-text-div"
 IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure on screen
-GRID_REQUEST = "images-grid-request-store"
 VIEW_TOGGLE = "images-view-radio"
 
 # -- attention view ---------------------------------------------------------------------------
+ATTN_JOB = "attention"  # its job panel
 ATTN_CONTENT = "attention-content-div"
-ATTN_MESSAGE = "attention-message-div"
-ATTN_PROGRESS = "attention-progress"
-ATTN_PROGRESS_LABEL = "attention-progress-label-div"
-ATTN_PROGRESS_WRAP = "attention-progress-div"
-ATTN_REQUEST = "attention-request-store"
 
 # -- concept view -----------------------------------------------------------------------------
+CONCEPTS_JOB = "concepts"  # its job panel
 CONCEPTS_PANEL = "concepts-panel-div"
 CONCEPTS_CONTENT = "concepts-content-div"
-CONCEPTS_MESSAGE = "concepts-message-div"
-CONCEPTS_PROGRESS = "concepts-progress"
-CONCEPTS_PROGRESS_LABEL = "concepts-progress-label-div"
-CONCEPTS_PROGRESS_WRAP = "concepts-progress-div"
-CONCEPTS_REQUEST = "concepts-request-store"
 
 # -- notes ------------------------------------------------------------------------------------
 NOTES_TEXT = "notes-text-textarea"

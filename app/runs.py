@@ -64,26 +64,24 @@ class RunView:
     def load(cls, run_dir: Path, cache_root: Path) -> "RunView":
         store = RunStore(run_dir)
         meta = store.read_meta()
-        damaged = store.damaged(["z16.npy", "records.csv", "cells.json"])
-        if damaged:  # a corrupted file is reported (ArtifactError), never shown
-            raise ArtifactError("; ".join(damaged))
+        # the readers check each file's checksum: a corrupted one is reported (ArtifactError)
         cells = store.read_cells()
         records = store.read_records()
+        store.load_array("z16")
         n = len(records)
 
-        def col(name, dtype, default):
-            return np.array([r.get(name, default) if r.get(name, "") != "" else default
-                             for r in records], dtype=dtype)
+        def col(name, dtype):  # the store fills in defaults for columns older runs lack
+            return np.array([r[name] for r in records], dtype=dtype)
 
-        cell = col("cell", np.int64, -1)
+        cell = col("cell", np.int64)
         order = np.argsort(cell, kind="stable")
         bounds = np.searchsorted(cell[order], np.unique(cell), side="left")
         ends = list(bounds[1:]) + [n]
         members = {int(cell[order[b]]): order[b:e] for b, e in zip(bounds, ends)}
         return cls(run_id=store.run_id, path=store.path, meta=meta, cells=cells, records=records,
-                   label=col("label", np.int8, 0), pred=col("pred", np.int8, 0),
-                   prob=col("prob_fake", np.float64, np.nan),
-                   correct=col("correct", np.int8, 0).astype(bool), cell=cell,
+                   label=col("label", np.int8), pred=col("pred", np.int8),
+                   prob=col("prob_fake", np.float64), correct=col("correct", np.int8).astype(bool),
+                   cell=cell,
                    images=RunImages(run_dir, cache_root), members=members)
 
     @functools.cached_property

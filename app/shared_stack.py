@@ -42,7 +42,7 @@ from pipeline.config import REPO_ROOT, Config, load_config, to_dict
 
 from .auth import UserList, users_file
 from .celery_app import make_celery, recover, redis_url
-from .shared_jobs import EMBED_QUEUE, RUNS_QUEUE, VIEWS_QUEUE
+from .celery_app import EMBED_QUEUE, RUNS_QUEUE, VIEWS_QUEUE
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STOP_GRACE_S = 15
@@ -102,7 +102,7 @@ class SharedStack:
     """
 
     def __init__(self, cfg: Config, run_id: str | None = None, state_dir: str | Path | None = None,
-                 env: dict[str, str] | None = None, worker_target: str = "app.celery_app:celery"):
+                 env: dict[str, str] | None = None, worker_target: str = "app.worker:celery"):
         if cfg.server.mode != "shared":
             raise StackError(f"server.mode is {cfg.server.mode!r}; the shared server needs "
                              f"server.mode: shared (configs/shared.yaml)")

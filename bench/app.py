@@ -239,14 +239,14 @@ def bench_image_grid(sizes, tmp: Path):
 
         def prepare():
             artifacts.grid_path(cache, cell).unlink(missing_ok=True)
-            fig, _, _ = images.prepare(ctx, {"run": "bench-grid", "cell": cell, "sel": [],
-                                             "nonce": "x"}, lambda _p: None)
+            fig, _, _ = images.JOB.prepare(ctx, {"run": "bench-grid", "cell": cell, "sel": [],
+                                                 "nonce": "x"}, lambda _p: None)
             return pio_json.to_json_plotly(fig)
 
         t_prep, _ = timed(prepare)
 
         def warm():
-            fig = images.render(ctx, "bench-grid", cell, None, None)[0]
+            fig = images.JOB.render(ctx, cell, "bench-grid", None)[0]
             return pio_json.to_json_plotly(fig)
 
         t_warm, payload = timed(warm)
@@ -268,9 +268,9 @@ def bench_attention(tmp: Path):
     run_id = run_pipeline_cli(data, tmp / "runs", tmp / "model-cache")
     ctx = AppContext(from_dict({"runs_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")}))
     sel = {"ids": list(range(8)), "from": "graph"}
-    _, request, _ = attention.render(ctx, run_id, sel, None)
+    request = attention.JOB.render(ctx, sel, run_id)[-1]
     t0 = time.perf_counter()
-    content, message = attention.prepare(ctx, request, lambda _p: None)
+    content, message = attention.JOB.prepare(ctx, request, lambda _p: None)
     t_uncached = time.perf_counter() - t0
     assert len(content) == 8, message
     # maps cached by explain_cache, overlays not drawn yet (e.g. a cleared app cache)
@@ -278,11 +278,11 @@ def bench_attention(tmp: Path):
 
     shutil.rmtree(ctx.app_cache(ctx.run(run_id)) / "attention")
     t0 = time.perf_counter()
-    attention.prepare(ctx, request, lambda _p: None)
+    attention.JOB.prepare(ctx, request, lambda _p: None)
     t_redraw = time.perf_counter() - t0
 
     def cached():
-        children = attention.render(ctx, run_id, sel, None)[0]
+        children = attention.JOB.render(ctx, sel, run_id)[0]
         from dash._utils import to_json
 
         return to_json(children)

@@ -44,7 +44,11 @@ from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app import ids  # noqa: E402
+from app.jobpanel import JobPanel  # noqa: E402
 from tests.shared.dash_client import DashError, DashSession  # noqa: E402
+
+REQUEST = {name: JobPanel.ids.request(name) for name in (ids.IMAGES_JOB, ids.ATTN_JOB, ids.CONCEPTS_JOB)}
 
 MAX_ANALYSTS, MAX_SECONDS, MAX_ACTIONS = 50, 600, 200_000
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -152,7 +156,7 @@ class Analyst:
         cell = self.rng.choice(self.cells)
         self.route("representation-cells-graph.clickData", {"points": [{"customdata": [cell]}]})
         out = self.view("images-grid-graph.figure", self.state, "shell-cell-store.data",
-                        "images-grid-request-store")
+                        REQUEST[ids.IMAGES_JOB])
         figure = out["images-grid-graph"]["figure"]
         self.images = [int(i) for i in _customdata(figure)]
         sprite = re.search(r"/files/sprite/[^\"']+\.jpg", json.dumps(figure))
@@ -167,8 +171,8 @@ class Analyst:
         chosen = self.rng.sample(self.images, min(len(self.images), self.rng.randint(1, 4)))
         self.route("images-grid-graph.selectedData", {"points": [{"customdata": i} for i in chosen]})
         out = self.view("attention-content-div.children",
-                        {**self.state, "attention-request-store.data": None},
-                        "shell-selection-store.data", "attention-request-store")
+                        {**self.state, f"{REQUEST[ids.ATTN_JOB]}.data": None},
+                        "shell-selection-store.data", REQUEST[ids.ATTN_JOB])
         urls = re.findall(r"/files/attn/[^\"']+\.jpg", json.dumps(out))
         if not urls:
             raise DashError(f"images {chosen}: no maps in the answer")
@@ -179,8 +183,8 @@ class Analyst:
             self.open_cell()
         self.route("images-view-radio.value", "concepts")
         out = self.view("concepts-content-div.children",
-                        {**self.state, "concepts-request-store.data": None},
-                        "shell-view-store.data", "concepts-request-store")
+                        {**self.state, f"{REQUEST[ids.CONCEPTS_JOB]}.data": None},
+                        "shell-view-store.data", REQUEST[ids.CONCEPTS_JOB])
         urls = re.findall(r"/files/concept/[0-9A-Za-z_.\-]+/\d+/\d+/\d+", json.dumps(out))
         if not urls:
             raise DashError(f"cell {self.cell}: no concept patch in the answer "

@@ -150,10 +150,10 @@ def app_on_run(cfg, store):
     big = max(sizes, key=sizes.get)
     req = {"run": store.run_id, "cell": big, "sel": [], "nonce": "bench"}
     t0 = time.perf_counter()
-    images.prepare(ctx, req, lambda _p: None)
+    images.JOB.prepare(ctx, req, lambda _p: None)
     t_first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fig = images.render(ctx, store.run_id, big, None, None)[0]
+    fig = images.JOB.render(ctx, big, store.run_id, None)[0]
     grid_json = pio_json.to_json_plotly(fig)
     t_again = time.perf_counter() - t0
     return {"cells": len(sizes), "figure_s": t_fig, "figure_mb": len(payload) / 1e6,

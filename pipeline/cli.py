@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import REPO_ROOT, load_config
+from .config import REPO_ROOT, load_config, with_data
 from .diskcheck import StorageError
 
 
@@ -37,13 +37,10 @@ class StageBars:
 
 
 def _config_from_args(args):
-    overrides = list(args.set or [])
+    cfg = load_config(args.config, list(args.set or []))
     if getattr(args, "data", None):
-        p = Path(args.data)
-        overrides.append(f"data.manifest={p}" if p.suffix.lower() == ".csv" else f"data.root={p}")
-        if p.suffix.lower() != ".csv":
-            overrides.append("data.manifest=null")
-    return load_config(args.config, overrides)
+        cfg = with_data(cfg, args.data, cfg.data.categories, cfg.data.generators)
+    return cfg
 
 
 def print_metrics(meta: dict, out=None) -> None:

@@ -211,3 +211,34 @@ def _deep_update(dst: dict, src: dict) -> None:
             _deep_update(dst[k], v)
         else:
             dst[k] = v
+
+
+def with_data(cfg: Config, path: str | Path | None, categories: tuple[str, ...] | None = None,
+              generators: tuple[str, ...] | None = None) -> Config:
+    """``cfg`` reading the data set at ``path``: a folder (CNNDetection layout, or holding a
+    ``manifest.csv``) or a ``.csv`` manifest; ``categories`` / ``generators`` keep only those
+    (None = all). An empty ``path`` keeps the configured data.
+
+    The one place that decides what a data path means, for the CLI (``--data``), the app's
+    "new run" panel and the embedding shards.
+
+    Raises
+    ------
+    ValueError
+        ``path`` does not exist, or is neither a folder nor a ``.csv`` file.
+    """
+    data = cfg.data
+    text = str(path or "").strip()
+    if text:
+        p = Path(text).expanduser()
+        if not p.exists():
+            raise ValueError(f"{p} does not exist")
+        if p.is_dir():
+            data = dataclasses.replace(data, root=str(p.resolve()), manifest=None)
+        elif p.suffix.lower() == ".csv":
+            data = dataclasses.replace(data, root=None, manifest=str(p.resolve()))
+        else:
+            raise ValueError(f"{p} is neither a folder (0_real/1_fake layout) nor a .csv manifest")
+    data = dataclasses.replace(data, categories=tuple(categories) if categories else None,
+                               generators=tuple(generators) if generators else None)
+    return dataclasses.replace(cfg, data=data)

@@ -35,6 +35,10 @@ _LABEL_WORDS = {"real": 0, "0": 0, "0_real": 0, "fake": 1, "1": 1, "1_fake": 1}
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+class PathRefused(ValueError):
+    """A path that would read a file outside a data root (or names no file of the run)."""
+
+
 class BadImageError(Exception):
     """An image file that cannot be used; ``reason`` says why in words a user can act on."""
 
@@ -69,6 +73,16 @@ class ScanResult:
     bad: list[dict]  # {"path": ..., "reason": ...}
     fingerprint: str  # changes when any used file's path, size or mtime changes
     manifest: Path | None = None
+
+    def path(self, record: Record) -> Path:
+        """The file of ``record`` (checked to stay under the root, :func:`image_file`)."""
+        return image_file(self.root, record.path)
+
+    @property
+    def name(self) -> str:
+        """Short name of the data set: its folder, or the manifest's name when it lives elsewhere."""
+        return self.root.name if not self.manifest or self.manifest.parent == self.root \
+            else self.manifest.stem
 
 
 def record_id(rel_path: str) -> str:
@@ -165,12 +179,28 @@ def probe_image(path: Path, max_pixels: int) -> tuple[int, int, str]:
 # ---------------------------------------------------------------------------------------------
 # Scanning
 # ---------------------------------------------------------------------------------------------
-def _inside(path: Path, root: Path) -> bool:
+def image_file(root: str | Path, rel: str, what: str = "image") -> Path:
+    """``root / rel`` resolved (links followed), refused unless it stays inside ``root``.
+
+    Every image path of a data set or a run goes through here: the scan, the runner, the
+    explanations, thumbnails and note exports, so none can be steered outside the data root by
+    an absolute path, ``..`` or a link.
+
+    Raises
+    ------
+    PathRefused
+        ``rel`` is empty or absolute, or resolves outside ``root``; the message names ``what``.
+    """
+    root = Path(root).resolve()
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise PathRefused(f"{what} ({rel!r}) is an absolute, empty or '..' path; only paths under "
+                          f"the data root {root} are read")
+    path = (root / rel).resolve()
     try:
-        path.resolve().relative_to(root.resolve())
-        return True
+        path.relative_to(root)
     except ValueError:
-        return False
+        raise PathRefused(f"{what} ({rel!r}) resolves outside the data root {root}") from None
+    return path
 
 
 def _parse_label(value: str) -> int | None:
@@ -267,7 +297,9 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
             bad.append({"path": rel, "reason": "listed twice in the manifest"})
             continue
         seen.add(rel)
-        if Path(rel).is_absolute() or ".." in Path(rel).parts or not _inside(path, root):
+        try:
+            image_file(root, rel)
+        except PathRefused:
             bad.append({"path": rel, "reason": "path leaves the data root (symlink or '..')"})
             continue
         try:

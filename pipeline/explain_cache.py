@@ -1,7 +1,7 @@
 """Relevance maps, their deletion check and cell concepts for a run, computed once and cached.
 
 The app's background callbacks and the CLI call these getters with a run folder; each loads the
-run's models (a small LRU per process, keyed by run folder and model fingerprint), computes what is
+run's models through :func:`pipeline.models.load_run_models` (once per process), computes what is
 missing and caches it inside the run:
 
 ==========================================  ====================================================
@@ -28,39 +28,20 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from pipeline.concepts import extract_concepts
-from pipeline.config import Config, from_dict
-from pipeline.data import BadImageError, load_image_rgb
+from pipeline.data import BadImageError, PathRefused, load_image_rgb
 from pipeline.faithfulness import deletion_check
+from pipeline.models import RunModels, load_run_models, model_fingerprint
 from pipeline.overlays import png_bytes
 from pipeline.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
 from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
-from pipeline.store import RunStore, atomic_write_bytes, hash_obj, sha256_file
+from pipeline.store import RunStore, atomic_write_bytes, hash_obj
 
 Progress = Callable[[int, int], None]
 OnError = Callable[[int, str], None]
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
 FAITHFULNESS_IMAGES = 8
-
-
-@dataclass(frozen=True)
-class RunModels:
-    """The three models a run was computed with, ready for ``pipeline.relevance``.
-
-    ``lock`` (the encoder's) serialises explanations that share these modules within a process:
-    attention taps temporarily replace the encoder's attention forwards, so two threads must not
-    tap at once, even for two runs on the same (shared) encoder.
-    """
-
-    encoder: object  # pipeline.encoders.base.Encoder
-    projection: nn.Module
-    head: nn.Module
-
-    @property
-    def lock(self):
-        return self.encoder.lock
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,60 +70,26 @@ class ImageMaps:
         return upsample(self.aggregate_patch, self.rgb.shape[:2])
 
 
-# -- models and keys -----------------------------------------------------------------------------
-
-def run_config(run_dir: str | Path) -> Config:
-    """The configuration a run was computed with (defaults for sections it does not record)."""
-    meta = RunStore(run_dir).read_meta()
-    return from_dict(meta.get("config") or {})
-
-
-def model_fingerprint(run_dir: str | Path) -> str:
-    """Changes when the encoder, the projection or the head of the run change."""
-    run = Path(run_dir)
-    meta = RunStore(run).read_meta()
-    parts = {"encoder": (meta.get("encoder") or {}).get("fingerprint")}
-    for name in ("projection.pt", "head.pt"):
-        parts[name] = sha256_file(run / name) if (run / name).exists() else None
-    return hash_obj(parts)[:16]
-
-
-def load_models(run_dir: str | Path) -> RunModels:
-    """The run's models, loaded once per process (LRU of two runs)."""
-    run = Path(run_dir).resolve()
-    return _load_models(str(run), model_fingerprint(run))
-
-
-@functools.lru_cache(maxsize=2)
-def _load_models(run_dir: str, fingerprint: str) -> RunModels:
-    from pipeline.runner import load_run_models  # heavy import, only when models are needed
-
-    device = run_config(run_dir).encoder.device
-    encoder, projection, head = load_run_models(run_dir, device=device)
-    return RunModels(encoder, _frozen(projection, encoder.device), _frozen(head, encoder.device))
-
-
-def _frozen(estimator, device) -> nn.Module:
-    module = estimator.torch_module() if hasattr(estimator, "torch_module") else estimator
-    module = module.to(device).eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
-
+# -- models and images ---------------------------------------------------------------------------
 
 def _models(run_dir, models: RunModels | None) -> RunModels:
-    return models if models is not None else load_models(run_dir)
+    return models if models is not None else load_run_models(run_dir)
 
 
-# -- images of a run -------------------------------------------------------------------------------
+def _image_paths(store: RunStore, indices: Sequence[int]) -> list[Path | PathRefused]:
+    """The files of ``indices`` (``RunStore.image_path``); a refused path stands in its slot."""
+    out: list[Path | PathRefused] = []
+    for i in indices:
+        try:
+            out.append(store.image_path(i))
+        except PathRefused as e:
+            out.append(e)
+    return out
 
-def image_path(meta: dict, record: dict) -> Path:
-    """Absolute path of a record's image (``path`` is relative to ``meta["data"]["root"]``)."""
-    p = Path(record["path"])
-    return p if p.is_absolute() else Path(meta["data"]["root"]) / p
 
-
-def _file_key(path: Path) -> dict:
+def _file_key(path: Path | PathRefused) -> dict:
+    if isinstance(path, PathRefused):
+        return {"refused": str(path)}
     try:
         st = path.stat()
         return {"path": str(path), "size": st.st_size, "mtime": st.st_mtime_ns}
@@ -150,15 +97,18 @@ def _file_key(path: Path) -> dict:
         return {"path": str(path)}
 
 
-def _load_inputs(encoder, paths: Sequence[Path], max_pixels: int, indices: Sequence[int],
-                 on_error: OnError | None) -> tuple[list[int], torch.Tensor | None]:
-    """Preprocessed images; bad files go to ``on_error`` (or raise) and are left out."""
+def _load_inputs(encoder, paths: Sequence[Path | PathRefused], max_pixels: int,
+                 indices: Sequence[int], on_error: OnError | None) -> tuple[list[int], torch.Tensor | None]:
+    """Preprocessed images; bad files (and refused paths) go to ``on_error`` (or raise) and are
+    left out."""
     good, tensors = [], []
     for index, path in zip(indices, paths):
         try:
+            if isinstance(path, PathRefused):
+                raise path
             tensors.append(encoder.preprocess(load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)))
             good.append(index)
-        except BadImageError as e:
+        except (BadImageError, PathRefused) as e:
             if on_error is None:
                 raise
             on_error(index, str(e))
@@ -189,7 +139,7 @@ def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progre
     run_dir : run folder.
     image_indices : image indices; cached maps are read, the others computed and cached.
     progress : callable(done, total), per image.
-    models : the run's models (default: ``load_models(run_dir)``).
+    models : the run's models (default: ``pipeline.models.load_run_models(run_dir)``).
     on_error : callable(index, message) for unreadable images, which are then left out;
         without it a bad image raises ``pipeline.data.BadImageError``.
 
@@ -199,15 +149,14 @@ def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progre
     """
     run = Path(run_dir)
     store = RunStore(run)
-    meta, records = store.read_meta(), store.read_records()
+    records = store.read_records()
     indices = _checked_indices(image_indices, len(records))
-    cfg = run_config(run)
+    cfg = store.config()
     base_key = {"v": CACHE_VERSION, "model": model_fingerprint(run),
                 "relevance": dataclasses.asdict(cfg.relevance)}
     out: dict[int, ImageMaps] = {}
-    todo: list[tuple[int, Path, str, str]] = []
-    for i in indices:
-        path = image_path(meta, records[i])
+    todo: list[tuple[int, Path | PathRefused, str, str]] = []
+    for i, path in zip(indices, _image_paths(store, indices)):
         key = hash_obj({**base_key, "file": _file_key(path)})
         cache = relevance_cache_path(run, records[i]["id"])
         cached = _read_maps(cache, key, i)
@@ -280,7 +229,7 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
     run = Path(run_dir)
     store = RunStore(run)
     records = store.read_records()
-    cfg = run_config(run)
+    cfg = store.config()
     indices = _balanced_sample(records, n_images, seed)
     key = hash_obj({"v": CACHE_VERSION, "model": model_fingerprint(run),
                     "relevance": dataclasses.asdict(cfg.relevance), "indices": indices,
@@ -294,9 +243,7 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
     maps = get_maps(run, indices, models=m, on_error=lambda i, msg: None,
                     progress=(lambda d, t: progress(d, total)) if progress else None)
     good = [i for i in indices if i in maps]
-    meta = store.read_meta()
-    _, batch = _load_inputs(m.encoder, [image_path(meta, records[i]) for i in good],
-                            cfg.data.max_image_pixels, good, None)
+    _, batch = _load_inputs(m.encoder, _image_paths(store, good), cfg.data.max_image_pixels, good, None)
     if batch is None:
         raise ValueError(f"no readable image in the faithfulness sample of {run}")
     result = RelevanceResult(np.stack([maps[i].patch_maps for i in good]),
@@ -346,17 +293,17 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
     """
     run = Path(run_dir)
     store = RunStore(run)
-    meta, records = store.read_meta(), store.read_records()
+    records = store.read_records()
     in_cell = [i for i, r in enumerate(records) if r.get("cell") == int(cell)]
     if not in_cell:
         raise ValueError(f"cell {cell} of run {run.name} has no images")
-    cfg = run_config(run)
+    cfg = store.config()
     cc = cfg.concepts
     max_images, max_per_image = cc.max_images, cc.max_segments_per_image
     rng = np.random.default_rng(cc.seed)
     used = sorted(rng.choice(in_cell, max_images, replace=False).tolist()) \
         if len(in_cell) > max_images else in_cell
-    paths = [image_path(meta, records[i]) for i in used]
+    paths = _image_paths(store, used)
     key = hash_obj({"v": CACHE_VERSION, "model": model_fingerprint(run),
                     "relevance": dataclasses.asdict(cfg.relevance), "concepts": dataclasses.asdict(cc),
                     "max_images": max_images, "max_per_image": max_per_image,

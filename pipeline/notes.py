@@ -18,6 +18,7 @@ from typing import Iterable
 
 from filelock import FileLock
 
+from .data import PathRefused
 from .store import ArtifactError, RunStore, atomic_write_json
 
 NOTES_FILE = "notes.json"
@@ -127,26 +128,24 @@ class NotesStore:
                 out.append((note, "none", []))
         return out
 
-    def _image_info(self) -> tuple[list[dict], Path | None]:
+    def _image_info(self) -> tuple[list[dict], RunStore]:
         store = RunStore(self.run_dir)
-        records = store.read_records()
-        root = (store.read_meta().get("data") or {}).get("root")
-        return records, (Path(root) if root else None)
+        return store.read_records(), store
 
     def export_json(self) -> str:
         """All notes as JSON, each with its images' index, id, path and absolute path."""
-        records, root = self._image_info()
+        records, store = self._image_info()
         notes = []
         for note, scope, indices in self._export_entries():
             entry = dict(note)
             entry["scope"] = scope
-            entry["image_files"] = [_image_row(records, root, i) for i in indices]
+            entry["image_files"] = [_image_row(records, store, i) for i in indices]
             notes.append(entry)
         return json.dumps({"run_id": self.run_dir.name, "notes": notes}, indent=1)
 
     def export_csv(self) -> str:
         """One row per (note, image); a note with no image gets one row with empty image fields."""
-        records, root = self._image_info()
+        records, store = self._image_info()
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -157,17 +156,20 @@ class NotesStore:
             if not indices:
                 writer.writerow(base)
             for i in indices:
-                info = _image_row(records, root, i)
+                info = _image_row(records, store, i)
                 writer.writerow({**base, "image_index": i, "image_id": info["id"],
                                  "image_path": info["path"], "abs_path": info["abs_path"],
                                  "label": info["label"], "pred": info["pred"]})
         return buf.getvalue()
 
 
-def _image_row(records: list[dict], root: Path | None, index: int) -> dict:
+def _image_row(records: list[dict], store: RunStore, index: int) -> dict:
     if not 0 <= index < len(records):
         return {"index": index, "id": "", "path": "", "abs_path": "", "label": "", "pred": ""}
     r = records[index]
-    return {"index": index, "id": r.get("id", ""), "path": r.get("path", ""),
-            "abs_path": str(root / r["path"]) if root and r.get("path") else "",
+    try:
+        abs_path = str(store.image_path(index))
+    except (PathRefused, ArtifactError):  # a record outside the data root is not resolved
+        abs_path = ""
+    return {"index": index, "id": r.get("id", ""), "path": r.get("path", ""), "abs_path": abs_path,
             "label": r.get("label", ""), "pred": r.get("pred", "")}

@@ -1,15 +1,18 @@
-"""On-disk artifacts: atomic writes, checksummed run folders.
+"""On-disk artifacts: atomic writes, checksummed run folders, and :class:`RunStore`, their one owner.
 
 A run folder (``<runs_dir>/<run_id>/``) holds everything the app's views need:
 
 =====================  ==========================================================================
 ``meta.json``          run id, config, encoder info (and why CLIP was replaced, if it was), data
-                       root and fingerprint, metrics, bad-file report, sha256 of every array file
-``records.csv``        one row per usable image, row ``i`` = image index ``i``: ``id`` (stable,
-                       from the path relative to the data root), ``path`` (relative to the data
-                       root), ``label`` (0 real / 1 fake), ``generator``, ``category``, ``source``,
-                       ``width``, ``height``, ``format``, ``bytes``, ``split`` (train|heldout),
-                       ``prob_fake``, ``pred`` (0/1), ``correct`` (0/1), ``cell``
+                       root and fingerprint, metrics, bad-file report, sha256 of every artifact
+                       below (``checksums``)
+``records.csv``        one row per usable image, row ``i`` = image index ``i``; the columns are
+                       :data:`RECORD_FIELDS`: the scan's (``pipeline.data.Record``: ``id``, stable,
+                       from the path relative to the data root; ``path``, relative to the data
+                       root; ``label``, 0 real / 1 fake; ``generator``; ``category``; ``source``;
+                       ``split`` as preset; ``width``; ``height``; ``format``; ``bytes``) and the
+                       run's (:data:`RUN_COLUMNS`: ``split``, train|heldout as used; ``prob_fake``;
+                       ``pred``, 0/1; ``correct``, 0/1; ``cell``)
 ``embeddings.npy``     (N, D) float32 encoder embeddings
 ``features.npy``       (N, 256) float32 vision-only features (after the projection)
 ``z16.npy``            (N, 16) float32 distilled representation
@@ -20,27 +23,52 @@ A run folder (``<runs_dir>/<run_id>/``) holds everything the app's views need:
 
 Arrays are plain ``.npy`` so that ``numpy.load(..., mmap_mode="r")`` opens them without copying.
 Every write goes to a temporary file in the same folder and is renamed into place, so a crash or a
-kill never leaves a half-written artifact under its final name.
+kill never leaves a half-written artifact under its final name; :func:`write_run` builds a whole
+run under a temporary folder name and renames it when complete.
+
+Only :class:`RunStore` writes and reads these files. Each write records the artifact's sha256
+(in ``meta.json`` once it exists), and each read checks it, so a damaged file is reported
+(:class:`ArtifactError`), never used. Runs written by older versions read with defaults for the
+columns and fields they lack.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
+import shutil
 import tempfile
+import threading
+import typing
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from .config import Config, from_dict
+from .data import PathRefused, Record, image_file
 from .diskcheck import StorageError, reason
 
-RECORD_FIELDS = ["id", "path", "label", "generator", "category", "source", "width", "height",
-                 "format", "bytes", "split", "prob_fake", "pred", "correct", "cell"]
-_INT_FIELDS = {"label", "width", "height", "bytes", "pred", "correct", "cell"}
-_FLOAT_FIELDS = {"prob_fake"}
+META, RECORDS, CELLS = "meta.json", "records.csv", "cells.json"
+PROJECTION, HEAD = "projection.pt", "head.pt"
+
+# Columns the run adds to the scan's records (pipeline.data.Record), with their defaults for
+# records that lack them. ``split`` is the scan's preset split, replaced by the split used.
+RUN_COLUMNS: dict[str, tuple[type, Any]] = {
+    "split": (str, ""), "prob_fake": (float, math.nan), "pred": (int, 0), "correct": (int, 0),
+    "cell": (int, -1),
+}
+_SCAN_TYPES = typing.get_type_hints(Record)
+COLUMN_TYPES: dict[str, tuple[type, Any]] = {
+    **{f.name: (_SCAN_TYPES[f.name], _SCAN_TYPES[f.name]() if f.default is dataclasses.MISSING
+                else f.default) for f in dataclasses.fields(Record)},
+    **RUN_COLUMNS,
+}
+RECORD_FIELDS = list(COLUMN_TYPES)
 
 
 class ArtifactError(RuntimeError):
@@ -79,8 +107,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode())
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def _json_default(o):
@@ -101,11 +133,12 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def atomic_save_npy(path: str | Path, arr: np.ndarray) -> str:
-    """Write ``arr`` atomically; returns the sha256 of the file's bytes."""
-    data = npy_bytes(arr)
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+def torch_bytes(obj: Any) -> bytes:
+    import torch  # only runs with models need it
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -116,52 +149,75 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_records_csv(path: str | Path, records: Iterable[dict]) -> None:
+def records_csv_bytes(records: Iterable[dict]) -> bytes:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=RECORD_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in records:
         writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RECORD_FIELDS})
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    return buf.getvalue().encode("utf-8")
 
 
-def read_records_csv(path: str | Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+def parse_records_csv(text: str) -> list[dict]:
+    """Rows of a ``records.csv``, typed by :data:`COLUMN_TYPES`; missing columns get defaults."""
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     for r in rows:
-        for k in _INT_FIELDS:
-            if r.get(k) not in (None, ""):
-                r[k] = int(r[k])
-        for k in _FLOAT_FIELDS:
-            if r.get(k) not in (None, ""):
-                r[k] = float(r[k])
+        for name, (kind, default) in COLUMN_TYPES.items():
+            value = r.get(name)
+            if value in (None, ""):
+                r[name] = default
+            elif kind is not str:
+                r[name] = kind(float(value)) if kind is int else kind(value)
     return rows
 
 
+def write_records_csv(path: str | Path, records: Iterable[dict]) -> None:
+    atomic_write_bytes(path, records_csv_bytes(records))
+
+
+def read_records_csv(path: str | Path) -> list[dict]:
+    return parse_records_csv(Path(path).read_text(encoding="utf-8"))
+
+
+# Files checked against their recorded sha256 in this process, remembered by (size, mtime), so a
+# view that reads the same run again costs a stat, not a hash; a rewritten file is checked anew.
+_verified: dict[str, tuple[int, int, str]] = {}
+_verified_lock = threading.Lock()
+
+
 class RunStore:
-    """Read/write access to one run folder."""
+    """The one reader and writer of a run folder (format: module docstring).
+
+    Writes are atomic and record the artifact's checksum; reads check it when the run recorded
+    one (runs of older versions may not have), raising :class:`ArtifactError` for a damaged file.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._written: dict[str, str] = {}  # checksums of artifacts written before meta.json
+        self._records: list[dict] | None = None  # for image_path
+        self._root: Path | None = None
 
     @property
     def run_id(self) -> str:
         return self.path.name
 
     def exists(self) -> bool:
-        return (self.path / "meta.json").exists()
+        return (self.path / META).exists()
 
     # -- metadata -------------------------------------------------------------------------------
     def read_meta(self) -> dict:
         try:
-            return json.loads((self.path / "meta.json").read_text())
+            return json.loads((self.path / META).read_text())
         except FileNotFoundError as e:
             raise ArtifactError(f"{self.path} is not a run folder (no meta.json)") from e
         except json.JSONDecodeError as e:
-            raise ArtifactError(f"{self.path / 'meta.json'} is corrupted: {e}") from e
+            raise ArtifactError(f"{self.path / META} is corrupted: {e}") from e
 
     def write_meta(self, meta: dict) -> None:
-        atomic_write_json(self.path / "meta.json", meta)
+        """Write ``meta.json``, with the checksums of every artifact this store has written."""
+        checksums = {**(meta.get("checksums") or {}), **self._written}
+        atomic_write_json(self.path / META, {**meta, "checksums": checksums} if checksums else meta)
 
     def update_meta(self, **fields) -> dict:
         meta = self.read_meta() if self.exists() else {}
@@ -169,16 +225,68 @@ class RunStore:
         self.write_meta(meta)
         return meta
 
-    # -- arrays ---------------------------------------------------------------------------------
-    def save_array(self, name: str, arr: np.ndarray) -> str:
-        return atomic_save_npy(self.path / f"{name}.npy", arr)
+    def config(self) -> Config:
+        """The configuration the run was computed with (defaults for what it does not record)."""
+        return from_dict(self.read_meta().get("config") or {})
 
-    def load_array(self, name: str, mmap: bool = True, expected_sha256: str | None = None) -> np.ndarray:
-        path = self.path / f"{name}.npy"
+    def data_root(self) -> Path:
+        """The folder the run's image paths are relative to."""
+        if self._root is None:
+            root = (self.read_meta().get("data") or {}).get("root")
+            if not root:
+                raise ArtifactError(f"{self.path / META} names no data root (data.root)")
+            self._root = Path(root)
+        return self._root
+
+    # -- writing artifacts ----------------------------------------------------------------------
+    def _write(self, name: str, data: bytes) -> str:
+        atomic_write_bytes(self.path / name, data)
+        digest = hashlib.sha256(data).hexdigest()
+        self._written[name] = digest
+        if self.exists():  # an existing run amended: its meta.json keeps the checksum current
+            self.write_meta(self.read_meta())
+        return digest
+
+    def save_array(self, name: str, arr: np.ndarray) -> str:
+        """Write ``<name>.npy``; returns its sha256."""
+        return self._write(f"{name}.npy", npy_bytes(arr))
+
+    def write_records(self, records: list[dict]) -> str:
+        self._records = None
+        return self._write(RECORDS, records_csv_bytes(records))
+
+    def write_cells(self, cells: dict) -> str:
+        return self._write(CELLS, json_bytes(cells))
+
+    def save_torch(self, name: str, obj: Any) -> str:
+        """Write a torch object (a state dict) as ``name`` (e.g. :data:`HEAD`)."""
+        return self._write(name, torch_bytes(obj))
+
+    # -- reading artifacts ----------------------------------------------------------------------
+    def _checked(self, name: str, verify: bool) -> Path:
+        """Path of artifact ``name`` after checking it exists and matches its recorded sha256."""
+        path = self.path / name
         if not path.exists():
             raise ArtifactError(f"{path} is missing")
-        if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        if not verify:
+            return path
+        expected = self._written.get(name) or ((self.read_meta().get("checksums") or {}).get(name)
+                                               if self.exists() else None)
+        if expected is None:  # a run of an older version, or a file it never checksummed
+            return path
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns, expected)
+        with _verified_lock:
+            if _verified.get(str(path)) == key:
+                return path
+        if sha256_file(path) != expected:
             raise ArtifactError(f"{path} fails its checksum (corrupted); recompute the run")
+        with _verified_lock:
+            _verified[str(path)] = key
+        return path
+
+    def load_array(self, name: str, mmap: bool = True, verify: bool = True) -> np.ndarray:
+        path = self._checked(f"{name}.npy", verify)
         try:
             return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError) as e:
@@ -187,25 +295,46 @@ class RunStore:
     def has_array(self, name: str) -> bool:
         return (self.path / f"{name}.npy").exists()
 
-    # -- records and cells ----------------------------------------------------------------------
-    def write_records(self, records: list[dict]) -> None:
-        write_records_csv(self.path / "records.csv", records)
+    def read_records(self, verify: bool = True) -> list[dict]:
+        """The image records (typed, defaults filled in); a fresh list the caller may change."""
+        return parse_records_csv(self._checked(RECORDS, verify).read_text(encoding="utf-8"))
 
-    def read_records(self) -> list[dict]:
-        path = self.path / "records.csv"
-        if not path.exists():
-            raise ArtifactError(f"{path} is missing")
-        return read_records_csv(path)
-
-    def write_cells(self, cells: dict) -> None:
-        atomic_write_json(self.path / "cells.json", cells)
-
-    def read_cells(self) -> dict:
+    def read_cells(self, verify: bool = True) -> dict:
+        path = self._checked(CELLS, verify)
         try:
-            return json.loads((self.path / "cells.json").read_text())
-        except FileNotFoundError as e:
-            raise ArtifactError(f"{self.path / 'cells.json'} is missing") from e
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{path} is corrupted: {e}") from e
 
+    def load_torch(self, name: str, verify: bool = True) -> Any:
+        import torch
+
+        path = self._checked(name, verify)
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as e:  # torch raises many kinds for a damaged file
+            raise ArtifactError(f"{path} is unreadable: {e}") from e
+
+    # -- images ---------------------------------------------------------------------------------
+    def image_path(self, index: int) -> Path:
+        """The file of image ``index``: under the data root, links followed.
+
+        Raises
+        ------
+        PathRefused
+            The index is not an image of the run, or its record points outside the data root
+            (an absolute path, ``..``, or a link that leaves it).
+        """
+        if self._records is None:
+            self._records = self.read_records()
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise PathRefused(f"image index must be an integer, got {index!r}")
+        if not 0 <= int(index) < len(self._records):
+            raise PathRefused(f"image index {index} is out of range (run has {len(self._records)} "
+                              f"images)")
+        return image_file(self.data_root(), self._records[int(index)]["path"], f"record {index}")
+
+    # -- integrity ------------------------------------------------------------------------------
     def damaged(self, names: Iterable[str] | None = None) -> list[str]:
         """Files among ``meta["checksums"]`` (or just ``names`` of them) that are missing or fail
         their sha256; each entry says which file and why."""
@@ -226,9 +355,35 @@ class RunStore:
         return d
 
 
+def write_run(path: str | Path, *, meta: dict, records: list[dict], cells: dict,
+              arrays: dict[str, np.ndarray], models: dict[str, Any] | None = None) -> RunStore:
+    """Write a complete run folder at ``path``, atomically: built as ``.<name>.partial`` beside
+    it and renamed into place, so a crash never leaves a half run that looks finished.
+
+    ``arrays``: name -> array (``<name>.npy``); ``models``: file name -> torch state. An existing
+    run at ``path`` is replaced.
+    """
+    path = Path(path)
+    partial = RunStore(path.parent / f".{path.name}.partial")
+    if partial.path.exists():
+        shutil.rmtree(partial.path)
+    partial.path.mkdir(parents=True)
+    for name, arr in arrays.items():
+        partial.save_array(name, arr)
+    partial.write_records(records)
+    partial.write_cells(cells)
+    for name, state in (models or {}).items():
+        partial.save_torch(name, state)
+    partial.write_meta(meta)
+    if path.exists():
+        shutil.rmtree(path)
+    partial.path.rename(path)
+    return RunStore(path)
+
+
 def list_runs(runs_dir: str | Path) -> list[RunStore]:
     runs_dir = Path(runs_dir)
     if not runs_dir.exists():
         return []
-    runs = [RunStore(p) for p in runs_dir.iterdir() if (p / "meta.json").exists()]
-    return sorted(runs, key=lambda r: (r.path / "meta.json").stat().st_mtime, reverse=True)
+    runs = [RunStore(p) for p in runs_dir.iterdir() if (p / META).exists()]
+    return sorted(runs, key=lambda r: (r.path / META).stat().st_mtime, reverse=True)

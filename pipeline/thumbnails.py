@@ -24,17 +24,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .config import DataConfig
-from .data import BadImageError, load_image_rgb
+from .data import BadImageError, PathRefused, load_image_rgb
 from .sealed import is_intact, write_sealed
-from .store import ArtifactError, RunStore, atomic_write_bytes
+from .store import RunStore, atomic_write_bytes
 
 THUMB_SIZE = 128  # pixels, side of the cached square thumbnails
 BACKGROUND = (236, 236, 236)  # letterbox colour around non-square images
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class PathRefused(ValueError):
-    """An image request that would read a file outside the run's data root (or no file at all)."""
 
 
 def _safe_key(text: str) -> str:
@@ -95,45 +91,30 @@ class RunImages:
 
     def __init__(self, run_dir: str | Path, cache_root: str | Path, thumb_size: int = THUMB_SIZE,
                  max_pixels: int = DataConfig.max_image_pixels):
-        store = RunStore(run_dir)
-        meta = store.read_meta()
-        records = store.read_records()
-        root = (meta.get("data") or {}).get("root")
-        if not root:
-            raise ArtifactError(f"{store.path / 'meta.json'} names no data root (data.root)")
-        self.run_dir = store.path
-        self.root = Path(root).resolve()
-        self.rel_paths = [str(r["path"]) for r in records]
-        self.ids = [str(r["id"]) for r in records]
+        self.store = RunStore(run_dir)
+        meta = self.store.read_meta()
+        self.run_dir = self.store.path
+        self.root = self.store.data_root().resolve()
+        self.ids = [str(r["id"]) for r in self.store.read_records()]
         self.thumb_size = int(thumb_size)
         self.max_pixels = int(max_pixels)
         fingerprint = (meta.get("data") or {}).get("fingerprint") or str(self.root)
         self.thumb_dir = Path(cache_root) / "thumbnails" / f"{_safe_key(fingerprint)}-{self.thumb_size}"
 
     def __len__(self) -> int:
-        return len(self.rel_paths)
+        return len(self.ids)
 
     def _check_index(self, index) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise PathRefused(f"image index must be an integer, got {index!r}")
         index = int(index)
-        if not 0 <= index < len(self.rel_paths):
+        if not 0 <= index < len(self.ids):
             raise PathRefused(f"image index {index} is out of range (run has {len(self)} images)")
         return index
 
     def source_path(self, index: int) -> Path:
         """The file of image ``index``, refused (``PathRefused``) unless inside the data root."""
-        index = self._check_index(index)
-        rel = self.rel_paths[index]
-        if not rel or Path(rel).is_absolute():
-            raise PathRefused(f"record {index} has an absolute or empty path {rel!r}")
-        path = (self.root / rel).resolve()
-        try:
-            path.relative_to(self.root)
-        except ValueError:
-            raise PathRefused(f"record {index} ({rel!r}) resolves outside the data root {self.root}") \
-                from None
-        return path
+        return self.store.image_path(self._check_index(index))
 
     def thumbnail_path(self, index: int) -> Path:
         """Where the thumbnail of image ``index`` is cached (it may not exist yet)."""

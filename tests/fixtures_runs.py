@@ -3,7 +3,8 @@
 ``make_fake_run(tmp_path, n_images=40, n_cells=4)`` writes a data set of tiny coloured images
 (real ones bluish, fake ones reddish, so a thumbnail's colour says which image it shows) and a run
 folder beside it: ``meta.json``, ``records.csv``, ``z16.npy``, ``logit.npy`` and ``cells.json``
-with consistent counts. Nothing is trained: predictions are drawn with a fixed seed so that every
+with consistent counts, written through ``pipeline.store.write_run`` as the runner writes runs
+(metrics from ``pipeline.metrics``). Nothing is trained: predictions are drawn with a fixed seed so that every
 cell holds right and wrong predictions of both classes. Use it where a test needs a run but not
 the pipeline that makes one.
 
@@ -25,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import REPO_ROOT
-from pipeline.store import RunStore
+from pipeline.metrics import binary_metrics, per_generator_metrics
+from pipeline.store import write_run
 
 GENERATORS = ("gan", "diffusion")
 CATEGORIES = ("bird", "cat")
@@ -99,19 +101,13 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
             "pred": int(pred[i]), "correct": int(correct[i]), "cell": int(cell_of[i]),
         })
 
-    store = RunStore(run_dir)
-    store.path.mkdir(parents=True, exist_ok=True)
-    store.write_records(records)
-    store.save_array("z16", z16)
-    store.save_array("logit", logits)
-    store.write_cells(cells_json(cell_of, labels, prob, correct, rng))
     heldout = np.array([r["split"] == "heldout" for r in records])
-    per_gen = {}
-    for gen in GENERATORS:
-        m = heldout & np.array([r["generator"] == gen for r in records])
-        per_gen[gen] = {"accuracy": float(correct[m].mean()) if m.any() else None, "ap": 0.8,
-                        "auc": 0.85, "n": int(m.sum())}
-    store.write_meta({
+    generators = [r["generator"] for r in records]
+    head_metrics = binary_metrics(labels[heldout], prob[heldout])
+    head_metrics["per_generator"] = per_generator_metrics(
+        labels[heldout], prob[heldout], [g for g, h in zip(generators, heldout) if h])
+    head_metrics["train"] = binary_metrics(labels[~heldout], prob[~heldout])
+    meta = {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {},
@@ -120,12 +116,14 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
                     "weights": "random(seed=0)", "embed_dim": 64, "image_size": 32,
                     "fingerprint": "0123abcd", "fallback_reason": encoder_fallback},
         "data": {"root": str(data_root.resolve()), "manifest": None, "fingerprint": f"fake{seed}{n}",
-                 "n_images": n, "n_bad": 0},
+                 "n_images": n, "n_bad": 0, "n_real": int((labels == 0).sum()),
+                 "n_fake": int((labels == 1).sum())},
         "bad_files": [],
-        "metrics": {"head": {"accuracy": float(correct[heldout].mean()), "ap": 0.81, "auc": 0.86,
-                             "n_heldout": int(heldout.sum()), "per_generator": per_gen}},
+        "metrics": {"head": head_metrics},
         "status": "complete",
-    })
+    }
+    write_run(run_dir, meta=meta, records=records, cells=cells_json(cell_of, labels, prob, correct, rng),
+              arrays={"z16": z16, "logit": logits})
     return run_dir
 
 

@@ -8,13 +8,11 @@ progress bar; cached ones show at once (the callback only writes image URLs).
 """
 from __future__ import annotations
 
-import uuid
-
-from dash import Input, Output, State, html, no_update
+from dash import Input, State, html
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import run_unavailable, view_progress, view_job
+from ..jobpanel import Job, JobPanel, JobView, Ready
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
 
@@ -26,20 +24,8 @@ def layout() -> html.Div:
             html.Span("orange pushes towards fake, blue towards real; dimensions ordered by their "
                       "contribution to the prediction", className="fx-muted"),
         ]),
-        html.Div(id=ids.ATTN_PROGRESS_WRAP, style={"display": "none"}, children=[
-            html.Progress(id=ids.ATTN_PROGRESS, max="100", value="0"),
-            html.Div(id=ids.ATTN_PROGRESS_LABEL, className="fx-progress-label"),
-        ]),
-        html.Div(id=ids.ATTN_MESSAGE, className="fx-message"),
-        html.Div(id=ids.ATTN_CONTENT),
-        _stores(),
+        JobPanel(ids.ATTN_JOB, [html.Div(id=ids.ATTN_CONTENT)]),
     ])
-
-
-def _stores():
-    from dash import dcc
-
-    return html.Div([dcc.Store(id=ids.ATTN_REQUEST)])
 
 
 def file_url(run_id: str, index: int, name: str) -> str:
@@ -117,59 +103,38 @@ def content(ctx: AppContext, view, chosen: list[int]):
     return [image_block(view, i, metas[i], faith) for i in shown], note
 
 
-def render(ctx: AppContext, run_id, sel, pending):
-    """Callback body: (content, request, message). Cached maps show at once."""
-    clear = None if pending else no_update
+def show(ctx: AppContext, sel, run_id):
+    """What the attention view shows for a selection: cached maps at once, else a job."""
     view = ctx.run(run_id)
     chosen = _chosen(view, sel)
     if view is None or not chosen:
-        return [], clear, "Select images in the image view (box or lasso) to see their maps."
+        return Ready(([],), "Select images in the image view (box or lasso) to see their maps.")
     ready = content(ctx, view, chosen)
     if ready is not None:
-        return ready[0], clear, ready[1]
-    request = {"run": view.run_id, "indices": chosen, "nonce": uuid.uuid4().hex}
-    return [], request, f"Computing relevance maps of {min(len(chosen), MAX_IMAGES)} image(s)…"
+        return Ready((ready[0],), ready[1])
+    return Job({"run": view.run_id, "indices": chosen}, ([],),
+               f"Computing relevance maps of {min(len(chosen), MAX_IMAGES)} image(s)…")
 
 
-def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
-    """Background job body: compute and draw the requested maps; returns (content, message)."""
-    if not request:
-        return no_update, no_update
-    view = ctx.run(request["run"])
-    if view is None:
-        return [], run_unavailable(request)
-
-    progress = view_progress(set_progress)
+def compute(ctx: AppContext, view, request: dict, progress, explain=None):
+    """The job: compute and draw the requested maps; returns ((content,), message)."""
+    from .. import work
 
     chosen = [int(i) for i in request["indices"]]
-    try:
-        from ..jobs import explain_functions
+    get_maps, _, get_faithfulness = explain or work.explain_functions()
+    cache = ctx.app_cache(view)
+    artifacts.prepare_attention(view, cache, chosen[:MAX_IMAGES], get_maps, progress)
+    artifacts.prepare_faithfulness(view, cache, get_faithfulness, progress)
+    ready = content(ctx, view, chosen)
+    if ready is None:
+        raise RuntimeError(f"the maps were computed but their files are missing under {cache}")
+    return (ready[0],), ready[1]
 
-        get_maps, _, get_faithfulness = explain or explain_functions()
-        cache = ctx.app_cache(view)
-        artifacts.prepare_attention(view, cache, chosen[:MAX_IMAGES], get_maps, progress)
-        artifacts.prepare_faithfulness(view, cache, get_faithfulness, progress)
-        ready = content(ctx, view, chosen)
-        if ready is None:
-            raise RuntimeError(f"the maps were computed but their files are missing under {cache}")
-    except Exception as e:  # reported in the panel
-        return [], html.Span(f"Could not compute the maps: {type(e).__name__}: {e}",
-                             className="fx-error")
-    return ready
+
+JOB = JobView(ids.ATTN_JOB, outputs=[(ids.ATTN_CONTENT, "children")], show=show, compute=compute,
+              blank=([],), failure="Could not compute the maps")
 
 
 def register(app, ctx: AppContext, managers) -> None:
-    @app.callback(Output(ids.ATTN_CONTENT, "children"), Output(ids.ATTN_REQUEST, "data"),
-                  Output(ids.ATTN_MESSAGE, "children"),
-                  Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data"),
-                  State(ids.ATTN_REQUEST, "data"))
-    def _render(sel, run_id, pending):
-        return render(ctx, run_id, sel, pending)
-
-    @app.callback(Output(ids.ATTN_CONTENT, "children", allow_duplicate=True),
-                  Output(ids.ATTN_MESSAGE, "children", allow_duplicate=True),
-                  Input(ids.ATTN_REQUEST, "data"),
-                  **view_job(managers.views, ids.ATTN_PROGRESS, ids.ATTN_PROGRESS_LABEL,
-                             ids.ATTN_PROGRESS_WRAP))
-    def _prepare(set_progress, request):
-        return prepare(ctx, request, set_progress)
+    JOB.register(app, ctx, managers.views,
+                 inputs=[Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data")])

@@ -6,29 +6,20 @@ over the 16 dimensions. Computed in a background job on first request, then read
 """
 from __future__ import annotations
 
-import uuid
-
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, dcc, html
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import run_unavailable, view_progress, view_job
 from ..figures import profile_figure
+from ..jobpanel import Job, JobPanel, JobView, Ready
 
 CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",
                    "rgb(129,114,179)", "rgb(147,120,96)")
 
 
 def layout() -> html.Div:
-    return html.Div(id=ids.CONCEPTS_PANEL, style={"display": "none"}, children=[
-        html.Div(id=ids.CONCEPTS_PROGRESS_WRAP, style={"display": "none"}, children=[
-            html.Progress(id=ids.CONCEPTS_PROGRESS, max="100", value="0"),
-            html.Div(id=ids.CONCEPTS_PROGRESS_LABEL, className="fx-progress-label"),
-        ]),
-        html.Div(id=ids.CONCEPTS_MESSAGE, className="fx-message"),
-        html.Div(id=ids.CONCEPTS_CONTENT),
-        dcc.Store(id=ids.CONCEPTS_REQUEST),
-    ])
+    return JobPanel(ids.CONCEPTS_JOB, [html.Div(id=ids.CONCEPTS_CONTENT)], id=ids.CONCEPTS_PANEL,
+                    style={"display": "none"})
 
 
 def patch_url(run_id: str, cell: int, k: int, j: int) -> str:
@@ -71,45 +62,35 @@ def source_note(data: dict) -> str:
     return note
 
 
-def render(ctx: AppContext, run_id, cell, view_name, pending):
-    """Callback body: (content, request, message). Cached concepts show at once."""
+def show(ctx: AppContext, view_name, cell, run_id):
+    """What the concept view shows: nothing unless toggled on; cached concepts at once, else a job."""
     if view_name != "concepts":
-        return no_update, no_update, no_update
-    clear = None if pending else no_update
+        return None
     view = ctx.run(run_id)
     if view is None or cell is None:
-        return [], clear, "Click a cell to see its concepts."
+        return Ready(([],), "Click a cell to see its concepts.")
     ready = content(view, ctx.app_cache(view), cell)
     if ready is not None:
-        return ready[0], clear, ready[1]
-    request = {"run": view.run_id, "cell": int(cell), "nonce": uuid.uuid4().hex}
-    return [], request, f"Finding the concepts of cell {cell}…"
+        return Ready((ready[0],), ready[1])
+    return Job({"run": view.run_id, "cell": int(cell)}, ([],), f"Finding the concepts of cell {cell}…")
 
 
-def prepare(ctx: AppContext, request: dict | None, set_progress, explain=None):
-    """Background job body: compute the requested cell's concepts; returns (content, message)."""
-    if not request:
-        return no_update, no_update
-    view = ctx.run(request["run"])
-    if view is None:
-        return [], run_unavailable(request)
-
-    progress = view_progress(set_progress)
+def compute(ctx: AppContext, view, request: dict, progress, explain=None):
+    """The job: compute the requested cell's concepts; returns ((content,), message)."""
+    from .. import work
 
     cell = int(request["cell"])
-    try:
-        from ..jobs import explain_functions
+    _, get_concepts, _ = explain or work.explain_functions()
+    cache = ctx.app_cache(view)
+    artifacts.prepare_concepts(view, cache, cell, get_concepts, progress)
+    ready = content(view, cache, cell)
+    if ready is None:
+        raise RuntimeError(f"the concepts were computed but their file is missing under {cache}")
+    return (ready[0],), ready[1]
 
-        _, get_concepts, _ = explain or explain_functions()
-        cache = ctx.app_cache(view)
-        artifacts.prepare_concepts(view, cache, cell, get_concepts, progress)
-        ready = content(view, cache, cell)
-        if ready is None:
-            raise RuntimeError(f"the concepts were computed but their file is missing under {cache}")
-    except Exception as e:  # reported in the panel
-        return [], html.Span(f"Could not compute the concepts: {type(e).__name__}: {e}",
-                             className="fx-error")
-    return ready
+
+JOB = JobView(ids.CONCEPTS_JOB, outputs=[(ids.CONCEPTS_CONTENT, "children")], show=show,
+              compute=compute, blank=([],), failure="Could not compute the concepts")
 
 
 def register(app, ctx: AppContext, managers) -> None:
@@ -119,17 +100,6 @@ def register(app, ctx: AppContext, managers) -> None:
         concepts = view_name == "concepts"
         return {"display": "none" if concepts else "block"}, {"display": "block" if concepts else "none"}
 
-    @app.callback(Output(ids.CONCEPTS_CONTENT, "children"), Output(ids.CONCEPTS_REQUEST, "data"),
-                  Output(ids.CONCEPTS_MESSAGE, "children"),
-                  Input(ids.STORE_VIEW, "data"), Input(ids.STORE_CELL, "data"),
-                  State(ids.STORE_RUN, "data"), State(ids.CONCEPTS_REQUEST, "data"))
-    def _render(view_name, cell, run_id, pending):
-        return render(ctx, run_id, cell, view_name, pending)
-
-    @app.callback(Output(ids.CONCEPTS_CONTENT, "children", allow_duplicate=True),
-                  Output(ids.CONCEPTS_MESSAGE, "children", allow_duplicate=True),
-                  Input(ids.CONCEPTS_REQUEST, "data"),
-                  **view_job(managers.views, ids.CONCEPTS_PROGRESS, ids.CONCEPTS_PROGRESS_LABEL,
-                             ids.CONCEPTS_PROGRESS_WRAP))
-    def _prepare(set_progress, request):
-        return prepare(ctx, request, set_progress)
+    JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_VIEW, "data"),
+                                                   Input(ids.STORE_CELL, "data"),
+                                                   State(ids.STORE_RUN, "data")])

@@ -8,14 +8,12 @@ Box or lasso selection feeds the attention view; selection restored from the URL
 """
 from __future__ import annotations
 
-import uuid
-
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..jobs import run_unavailable, view_progress, view_job
 from ..figures import empty_figure, image_grid_figure, selected_positions
+from ..jobpanel import Job, JobPanel, JobView, Ready
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
                 "modeBarButtonsToRemove": ["autoScale2d", "toImage"]}
@@ -31,12 +29,7 @@ def layout() -> html.Div:
                            options=[{"label": "Images", "value": "images"},
                                     {"label": "Concepts", "value": "concepts"}]),
         ]),
-        html.Div(id=ids.IMAGES_PANEL, children=[
-            html.Div(id=ids.IMAGES_PROGRESS_WRAP, style={"display": "none"}, children=[
-                html.Progress(id=ids.IMAGES_PROGRESS, max="100", value="0"),
-                html.Div(id=ids.IMAGES_PROGRESS_LABEL, className="fx-progress-label"),
-            ]),
-            html.Div(id=ids.IMAGES_MESSAGE, className="fx-message"),
+        JobPanel(ids.IMAGES_JOB, id=ids.IMAGES_PANEL, content=[
             dcc.Graph(id=ids.IMAGES_GRAPH, figure=empty_figure("Click a cell to see its images."),
                       config=GRAPH_CONFIG, style={"height": "520px"}, clear_on_unhover=True),
             # Hovering a thumbnail shows it larger (served by the thumbnail route) with its facts.
@@ -54,7 +47,7 @@ def layout() -> html.Div:
             ]),
         ]),
         concepts.layout(),
-        dcc.Store(id=ids.IMAGES_SHOWN), dcc.Store(id=ids.GRID_REQUEST),
+        dcc.Store(id=ids.IMAGES_SHOWN),
     ])
 
 
@@ -84,55 +77,43 @@ def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids):
     return fig, {"run": view.run_id, "cell": int(cell), "sprite": grid["sprite"]}
 
 
-def render(ctx: AppContext, run_id, cell, sel, pending):
-    """Callback body: (figure, shown, request, message, title).
+def title(ctx: AppContext, run_id, cell) -> str:
+    """The image view's title: the open cell, its size and accuracy."""
+    view = ctx.run(run_id)
+    info = view.cell_info(cell) if view is not None and cell is not None else None
+    if info is None:
+        return "Images"
+    return f"Cell {cell} · {info['n']} images · accuracy {info.get('accuracy', 0):.0%}"
 
-    A prepared cell is drawn at once. Otherwise a request for the background job is written
-    (the job draws the grid when done). ``pending`` is the last request: when a prepared cell is
-    drawn while an older request may still run, the request is cleared so Dash cancels that job
-    and it cannot overwrite this cell.
-    """
-    clear = None if pending else no_update
+
+def show(ctx: AppContext, cell, run_id, sel):
+    """A prepared cell is drawn at once; otherwise a job prepares it (and then draws it)."""
     view = ctx.run(run_id)
     if view is None or cell is None:
-        return (empty_figure("Click a cell to see its images."), None, clear, "", "Images")
-    info = view.cell_info(cell)
-    if info is None:
-        return (empty_figure(f"Run {run_id} has no cell {cell}."), None, clear, "", "Images")
-    title = f"Cell {cell} · {info['n']} images · accuracy {info.get('accuracy', 0):.0%}"
+        return Ready((empty_figure("Click a cell to see its images."), None))
+    if view.cell_info(cell) is None:
+        return Ready((empty_figure(f"Run {run_id} has no cell {cell}."), None))
     grid = artifacts.read_grid(ctx.app_cache(view), cell)
     if grid is not None:
-        fig, shown = grid_view(ctx, view, cell, grid, (sel or {}).get("ids") or [])
-        return fig, shown, clear, "", title
-    request = {"run": view.run_id, "cell": int(cell), "sel": (sel or {}).get("ids") or [],
-               "nonce": uuid.uuid4().hex}
-    return (empty_figure("Preparing thumbnails…"), None, request, "Preparing the cell's thumbnails…",
-            title)
+        return Ready(grid_view(ctx, view, cell, grid, (sel or {}).get("ids") or []))
+    return Job({"run": view.run_id, "cell": int(cell), "sel": (sel or {}).get("ids") or []},
+               (empty_figure("Preparing thumbnails…"), None), "Preparing the cell's thumbnails…")
 
 
-def prepare(ctx: AppContext, request: dict | None, set_progress):
-    """Background job body: prepare the requested cell's grid; returns (figure, shown, message)."""
-    if not request:
-        return no_update, no_update, no_update
-    view = ctx.run(request["run"])
+def compute(ctx: AppContext, view, request: dict, progress):
+    """The job: thumbnails, arrangement and sprite of the requested cell; returns the grid."""
+    from ..work import cell_lock
+
     cell = int(request["cell"])
-    if view is None:
-        return empty_figure(""), None, run_unavailable(request)
+    cache = ctx.app_cache(view)
+    with cell_lock(view.path, cell):  # a second request waits, then reads the grid
+        grid = artifacts.read_grid(cache, cell) or artifacts.prepare_grid(view, cache, cell, progress)
+    return grid_view(ctx, view, cell, grid, request.get("sel") or []), ""
 
-    progress = view_progress(set_progress)
 
-    try:
-        from ..shared_jobs import cell_lock
-
-        cache = ctx.app_cache(view)
-        with cell_lock(view.path, cell):  # a second request waits, then reads the grid
-            grid = artifacts.read_grid(cache, cell) or artifacts.prepare_grid(view, cache, cell,
-                                                                              progress)
-    except Exception as e:  # reported in the panel; the app stays usable
-        return empty_figure(""), None, html.Span(f"Could not prepare cell {cell}: "
-                                                 f"{type(e).__name__}: {e}", className="fx-error")
-    fig, shown = grid_view(ctx, view, cell, grid, request.get("sel") or [])
-    return fig, shown, ""
+JOB = JobView(ids.IMAGES_JOB, outputs=[(ids.IMAGES_GRAPH, "figure"), (ids.IMAGES_SHOWN, "data")],
+              show=show, compute=compute, blank=(empty_figure(""), None),
+              failure="Could not prepare the cell")
 
 
 def selection_patch(ctx: AppContext, run_id, cell, sel, shown):
@@ -152,24 +133,14 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown):
 
 
 def register(app, ctx: AppContext, managers) -> None:
-    @app.callback(Output(ids.IMAGES_GRAPH, "figure"), Output(ids.IMAGES_SHOWN, "data"),
-                  Output(ids.GRID_REQUEST, "data"), Output(ids.IMAGES_MESSAGE, "children"),
-                  Output(ids.IMAGES_TITLE, "children"),
-                  Input(ids.STORE_CELL, "data"), State(ids.STORE_RUN, "data"),
-                  State(ids.STORE_SEL, "data"), State(ids.GRID_REQUEST, "data"))
-    def _render(cell, run_id, sel, pending):
-        return render(ctx, run_id, cell, sel, pending)
+    JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_CELL, "data"),
+                                                   State(ids.STORE_RUN, "data"),
+                                                   State(ids.STORE_SEL, "data")])
 
-    # The job writes the grid itself (no "ready" store feeding back into _render: Dash forbids
-    # such cycles between callbacks).
-    @app.callback(Output(ids.IMAGES_GRAPH, "figure", allow_duplicate=True),
-                  Output(ids.IMAGES_SHOWN, "data", allow_duplicate=True),
-                  Output(ids.IMAGES_MESSAGE, "children", allow_duplicate=True),
-                  Input(ids.GRID_REQUEST, "data"),
-                  **view_job(managers.views, ids.IMAGES_PROGRESS, ids.IMAGES_PROGRESS_LABEL,
-                             ids.IMAGES_PROGRESS_WRAP))
-    def _prepare(set_progress, request):
-        return prepare(ctx, request, set_progress)
+    @app.callback(Output(ids.IMAGES_TITLE, "children"), Input(ids.STORE_CELL, "data"),
+                  State(ids.STORE_RUN, "data"))
+    def _title(cell, run_id):
+        return title(ctx, run_id, cell)
 
     app.clientside_callback(
         ClientsideFunction(namespace="faxplainer", function_name="thumbnailTooltip"),

@@ -15,7 +15,8 @@ from pipeline.notes import NotesStore
 
 from .. import ids
 from ..context import AppContext
-from ..jobs import new_run_config, run_new, stage_progress
+from ..jobs import stage_progress
+from ..work import new_run_config, run_new
 from ..runs import run_choices
 from ..urlstate import ViewState, format_search, parse_search, with_cell, with_run
 
@@ -94,7 +95,7 @@ def metrics_block(metrics: dict) -> list:
     out = [html.Span(["held-out accuracy ", html.B(_pct(head.get("accuracy")))], className="fx-metric"),
            html.Span(["AP ", html.B(_num(head.get("ap")))], className="fx-metric"),
            html.Span(["AUC ", html.B(_num(head.get("auc")))], className="fx-metric"),
-           html.Span(f"{head.get('n_heldout', head.get('n', '?'))} held-out images",
+           html.Span(f"{head.get('n', '?')} held-out images",
                      className="fx-muted")]
     per_gen = head.get("per_generator") or {}
     if per_gen:

@@ -21,6 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from app import ids
+from app.jobpanel import JobPanel
 from app.figures import HIGHLIGHT_INDEX
 from pipeline.store import RunStore
 from tests.fixtures_runs import make_dataset
@@ -343,8 +344,8 @@ def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, t
     # report, so the image panel must not show the old job's progress meanwhile.
     stale = []
     for _ in range(15):
-        if driver.find_element(By.ID, ids.IMAGES_PROGRESS_WRAP).is_displayed():
-            stale.append(text_of(driver, ids.IMAGES_PROGRESS_LABEL))
+        if driver.find_element(By.ID, JobPanel.ids.progress_wrap(ids.IMAGES_JOB)).is_displayed():
+            stale.append(text_of(driver, JobPanel.ids.progress_label(ids.IMAGES_JOB)))
         time.sleep(0.2)
     assert not stale, f"stale progress shown after the run switch: {stale}"
     n_bird = 2 * 2 * BIG_PER_FOLDER  # two generators x real/fake

@@ -1,4 +1,4 @@
-"""Celery worker entry for the shared-server tests: ``app.celery_app``'s worker, plus a record of
+"""Celery worker entry for the shared-server tests: ``app.worker``'s worker, plus a record of
 what its jobs actually compute.
 
 With ``$FAXPLAINER_PROBE_FILE`` set, each worker process appends one JSON line per relevance map
@@ -13,9 +13,10 @@ import json
 import os
 
 from app import celery_app as _celery_app
-from app import jobs as _jobs
+from app import work as _work
+from app import worker as _worker
 
-_explain_functions = _jobs.explain_functions
+_explain_functions = _work.explain_functions
 
 
 def record(kind: str, **fields) -> None:
@@ -26,12 +27,12 @@ def record(kind: str, **fields) -> None:
 
 
 def _install_counters() -> None:
-    from pipeline import explain_cache, runner
+    from pipeline import explain_cache, models
 
     if getattr(explain_cache, "_probe_installed", False):
         return
     write_maps, extract, load = explain_cache._write_maps, explain_cache.extract_concepts, \
-        runner.load_run_models
+        models.read_models
 
     def counted_write_maps(path, key, maps):
         record("maps", index=int(maps.index))
@@ -47,7 +48,7 @@ def _install_counters() -> None:
 
     explain_cache._write_maps = counted_write_maps
     explain_cache.extract_concepts = counted_extract
-    runner.load_run_models = counted_load
+    models.read_models = counted_load
     explain_cache._probe_installed = True
 
 
@@ -56,12 +57,12 @@ def probed_explain_functions(*args, **kwargs):
     return _explain_functions(*args, **kwargs)
 
 
-_jobs.explain_functions = probed_explain_functions
+_work.explain_functions = probed_explain_functions
 
 
 def __getattr__(name: str):
     if name == "celery":
-        return _celery_app.worker_app(_celery_app.config_from_environment())
+        return _worker.worker_app(_celery_app.config_from_environment())
     raise AttributeError(name)
 
 

@@ -144,7 +144,7 @@ def test_run_stopped_by_a_full_disk_says_so_and_damages_no_cache(shared_run, tmp
 
 def test_the_app_reports_a_storage_error_of_a_run(tmp_path):
     """What the "new run" job shows: the exception's message, which names the folder."""
-    from app.jobs import run_new
+    from app.work import run_new
 
     blocker = tmp_path / "cache"
     blocker.write_text("x")

@@ -37,7 +37,7 @@ def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, m
                                   "server": {"mode": "shared", "redis_url": "redis://127.0.0.1:1/0"}}))
     script = textwrap.dedent("""
         import json, sys
-        from app.celery_app import celery
+        from app.worker import celery
         names = sorted(n for n in celery.tasks if n.startswith("background_callback_"))
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "open_clip", "timm"))
         print(json.dumps({"tasks": names, "heavy": heavy}))
@@ -55,7 +55,7 @@ def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, m
 
 def test_worker_refuses_a_local_config(tmp_path):
     env = dict(os.environ, FAXPLAINER_CONFIG=str(REPO_ROOT / "configs" / "test.yaml"))
-    r = subprocess.run([sys.executable, "-c", "from app.celery_app import celery"], cwd=REPO_ROOT,
+    r = subprocess.run([sys.executable, "-c", "from app.worker import celery"], cwd=REPO_ROOT,
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "server.mode: shared" in r.stderr
 

@@ -26,8 +26,10 @@ import numpy as np
 import pytest
 
 from app.celery_app import embed_in_shards, make_celery, unacked_tasks
-from app.shared_jobs import EMBED_QUEUE, RUNS_QUEUE
+from app.celery_app import EMBED_QUEUE, RUNS_QUEUE
 from app.shared_stack import SharedStack
+from app import ids
+from app.jobpanel import JobPanel
 from pipeline.store import RunStore
 from tests.fixtures_runs import make_dataset as make_small_dataset
 from tests.integration.test_pipeline_tiny import make_dataset as make_kill_dataset
@@ -35,6 +37,9 @@ from tests.integration.test_pipeline_tiny import make_dataset as make_kill_datas
 from .conftest import PASSWORD, USER, needs_redis, shared_config
 from .dash_client import DashSession
 from .probe_worker import read_records
+
+ATTN_REQUEST = JobPanel.ids.request(ids.ATTN_JOB)
+CONCEPTS_REQUEST = JobPanel.ids.request(ids.CONCEPTS_JOB)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +115,7 @@ def _attention_request(s: DashSession, run: str, indices: list[int]) -> dict:
     r = s.call("attention-content-div.children",
                {"shell-selection-store.data": {"ids": indices, "from": "graph"},
                 "shell-run-store.data": run}, ["shell-selection-store.data"])
-    return r["attention-request-store"]["data"]
+    return r[ATTN_REQUEST]["data"]
 
 
 def test_a_job_through_the_app_runs_in_a_worker_with_progress(stack, shared_run):
@@ -119,8 +124,8 @@ def test_a_job_through_the_app_runs_in_a_worker_with_progress(stack, shared_run)
     request = _attention_request(s, run, [0, 1, 2])
     assert request and request["indices"] == [0, 1, 2]
     result = s.call_background("attention-content-div.children",
-                               {"attention-request-store.data": request}, ["attention-request-store.data"])
-    labels = [p.get("attention-progress-label-div.children") for p in result.progress]
+                               {f"{ATTN_REQUEST}.data": request}, [f"{ATTN_REQUEST}.data"])
+    labels = [p.get(f"{JobPanel.ids.progress_label(ids.ATTN_JOB)}.children") for p in result.progress]
     assert labels and all(isinstance(x, str) and ":" in x for x in labels), result.progress
     content = json.dumps(result.response["attention-content-div"]["children"])
     for i in (0, 1, 2):
@@ -162,14 +167,14 @@ def test_same_request_from_two_sessions_is_computed_once(stack, shared_run):
     values = {"shell-view-store.data": "concepts", "shell-cell-store.data": cell,
               "shell-run-store.data": run}
     requests = [s.call("concepts-content-div.children", values, ["shell-view-store.data"])
-                ["concepts-request-store"]["data"] for s in sessions]
+                [CONCEPTS_REQUEST]["data"] for s in sessions]
     assert requests[0]["nonce"] != requests[1]["nonce"]  # Dash's memo cannot merge them
     before = len(probe_records(stack, "concepts"))
     answers = _together(2, lambda i: sessions[i].call_background(
-        "concepts-content-div.children", {"concepts-request-store.data": requests[i]},
-        ["concepts-request-store.data"]))
+        "concepts-content-div.children", {f"{CONCEPTS_REQUEST}.data": requests[i]},
+        [f"{CONCEPTS_REQUEST}.data"]))
     for a in answers:
-        assert f"concepts of cell {cell}" in json.dumps(a.response["concepts-message-div"])
+        assert f"concepts of cell {cell}" in json.dumps(a.response[JobPanel.ids.message(ids.CONCEPTS_JOB)])
         assert '"data-concept": "0"' in json.dumps(a.response["concepts-content-div"])
     assert len(probe_records(stack, "concepts")) - before == 1
 
@@ -177,8 +182,8 @@ def test_same_request_from_two_sessions_is_computed_once(stack, shared_run):
     chosen = [5, 6, 7, 8]
     requests = [_attention_request(s, run, chosen) for s in sessions]
     answers = _together(2, lambda i: sessions[i].call_background(
-        "attention-content-div.children", {"attention-request-store.data": requests[i]},
-        ["attention-request-store.data"]))
+        "attention-content-div.children", {f"{ATTN_REQUEST}.data": requests[i]},
+        [f"{ATTN_REQUEST}.data"]))
     for a in answers:
         content = json.dumps(a.response["attention-content-div"]["children"])
         assert all(f'"data-index": "{i}"' in content for i in chosen)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from app import artifacts, ids
 from app.context import AppContext
-from app.jobs import new_run_config
+from app.work import new_run_config
 from app.urlstate import ViewState
 from app.views import attention, concepts, images, notes, representation, shell
 from pipeline.notes import NotesStore
@@ -83,11 +83,11 @@ def test_representation_render_and_highlight_patch(ctx):
 
 
 def test_image_view_requests_a_job_then_draws_the_prepared_cell(ctx):
-    fig, shown, request, message, title = images.render(ctx, "fake-run", 1, None, None)
+    fig, shown, message, request = images.JOB.render(ctx, 1, "fake-run", None, pending=None)
     assert shown is None and request["cell"] == 1 and "Preparing" in message
-    assert title.startswith("Cell 1 · 10 images")
+    assert images.title(ctx, "fake-run", 1).startswith("Cell 1 · 10 images")
     progress = Progress()
-    fig, shown, message = images.prepare(ctx, request, progress)
+    fig, shown, message = images.JOB.prepare(ctx, request, progress)
     assert progress.calls[-1] == ("100", "drawing: 1/1", {"display": "block"})  # the report shows the bar
     view = ctx.run("fake-run")
     members = view.cell_members(1).tolist()
@@ -99,14 +99,14 @@ def test_image_view_requests_a_job_then_draws_the_prepared_cell(ctx):
     assert shown["cell"] == 1 and fig.layout.images[0].source.endswith(shown["sprite"] + ".jpg")
     # now cached: drawn at once, with the selection from the store, and a pending job is cleared
     sel = {"ids": members[:2], "from": "state"}
-    fig2, shown2, request2, _, _ = images.render(ctx, "fake-run", 1, sel, pending=request)
+    fig2, shown2, _, request2 = images.JOB.render(ctx, 1, "fake-run", sel, pending=request)
     assert request2 is None and shown2 == shown
     assert sorted(int(fig2.data[0].customdata[p]) for p in fig2.data[0].selectedpoints) == members[:2]
 
 
 def test_selection_patch_only_for_selections_not_drawn_by_the_user(ctx):
-    request = images.render(ctx, "fake-run", 0, None, None)[2]
-    _, shown, _ = images.prepare(ctx, request, Progress())
+    request = images.JOB.render(ctx, 0, "fake-run", None)[-1]
+    _, shown, _ = images.JOB.prepare(ctx, request, Progress())
     members = ctx.run("fake-run").cell_members(0).tolist()
     assert images.selection_patch(ctx, "fake-run", 0, {"ids": members[:1], "from": "graph"},
                                   shown) is no_update
@@ -117,10 +117,10 @@ def test_selection_patch_only_for_selections_not_drawn_by_the_user(ctx):
 
 def test_attention_computes_in_the_job_then_shows_ordered_dimensions_from_cache(ctx):
     sel = {"ids": [0, 3], "from": "graph"}
-    content, request, message = attention.render(ctx, "fake-run", sel, None)
+    content, message, request = attention.JOB.render(ctx, sel, "fake-run", pending=None)
     assert content == [] and request["indices"] == [0, 3] and "Computing" in message
     progress = Progress()
-    content, message = attention.prepare(ctx, request, progress, explain=FAKE_EXPLAIN)
+    content, message = attention.JOB.prepare(ctx, request, progress, explain=FAKE_EXPLAIN)
     assert len(content) == 2 and progress.calls
     for block, index in zip(content, (0, 3)):
         dims = _find(block, "fx-attn-dim")
@@ -131,7 +131,7 @@ def test_attention_computes_in_the_job_then_shows_ordered_dimensions_from_cache(
         assert order == expected.tolist()
         assert "Δ +0.15 · win 80%" in _texts(block)  # dimension 15's faithfulness figures
     # cached now: shown at once, no job
-    content2, request2, _ = attention.render(ctx, "fake-run", sel, pending=request)
+    content2, _, request2 = attention.JOB.render(ctx, sel, "fake-run", pending=request)
     assert len(content2) == 2 and request2 is None
     # the overlay of dimension 5 is bright on its own rows (10, 11); elsewhere it shows the photo
     # (uniform grey 128), muted as every overlay's background is
@@ -144,8 +144,8 @@ def test_attention_computes_in_the_job_then_shows_ordered_dimensions_from_cache(
 
 def test_attention_shows_at_most_eight_images(ctx):
     sel = {"ids": list(range(12)), "from": "graph"}
-    _, request, _ = attention.render(ctx, "fake-run", sel, None)
-    content, message = attention.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
+    request = attention.JOB.render(ctx, sel, "fake-run")[-1]
+    content, message = attention.JOB.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
     assert len(content) == attention.MAX_IMAGES and "first 8 of 12" in message
 
 
@@ -155,29 +155,29 @@ def test_concepts_message_says_when_they_come_from_a_sample(ctx):
         return {**out, "n_images": 200, "n_images_used": 62,
                 "skipped": [{"index": 3, "message": "x"}, {"index": 9, "message": "y"}]}
 
-    _, request, _ = concepts.render(ctx, "fake-run", 1, "concepts", None)
-    content, message = concepts.prepare(ctx, request, Progress(),
-                                        explain=(FAKE_EXPLAIN[0], sampled, FAKE_EXPLAIN[2]))
+    request = concepts.JOB.render(ctx, "concepts", 1, "fake-run")[-1]
+    content, message = concepts.JOB.prepare(ctx, request, Progress(),
+                                            explain=(FAKE_EXPLAIN[0], sampled, FAKE_EXPLAIN[2]))
     assert message == ("3 concepts of cell 1, from a fixed random sample of 64 of its 200 images "
                        "(concepts.max_images); 2 unreadable images left out")
-    assert concepts.render(ctx, "fake-run", 1, "concepts", None)[2] == message  # cached: same words
+    assert concepts.JOB.render(ctx, "concepts", 1, "fake-run")[1] == message  # cached: same words
 
 
 def test_attention_job_reports_errors_in_the_panel(ctx):
     def broken(*a, **k):
         raise RuntimeError("model files missing")
 
-    _, request, _ = attention.render(ctx, "fake-run", {"ids": [1]}, None)
-    content, message = attention.prepare(ctx, request, Progress(),
-                                         explain=(broken, broken, broken))
+    request = attention.JOB.render(ctx, {"ids": [1]}, "fake-run")[-1]
+    content, message = attention.JOB.prepare(ctx, request, Progress(),
+                                             explain=(broken, broken, broken))
     assert content == [] and "model files missing" in _texts(message)
 
 
 def test_concepts_job_then_cached_view_and_patch_paths(ctx):
-    assert concepts.render(ctx, "fake-run", 2, "images", None) == (no_update,) * 3
-    content, request, message = concepts.render(ctx, "fake-run", 2, "concepts", None)
+    assert concepts.JOB.render(ctx, "images", 2, "fake-run") == (no_update,) * 3
+    content, message, request = concepts.JOB.render(ctx, "concepts", 2, "fake-run")
     assert request["cell"] == 2
-    content, message = concepts.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
+    content, message = concepts.JOB.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
     assert len(content) == 3 and message == "3 concepts of cell 2"
     assert "6 segments (50%)" in _texts(content[0])
     view = ctx.run("fake-run")

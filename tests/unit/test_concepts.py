@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 from pipeline.concepts import cut_out, extract_concepts, segment_image
 from pipeline.config import Config, ConceptsConfig, EncoderConfig, to_dict
 from pipeline.encoders import TinyEncoder
-from pipeline.explain_cache import RunModels, get_concepts
+from pipeline.explain_cache import get_concepts
+from pipeline.models import RunModels
 from pipeline.explain_cli import cmd_concepts
 from pipeline.sealed import is_intact, read_sealed_json
 from pipeline.head import DistilledHead, HeadModule

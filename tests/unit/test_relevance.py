@@ -14,12 +14,13 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torchvision import transforms
 
-from pipeline import explain_cache
+from pipeline import models
 from pipeline.config import Config, EncoderConfig, RelevanceConfig, to_dict
 from pipeline.data import BadImageError
 from pipeline.encoders import TinyEncoder
 from pipeline.encoders.base import Encoder, EncoderInfo
-from pipeline.explain_cache import RunModels, get_faithfulness, get_maps
+from pipeline.explain_cache import get_faithfulness, get_maps
+from pipeline.models import RunModels
 from pipeline.faithfulness import deletion_check
 from pipeline.head import DistilledHead, HeadModule
 from pipeline.project import ProjectionModule, VisionOnlyProjection
@@ -254,8 +255,8 @@ def write_tiny_run(root: Path, n_images: int = 4, relevance: RelevanceConfig = R
     projection = VisionOnlyProjection.from_state({"in_dim": 32, "out_dim": 32,
                                                   "weight": projection_module.linear.weight.detach()})
     head = DistilledHead.from_state({"in_dim": 32, "dim": 16, "state_dict": head_module.state_dict()})
-    torch.save(projection.state(), run / "projection.pt")
-    torch.save(head.state(), run / "head.pt")
+    store.save_torch("projection.pt", projection.state())
+    store.save_torch("head.pt", head.state())
     return run, RunModels(encoder, projection_module, head_module)
 
 
@@ -319,17 +320,17 @@ def test_get_faithfulness_is_cached(tmp_path):
 
 
 def test_cli_explain_through_the_runner(tmp_path):
-    """The default path: models loaded by pipeline.runner from the run folder (LRU-cached)."""
+    """The default path: models loaded by pipeline.models from the run folder (kept per process)."""
     from pipeline.explain_cli import cmd_explain
 
     run, _ = write_tiny_run(tmp_path)
-    explain_cache._load_models.cache_clear()
+    models.clear_cache()
     written = cmd_explain(run, ["id1"], tmp_path / "out")
     assert len(written) == 18
     names = {p.name for p in written}
     assert {"aggregate.png", "sheet.png", "dim-00.png", "dim-15.png"} <= names
     assert Image.open(tmp_path / "out" / "id1" / "dim-03.png").size == (224, 224)
-    assert explain_cache.load_models(run) is explain_cache.load_models(run)
+    assert models.load_run_models(run) is models.load_run_models(run)
     with pytest.raises(ValueError, match="nope"):
         cmd_explain(run, ["nope"], tmp_path / "out")
     (tmp_path / "data" / "0_real" / "img2.png").write_bytes(b"")  # a bad file: skipped, said why

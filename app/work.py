@@ -1,67 +1,71 @@
-"""Background jobs of the shared server (Celery on Redis), and computations that run once.
+"""The work the app's jobs do, whichever manager runs them (``app.jobs``): new runs and
+explanations, each computed once when several jobs ask for the same thing at once.
 
-Shared mode (``cfg.server.mode == "shared"``) replaces the two ``DiskcacheManager`` s of
-:mod:`app.jobs` with Dash's ``CeleryManager`` bound to the Redis of ``cfg.server.redis_url``:
-
-* ``views`` jobs (a cell's grid, relevance maps, concepts) go to the Celery queue
-  :data:`VIEWS_QUEUE`, served by ``cfg.server.job_workers`` worker processes;
-* ``runs`` (a whole pipeline run) go to :data:`RUNS_QUEUE`, served by one process, so that a long
-  run never holds up the views of the other analysts.
-
-Two analysts asking for the same thing at once would start two jobs (each request carries a
-nonce, see :mod:`app.jobs`). The wrappers here make the expensive part run once: they hold a lock
-(:mod:`pipeline.locks`, files beside the artifacts) around the cached getters of
-``pipeline.explain_cache`` and around a run, so the second job waits and then reads what the first
-one wrote. They work in local mode too (several browser tabs).
+Two analysts on one shared server (or two browser tabs) asking for the same maps, the same cell's
+concepts or grid, or the same run start two jobs (each request carries a nonce, ``app.jobpanel``).
+The wrappers here make the expensive part run once: they hold a lock (:mod:`pipeline.locks`, files
+beside the artifacts) around the cached getters of ``pipeline.explain_cache`` and around a run,
+so the second job waits and then reads what the first one wrote.
 """
 from __future__ import annotations
 
 import functools
-import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pipeline.config import Config
+from pipeline.config import Config, with_data
 from pipeline.locks import Locks, each_once, once, run_locks
 
-log = logging.getLogger("faxplainer.jobs")
 
-VIEWS_QUEUE = "faxplainer-views"
-RUNS_QUEUE = "faxplainer-runs"
-EMBED_QUEUE = "faxplainer-embed"  # shards of a data set's embedding (app.celery_app embed)
-JOB_EXPIRE_S = 24 * 3600
-
-
-# -- Celery managers ------------------------------------------------------------------------------
-def make_shared_managers(cfg: Config):
-    """``app.jobs.Managers`` whose jobs run in Celery workers (``views`` memoised and salted)."""
-    from .celery_app import celery_for
-    from .jobs import Managers
-
-    celery = celery_for(cfg)
-    salt = cfg.fingerprint()
-    views = queued_manager(celery, VIEWS_QUEUE, cache_by=[lambda: salt], expire=JOB_EXPIRE_S)
-    runs = queued_manager(celery, RUNS_QUEUE)
-    return Managers(views=views, runs=runs)
+def split_names(text: str | None) -> tuple[str, ...] | None:
+    """``"bird, cat"`` -> ``("bird", "cat")``; empty -> None (= all)."""
+    items = tuple(t.strip() for t in (text or "").replace(";", ",").split(",") if t.strip())
+    return items or None
 
 
-def queued_manager(celery, queue: str, cache_by=None, expire=None):
-    """A ``dash.CeleryManager`` that sends its jobs to the Celery queue ``queue``."""
-    from dash import CeleryManager
+def new_run_config(cfg: Config, path_text: str | None, categories: str | None,
+                   generators: str | None) -> Config:
+    """``cfg`` for the data the "new run" panel names (``pipeline.config.with_data``): a folder
+    or a CSV manifest typed by the user (empty keeps the configured data, or the demo set);
+    ``categories`` / ``generators`` are comma-separated names to keep (empty = all).
 
-    class QueuedCeleryManager(CeleryManager):
-        def call_job_fn(self, key, job_fn, args, context):
-            task = job_fn.apply_async((key, self._make_progress_key(key), args, context),
-                                      queue=queue)
-            return task.task_id
-
-    manager = QueuedCeleryManager(celery, cache_by=cache_by, expire=expire)
-    manager.queue = queue
-    return manager
+    Raises
+    ------
+    ValueError
+        The path does not exist or is neither a folder nor a ``.csv`` manifest.
+    """
+    return with_data(cfg, path_text, split_names(categories), split_names(generators))
 
 
-# -- computations that run once ---------------------------------------------------------------------
+def run_new(cfg: Config, progress: Callable[[str, int, int], None]) -> str:
+    """Run the whole pipeline on ``cfg`` (demo set when no data is configured); returns the run id.
+
+    Two requests for the same run at once compute it once: the second waits for the first
+    (:func:`run_lock`) and then reuses the finished run.
+    """
+    from pipeline.runner import run_pipeline
+
+    with run_lock(cfg):
+        if not cfg.data.root and not cfg.data.manifest:
+            from pipeline.demo import ensure_demo_config
+
+            cfg = ensure_demo_config(cfg, log=lambda *_: None, progress=progress)
+        return run_pipeline(cfg, progress=progress).run_id
+
+
+def explain_functions() -> tuple[Callable, Callable, Callable]:
+    """``(get_maps, get_concepts, get_faithfulness)`` of ``pipeline.explain_cache``, each run once.
+
+    Looked up at call time (inside the job process), so the torch stack is never imported by the
+    web process, and tests can substitute the functions.
+    """
+    from pipeline import explain_cache
+
+    return explain_once(explain_cache.get_maps, explain_cache.get_concepts,
+                        explain_cache.get_faithfulness)
+
+
 def explain_once(get_maps: Callable, get_concepts: Callable, get_faithfulness: Callable
                  ) -> tuple[Callable, Callable, Callable]:
     """The three cached getters of ``pipeline.explain_cache``, each computing a thing only once.

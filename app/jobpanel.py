@@ -1,0 +1,142 @@
+"""A view whose content may have to be computed first, as one component: :class:`JobPanel` in the
+layout and :class:`JobView` for its two callbacks (the Dash docs' All-in-One component shape).
+
+The image grid, the attention maps and the concepts each show something that is either on disk
+already (shown at once) or computed by a background job with a progress bar. A view supplies two
+functions and nothing else:
+
+* ``show(ctx, *inputs)``: what to display now: :class:`Ready` (values for the view's outputs and
+  a message), :class:`Job` (a request for the background job, placeholders and a message), or
+  None (leave everything as it is);
+* ``compute(ctx, view, request, progress, **kw)``: the job: returns ``(values, message)``.
+
+:class:`JobView` registers the plain *render* callback on the view's inputs and the background
+*prepare* callback on the panel's request store, and owns the glue every view needs: a fresh
+nonce per request (the files on disk say what is ready, Dash remembers no result: ``app.jobs``);
+clearing a pending request when something is shown from disk, so that Dash cancels the older job
+and it cannot overwrite what is on screen; a run that cannot be opened; an error turned into a
+message in the panel (the app stays usable); progress reports that show the bar.
+
+Ids: the panel's ids are built from its name by :class:`JobPanel.ids` (plain strings, so browser
+tests and the load test address them like every other id; no ``MATCH`` is needed since each
+panel's callbacks are its own).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from dash import Input, Output, State, dcc, html, no_update
+
+from .jobs import view_job, view_progress
+
+
+class JobPanel(html.Div):
+    """Progress bar and label, message line, the view's own content, and the request store.
+
+    Parameters
+    ----------
+    name : the panel's name (``app.ids``: ``IMAGES_JOB``, ...), from which its ids are built.
+    content : the view's own components (its outputs), placed under the message line.
+    """
+
+    class ids:
+        """Ids of the panel named ``name``, one builder per part."""
+
+        progress = staticmethod(lambda name: f"{name}-job-progress")
+        progress_label = staticmethod(lambda name: f"{name}-job-progress-label")
+        progress_wrap = staticmethod(lambda name: f"{name}-job-progress-wrap")
+        message = staticmethod(lambda name: f"{name}-job-message")
+        request = staticmethod(lambda name: f"{name}-job-request-store")
+
+    def __init__(self, name: str, content: Sequence[Any] = (), **div_props):
+        ids = self.ids
+        super().__init__([
+            html.Div(id=ids.progress_wrap(name), style={"display": "none"}, children=[
+                html.Progress(id=ids.progress(name), max="100", value="0"),
+                html.Div(id=ids.progress_label(name), className="fx-progress-label"),
+            ]),
+            html.Div(id=ids.message(name), className="fx-message"),
+            *content,
+            dcc.Store(id=ids.request(name)),
+        ], **div_props)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Shown now: ``values`` for the view's outputs, and the panel's message."""
+
+    values: tuple
+    message: Any = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """To compute: ``request`` (JSON-able, with the ``run`` id) for the background job;
+    ``values`` shown meanwhile; the panel's message."""
+
+    request: dict
+    values: tuple
+    message: Any = ""
+
+
+class JobView:
+    """The two callbacks of a :class:`JobPanel` (module docstring).
+
+    Parameters
+    ----------
+    name : the panel's name.
+    outputs : ``(component id, property)`` of the view's own outputs, in the order of ``values``.
+    show : ``show(ctx, *inputs) -> Ready | Job | None``.
+    compute : ``compute(ctx, view, request, progress, **kw) -> (values, message)``; ``view`` is
+        the request's run (``app.runs.RunView``), ``progress(stage, done, total)``.
+    blank : values when nothing can be shown (the run is gone, the job failed).
+    failure : start of the message when the job raises, e.g. "Could not compute the maps".
+    """
+
+    def __init__(self, name: str, outputs: Sequence[tuple[str, str]], show: Callable, compute: Callable,
+                 blank: tuple, failure: str):
+        self.name, self.outputs, self.show, self.compute = name, list(outputs), show, compute
+        self.blank, self.failure = tuple(blank), failure
+
+    def render(self, ctx, *inputs, pending=None) -> tuple:
+        """The render callback's body: ``(*values, message, request)``."""
+        result = self.show(ctx, *inputs)
+        if result is None:
+            return (no_update,) * (len(self.outputs) + 2)
+        if isinstance(result, Job):
+            return (*result.values, result.message, {**result.request, "nonce": uuid.uuid4().hex})
+        return (*result.values, result.message, None if pending else no_update)
+
+    def prepare(self, ctx, request: dict | None, set_progress: Callable, **kwargs) -> tuple:
+        """The background job's body: ``(*values, message)``."""
+        if not request:
+            return (no_update,) * (len(self.outputs) + 1)
+        view = ctx.run(request.get("run"))
+        if view is None:
+            return (*self.blank, html.Span(f"Run {request.get('run')} cannot be opened.",
+                                           className="fx-error"))
+        try:
+            values, message = self.compute(ctx, view, request, view_progress(set_progress), **kwargs)
+        except Exception as e:  # reported in the panel; the app stays usable
+            return (*self.blank, html.Span(f"{self.failure}: {type(e).__name__}: {e}",
+                                           className="fx-error"))
+        return (*values, message)
+
+    def register(self, app, ctx, manager, inputs: Sequence[Input | State]) -> None:
+        """Register both callbacks; ``inputs`` are the render callback's Inputs and States."""
+        ids, name = JobPanel.ids, self.name
+
+        @app.callback(*[Output(c, p) for c, p in self.outputs], Output(ids.message(name), "children"),
+                      Output(ids.request(name), "data"), *inputs, State(ids.request(name), "data"))
+        def _render(*args):
+            return self.render(ctx, *args[:-1], pending=args[-1])
+
+        @app.callback(*[Output(c, p, allow_duplicate=True) for c, p in self.outputs],
+                      Output(ids.message(name), "children", allow_duplicate=True),
+                      Input(ids.request(name), "data"),
+                      **view_job(manager, ids.progress(name), ids.progress_label(name),
+                                 ids.progress_wrap(name)))
+        def _prepare(set_progress, request):
+            return self.prepare(ctx, request, set_progress)

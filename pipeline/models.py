@@ -1,0 +1,144 @@
+"""One front door for a run's models: its encoder, frozen projection and head, and its config.
+
+Every use of a finished run's models goes through :func:`load_run_models`, as open_clip's
+``create_model_and_transforms`` is its single front door: relevance maps, the deletion check and
+concepts (``pipeline.explain_cache``), the CLI's explanations, and scoring new images. It loads the
+encoder the run was computed with (shared per process, ``pipeline.encoders.shared_encoder``) and
+the run's ``projection.pt`` and ``head.pt`` (checked against their checksums by
+``pipeline.store.RunStore``), frozen and on the encoder's device, and keeps the last two runs per
+process, keyed by the run folder, the models' fingerprint and the device.
+
+The functions that explain keep their explicit ``(encoder, projection, head, ...)`` arguments
+(``pipeline.relevance``, ``pipeline.concepts``); :class:`RunModels` only bundles them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .config import Config
+from .encoders import shared_encoder
+from .head import DistilledHead
+from .project import VisionOnlyProjection
+from .store import HEAD, PROJECTION, RunStore, hash_obj, sha256_file
+
+log = logging.getLogger("faxplainer")
+
+SCORE_BATCH = 65536  # embeddings scored per step (the head and projection are small)
+
+
+@dataclass(frozen=True, eq=False)
+class RunModels:
+    """The models a run was computed with, ready for ``pipeline.relevance`` and for scoring.
+
+    ``lock`` (the encoder's) serialises explanations that share these modules within a process:
+    attention taps temporarily replace the encoder's attention forwards, so two threads must not
+    tap at once, even for two runs on the same (shared) encoder.
+    """
+
+    encoder: object  # pipeline.encoders.base.Encoder
+    projection: nn.Module  # (B, D) embeddings -> (B, 256) vision-only features
+    head: nn.Module  # (B, 256) features -> ((B, 16) z, (B,) logit)
+    config: Config | None = None  # the run's configuration
+
+    @property
+    def lock(self):
+        return self.encoder.lock
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    def score(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Encoder embeddings (N, D) -> (z16 (N, K), logit (N,)) as float32 numpy arrays."""
+        emb = np.asarray(embeddings, dtype=np.float32)
+        z_parts, logit_parts = [], []
+        with torch.inference_mode():
+            for start in range(0, len(emb), SCORE_BATCH):
+                x = torch.as_tensor(emb[start:start + SCORE_BATCH], device=self.device)
+                z, logit = self.head(self.projection(x))
+                z_parts.append(z.float().cpu().numpy())
+                logit_parts.append(logit.float().cpu().numpy())
+        if not z_parts:
+            dim = self.head.to16.out_features if hasattr(self.head, "to16") else 0
+            return np.zeros((0, dim), np.float32), np.zeros(0, np.float32)
+        return np.concatenate(z_parts), np.concatenate(logit_parts)
+
+    def score_images(self, images: Sequence[Image.Image], batch_size: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """RGB images -> (z16, logit), through the encoder's own preprocessing (no cache)."""
+        from .embed import embed_pil
+
+        size = batch_size or (self.config.encoder.batch_size if self.config else 64)
+        return self.score(embed_pil(self.encoder, list(images), batch_size=size))
+
+
+def frozen(module: nn.Module, device) -> nn.Module:
+    """``module`` in eval mode on ``device`` with gradients off for its parameters (the maps need
+    gradients of the activations only)."""
+    module = module.to(device).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def model_fingerprint(run_dir: str | Path) -> str:
+    """Changes when the encoder, the projection or the head of the run change."""
+    run = Path(run_dir)
+    meta = RunStore(run).read_meta()
+    parts = {"encoder": (meta.get("encoder") or {}).get("fingerprint")}
+    for name in (PROJECTION, HEAD):
+        parts[name] = sha256_file(run / name) if (run / name).exists() else None
+    return hash_obj(parts)[:16]
+
+
+def load_run_models(run_dir: str | Path, device: str | None = None) -> RunModels:
+    """The models of the run in ``run_dir``, loaded once per process (the last two runs kept).
+
+    Parameters
+    ----------
+    run_dir : the run folder.
+    device : ``cpu``, ``cuda`` or ``auto``; default: the run's ``encoder.device``.
+
+    Raises
+    ------
+    pipeline.store.ArtifactError
+        A model file is missing or fails its checksum.
+    """
+    run = Path(run_dir).resolve()
+    device = device or RunStore(run).config().encoder.device
+    return _load(str(run), model_fingerprint(run), device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(run_dir: str, fingerprint: str, device: str) -> RunModels:
+    return read_models(run_dir, device)
+
+
+def read_models(run_dir: str | Path, device: str) -> RunModels:
+    """Load the run's models from disk (uncached; :func:`load_run_models` keeps them)."""
+    store = RunStore(run_dir)
+    meta = store.read_meta()
+    cfg = store.config()
+    encoder_name = (meta.get("encoder") or {}).get("name") or cfg.encoder.name
+    enc_cfg = dataclasses.replace(cfg.encoder, name=encoder_name, device=device)
+    encoder = shared_encoder(enc_cfg, cfg.cache_path, log=log.info)
+    if encoder.info.fingerprint != (meta.get("encoder") or {}).get("fingerprint"):
+        log.warning("encoder weights differ from the ones run %s was computed with", store.run_id)
+    projection = VisionOnlyProjection.from_state(store.load_torch(PROJECTION)).torch_module()
+    head = DistilledHead.from_state(store.load_torch(HEAD)).torch_module()
+    return RunModels(encoder, frozen(projection, encoder.device), frozen(head, encoder.device), cfg)
+
+
+def clear_cache() -> None:
+    """Forget the loaded runs (tests; a process that must reload changed weights)."""
+    _load.cache_clear()

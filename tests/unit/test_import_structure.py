@@ -1,0 +1,98 @@
+"""The import structure: no cycle among the modules of ``app/`` and ``pipeline/`` (counting imports
+inside functions, which can hide a cycle until the day they run), and ``pipeline/`` never imports
+Dash or the app."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from pipeline.config import REPO_ROOT
+
+PACKAGES = ("app", "pipeline")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Modules of ``app``/``pipeline`` that ``path`` imports anywhere (top level or in functions)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{a.name}" for a in node.names)  # "from . import views"
+    return {m for m in found if m.split(".")[0] in PACKAGES}
+
+
+def graph() -> dict[str, set[str]]:
+    files = [p for pkg in PACKAGES for p in (REPO_ROOT / pkg).rglob("*.py")]
+    modules = {module_name(p): p for p in files}
+    edges = {}
+    for name, path in modules.items():
+        # "from app.views import images" names a module; "from app.jobs import view_job" a name in one
+        edges[name] = {m if m in modules else m.rpartition(".")[0] for m in imports_of(path)}
+        edges[name] = {m for m in edges[name] if m in modules and m != name}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component of more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_finds_a_planted_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_in_app_or_pipeline():
+    edges = graph()
+    assert "app.main" in edges["app.worker"] and "app.jobs" in edges["app.main"]  # it sees the code
+    assert cycles(edges) == []
+
+
+def test_pipeline_never_imports_dash_or_the_app():
+    for path in (REPO_ROOT / "pipeline").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not [n for n in names if n.split(".")[0] in ("dash", "app", "flask")], path
