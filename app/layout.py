@@ -16,6 +16,7 @@ def build(ctx: AppContext) -> html.Div:
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.STORE_RUN), dcc.Store(id=ids.STORE_CELL),
         dcc.Store(id=ids.STORE_SEL), dcc.Store(id=ids.STORE_VIEW),
+        dcc.Store(id=ids.STORE_VIEWER), dcc.Store(id=ids.STORE_FILTER), dcc.Store(id=ids.STORE_HIGHLIGHT),
         shell.navbar(ctx),
         html.Div(id=ids.FALLBACK_NOTICE, className="fx-notice", style={"display": "none"}),
         shell.new_run_panel(ctx),
