@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.grid import arrange
-from pipeline.overlays import overlay_relevance, overlay_signed
+from pipeline.overlays import FAKE_RGB, REAL_RGB, overlay_relevance, overlay_signed
 from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
 
 from .runs import RunView
@@ -37,6 +37,8 @@ Progress = Callable[[str, int, int], None]
 SPRITE_BUDGET = 4096  # largest side of a sprite, in pixels
 FRAME_RIGHT = (44, 160, 44)  # green frame: the prediction is right
 FRAME_WRONG = (214, 39, 40)  # red frame: the prediction is wrong
+LABEL_BADGES = (("R", REAL_RGB), ("F", FAKE_RGB))  # corner badge: the image's label
+SPRITE_VERSION = 2  # bump when the drawing of sprites changes (2: label badges, dashed empty slots)
 DIM_SIZE = 112  # side of a per-dimension overlay
 
 
@@ -88,10 +90,12 @@ def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress |
     order = np.where(local >= 0, members[np.maximum(local, 0)], -1)
     rows, cols = order.shape
     tile = tile_size(rows, cols)
-    key = hashlib.sha1(f"{view.cache_key()}|{cell}|{tile}|".encode() + order.tobytes()).hexdigest()[:20]
+    key = hashlib.sha1(f"{view.cache_key()}|{cell}|{tile}|{SPRITE_VERSION}|".encode()
+                       + order.tobytes()).hexdigest()[:20]
     frames = {int(i): (FRAME_RIGHT if view.correct[i] else FRAME_WRONG) for i in members}
+    badges = {int(i): LABEL_BADGES[int(view.label[i])] for i in members}
     progress("drawing", 0, 1)
-    view.images.compose_sprite(order, tile, frames, sprite_path(cache_dir, key))
+    view.images.compose_sprite(order, tile, frames, sprite_path(cache_dir, key), badges=badges)
     grid = {"run_id": view.run_id, "cell": int(cell), "rows": rows, "cols": cols, "tile": tile,
             "order": order.ravel().tolist(), "sprite": key, "n": int(len(members))}
     write_sealed_json(grid_path(cache_dir, cell), grid)

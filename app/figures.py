@@ -355,20 +355,38 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
         x=px, y=py, mode="markers", customdata=idx.tolist(), text=hover, name="images",
         hoverinfo="none",  # the app's tooltip shows the thumbnail and this text
         marker=dict(size=marker_px, color="rgba(255,255,255,0)", symbol="square"),
-        selected=dict(marker=dict(color="rgba(255,215,0,0.85)")),
+        # a selection is drawn as outlines around the tiles (selection_shapes), never over them
+        selected=dict(marker=dict(color="rgba(0,0,0,0)")),
         unselected=dict(marker=dict(opacity=0)),
         selectedpoints=sel))
     fig.update_layout(
         images=[dict(source=sprite_url, xref="x", yref="y", x=0, y=0, sizex=cols, sizey=rows,
                      xanchor="left", yanchor="top", sizing="stretch", layer="below")],
+        shapes=selection_shapes(grid, selected),
         xaxis=dict(range=[0, cols], showgrid=False, zeroline=False, showticklabels=False,
                    constrain="domain"),
         yaxis=dict(range=[-rows, 0], showgrid=False, zeroline=False, showticklabels=False,
                    scaleanchor="x", scaleratio=1, constrain="domain"),
         margin=dict(l=4, r=4, t=4, b=4), dragmode="select", hovermode="closest",
-        plot_bgcolor="rgb(60,60,60)", paper_bgcolor="white", showlegend=False,
+        plot_bgcolor="rgb(250,250,250)", paper_bgcolor="white", showlegend=False,
         uirevision=f"{grid.get('run_id')}-{grid.get('cell')}")
     return fig
+
+
+SELECTION_COLOUR = "#ffd60a"  # outline of selected tiles: apart from the green/red frames
+MAX_OUTLINES = 1000  # outlines drawn at most (a larger selection still selects every image)
+
+
+def selection_shapes(grid: dict, selected: list[int] | None) -> list[dict]:
+    """Outlines around the selected images' tiles (layout shapes in the grid's data units)."""
+    if not selected:
+        return []
+    cols = int(grid["cols"])
+    want = set(int(i) for i in selected)
+    slots = [s for s, i in enumerate(grid["order"]) if i in want][:MAX_OUTLINES]
+    return [dict(type="rect", xref="x", yref="y", x0=s % cols + 0.03, x1=s % cols + 0.97,
+                 y0=-(s // cols) - 0.03, y1=-(s // cols) - 0.97, layer="above",
+                 line=dict(color=SELECTION_COLOUR, width=3)) for s in slots]
 
 
 def selected_positions(slot_indices, selected: list[int] | None) -> list[int] | None:

@@ -50,7 +50,9 @@ VIEW_TOGGLE = "images-view-radio"
 
 # -- attention view ---------------------------------------------------------------------------
 ATTN_JOB = "attention"  # its job panel
+ATTN_PANEL = "attention-panel-div"
 ATTN_CONTENT = "attention-content-div"
+ATTN_SCROLL = "attention-scroll-store"  # output of the clientside scroll into view
 
 # -- concept view -----------------------------------------------------------------------------
 CONCEPTS_JOB = "concepts"  # its job panel
@@ -76,6 +78,12 @@ def note_jump(note_id: str | object) -> dict:
 def note_delete(note_id: str | object) -> dict:
     """Button that deletes a note."""
     return {"type": "notes-delete-button", "index": note_id}
+
+
+def attention_map(index: int | object, dim: int | str | object) -> dict:
+    """A clickable map of the attention matrix: image ``index``, dimension ``dim`` (or "image",
+    "aggregate"); a click opens it in the image viewer."""
+    return {"type": "attention-map-button", "index": index, "dim": dim}
 
 
 def concept_profile(k: int | object) -> dict:

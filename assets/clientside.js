@@ -15,6 +15,15 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       }
       var src = "/files/thumb/" + encodeURIComponent(run) + "/" + parseInt(index, 10) + ".jpg";
       return [true, p.bbox, src, p.text || ""];
+    },
+    /* Attention view: when the analyst selects images in the grid, bring the (below the fold)
+       attention panel into view, where their maps appear. */
+    scrollToAttention: function (sel, panelId) {
+      if (sel && sel.from === "graph" && sel.ids && sel.ids.length) {
+        var panel = document.getElementById(panelId);
+        if (panel) { panel.scrollIntoView({behavior: "smooth", block: "start"}); }
+      }
+      return window.dash_clientside.no_update;
     }
   }
 });

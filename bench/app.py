@@ -267,12 +267,14 @@ def bench_attention(tmp: Path):
     data = make_dataset(tmp / "data", n_per_folder=4)
     run_id = run_pipeline_cli(data, tmp / "runs", tmp / "model-cache")
     ctx = AppContext(from_dict({"runs_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")}))
-    sel = {"ids": list(range(8)), "from": "graph"}
-    request = attention.JOB.render(ctx, sel, run_id)[-1]
+    view = ctx.run(run_id)
+    cell = max(view.cell_ids(), key=lambda c: len(view.cell_members(c)))
+    sel = {"ids": view.cell_members(cell).tolist()[:8], "from": "graph"}
+    request = attention.JOB.render(ctx, sel, run_id, cell)[-1]
     t0 = time.perf_counter()
     content, message = attention.JOB.prepare(ctx, request, lambda _p: None)
     t_uncached = time.perf_counter() - t0
-    assert len(content) == 8, message
+    assert len(sel["ids"]) == 8 and content, message
     # maps cached by explain_cache, overlays not drawn yet (e.g. a cleared app cache)
     import shutil
 
@@ -282,7 +284,7 @@ def bench_attention(tmp: Path):
     t_redraw = time.perf_counter() - t0
 
     def cached():
-        children = attention.JOB.render(ctx, sel, run_id)[0]
+        children = attention.JOB.render(ctx, sel, run_id, cell)[0]
         from dash._utils import to_json
 
         return to_json(children)

@@ -23,6 +23,13 @@ from pipeline.relevance import Progress, RelevanceResult
 FILLS = ("zero", "mean")
 
 
+def passes_deletion_check(gain: float, win_rate: float) -> bool:
+    """Whether a dimension's maps pass the check: hiding what they point at changes the dimension
+    more than hiding random patches, on average (``gain > 0``) and on most images
+    (``win_rate > 0.5``). A failing dimension's maps do not show what it depends on."""
+    return gain > 0 and win_rate > 0.5
+
+
 @dataclass(frozen=True, eq=False)
 class DeletionReport:
     """Changes of every dimension under relevant and random masking.

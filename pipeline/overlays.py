@@ -26,6 +26,11 @@ REAL_RGB = (31, 119, 180)  # plotly/tab10 blue: real
 FAKE_RGB = (255, 127, 14)  # plotly/tab10 orange: fake
 
 
+def colour_scale(anchors: np.ndarray = _INFERNO) -> list[str]:
+    """CSS colours of the relevance map's anchors, low to high (for a colour bar)."""
+    return [f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in anchors]
+
+
 def colorize(values: np.ndarray, anchors: np.ndarray = _INFERNO) -> np.ndarray:
     """(H, W) values in [0, 1] -> (H, W, 3) uint8 colours by piecewise-linear interpolation."""
     v = np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0) * (len(anchors) - 1)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .config import DataConfig
 from .data import BadImageError, PathRefused, load_image_rgb
@@ -30,6 +30,9 @@ from .store import RunStore, atomic_write_bytes
 
 THUMB_SIZE = 128  # pixels, side of the cached square thumbnails
 BACKGROUND = (236, 236, 236)  # letterbox colour around non-square images
+SPRITE_BACKGROUND = (250, 250, 250)  # between tiles and in empty slots of a sprite
+EMPTY_SLOT = (175, 175, 175)  # dashed outline of an empty grid slot
+_BADGE_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",)
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -51,6 +54,28 @@ def _placeholder(size: int) -> Image.Image:
     draw.line((0, 0, size, size), fill=(90, 90, 90), width=max(1, size // 32))
     draw.line((0, size, size, 0), fill=(90, 90, 90), width=max(1, size // 32))
     return im
+
+
+def _badge_font(size: int):
+    """A bold font for badge letters of ``size`` px, or None when the letter would not be legible
+    (the badge's colour still tells)."""
+    if size < 11:
+        return None
+    for path in _BADGE_FONTS:
+        try:
+            return ImageFont.truetype(path, int(size * 0.8))
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def _dashed_square(draw: ImageDraw.ImageDraw, x: int, y: int, side: int, rgb, dash: int = 4) -> None:
+    for t in range(0, side, 2 * dash):
+        e = min(t + dash, side) - 1
+        draw.line((x + t, y, x + e, y), fill=rgb)
+        draw.line((x + t, y + side - 1, x + e, y + side - 1), fill=rgb)
+        draw.line((x, y + t, x, y + e), fill=rgb)
+        draw.line((x + side - 1, y + t, x + side - 1, y + e), fill=rgb)
 
 
 def open_image_reduced(path: Path, max_side: int, max_pixels: int) -> Image.Image:
@@ -175,21 +200,28 @@ class RunImages:
         return open_image_reduced(self.source_path(index), max_side, self.max_pixels)
 
     def compose_sprite(self, order: np.ndarray, tile: int, frame_colors: Mapping[int, Sequence[int]],
-                       out_path: str | Path, frame_width: int | None = None,
-                       quality: int = 85) -> Path:
+                       out_path: str | Path, frame_width: int | None = None, quality: int = 85,
+                       badges: Mapping[int, tuple[str, Sequence[int]]] | None = None) -> Path:
         """Draw the thumbnails of ``order`` (``(rows, cols)`` indices, -1 = empty) into one JPEG.
 
         Each thumbnail is scaled into a ``tile`` x ``tile`` slot and framed in
-        ``frame_colors[index]`` (RGB). Missing thumbnails are generated first.
+        ``frame_colors[index]`` (RGB); ``badges[index] = (letter, RGB)`` puts a small corner badge
+        on it (the app: R / F for the image's label). Empty slots are drawn as dashed outlines on
+        the light background, so they cannot be mistaken for images that failed to load (those
+        show a crossed placeholder). Missing thumbnails are generated first.
         """
         order = np.asarray(order)
         rows, cols = order.shape
         fw = frame_width if frame_width is not None else max(2, tile // 14)
         inner = max(1, tile - 2 * fw)
-        sheet = Image.new("RGB", (max(1, cols * tile), max(1, rows * tile)), (60, 60, 60))
+        sheet = Image.new("RGB", (max(1, cols * tile), max(1, rows * tile)), SPRITE_BACKGROUND)
         draw = ImageDraw.Draw(sheet)
+        badge = max(7, tile // 5)
+        font = _badge_font(badge)
         for (r, c), index in np.ndenumerate(order):
+            x0, y0 = c * tile, r * tile
             if index < 0:
+                _dashed_square(draw, x0 + fw, y0 + fw, inner, EMPTY_SLOT)
                 continue
             path = self.thumbnail(int(index))
             with Image.open(path) as im:
@@ -198,10 +230,16 @@ class RunImages:
                 im = im.convert("RGB")
                 if im.size != (inner, inner):
                     im = im.resize((inner, inner), Image.Resampling.BILINEAR)
-            x0, y0 = c * tile, r * tile
             color = tuple(int(v) for v in frame_colors.get(int(index), (128, 128, 128)))
             draw.rectangle((x0, y0, x0 + tile - 1, y0 + tile - 1), fill=color)
             sheet.paste(im, (x0 + fw, y0 + fw))
+            if badges and int(index) in badges:
+                letter, rgb = badges[int(index)]
+                bx, by = x0 + fw, y0 + fw
+                draw.rectangle((bx, by, bx + badge - 1, by + badge - 1), fill=tuple(int(v) for v in rgb))
+                if font is not None:
+                    draw.text((bx + badge / 2, by + badge / 2), letter, fill=(255, 255, 255), font=font,
+                              anchor="mm")
         out_path = Path(out_path)
         write_sealed(out_path, _encode_jpeg(sheet, quality))
         return out_path

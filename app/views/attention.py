@@ -1,30 +1,40 @@
-"""Attention view: for each selected image, the image, its aggregate relevance map and its 16
-per-dimension maps (Chefer et al. 2021 rollout, computed by ``pipeline.explain_cache``).
+"""Attention view: the selected images' relevance maps as a matrix (Chefer et al. 2021 rollout,
+computed by ``pipeline.explain_cache``).
 
-Dimensions are ordered by how much they push the logit towards the predicted class and labelled
-with that contribution; each also shows its faithfulness figures from the deletion check
-(``pipeline.faithfulness``). Maps not computed yet are computed in a background job with a
-progress bar; cached ones show at once (the callback only writes image URLs).
+Rows are the selected images; columns are the 16 dimensions in ONE order for the whole selection
+(by mean |contribution to the logit| over it), so a column reads down: what one dimension looks at
+in each image. A summary row on top shows the selection's mean contribution per dimension (orange
+pushes towards fake, blue towards real), and each column states once, in words, whether its maps
+pass the deletion check (``pipeline.faithfulness``): a failing dimension is marked, and its maps
+should not be read as "what the model looks at". Clicking a map opens it in the image viewer.
+Maps not computed yet are computed in a background job with a progress bar; cached ones show at
+once (the callback only writes image URLs).
 """
 from __future__ import annotations
 
-from dash import Input, State, html
+import numpy as np
+from dash import ALL, ClientsideFunction, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+
+from pipeline.faithfulness import passes_deletion_check
+from pipeline.overlays import FAKE_RGB, REAL_RGB, colour_scale
 
 from .. import artifacts, ids
 from ..context import AppContext
 from ..jobpanel import Job, JobPanel, JobView, Ready
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
+WORDS = ("real", "fake")
 
 
 def layout() -> html.Div:
-    return html.Div(className="fx-panel fx-attention", children=[
+    return html.Div(id=ids.ATTN_PANEL, className="fx-panel fx-attention", children=[
         html.Div(className="fx-panel-head", children=[
             html.Span("Attention", className="fx-panel-title"),
-            html.Span("orange pushes towards fake, blue towards real; dimensions ordered by their "
-                      "contribution to the prediction", className="fx-muted"),
+            html.Span("rows: selected images · columns: dimensions, one order for all rows (most "
+                      "used first) · click a map to enlarge it", className="fx-muted"),
         ]),
         JobPanel(ids.ATTN_JOB, [html.Div(id=ids.ATTN_CONTENT)]),
+        dcc.Store(id=ids.ATTN_SCROLL),
     ])
 
 
@@ -32,56 +42,122 @@ def file_url(run_id: str, index: int, name: str) -> str:
     return f"/files/attn/{run_id}/{int(index)}/{name}.jpg"
 
 
-def _caption(view, index: int) -> list:
-    words = ("real", "fake")
-    right = bool(view.correct[index])
-    return [html.B(view.file_name(index)), html.Br(),
-            f"label {words[int(view.label[index])]} · predicted {words[int(view.pred[index])]} "
-            f"{'✔' if right else '✘'} · p(fake) {view.prob[index]:.3f}"]
+def column_order(contributions: list[list[float]]) -> list[int]:
+    """Dimensions by mean |contribution| over the selection, largest first (ties: by index)."""
+    mean_abs = np.abs(np.asarray(contributions, dtype=np.float64)).mean(axis=0)
+    return [int(k) for k in np.argsort(-mean_abs, kind="stable")]
 
 
-def image_block(view, index: int, meta: dict, faithfulness: list[dict] | None) -> html.Div:
-    """One selected image: the image, its aggregate map, its 16 dimension maps.
+def colour_legend() -> html.Div:
+    """What the colours of the maps mean: a colour bar for the dimension maps and the aggregate."""
+    def bar(stops):
+        return html.Span(className="fx-colourbar",
+                         style={"background": f"linear-gradient(90deg, {', '.join(stops)})"})
 
-    Each dimension is labelled with its contribution to the logit and its deletion-check figures
-    (``Δ``: how much more hiding its most relevant patches moves the dimension than hiding random
-    ones, in units of z; ``win``: share of test images where it does).
-    """
-    frame = "right" if view.correct[index] else "wrong"
-    if meta.get("error"):
-        return html.Div(className="fx-attn-image", **{"data-index": str(index)}, children=[
-            html.Div(_caption(view, index), className="fx-caption"),
-            html.Div(f"No maps: {meta['error']}", className="fx-error")])
-    logit = meta["logit"]
-    contributions = meta["contributions"]
-    dims = []
-    for k in artifacts.dimension_order(contributions, logit):
-        c = contributions[k]
-        label = [html.Span(f"d{k} ", style={"fontWeight": 600}),
-                 html.Span(f"{c:+.2f}", className="fx-contrib-pos" if c >= 0 else "fx-contrib-neg")]
-        title = f"dimension {k}: contribution {c:+.3f} to the logit"
-        if faithfulness is not None and k < len(faithfulness):
-            f = faithfulness[k]
-            label += [html.Br(), html.Span(f"Δ {f['gain']:+.2f} · win {f['win_rate']:.0%}",
-                                           className="fx-muted")]
-            title += (f"; deletion check: relevant-minus-random drop {f['gain']:+.3f}, "
-                      f"relevant wins on {f['win_rate']:.0%} of test images")
-        dims.append(html.Div(className="fx-attn-dim", **{"data-dim": str(k)}, children=[
-            html.Img(src=file_url(view.run_id, index, f"d{k:02d}"), alt=f"dimension {k}",
-                     title=title),
-            html.Div(label, className="fx-caption"),
+    real, fake = (f"rgb{tuple(REAL_RGB)}", f"rgb{tuple(FAKE_RGB)}")
+    return html.Div(className="fx-legend fx-attn-legend", children=[
+        html.Span(["dimension maps: ", html.Span("low", className="fx-muted"), bar(colour_scale()),
+                   html.Span("high relevance for that dimension", className="fx-muted")],
+                  className="fx-legend-item"),
+        html.Span(["aggregate: ", html.Span("evidence for real", className="fx-muted"),
+                   bar([real, "rgb(150,150,150)", fake]), html.Span("evidence for fake", className="fx-muted")],
+                  className="fx-legend-item"),
+        html.Span("✓ / ✗ under a dimension: its maps pass / fail the deletion check: hiding its "
+                  "20% most relevant patches changes the dimension more than hiding random "
+                  "patches, on the share of test images shown (✗: do not trust that map)",
+                  className="fx-legend-item fx-muted"),
+    ])
+
+
+def faithfulness_words(k: int, f: dict | None) -> tuple[str, str, bool | None]:
+    """(short mark, sentence, passes?) for dimension ``k``'s deletion check."""
+    if f is None:
+        return "", f"d{k}: no deletion check", None
+    ok = passes_deletion_check(f["gain"], f["win_rate"])
+    sentence = (f"d{k} {'passes' if ok else 'fails'} the deletion check: hiding its most relevant "
+                f"patches changes it more than hiding random ones on {f['win_rate']:.0%} of the test "
+                f"images (by {f['gain']:+.2f} on average, in units of the dimension)")
+    return f"{'✓' if ok else '✗'} {f['win_rate']:.0%}", sentence, ok
+
+
+def header_row(order: list[int], contributions: list[list[float]], faithfulness: list[dict] | None) -> list:
+    """The matrix's first row: one header per dimension with the selection's mean contribution as
+    a bar (up = towards fake, down = towards real) and its deletion-check mark."""
+    mean = np.asarray(contributions, dtype=np.float64).mean(axis=0)
+    scale = float(np.abs(mean).max()) or 1.0
+    cells = [html.Div("image", className="fx-attn-corner"),
+             html.Div("aggregate map", className="fx-attn-corner")]
+    for k in order:
+        c = float(mean[k])
+        f = faithfulness[k] if faithfulness is not None and k < len(faithfulness) else None
+        mark, sentence, ok = faithfulness_words(k, f)
+        height = f"{45 * abs(c) / scale:.0f}%"
+        bar = html.Div(className="fx-attn-bar", children=[
+            html.Div(className=f"fx-attn-bar-fill {'fake' if c >= 0 else 'real'}",
+                     style={"height": height, "bottom": "50%"} if c >= 0 else {"height": height, "top": "50%"}),
+        ])
+        cells.append(html.Div(className=f"fx-attn-head{' fails' if ok is False else ''}",
+                              **{"data-dim": str(k)}, title=sentence, children=[
+            html.B(f"d{k}"), bar,
+            html.Span(f"{c:+.2f}", className="fx-contrib-pos" if c >= 0 else "fx-contrib-neg"),
+            html.Span(mark, className="fx-attn-mark"),
         ]))
-    return html.Div(className="fx-attn-image", **{"data-index": str(index)}, children=[
-        html.Div(className=f"fx-attn-big {frame}", children=[
-            html.Img(src=file_url(view.run_id, index, "image"), alt=view.file_name(index)),
-            html.Div(_caption(view, index), className="fx-caption"),
-        ]),
-        html.Div(className=f"fx-attn-big {frame}", children=[
-            html.Img(src=file_url(view.run_id, index, "aggregate"), alt="aggregate map"),
-            html.Div(className="fx-caption",
-                     children=f"aggregate map · logit {logit:+.2f} (> 0 = fake)"),
-        ]),
-        html.Div(dims, className="fx-attn-dims"),
+    return cells
+
+
+def _caption(view, index: int) -> list:
+    right = bool(view.correct[index])
+    label, pred = WORDS[int(view.label[index])], WORDS[int(view.pred[index])]
+    return [html.B(view.file_name(index), className="fx-attn-file"), html.Br(),
+            html.Span(label, className=f"fx-badge {label}"), " predicted ", pred, " ",
+            html.Span("right" if right else "wrong", className=f"fx-badge {'right' if right else 'wrong'}"),
+            html.Br(), f"p(fake) {view.prob[index]:.3f}"]
+
+
+def _map_button(view, index: int, name: str, dim, alt: str, title: str, extra: list | None = None):
+    return html.Button(className="fx-attn-map", id=ids.attention_map(index, dim), n_clicks=0,
+                       title=title, children=[html.Img(src=file_url(view.run_id, index, name), alt=alt),
+                                              *(extra or [])])
+
+
+def image_row(view, index: int, meta: dict, order: list[int], failing: set[int]) -> list:
+    """One selected image: its picture, its aggregate map, and its maps in the columns' order."""
+    frame = "right" if view.correct[index] else "wrong"
+    first = html.Div(className=f"fx-attn-big {frame}", **{"data-index": str(index)}, children=[
+        _map_button(view, index, "image", "image", view.file_name(index), "the image the model saw"),
+        html.Div(_caption(view, index), className="fx-caption")])
+    if meta.get("error"):
+        return [first, html.Div(f"No maps: {meta['error']}", className="fx-error fx-attn-error")]
+    logit, contributions = meta["logit"], meta["contributions"]
+    row = [first, html.Div(className="fx-attn-big", children=[
+        _map_button(view, index, "aggregate", "aggregate", "aggregate map", "aggregate map: click to enlarge"),
+        html.Div(f"logit {logit:+.2f} (> 0 = fake)", className="fx-caption")])]
+    for k in order:
+        c = contributions[k] if k < len(contributions) else 0.0
+        row.append(html.Div(className=f"fx-attn-dim{' fails' if k in failing else ''}",
+                            **{"data-dim": str(k), "data-index": str(index)}, children=[
+            _map_button(view, index, f"d{k:02d}", k, f"dimension {k}",
+                        f"dimension {k} of {view.file_name(index)}: contribution {c:+.3f} to the logit"),
+            html.Span(f"{c:+.2f}", className="fx-contrib-pos" if c >= 0 else "fx-contrib-neg"),
+        ]))
+    return row
+
+
+def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[dict] | None) -> html.Div:
+    """The attention matrix of ``chosen`` (all rows in one column order)."""
+    good = [i for i in chosen if not metas[i].get("error")]
+    n_dims = max((len(metas[i]["contributions"]) for i in good), default=0)
+    contributions = [metas[i]["contributions"] for i in good] or [[0.0] * n_dims]
+    order = column_order(contributions) if n_dims else []
+    failing = {k for k in order if faithfulness is not None and k < len(faithfulness)
+               and not passes_deletion_check(faithfulness[k]["gain"], faithfulness[k]["win_rate"])}
+    cells = header_row(order, contributions, faithfulness)
+    for i in chosen:
+        cells.extend(image_row(view, i, metas[i], order, failing))
+    return html.Div([
+        colour_legend(),
+        html.Div(cells, className="fx-attn-matrix", **{"data-order": ",".join(map(str, order))},
+                 style={"gridTemplateColumns": f"repeat(2, 128px) repeat({len(order)}, minmax(64px, 1fr))"}),
     ])
 
 
@@ -100,15 +176,26 @@ def content(ctx: AppContext, view, chosen: list[int]):
         return None
     note = (f"Showing the first {len(shown)} of {len(chosen)} selected images."
             if len(chosen) > len(shown) else "")
-    return [image_block(view, i, metas[i], faith) for i in shown], note
+    return [matrix(view, shown, metas, faith)], note
 
 
-def show(ctx: AppContext, sel, run_id):
-    """What the attention view shows for a selection: cached maps at once, else a job."""
+def show(ctx: AppContext, sel, run_id, cell):
+    """What the attention view shows for a selection: cached maps at once, else a job.
+
+    A selection must lie in the open cell (a link may carry any ids): otherwise it is refused
+    with a message and nothing is computed.
+    """
     view = ctx.run(run_id)
     chosen = _chosen(view, sel)
     if view is None or not chosen:
         return Ready(([],), "Select images in the image view (box or lasso) to see their maps.")
+    outside = [i for i in chosen if cell is None or int(view.cell[i]) != int(cell)]
+    if outside:
+        where = f"cell {cell}" if cell is not None else "an open cell"
+        return Ready(([],), html.Span(
+            f"{len(outside)} of the {len(chosen)} selected images are not in {where} "
+            f"(e.g. image {outside[0]} is in cell {int(view.cell[outside[0]])}); select images "
+            f"in the open cell's grid.", className="fx-error"))
     ready = content(ctx, view, chosen)
     if ready is not None:
         return Ready((ready[0],), ready[1])
@@ -135,6 +222,27 @@ JOB = JobView(ids.ATTN_JOB, outputs=[(ids.ATTN_CONTENT, "children")], show=show,
               blank=([],), failure="Could not compute the maps")
 
 
+def open_map(triggered: dict | None, clicks) -> dict | object:
+    """STORE_VIEWER payload when a map was clicked: the image, and which map to overlay."""
+    if not triggered or not clicks:
+        return no_update
+    dim = triggered["dim"]
+    return {"index": int(triggered["index"]), "map": dim if dim in ("image", "aggregate") else int(dim)}
+
+
 def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views,
-                 inputs=[Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data")])
+                 inputs=[Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data"),
+                         State(ids.STORE_CELL, "data")])
+
+    @app.callback(Output(ids.STORE_VIEWER, "data", allow_duplicate=True),
+                  Input(ids.attention_map(ALL, ALL), "n_clicks"), prevent_initial_call=True)
+    def _open_map(_clicks):
+        value = dash_ctx.triggered[0].get("value") if dash_ctx.triggered else None
+        return open_map(dash_ctx.triggered_id if isinstance(dash_ctx.triggered_id, dict) else None, value)
+
+    # Selecting images in the grid brings the attention view into view (it is below the fold).
+    app.clientside_callback(
+        ClientsideFunction(namespace="faxplainer", function_name="scrollToAttention"),
+        Output(ids.ATTN_SCROLL, "data"), Input(ids.STORE_SEL, "data"), State(ids.ATTN_PANEL, "id"),
+        prevent_initial_call=True)

@@ -12,7 +12,7 @@ from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..figures import empty_figure, image_grid_figure, selected_positions
+from ..figures import empty_figure, image_grid_figure, selected_positions, selection_shapes
 from ..jobpanel import Job, JobPanel, JobView, Ready
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
@@ -38,12 +38,18 @@ def layout() -> html.Div:
                 html.Div(id=ids.IMAGES_TOOLTIP_TEXT, className="fx-tooltip-text"),
             ]),
             html.Div(className="fx-legend", children=[
+                html.Span([html.Span("R", className="fx-badge real"), "real image"],
+                          className="fx-legend-item"),
+                html.Span([html.Span("F", className="fx-badge fake"), "fake image"],
+                          className="fx-legend-item"),
                 html.Span([html.Span(className="fx-frame right"), "prediction right"],
                           className="fx-legend-item"),
                 html.Span([html.Span(className="fx-frame wrong"), "prediction wrong"],
                           className="fx-legend-item"),
-                html.Span("box/lasso-select images to see their attention maps",
-                          className="fx-legend-item fx-muted"),
+                html.Span([html.Span(className="fx-frame selected"), "selected"],
+                          className="fx-legend-item"),
+                html.Span("click an image to open it · box/lasso-select images to compare their "
+                          "maps", className="fx-legend-item fx-muted"),
             ]),
         ]),
         concepts.layout(),
@@ -117,18 +123,20 @@ JOB = JobView(ids.IMAGES_JOB, outputs=[(ids.IMAGES_GRAPH, "figure"), (ids.IMAGES
 
 
 def selection_patch(ctx: AppContext, run_id, cell, sel, shown):
-    """Patch the markers' ``selectedpoints`` when the selection comes from the URL or a note."""
+    """Patch the selection outlines (and, for a selection from the URL or a note, the markers'
+    ``selectedpoints``) when the selection changes."""
     if not shown or shown.get("run") != run_id or shown.get("cell") != cell:
-        return no_update
-    if (sel or {}).get("from") == "graph":  # the graph already shows what the user selected
         return no_update
     view = ctx.run(run_id)
     grid = artifacts.read_grid(ctx.app_cache(view), cell) if view else None
     if grid is None:
         return no_update
-    slots = [i for i in grid["order"] if i >= 0]
+    chosen = (sel or {}).get("ids")
     patch = Patch()
-    patch["data"][0]["selectedpoints"] = selected_positions(slots, (sel or {}).get("ids"))
+    patch["layout"]["shapes"] = selection_shapes(grid, chosen)
+    if (sel or {}).get("from") != "graph":  # the graph already shows what the user selected
+        slots = [i for i in grid["order"] if i >= 0]
+        patch["data"][0]["selectedpoints"] = selected_positions(slots, chosen)
     return patch
 
 

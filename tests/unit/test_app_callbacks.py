@@ -104,35 +104,60 @@ def test_image_view_requests_a_job_then_draws_the_prepared_cell(ctx):
     assert sorted(int(fig2.data[0].customdata[p]) for p in fig2.data[0].selectedpoints) == members[:2]
 
 
-def test_selection_patch_only_for_selections_not_drawn_by_the_user(ctx):
+def _patch_ops(patch) -> dict:
+    return {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
+
+
+def test_selection_is_outlined_around_tiles_not_painted_over_them(ctx):
     request = images.JOB.render(ctx, 0, "fake-run", None)[-1]
-    _, shown, _ = images.JOB.prepare(ctx, request, Progress())
+    fig, shown, _ = images.JOB.prepare(ctx, request, Progress())
+    assert fig.data[0].selected.marker.color == "rgba(0,0,0,0)"  # no square over the image
     members = ctx.run("fake-run").cell_members(0).tolist()
-    assert images.selection_patch(ctx, "fake-run", 0, {"ids": members[:1], "from": "graph"},
-                                  shown) is no_update
+    grid = artifacts.read_grid(ctx.app_cache(ctx.run("fake-run")), 0)
+    # drawn by the user: only the outlines are patched in (plotly already marks the points)
+    ops = _patch_ops(images.selection_patch(ctx, "fake-run", 0, {"ids": members[:1], "from": "graph"},
+                                            shown))
+    [outline] = ops[("layout", "shapes")]
+    slot, cols = grid["order"].index(members[0]), grid["cols"]
+    assert outline["x0"] < slot % cols + 0.5 < outline["x1"]  # around that image's tile
+    assert outline["y1"] < -(slot // cols) - 0.5 < outline["y0"]
+    assert ("data", 0, "selectedpoints") not in ops
     assert images.selection_patch(ctx, "fake-run", 1, {"ids": [], "from": "state"}, shown) is no_update
-    patch = images.selection_patch(ctx, "fake-run", 0, {"ids": members[:3], "from": "state"}, shown)
-    assert isinstance(patch, Patch)
+    ops = _patch_ops(images.selection_patch(ctx, "fake-run", 0, {"ids": members[:3], "from": "state"},
+                                            shown))
+    assert len(ops[("layout", "shapes")]) == 3 and len(ops[("data", 0, "selectedpoints")]) == 3
 
 
-def test_attention_computes_in_the_job_then_shows_ordered_dimensions_from_cache(ctx):
-    sel = {"ids": [0, 3], "from": "graph"}
-    content, message, request = attention.JOB.render(ctx, sel, "fake-run", pending=None)
+def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
+    sel = {"ids": [0, 3], "from": "graph"}  # both in cell 0 (images 0..9)
+    content, message, request = attention.JOB.render(ctx, sel, "fake-run", 0, pending=None)
     assert content == [] and request["indices"] == [0, 3] and "Computing" in message
     progress = Progress()
     content, message = attention.JOB.prepare(ctx, request, progress, explain=FAKE_EXPLAIN)
-    assert len(content) == 2 and progress.calls
-    for block, index in zip(content, (0, 3)):
-        dims = _find(block, "fx-attn-dim")
-        assert len(dims) == 16
-        order = [int(d.to_plotly_json()["props"]["data-dim"]) for d in dims]
-        # ordered by contribution towards the prediction: even index -> fake (logit > 0)
-        expected = np.argsort(-known_contributions(index) * (1 if index % 2 == 0 else -1))
-        assert order == expected.tolist()
-        assert "Δ +0.15 · win 80%" in _texts(block)  # dimension 15's faithfulness figures
+    assert progress.calls
+    [matrix] = _find(content, "fx-attn-matrix")
+    heads = _find(matrix, "fx-attn-head")
+    order = [int(h.to_plotly_json()["props"]["data-dim"]) for h in heads]
+    # known contributions: linspace(-1, 1, 16) for image 0, reversed for image 3, so the mean
+    # |contribution| ranks the ends first: d0 and d15 (1.0), d1 and d14, ...
+    mean_abs = np.abs(np.stack([known_contributions(0), known_contributions(3)])).mean(axis=0)
+    assert order == np.argsort(-mean_abs, kind="stable").tolist() and order[:4] == [0, 15, 1, 14]
+    dims = _find(matrix, "fx-attn-dim")
+    assert len(dims) == 32
+    for index in (0, 3):  # every row in the header's order: a column reads down
+        row = [int(d.to_plotly_json()["props"]["data-dim"]) for d in dims
+               if d.to_plotly_json()["props"]["data-index"] == str(index)]
+        assert row == order
+    # the deletion check once per column, in words; d0 (gain 0, win 50%) fails and is marked
+    failing = [int(h.to_plotly_json()["props"]["data-dim"]) for h in heads if "fails" in h.className]
+    assert failing == [0]
+    assert "d15 passes the deletion check" in heads[order.index(15)].title
+    assert "✗ 50%" in _texts(heads[0]) and "✓ 80%" in _texts(heads[order.index(15)])
+    # the summary row: mean contribution of d15 over the two images is (1 + -1) / 2 = 0
+    assert "+0.00" in _texts(heads[order.index(15)])
     # cached now: shown at once, no job
-    content2, _, request2 = attention.JOB.render(ctx, sel, "fake-run", pending=request)
-    assert len(content2) == 2 and request2 is None
+    content2, _, request2 = attention.JOB.render(ctx, sel, "fake-run", 0, pending=request)
+    assert len(_find(content2, "fx-attn-dim")) == 32 and request2 is None
     # the overlay of dimension 5 is bright on its own rows (10, 11); elsewhere it shows the photo
     # (uniform grey 128), muted as every overlay's background is
     cache = ctx.app_cache(ctx.run("fake-run"))
@@ -143,10 +168,18 @@ def test_attention_computes_in_the_job_then_shows_ordered_dimensions_from_cache(
 
 
 def test_attention_shows_at_most_eight_images(ctx):
-    sel = {"ids": list(range(12)), "from": "graph"}
-    request = attention.JOB.render(ctx, sel, "fake-run")[-1]
+    sel = {"ids": list(range(10)), "from": "graph"}  # the whole of cell 0
+    request = attention.JOB.render(ctx, sel, "fake-run", 0)[-1]
     content, message = attention.JOB.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
-    assert len(content) == attention.MAX_IMAGES and "first 8 of 12" in message
+    rows = _find(content, "fx-attn-big")
+    assert len(rows) == 2 * attention.MAX_IMAGES and "first 8 of 10" in message
+
+
+def test_a_selection_outside_the_open_cell_is_refused(ctx):
+    # a link like ?cell=1&sel=0,1,2: images 0..2 are in cell 0
+    content, message, request = attention.JOB.render(ctx, {"ids": [0, 1, 12]}, "fake-run", 1)
+    assert content == [] and request is no_update
+    assert "2 of the 3 selected images are not in cell 1" in _texts(message)
 
 
 def test_concepts_message_says_when_they_come_from_a_sample(ctx):
@@ -167,7 +200,7 @@ def test_attention_job_reports_errors_in_the_panel(ctx):
     def broken(*a, **k):
         raise RuntimeError("model files missing")
 
-    request = attention.JOB.render(ctx, {"ids": [1]}, "fake-run")[-1]
+    request = attention.JOB.render(ctx, {"ids": [1]}, "fake-run", 0)[-1]
     content, message = attention.JOB.prepare(ctx, request, Progress(),
                                              explain=(broken, broken, broken))
     assert content == [] and "model files missing" in _texts(message)

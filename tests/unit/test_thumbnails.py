@@ -90,16 +90,22 @@ def test_sprite_draws_each_thumbnail_in_its_slot_with_its_frame(run, tmp_path):
     order = np.array([[5, 2], [7, -1]])
     red, green = (214, 39, 40), (44, 160, 44)
     frames = {5: red, 2: green, 7: green}
+    blue, orange = (31, 119, 180), (255, 127, 14)
+    badges = {5: ("F", orange), 2: ("R", blue), 7: ("F", orange)}
     out = images.compose_sprite(order, tile=40, frame_colors=frames, out_path=tmp_path / "s.jpg",
-                                frame_width=4)
+                                frame_width=4, badges=badges)
     with Image.open(out) as im:
         arr = np.asarray(im.convert("RGB"), dtype=int)
     assert arr.shape == (80, 80, 3)
     for (r, c), index in np.ndenumerate(order):
         y0, x0 = r * 40, c * 40
-        if index < 0:
-            assert np.abs(arr[y0 + 20, x0 + 20] - 60).max() < 12  # empty slot: sheet background
+        if index < 0:  # empty slot: light background inside, a dashed grey outline at its edge
+            assert np.abs(arr[y0 + 20, x0 + 20] - 250).max() < 12
+            edge = arr[y0 + 4, x0 + 4:x0 + 36].mean(axis=1)
+            assert edge.min() < 200 and edge.max() > 235  # dashes: dark and light runs
             continue
+        # the label badge in the top-left corner, inside the frame
+        assert np.abs(arr[y0 + 5, x0 + 5] - badges[index][1]).max() < 45
         assert np.abs(arr[y0 + 1, x0 + 20] - frames[index]).max() < 40  # frame, top edge
         assert np.abs(arr[y0 + 20, x0 + 1] - frames[index]).max() < 40  # frame, left edge
         assert np.abs(arr[y0 + 20, x0 + 20] - image_colour(index, index % 2)).max() < 25
