@@ -235,9 +235,12 @@ def concepts_path(cache_dir: Path, cell: int) -> Path:
     return Path(cache_dir) / "concepts" / f"cell-{int(cell)}.json"
 
 
+CONCEPTS_FILE_VERSION = 2  # 2: per concept, every image it came from and its real/fake segments
+
+
 def read_concepts(cache_dir: Path, cell: int) -> dict | None:
     data = read_sealed_json(concepts_path(cache_dir, cell))
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and data.get("version") == CONCEPTS_FILE_VERSION else None
 
 
 def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Callable,
@@ -248,15 +251,21 @@ def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Ca
     if cached is not None:
         return cached
     progress("concepts", 0, 1)
-    result = get_concepts(view.path, int(cell),
-                          progress=lambda done, total, *_: progress("concepts", done, total))
-    # each patch keeps the image it came from (``sources``: image index, SLIC resolution, bbox)
+    result = get_concepts(view.path, int(cell), progress=lambda done, total, stage="concepts", *_:
+                          progress(stage, done, total))
+    # each patch keeps the image it came from (``sources``: image index, SLIC resolution, bbox);
+    # each concept every image its segments came from and how many came from real / fake images
     concepts = [{"size": int(c["size"]), "profile": [float(v) for v in c["profile"]],
                  "patches": [str(p) for p in c.get("patches", [])],
-                 "sources": [dict(s) for s in c.get("sources", [])]} for c in result["concepts"]]
+                 "sources": [dict(s) for s in c.get("sources", [])],
+                 "images": [int(i) for i in c.get("images", [])],
+                 "n_images": int(c.get("n_images", 0)),
+                 "segments_real": int(c.get("segments_real", 0)),
+                 "segments_fake": int(c.get("segments_fake", 0))} for c in result["concepts"]]
     # How many of the cell's images the concepts come from (a seeded sample past
     # concepts.max_images, minus unreadable files): the view says so.
-    data = {"cell": int(cell), "concepts": concepts, "n_images": result.get("n_images"),
+    data = {"version": CONCEPTS_FILE_VERSION, "cell": int(cell), "concepts": concepts,
+            "n_images": result.get("n_images"),
             "n_images_used": result.get("n_images_used"), "n_skipped": len(result.get("skipped", []))}
     write_sealed_json(concepts_path(cache_dir, cell), data)
     return data

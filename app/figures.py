@@ -329,7 +329,7 @@ def highlight_ring(cells: dict, cell_id: int | None, r_by_id: dict | None = None
 
 # -- image grid ---------------------------------------------------------------------------------
 def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
-                      selected: list[int] | None = None) -> go.Figure:
+                      selected: list[int] | None = None, highlighted: list[int] | None = None) -> go.Figure:
     """The cell's sprite on a grid, with one invisible selectable marker per thumbnail.
 
     Parameters
@@ -341,7 +341,9 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
     hover : list of str
         Hover text per *filled slot*, in slot order (shown by the app's tooltip, not by plotly).
     selected : list of int, optional
-        Image indices to show as selected.
+        Image indices to show as selected (outlined).
+    highlighted : list of int, optional
+        Image indices to highlight (dashed outlines: e.g. a concept's images).
     """
     rows, cols = int(grid["rows"]), int(grid["cols"])
     order = np.asarray(grid["order"], dtype=np.int64)
@@ -362,7 +364,7 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
     fig.update_layout(
         images=[dict(source=sprite_url, xref="x", yref="y", x=0, y=0, sizex=cols, sizey=rows,
                      xanchor="left", yanchor="top", sizing="stretch", layer="below")],
-        shapes=selection_shapes(grid, selected),
+        shapes=selection_shapes(grid, selected) + selection_shapes(grid, highlighted, HIGHLIGHT_STYLE),
         xaxis=dict(range=[0, cols], showgrid=False, zeroline=False, showticklabels=False,
                    constrain="domain"),
         yaxis=dict(range=[-rows, 0], showgrid=False, zeroline=False, showticklabels=False,
@@ -373,20 +375,23 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
     return fig
 
 
-SELECTION_COLOUR = "#ffd60a"  # outline of selected tiles: apart from the green/red frames
+SELECTION_STYLE = dict(color="#ffd60a", width=3)  # selected tiles: apart from the green/red frames
+HIGHLIGHT_STYLE = dict(color="#9c27b0", width=3, dash="dot")  # highlighted (a concept's images)
 MAX_OUTLINES = 1000  # outlines drawn at most (a larger selection still selects every image)
 
 
-def selection_shapes(grid: dict, selected: list[int] | None) -> list[dict]:
-    """Outlines around the selected images' tiles (layout shapes in the grid's data units)."""
-    if not selected:
+def selection_shapes(grid: dict, images: list[int] | None, line: dict = SELECTION_STYLE) -> list[dict]:
+    """Outlines around the tiles of ``images`` (layout shapes in the grid's data units), so the
+    pictures themselves stay visible."""
+    if not images:
         return []
     cols = int(grid["cols"])
-    want = set(int(i) for i in selected)
+    want = set(int(i) for i in images)
     slots = [s for s, i in enumerate(grid["order"]) if i in want][:MAX_OUTLINES]
-    return [dict(type="rect", xref="x", yref="y", x0=s % cols + 0.03, x1=s % cols + 0.97,
-                 y0=-(s // cols) - 0.03, y1=-(s // cols) - 0.97, layer="above",
-                 line=dict(color=SELECTION_COLOUR, width=3)) for s in slots]
+    inset = 0.03 if line is SELECTION_STYLE else 0.1  # a highlight inside a selection outline
+    return [dict(type="rect", xref="x", yref="y", x0=s % cols + inset, x1=s % cols + 1 - inset,
+                 y0=-(s // cols) - inset, y1=-(s // cols) - 1 + inset, layer="above", line=line)
+            for s in slots]
 
 
 def selected_positions(slot_indices, selected: list[int] | None) -> list[int] | None:
@@ -409,11 +414,15 @@ def empty_figure(message: str = "") -> go.Figure:
 
 
 def profile_figure(profile: list[float], colour: str = "rgb(90,90,90)") -> go.Figure:
-    """Small bar chart of a concept's profile over the 16 dimensions."""
+    """Small bar chart of a concept's profile: the mean value of each of the 16 dimensions over
+    the concept's segments (labelled axes, zero line)."""
     k = len(profile)
     fig = go.Figure(go.Bar(x=[f"d{i}" for i in range(k)], y=profile, marker_color=colour,
-                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(margin=dict(l=24, r=4, t=4, b=20), height=120, plot_bgcolor="white",
-                      xaxis=dict(tickfont=dict(size=8)), yaxis=dict(tickfont=dict(size=8)),
+                           hovertemplate="%{x}: mean %{y:.3f}<extra></extra>"))
+    fig.update_layout(margin=dict(l=46, r=4, t=4, b=34), height=150, plot_bgcolor="white",
+                      xaxis=dict(tickfont=dict(size=9), title=dict(text="dimension", font=dict(size=10),
+                                                                   standoff=2)),
+                      yaxis=dict(tickfont=dict(size=9), zeroline=True, zerolinecolor="#8c959f",
+                                 title=dict(text="mean value", font=dict(size=10), standoff=2)),
                       bargap=0.15)
     return fig

@@ -46,6 +46,8 @@ IMAGES_TOOLTIP = "images-hover-tooltip"
 IMAGES_TOOLTIP_IMG = "images-hover-img"
 IMAGES_TOOLTIP_TEXT = "images-hover-text-div"
 IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure on screen
+IMAGES_HIGHLIGHT = "images-highlight-div"  # what the highlighted tiles are, with a clear button
+HIGHLIGHT_CLEAR = "images-highlight-clear-button"
 VIEW_TOGGLE = "images-view-radio"
 
 # -- attention view ---------------------------------------------------------------------------
@@ -84,6 +86,11 @@ def attention_map(index: int | object, dim: int | str | object) -> dict:
     """A clickable map of the attention matrix: image ``index``, dimension ``dim`` (or "image",
     "aggregate"); a click opens it in the image viewer."""
     return {"type": "attention-map-button", "index": index, "dim": dim}
+
+
+def concept_show(k: int | object) -> dict:
+    """Button that highlights the images concept ``k`` came from in the grid."""
+    return {"type": "concepts-show-button", "index": k}
 
 
 def concept_profile(k: int | object) -> dict:

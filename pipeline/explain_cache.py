@@ -41,6 +41,7 @@ from pipeline.store import RunStore, atomic_write_bytes, hash_obj
 Progress = Callable[[int, int], None]
 OnError = Callable[[int, str], None]
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+CONCEPTS_VERSION = 2  # bump when a cell's concepts file changes (2: every segment's image and label)
 FAITHFULNESS_IMAGES = 8
 
 
@@ -284,12 +285,17 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
                  models: RunModels | None = None) -> dict:
     """Concepts of one cell (``pipeline.concepts``), cached as JSON with patch PNGs.
 
+    ``progress(done, total, stage)`` is told each stage in words ("relevance maps of 40 images",
+    "segments cut and embedded (images)", "clustering the segments").
+
     Returns
     -------
     dict with ``cell``, ``n_images`` (in the cell), ``n_images_used``, ``n_segments``,
     ``skipped`` (unreadable images: index and message) and ``concepts``: a list (largest first)
-    of ``{"id", "size", "n_images", "profile" (16 floats), "patches" (PNG paths relative to the
-    run folder, most central first), "sources" (image index, image id, SLIC resolution, bbox)}``.
+    of ``{"id", "size" (segments), "n_images", "profile" (16 floats), "patches" (PNG paths
+    relative to the run folder, most central first), "sources" (per patch: image index, image
+    id, SLIC resolution, bbox), "images" (indices of every image a segment came from),
+    "segments_real", "segments_fake" (segments from real / fake images)}``.
     """
     run = Path(run_dir)
     store = RunStore(run)
@@ -304,7 +310,7 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
     used = sorted(rng.choice(in_cell, max_images, replace=False).tolist()) \
         if len(in_cell) > max_images else in_cell
     paths = _image_paths(store, used)
-    key = hash_obj({"v": CACHE_VERSION, "model": model_fingerprint(run),
+    key = hash_obj({"v": CACHE_VERSION, "v_concepts": CONCEPTS_VERSION, "model": model_fingerprint(run),
                     "relevance": dataclasses.asdict(cfg.relevance), "concepts": dataclasses.asdict(cc),
                     "max_images": max_images, "max_per_image": max_per_image,
                     "files": [_file_key(p) for p in paths]})
@@ -324,11 +330,12 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
     if batch is None:
         raise ValueError(f"no readable image in cell {cell} of run {run.name}")
     n = len(good)
-    offsets = {"relevance": 0, "segments": n, "cluster": 2 * n}
+    stages = {"relevance": f"relevance maps of {n} images", "segments": "segments cut and embedded (images)",
+              "cluster": "clustering the segments"}
 
     def stage_progress(stage: str, done: int, total: int) -> None:
         if progress is not None:
-            progress(offsets[stage] + done, 2 * n + 1)
+            progress(done, total, stages[stage])
 
     with m.lock:
         result = extract_concepts(m.encoder, m.projection, m.head, batch, k=cc.k,
@@ -352,9 +359,13 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
             patches.append(rel.as_posix())
             sources.append({"image_index": good[seg.image], "image_id": records[good[seg.image]]["id"],
                             "resolution": seg.resolution, "bbox": list(seg.bbox)})
+        member_images = [good[result.segments[m].image] for m in concept.members]
+        by_label = np.bincount([int(records[i]["label"]) for i in member_images], minlength=2)
         concepts.append({"id": j, "size": concept.size, "n_images": result.n_images(concept),
                          "profile": [float(v) for v in concept.profile],
-                         "patches": patches, "sources": sources})
+                         "patches": patches, "sources": sources,
+                         "images": sorted(set(member_images)),
+                         "segments_real": int(by_label[0]), "segments_fake": int(by_label[1])})
     out = {"key": key, "cell": int(cell), "n_images": len(in_cell), "n_images_used": n,
            "n_segments": len(result.segments), "skipped": skipped, "concepts": concepts}
     write_sealed_json(cache, out)

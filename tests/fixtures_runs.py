@@ -187,9 +187,14 @@ def fake_get_faithfulness(run_dir, progress=None):
 
 
 def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
-    """``k`` concepts of sizes 6, 4, 2, each with 2 patch PNGs written inside the run folder."""
+    """``k`` concepts of sizes 6, 4, 2 (one segment per image: the cell's first 6, 4, 2 images),
+    each with 2 patch PNGs written inside the run folder."""
     from pipeline.overlays import png_bytes
     from pipeline.sealed import write_sealed
+    from pipeline.store import RunStore
+
+    records = RunStore(run_dir).read_records()
+    in_cell = [i for i, r in enumerate(records) if r["cell"] == int(cell)]
 
     folder = Path(run_dir) / "concepts" / f"cell-{int(cell)}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -203,7 +208,13 @@ def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
             patches.append(rel)
         profile = [0.0] * 16
         profile[j] = 1.0
-        concepts.append({"id": j, "size": 6 - 2 * j, "profile": profile, "patches": patches})
+        images = in_cell[:6 - 2 * j]
+        fake = sum(records[i]["label"] for i in images)
+        concepts.append({"id": j, "size": len(images), "profile": profile, "patches": patches,
+                         "n_images": len(images), "images": images,
+                         "segments_real": len(images) - fake, "segments_fake": fake,
+                         "sources": [{"image_index": images[r], "image_id": records[images[r]]["id"],
+                                      "resolution": 8, "bbox": [0, 0, 8, 8]} for r in range(2)]})
     if progress:
         progress(1, 1)
     return {"cell": int(cell), "concepts": concepts, "n_images": 12, "n_images_used": 12, "skipped": []}

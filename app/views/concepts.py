@@ -6,7 +6,7 @@ over the 16 dimensions. Computed in a background job on first request, then read
 """
 from __future__ import annotations
 
-from dash import Input, Output, State, dcc, html
+from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
 from .. import artifacts, ids
 from ..context import AppContext
@@ -26,17 +26,46 @@ def patch_url(run_id: str, cell: int, k: int, j: int) -> str:
     return f"/files/concept/{run_id}/{int(cell)}/{int(k)}/{int(j)}"
 
 
+MIN_SHARE = 0.10  # a concept with a smaller share of the cell's segments is marked as small
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def label_share(concept: dict) -> html.Div:
+    """How many of the concept's segments come from real and from fake images, as a bar."""
+    real, fake = int(concept.get("segments_real", 0)), int(concept.get("segments_fake", 0))
+    total = real + fake or 1
+    return html.Div(className="fx-concept-share", children=[
+        html.Div(className="fx-share-bar", title=f"{real} segments from real images, {fake} from fake",
+                 children=[html.Span(className="real", style={"width": f"{100 * real / total:.0f}%"}),
+                           html.Span(className="fake", style={"width": f"{100 * fake / total:.0f}%"})]),
+        html.Span(f"from real images {real} ({real / total:.0%}) · from fake images {fake} "
+                  f"({fake / total:.0%})", className="fx-muted"),
+    ])
+
+
 def concept_block(run_id: str, cell: int, k: int, concept: dict, total: int) -> html.Div:
     colour = CONCEPT_COLOURS[k % len(CONCEPT_COLOURS)]
     share = concept["size"] / total if total else 0
-    return html.Div(className="fx-concept", **{"data-concept": str(k)}, children=[
+    n_images = len(concept.get("images") or ()) or int(concept.get("n_images", 0))
+    small = share < MIN_SHARE or concept["size"] < 2
+    return html.Div(className=f"fx-concept{' small' if small else ''}", **{"data-concept": str(k)}, children=[
         html.Div([html.B(f"Concept {k + 1}", style={"color": colour}),
-                  html.Span(f" · {concept['size']} segments ({share:.0%})", className="fx-muted")]),
+                  html.Span(f" · {plural(concept['size'], 'segment')} from {plural(n_images, 'image')} "
+                            f"· {share:.0%} of the cell's segments", className="fx-muted")]),
+        html.Div(f"small concept (under {MIN_SHARE:.0%} of the segments, or a single segment): "
+                 f"one image's detail rather than a pattern of the cell", className="fx-concept-small")
+        if small else None,
+        label_share(concept),
         html.Div(className="fx-patches", children=[
             html.Img(src=patch_url(run_id, cell, k, j), alt=f"concept {k + 1} patch {j + 1}")
             for j in range(len(concept.get("patches", [])))]),
         dcc.Graph(id=ids.concept_profile(k), figure=profile_figure(concept["profile"], colour),
-                  config={"displayModeBar": False}, style={"height": "120px"}),
+                  config={"displayModeBar": False}, style={"height": "150px"}),
+        html.Button(f"Show its {plural(n_images, 'image')} in the grid", id=ids.concept_show(k),
+                    n_clicks=0, className="fx-concept-show", disabled=not concept.get("images")),
     ])
 
 
@@ -93,6 +122,22 @@ JOB = JobView(ids.CONCEPTS_JOB, outputs=[(ids.CONCEPTS_CONTENT, "children")], sh
               compute=compute, blank=([],), failure="Could not compute the concepts")
 
 
+def highlight(ctx: AppContext, trigger, clicks, run_id, cell):
+    """STORE_HIGHLIGHT after a click: the images of concept k (of the open cell), or None."""
+    if not clicks:
+        return no_update
+    if trigger == ids.HIGHLIGHT_CLEAR:
+        return None
+    view = ctx.run(run_id)
+    data = artifacts.read_concepts(ctx.app_cache(view), cell) if view and cell is not None else None
+    k = int(trigger["index"]) if isinstance(trigger, dict) else -1
+    if data is None or not 0 <= k < len(data.get("concepts", [])):
+        return no_update
+    images = [int(i) for i in data["concepts"][k].get("images", [])]
+    return {"ids": images, "run": view.run_id, "cell": int(cell),
+            "why": f"the {plural(len(images), 'image')} of concept {k + 1}"}
+
+
 def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.IMAGES_PANEL, "style"), Output(ids.CONCEPTS_PANEL, "style"),
                   Input(ids.STORE_VIEW, "data"))
@@ -103,3 +148,10 @@ def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_VIEW, "data"),
                                                    Input(ids.STORE_CELL, "data"),
                                                    State(ids.STORE_RUN, "data")])
+
+    @app.callback(Output(ids.STORE_HIGHLIGHT, "data"), Input(ids.concept_show(ALL), "n_clicks"),
+                  Input(ids.HIGHLIGHT_CLEAR, "n_clicks"), State(ids.STORE_RUN, "data"),
+                  State(ids.STORE_CELL, "data"), prevent_initial_call=True)
+    def _highlight(_shows, _clear, run_id, cell):
+        value = dash_ctx.triggered[0].get("value") if dash_ctx.triggered else None
+        return highlight(ctx, dash_ctx.triggered_id, value, run_id, cell)

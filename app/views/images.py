@@ -12,7 +12,8 @@ from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_
 
 from .. import artifacts, ids
 from ..context import AppContext
-from ..figures import empty_figure, image_grid_figure, selected_positions, selection_shapes
+from ..figures import (HIGHLIGHT_STYLE, empty_figure, image_grid_figure, selected_positions,
+                       selection_shapes)
 from ..jobpanel import Job, JobPanel, JobView, Ready
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
@@ -30,6 +31,9 @@ def layout() -> html.Div:
                                     {"label": "Concepts", "value": "concepts"}]),
         ]),
         JobPanel(ids.IMAGES_JOB, id=ids.IMAGES_PANEL, content=[
+            html.Div(className="fx-highlight-note", children=[
+                html.Span(id=ids.IMAGES_HIGHLIGHT),
+                html.Button("clear", id=ids.HIGHLIGHT_CLEAR, n_clicks=0, style={"display": "none"})]),
             dcc.Graph(id=ids.IMAGES_GRAPH, figure=empty_figure("Click a cell to see its images."),
                       config=GRAPH_CONFIG, style={"height": "520px"}, clear_on_unhover=True),
             # Hovering a thumbnail shows it larger (served by the thumbnail route) with its facts.
@@ -76,11 +80,26 @@ def hover_texts(view, order: list[int]) -> list[str]:
     return out
 
 
-def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids):
+def highlighted_in(highlight: dict | None, run_id, cell) -> list[int]:
+    """The highlighted images when the highlight belongs to this run's open cell."""
+    h = highlight or {}
+    return list(h.get("ids") or []) if h.get("run") == run_id and h.get("cell") == cell else []
+
+
+def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids, highlight: dict | None = None):
     """(figure, shown marker) of a prepared grid."""
     fig = image_grid_figure(grid, sprite_url(view.run_id, grid["sprite"]),
-                            hover_texts(view, grid["order"]), selected=sel_ids)
+                            hover_texts(view, grid["order"]), selected=sel_ids,
+                            highlighted=highlighted_in(highlight, view.run_id, cell))
     return fig, {"run": view.run_id, "cell": int(cell), "sprite": grid["sprite"]}
+
+
+def highlight_note(run_id, cell, highlight: dict | None):
+    """(text, clear button style) above the grid while some of its images are highlighted."""
+    ids_ = highlighted_in(highlight, run_id, cell)
+    if not ids_:
+        return "", {"display": "none"}
+    return f"Highlighted (dotted purple): {highlight.get('why') or f'{len(ids_)} images'}", {}
 
 
 def title(ctx: AppContext, run_id, cell) -> str:
@@ -92,7 +111,7 @@ def title(ctx: AppContext, run_id, cell) -> str:
     return f"Cell {cell} · {info['n']} images · accuracy {info.get('accuracy', 0):.0%}"
 
 
-def show(ctx: AppContext, cell, run_id, sel):
+def show(ctx: AppContext, cell, run_id, sel, highlight=None):
     """A prepared cell is drawn at once; otherwise a job prepares it (and then draws it)."""
     view = ctx.run(run_id)
     if view is None or cell is None:
@@ -101,8 +120,9 @@ def show(ctx: AppContext, cell, run_id, sel):
         return Ready((empty_figure(f"Run {run_id} has no cell {cell}."), None))
     grid = artifacts.read_grid(ctx.app_cache(view), cell)
     if grid is not None:
-        return Ready(grid_view(ctx, view, cell, grid, (sel or {}).get("ids") or []))
-    return Job({"run": view.run_id, "cell": int(cell), "sel": (sel or {}).get("ids") or []},
+        return Ready(grid_view(ctx, view, cell, grid, (sel or {}).get("ids") or [], highlight))
+    return Job({"run": view.run_id, "cell": int(cell), "sel": (sel or {}).get("ids") or [],
+                "highlight": highlight},
                (empty_figure("Preparing thumbnails…"), None), "Preparing the cell's thumbnails…")
 
 
@@ -114,7 +134,7 @@ def compute(ctx: AppContext, view, request: dict, progress):
     cache = ctx.app_cache(view)
     with cell_lock(view.path, cell):  # a second request waits, then reads the grid
         grid = artifacts.read_grid(cache, cell) or artifacts.prepare_grid(view, cache, cell, progress)
-    return grid_view(ctx, view, cell, grid, request.get("sel") or []), ""
+    return grid_view(ctx, view, cell, grid, request.get("sel") or [], request.get("highlight")), ""
 
 
 JOB = JobView(ids.IMAGES_JOB, outputs=[(ids.IMAGES_GRAPH, "figure"), (ids.IMAGES_SHOWN, "data")],
@@ -122,9 +142,9 @@ JOB = JobView(ids.IMAGES_JOB, outputs=[(ids.IMAGES_GRAPH, "figure"), (ids.IMAGES
               failure="Could not prepare the cell")
 
 
-def selection_patch(ctx: AppContext, run_id, cell, sel, shown):
-    """Patch the selection outlines (and, for a selection from the URL or a note, the markers'
-    ``selectedpoints``) when the selection changes."""
+def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
+    """Patch the outlines of the selection and of highlighted images (and, for a selection from
+    the URL or a note, the markers' ``selectedpoints``) when either changes."""
     if not shown or shown.get("run") != run_id or shown.get("cell") != cell:
         return no_update
     view = ctx.run(run_id)
@@ -133,7 +153,8 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown):
         return no_update
     chosen = (sel or {}).get("ids")
     patch = Patch()
-    patch["layout"]["shapes"] = selection_shapes(grid, chosen)
+    patch["layout"]["shapes"] = (selection_shapes(grid, chosen) + selection_shapes(
+        grid, highlighted_in(highlight, run_id, cell), HIGHLIGHT_STYLE))
     if (sel or {}).get("from") != "graph":  # the graph already shows what the user selected
         slots = [i for i in grid["order"] if i >= 0]
         patch["data"][0]["selectedpoints"] = selected_positions(slots, chosen)
@@ -143,7 +164,14 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown):
 def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_CELL, "data"),
                                                    State(ids.STORE_RUN, "data"),
-                                                   State(ids.STORE_SEL, "data")])
+                                                   State(ids.STORE_SEL, "data"),
+                                                   State(ids.STORE_HIGHLIGHT, "data")])
+
+    @app.callback(Output(ids.IMAGES_HIGHLIGHT, "children"), Output(ids.HIGHLIGHT_CLEAR, "style"),
+                  Input(ids.STORE_HIGHLIGHT, "data"), Input(ids.STORE_CELL, "data"),
+                  State(ids.STORE_RUN, "data"))
+    def _highlight_note(highlight, cell, run_id):
+        return highlight_note(run_id, cell, highlight)
 
     @app.callback(Output(ids.IMAGES_TITLE, "children"), Input(ids.STORE_CELL, "data"),
                   State(ids.STORE_RUN, "data"))
@@ -157,8 +185,8 @@ def register(app, ctx: AppContext, managers) -> None:
         Input(ids.IMAGES_GRAPH, "hoverData"), State(ids.STORE_RUN, "data"))
 
     @app.callback(Output(ids.IMAGES_GRAPH, "figure", allow_duplicate=True),
-                  Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data"),
-                  State(ids.STORE_CELL, "data"), State(ids.IMAGES_SHOWN, "data"),
-                  prevent_initial_call=True)
-    def _select(sel, run_id, cell, shown):
-        return selection_patch(ctx, run_id, cell, sel, shown)
+                  Input(ids.STORE_SEL, "data"), Input(ids.STORE_HIGHLIGHT, "data"),
+                  State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
+                  State(ids.IMAGES_SHOWN, "data"), prevent_initial_call=True)
+    def _select(sel, highlight, run_id, cell, shown):
+        return selection_patch(ctx, run_id, cell, sel, shown, highlight)

@@ -58,20 +58,23 @@ def status(ctx: AppContext, run_id):
     if run_id is None:
         return "No run open: start one with “New run…”.", "", hidden, ""
     view = ctx.run(run_id)
-    if view is None:
-        return html.Span(ctx.run_error(run_id) or "run cannot be opened", className="fx-error"), \
-            "", hidden, ""
+    if view is None:  # e.g. a link naming a run that is not here: say so, open nothing
+        why = ctx.run_error(run_id) or "it cannot be opened"
+        notice = [html.B(f"Run {run_id!r} cannot be shown: "), f"{why}. Nothing is open; pick a run "
+                  f"above. (Notes cannot be written until a run is open.)"]
+        return "No run open.", notice, {}, ""
     enc = view.meta.get("encoder") or {}
     data = view.meta.get("data") or {}
     line = (f"encoder: {enc.get('name', '?')} · {enc.get('model', '?')} ({enc.get('weights', '?')})"
             f" · {view.n_images} images · {len(view.cells.get('cells', []))} cells"
             + (f" · {data.get('n_bad')} unusable files skipped" if data.get("n_bad") else ""))
     notice, style = "", hidden
-    if enc.get("fallback_reason"):
-        notice = [html.B("CLIP was not used. "),
-                  f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
-                  f"it because: {enc['fallback_reason'].rstrip('.')}. The maps and concepts describe that "
-                  f"encoder, not CLIP."]
+    if enc.get("fallback_reason"):  # one line; the reason on demand
+        notice = html.Details(className="fx-badge-notice", children=[
+            html.Summary([html.B("Stand-in encoder: "), f"CLIP was not used; maps and concepts describe "
+                          f"{enc.get('model')}, not CLIP (why)"]),
+            html.Div(f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
+                     f"CLIP because: {enc['fallback_reason'].rstrip('.')}.")])
         style = {}
     return line, notice, style, metrics_block(view.meta.get("metrics") or {})
 
@@ -117,8 +120,8 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
         if state.run is None:  # no run named: the default run, with the rest of the URL's state
             fallback = ctx.initial_run()
             return dataclasses.replace(state, run=fallback), fallback is not None
-        if ctx.run_dir(state.run) is None:  # an unknown run: its cell and selection mean nothing
-            return ViewState(run=ctx.initial_run(), view=state.view), True
+        if ctx.run_dir(state.run) is None:  # an unknown run: nothing opens, the status line says why
+            return ViewState(run=state.run, view=state.view), False
         return state, False
     if trigger == ids.RUN_PICKER:
         return with_run(current, value), True
@@ -135,6 +138,9 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
         return dataclasses.replace(current, sel=sel), True
     if trigger == ids.VIEW_TOGGLE:
         return dataclasses.replace(current, view=value or "images"), True
+    if trigger == ids.STORE_HIGHLIGHT:  # a concept's images highlighted: show them in the grid
+        return (dataclasses.replace(current, view="images"), True) if (value or {}).get("ids") \
+            else (current, False)
     if isinstance(trigger, dict) and trigger.get("type") == ids.note_jump("")["type"]:
         path = ctx.run_dir(current.run)
         note = NotesStore(path).get(trigger["index"]) if path else None
@@ -208,14 +214,15 @@ def register(app, ctx: AppContext, managers) -> None:
                   Input(ids.URL, "search"), Input(ids.RUN_PICKER, "value"),
                   Input(ids.REPR_GRAPH, "clickData"), Input(ids.IMAGES_GRAPH, "selectedData"),
                   Input(ids.VIEW_TOGGLE, "value"), Input(ids.note_jump(ALL), "n_clicks"),
+                  Input(ids.STORE_HIGHLIGHT, "data"),
                   State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
                   State(ids.STORE_SEL, "data"), State(ids.STORE_VIEW, "data"))
-    def _route(search, picked, click, selected, toggle, _jumps, run, cell, sel, view):
+    def _route(search, picked, click, selected, toggle, _jumps, highlight, run, cell, sel, view):
         trigger = dash_ctx.triggered_id
         if isinstance(trigger, dict) and not dash_ctx.triggered[0].get("value"):
             return (no_update,) * 7  # a jump button was (re)created, not clicked
         values = {ids.URL: search, ids.RUN_PICKER: picked, ids.REPR_GRAPH: click,
-                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle}
+                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle, ids.STORE_HIGHLIGHT: highlight}
         current = ViewState(run=run, cell=cell, sel=tuple((sel or {}).get("ids") or ()),
                             view=view or "images")
         first_load = run is None and view is None

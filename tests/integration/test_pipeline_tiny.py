@@ -76,7 +76,7 @@ def test_salted_run_completes_reports_bad_files_and_separates_classes(tmp_path, 
     assert meta["data"]["n_images"] == 80
     records = store.read_records()
     assert len(records) == 80 and {r["split"] for r in records} == {"train", "heldout"}
-    z = store.load_array("z16", expected_sha256=meta["checksums"]["z16.npy"])
+    z = store.load_array("z16")  # checked against meta.json
     assert z.shape == (80, 16)
     # the classes differ in colour: even a random tiny ViT + the trained head must separate them
     h = meta["metrics"]["head"]

@@ -92,5 +92,5 @@ def test_manifest_run_reports_each_bad_input_and_uses_awkward_images(tmp_path):
     assert meta["data"]["n_images"] == 29 and meta["data"]["n_bad"] == len(BAD)
     rotated = next(r for r in store.read_records() if r["path"] == "odd/rotated.jpg")
     assert (rotated["width"], rotated["height"]) == (30, 60)  # EXIF orientation applied
-    emb = store.load_array("embeddings", expected_sha256=meta["checksums"]["embeddings.npy"])
+    emb = store.load_array("embeddings")  # checked against meta.json
     assert emb.shape[0] == 29 and np.isfinite(emb).all()

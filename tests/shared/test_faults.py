@@ -49,7 +49,7 @@ def test_corrupted_array_is_detected_not_shown_and_recomputed(shared_run, tmp_pa
     _flip_bytes(z_path)  # one flipped byte: still a valid .npy, wrong numbers
     assert not np.array_equal(np.load(z_path), good)
     with pytest.raises(ArtifactError, match="fails its checksum"):
-        RunStore(run_dir).load_array("z16", expected_sha256=meta["checksums"]["z16.npy"])
+        RunStore(run_dir).load_array("z16")  # checked against meta.json
 
     ctx = AppContext(_cfg(shared_run, runs, cache))
     assert ctx.run(shared_run["run_id"]) is None  # the app does not show it...
@@ -58,7 +58,7 @@ def test_corrupted_array_is_detected_not_shown_and_recomputed(shared_run, tmp_pa
     store = run_pipeline(_cfg(shared_run, runs, cache))  # the same run again: recomputed
     assert store.path == run_dir
     fresh = RunStore(run_dir).read_meta()
-    z = RunStore(run_dir).load_array("z16", expected_sha256=fresh["checksums"]["z16.npy"])
+    z = RunStore(run_dir).load_array("z16")
     assert z.shape == good.shape and np.isfinite(z).all()
     assert ctx.run(shared_run["run_id"]) is not None
 

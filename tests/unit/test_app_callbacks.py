@@ -212,7 +212,26 @@ def test_concepts_job_then_cached_view_and_patch_paths(ctx):
     assert request["cell"] == 2
     content, message = concepts.JOB.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
     assert len(content) == 3 and message == "3 concepts of cell 2"
-    assert "6 segments (50%)" in _texts(content[0])
+    view = ctx.run("fake-run")
+    first = view.cell_members(2).tolist()[:6]  # concept 1: one segment from each of these
+    n_fake = int(view.label[first].sum())
+    text = _texts(content[0])
+    assert "6 segments from 6 images · 50% of the cell's segments" in text
+    assert f"from real images {6 - n_fake} ({(6 - n_fake) / 6:.0%}) · from fake images {n_fake}" in text
+    assert not any("small concept" in _texts(c) for c in content)  # 6, 4, 2 of 12: all >= 10%
+    tiny = {"size": 1, "profile": [0.0] * 16, "images": [first[0]], "segments_real": 1,
+            "segments_fake": 0}
+    assert "small concept" in _texts(concepts.concept_block("fake-run", 2, 3, tiny, total=20))
+    # "show its images": the highlight names the concept's images, the grid draws them
+    h = concepts.highlight(ctx, ids.concept_show(0), 1, "fake-run", 2)
+    assert h["ids"] == first and h["cell"] == 2 and "concept 1" in h["why"]
+    assert concepts.highlight(ctx, ids.HIGHLIGHT_CLEAR, 1, "fake-run", 2) is None
+    request = images.JOB.render(ctx, 2, "fake-run", None, h)[-1]
+    fig, shown, _ = images.JOB.prepare(ctx, request, Progress())
+    dotted = [sh for sh in fig.layout.shapes if sh.line.dash == "dot"]
+    assert len(dotted) == 6
+    assert images.highlight_note("fake-run", 2, h)[0].endswith("the 6 images of concept 1")
+    assert images.highlight_note("fake-run", 1, h) == ("", {"display": "none"})  # another cell
     view = ctx.run("fake-run")
     cache = ctx.app_cache(view)
     assert artifacts.concept_patch(view, cache, 2, 1, 0).name == "c1-0.png"
@@ -241,8 +260,12 @@ def test_router_follows_clicks_selection_url_and_notes(ctx):
     assert state == ViewState(run="fake-run") and write
     state, write = shell.route(ctx, ids.URL, "?run=fake-run&cell=2&sel=4-5", start)
     assert state == ViewState(run="fake-run", cell=2, sel=(4, 5)) and not write
-    state, write = shell.route(ctx, ids.URL, "?run=ghost&cell=2", start)
-    assert state == ViewState(run="fake-run") and write
+    # an unknown run in a link: nothing opens (not the default run, where notes would go astray)
+    state, write = shell.route(ctx, ids.URL, "?run=ghost&cell=2&sel=1", start)
+    assert state == ViewState(run="ghost") and not write
+    line, notice, style, metrics = shell.status(ctx, "ghost")
+    assert style == {} and "Run 'ghost' cannot be shown" in _texts(notice) and "no run named" in _texts(notice)
+    assert metrics == "" and representation.render(ctx, "ghost", None)[2] is None
     click = {"points": [{"customdata": [1, 3, 1, 4, 2, 0.7, 0.8]}]}
     state, _ = shell.route(ctx, ids.REPR_GRAPH, click, ViewState(run="fake-run", cell=2, sel=(4,)))
     assert state == ViewState(run="fake-run", cell=1)
@@ -251,6 +274,10 @@ def test_router_follows_clicks_selection_url_and_notes(ctx):
     assert state.sel == (3, 7)
     state, _ = shell.route(ctx, ids.VIEW_TOGGLE, "concepts", state)
     assert state.view == "concepts"
+    # a concept's images highlighted from the concept view: the grid comes back to show them
+    back, write = shell.route(ctx, ids.STORE_HIGHLIGHT, {"ids": [3], "cell": 1}, state)
+    assert back.view == "images" and write
+    assert shell.route(ctx, ids.STORE_HIGHLIGHT, None, state) == (state, False)
     view = ctx.run("fake-run")
     members = view.cell_members(2).tolist()[:2]
     note = NotesStore(view.path).add("look", images=members)
