@@ -203,21 +203,26 @@ def faithfulness_path(cache_dir: Path) -> Path:
 
 
 def read_faithfulness(cache_dir: Path) -> list[dict] | None:
-    """Per dimension ``{"gain", "win_rate"}`` of the deletion check, or None."""
+    """Per dimension ``{"gain", "win_rate", "passes"}`` of the deletion check, or None."""
     data = read_sealed_json(faithfulness_path(cache_dir))
-    return data if isinstance(data, list) else None
+    ok = isinstance(data, list) and all(isinstance(d, dict) and "passes" in d for d in data)
+    return data if ok else None  # (a file of an older version, without "passes", is redone)
 
 
 def prepare_faithfulness(view: RunView, cache_dir: Path, get_faithfulness: Callable,
                          progress: Progress | None = None) -> list[dict]:
-    """The deletion check of the run's maps per dimension (``get_faithfulness``), kept on disk."""
+    """The deletion check of the run's maps per dimension (``get_faithfulness``), kept on disk,
+    with whether each dimension passes it (``pipeline.faithfulness.passes_deletion_check``)."""
     cached = read_faithfulness(cache_dir)
     if cached is not None:
         return cached
+    from pipeline.faithfulness import passes_deletion_check  # job side: torch is fine here
+
     progress = progress or _noop
     summary = get_faithfulness(view.path,
                                progress=lambda done, total, *_: progress("faithfulness", done, total))
-    values = [{"gain": float(d["gain"]), "win_rate": float(d["win_rate"])}
+    values = [{"gain": float(d["gain"]), "win_rate": float(d["win_rate"]),
+               "passes": bool(passes_deletion_check(d["gain"], d["win_rate"]))}
               for d in sorted(summary["per_dimension"], key=lambda d: d["dim"])]
     write_sealed_json(faithfulness_path(cache_dir), values)
     return values

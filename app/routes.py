@@ -13,6 +13,7 @@ import re
 
 from flask import Blueprint, Response, abort, request, send_file
 
+from pipeline.findings import findings_html
 from pipeline.notes import NotesStore
 from pipeline.sealed import is_intact
 from pipeline.thumbnails import PathRefused
@@ -80,8 +81,12 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
     @bp.route("/files/notes/<run_id>.<fmt>")
     def notes_export(run_id: str, fmt: str):
         path = ctx.run_dir(run_id)
-        if path is None or fmt not in ("csv", "json"):
+        if path is None or fmt not in ("csv", "json", "html"):
             abort(404)
+        if fmt == "html":  # the findings sheet, opened in the browser (not downloaded)
+            response = Response(findings_html(path, ctx.cache_path), mimetype="text/html")
+            response.headers["Cache-Control"] = "no-store"
+            return response
         store = NotesStore(path)
         body = store.export_csv() if fmt == "csv" else store.export_json()
         mimetype = "text/csv" if fmt == "csv" else "application/json"

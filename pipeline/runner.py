@@ -102,12 +102,30 @@ def reporter(progress: Progress | None, should_cancel: Callable[[], bool] | None
 # -- stages ----------------------------------------------------------------------------------------
 
 def scan_stage(cfg: Config, report: Progress) -> ScanResult:
-    """The data set's usable images and the files that cannot be used (logged, kept in the run)."""
+    """The data set's usable images and the files that cannot be used (logged, kept in the run).
+
+    Everything the scan can decide fails here, before any encoder is loaded: a data set with one
+    class only, or too few usable images.
+    """
     report("scan", 0, 1)
     scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t))
     for b in scanned.bad:
         log.warning("skipped %s: %s", b["path"], b["reason"])
+    check_usable(scanned.records, f"the data under {scanned.root}", len(scanned.bad))
     return scanned
+
+
+def check_usable(records: list[Record], where: str, n_bad: int = 0) -> None:
+    """Raise ValueError unless ``records`` hold both classes and at least :data:`MIN_IMAGES`."""
+    counts = np.bincount([r.label for r in records], minlength=2)
+    skipped = f" ({n_bad} file(s) could not be used)" if n_bad else ""
+    if len(records) < MIN_IMAGES:
+        raise ValueError(f"{where} has only {len(records)} usable images{skipped}; need at least "
+                         f"{MIN_IMAGES}")
+    if counts.min() == 0:
+        only = "real" if counts[0] else "fake"
+        raise ValueError(f"{where} has only {only} images ({counts.max()}){skipped}; both classes are "
+                         f"needed (0_real/ and 1_fake/ folders, or a manifest's label column)")
 
 
 def encoder_stage(cfg: Config, report: Progress) -> Encoder:
@@ -148,9 +166,7 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     embedded = Embedded(records=[r for r, k in zip(records, keep) if k],
                         paths=[p for p, k in zip(paths, keep) if k],
                         embeddings=np.asarray(result.embeddings, dtype=np.float32)[keep], bad=bad)
-    if len(embedded.records) < MIN_IMAGES:
-        raise ValueError(f"only {len(embedded.records)} usable images under {scanned.root}; need at "
-                         f"least {MIN_IMAGES}")
+    check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
     return embedded
 
 
@@ -178,9 +194,6 @@ def head_stage(features: np.ndarray, embedded: Embedded, cfg: Config, report: Pr
     """Split train / held-out, fit the 16-d head on the training split (early stopping on a
     validation part of it), score every image and measure the held-out split."""
     records, labels = embedded.records, embedded.labels
-    if len(np.unique(labels)) < 2:
-        raise ValueError(f"the data has only {'real' if labels[0] == 0 else 'fake'} images; both "
-                         f"classes are needed")
     generators = [r.generator for r in records]
     hc = cfg.head
     splits = assign_splits(labels, generators, [r.source for r in records], [r.split for r in records],

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 from dash import ALL, ClientsideFunction, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from pipeline.faithfulness import passes_deletion_check
 from pipeline.overlays import FAKE_RGB, REAL_RGB, colour_scale
 
 from .. import artifacts, ids
@@ -73,7 +72,7 @@ def faithfulness_words(k: int, f: dict | None) -> tuple[str, str, bool | None]:
     """(short mark, sentence, passes?) for dimension ``k``'s deletion check."""
     if f is None:
         return "", f"d{k}: no deletion check", None
-    ok = passes_deletion_check(f["gain"], f["win_rate"])
+    ok = bool(f["passes"])
     sentence = (f"d{k} {'passes' if ok else 'fails'} the deletion check: hiding its most relevant "
                 f"patches changes it more than hiding random ones on {f['win_rate']:.0%} of the test "
                 f"images (by {f['gain']:+.2f} on average, in units of the dimension)")
@@ -150,7 +149,7 @@ def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[d
     contributions = [metas[i]["contributions"] for i in good] or [[0.0] * n_dims]
     order = column_order(contributions) if n_dims else []
     failing = {k for k in order if faithfulness is not None and k < len(faithfulness)
-               and not passes_deletion_check(faithfulness[k]["gain"], faithfulness[k]["win_rate"])}
+               and not faithfulness[k]["passes"]}
     cells = header_row(order, contributions, faithfulness)
     for i in chosen:
         cells.extend(image_row(view, i, metas[i], order, failing))

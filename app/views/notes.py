@@ -34,7 +34,8 @@ def layout() -> html.Div:
 
 
 def export_links(run_id: str) -> list:
-    return ["export: ",
+    return [html.A("findings sheet", href=f"/files/notes/{run_id}.html", target="_blank",
+                   title="the notes with their images on one page, to share or archive"), " · export: ",
             html.A("CSV", href=f"/files/notes/{run_id}.csv", download=f"{run_id}-notes.csv"), " · ",
             html.A("JSON", href=f"/files/notes/{run_id}.json", download=f"{run_id}-notes.json")]
 

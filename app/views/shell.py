@@ -18,6 +18,7 @@ from ..context import AppContext
 from ..jobs import stage_progress
 from ..work import new_run_config, run_new
 from ..runs import run_choices
+from .metrics import metrics_block
 from ..urlstate import ViewState, format_search, parse_search, with_cell, with_run
 
 
@@ -76,38 +77,7 @@ def status(ctx: AppContext, run_id):
             html.Div(f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
                      f"CLIP because: {enc['fallback_reason'].rstrip('.')}.")])
         style = {}
-    return line, notice, style, metrics_block(view.meta.get("metrics") or {})
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and v != v)  # None or NaN
-
-
-def _pct(v):
-    return "–" if _missing(v) else f"{v:.1%}"
-
-
-def _num(v):
-    return "–" if _missing(v) else f"{v:.3f}"
-
-
-def metrics_block(metrics: dict) -> list:
-    head = metrics.get("head") or {}
-    if not head:
-        return []
-    out = [html.Span(["held-out accuracy ", html.B(_pct(head.get("accuracy")))], className="fx-metric"),
-           html.Span(["AP ", html.B(_num(head.get("ap")))], className="fx-metric"),
-           html.Span(["AUC ", html.B(_num(head.get("auc")))], className="fx-metric"),
-           html.Span(f"{head.get('n', '?')} held-out images",
-                     className="fx-muted")]
-    per_gen = head.get("per_generator") or {}
-    if per_gen:
-        rows = [html.Tr([html.Td(g), html.Td(m.get("n", "")), html.Td(_pct(m.get("accuracy"))),
-                         html.Td(_num(m.get("ap")))]) for g, m in sorted(per_gen.items())]
-        out.append(html.Table([html.Thead(html.Tr([html.Th("generator"), html.Th("n"),
-                                                   html.Th("accuracy"), html.Th("AP")])),
-                               html.Tbody(rows)]))
-    return out
+    return line, notice, style, metrics_block(view.meta.get("metrics") or {}, data)
 
 
 def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewState, bool]:
@@ -166,6 +136,14 @@ def finished_run_message(ctx: AppContext, run_id: str, open_run: str | None):
             run_choices(ctx.runs_path))
 
 
+def new_run_state(trigger) -> tuple:
+    """(message, progress label) when Start or Cancel is pressed: the previous job's words go."""
+    if trigger == ids.NEWRUN_CANCEL:
+        return (html.Span("Cancelled: the run stopped. Embeddings it had finished are kept in the "
+                          "cache, so starting it again resumes there.", className="fx-muted"), "")
+    return "", "starting…"
+
+
 def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.STATUS, "children"), Output(ids.FALLBACK_NOTICE, "children"),
                   Output(ids.FALLBACK_NOTICE, "style"), Output(ids.METRICS, "children"),
@@ -189,6 +167,7 @@ def register(app, ctx: AppContext, managers) -> None:
                   background=True, manager=managers.runs, interval=500,
                   progress=[Output(ids.NEWRUN_PROGRESS, "value"),
                             Output(ids.NEWRUN_PROGRESS_LABEL, "children")],
+                  progress_default=["0", ""],  # a finished, failed or cancelled run leaves no label
                   running=[(Output(ids.NEWRUN_START, "disabled"), True, False),
                            (Output(ids.NEWRUN_CANCEL, "disabled"), False, True)],
                   cancel=[Input(ids.NEWRUN_CANCEL, "n_clicks")],
@@ -206,6 +185,15 @@ def register(app, ctx: AppContext, managers) -> None:
             return no_update, html.Span(f"The run failed: {type(e).__name__}: {e}",
                                         className="fx-error"), no_update
         return finished_run_message(ctx, run_id, open_run)
+
+    # What the panel says the moment a job starts or is cancelled (the job itself cannot: a
+    # cancelled job returns nothing, and a starting one has not reported yet).
+    @app.callback(Output(ids.NEWRUN_MESSAGE, "children", allow_duplicate=True),
+                  Output(ids.NEWRUN_PROGRESS_LABEL, "children", allow_duplicate=True),
+                  Input(ids.NEWRUN_START, "n_clicks"), Input(ids.NEWRUN_CANCEL, "n_clicks"),
+                  prevent_initial_call=True)
+    def _new_run_state(_start, _cancel):
+        return new_run_state(dash_ctx.triggered_id)
 
     @app.callback(Output(ids.STORE_RUN, "data"), Output(ids.STORE_CELL, "data"),
                   Output(ids.STORE_SEL, "data"), Output(ids.STORE_VIEW, "data"),

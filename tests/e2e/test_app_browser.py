@@ -374,3 +374,5 @@ def test_a_new_run_can_be_cancelled(dash_br, app_server, tiny_run):
     after = sorted(p.name for p in runs.iterdir() if (p / "meta.json").exists())
     assert after == before
     assert "is ready" not in text_of(driver, ids.NEWRUN_MESSAGE)
+    assert text_of(driver, ids.NEWRUN_MESSAGE).startswith("Cancelled")  # said, and no stale label
+    assert text_of(driver, ids.NEWRUN_PROGRESS_LABEL) == ""

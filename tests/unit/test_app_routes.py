@@ -78,3 +78,27 @@ def test_notes_export_routes(client, tmp_path):
     assert client.get("/files/notes/fake-run.json").json["notes"][0]["tag"] == "grass"
     assert client.get("/files/notes/fake-run.txt").status_code == 404
     assert client.get("/files/notes/ghost.csv").status_code == 404
+
+
+def test_findings_sheet_shows_each_note_with_its_images(client, tmp_path):
+    import base64
+    import re
+
+    run = tmp_path / "runs" / "fake-run"
+    records = RunStore(run).read_records()
+    NotesStore(run).add("grass of <low> resolution", tag="grass", images=[4, 7])
+    NotesStore(run).add("the whole cell fools it", cell=1)
+    r = client.get("/files/notes/fake-run.html")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    page = r.data.decode()
+    assert "grass of &lt;low&gt; resolution" in page and ">grass</span>" in page  # escaped text, tag
+    assert "2 selected images" in page and "cell 1" in page
+    note = page[page.index("grass of"):page.index("the whole cell")]
+    thumbs = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', note)
+    assert len(thumbs) == 2  # the note's own two images, embedded: the page stands alone
+    im = Image.open(io.BytesIO(base64.b64decode(thumbs[0]))).convert("RGB")
+    assert max(abs(a - b) for a, b in zip(im.getpixel((64, 64)), image_colour(4, records[4]["label"]))) < 12
+    words = ("real", "fake")
+    assert f'<span class="b {words[records[4]["label"]]}">' in note
+    n_cell = sum(r["cell"] == 1 for r in records)
+    assert page.count("<figure") == 2 + min(n_cell, 24)

@@ -147,12 +147,20 @@ class Unusable:
 def test_get_concepts_caches_json_and_patches(tmp_path):
     run, models = write_disc_run(tmp_path, concepts=ConceptsConfig(k=2, patches_per_concept=3))
     seen = []
-    out = get_concepts(run, 0, models=models, progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1] == (9, 9)  # 4 images: relevance, segments, then clustering
+    out = get_concepts(run, 0, models=models, progress=lambda d, t, stage: seen.append((stage, d, t)))
+    # each stage in words, with its own units: 4 images' maps, 4 images' segments, one clustering
+    assert ("relevance maps of 4 images", 4, 4) in seen
+    assert ("segments cut and embedded (images)", 4, 4) in seen
+    assert seen[-1] == ("clustering the segments", 1, 1)
     assert out["cell"] == 0 and out["n_images"] == 4 and out["n_images_used"] == 4
     assert len(out["concepts"]) == 2
     assert sum(c["size"] for c in out["concepts"]) == out["n_segments"]
+    records = RunStore(run).read_records()
     for c in out["concepts"]:
+        # every segment's image is named, and the real/fake split of the segments adds up
+        assert set(c["images"]) <= {0, 1, 2, 3} and len(c["images"]) == c["n_images"]
+        assert c["segments_real"] + c["segments_fake"] == c["size"]
+        assert (c["segments_real"] > 0) == any(records[i]["label"] == 0 for i in c["images"])
         assert len(c["profile"]) == 16 and len(c["patches"]) == len(c["sources"]) <= 3
         for p, src in zip(c["patches"], c["sources"]):
             assert Image.open(run / p).size == (224, 224)
