@@ -175,26 +175,37 @@ def _record_failure(cache_dir: Path, index: int, message: str) -> None:
 
 
 def prepare_attention(view: RunView, cache_dir: Path, indices: Iterable[int], get_maps: Callable,
-                      progress: Progress | None = None) -> list[int]:
+                      progress: Progress | None = None, per_pass: int = 2,
+                      drawn: Callable[[list[int]], None] | None = None) -> list[int]:
     """Compute (through ``get_maps``) and draw the maps of the ``indices`` not drawn yet.
 
-    Returns the indices that were computed now. Unreadable images are recorded with the reason.
+    The images go through ``get_maps`` ``per_pass`` at a time (what one relevance pass holds),
+    and ``drawn(done)`` is told the indices drawn so far after each pass, so a view can show the
+    first images' maps while the others are computed. Returns the indices computed now.
+    Unreadable images are recorded with the reason.
     """
     progress = progress or _noop
     missing = [int(i) for i in indices if read_attention(cache_dir, int(i)) is None]
     if not missing:
         return []
-    progress("relevance maps", 0, len(missing))
-    failed: dict[int, str] = {}
-    results = get_maps(view.path, missing,
-                       progress=lambda done, total, *_: progress("relevance maps", done, total),
-                       on_error=lambda i, message: failed.__setitem__(int(i), message))
-    for done, i in enumerate(missing, start=1):
-        if i in results:
-            render_attention(cache_dir, i, results[i])
-        else:
-            _record_failure(cache_dir, i, failed.get(i, "no maps were returned for this image"))
-        progress("drawing maps", done, len(missing))
+    progress("relevance maps (images)", 0, len(missing))
+    done: list[int] = []
+    for start in range(0, len(missing), per_pass):
+        chunk = missing[start:start + per_pass]
+        failed: dict[int, str] = {}
+        results = get_maps(view.path, chunk,
+                           progress=lambda d, t, *_: progress("relevance maps (images)", len(done) + d,
+                                                              len(missing)),
+                           on_error=lambda i, message: failed.__setitem__(int(i), message))
+        for i in chunk:
+            if i in results:
+                render_attention(cache_dir, i, results[i])
+            else:
+                _record_failure(cache_dir, i, failed.get(i, "no maps were returned for this image"))
+        done.extend(chunk)
+        progress("relevance maps (images)", len(done), len(missing))
+        if drawn is not None:
+            drawn(list(done))
     return missing
 
 

@@ -369,7 +369,7 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
                    constrain="domain"),
         yaxis=dict(range=[-rows, 0], showgrid=False, zeroline=False, showticklabels=False,
                    scaleanchor="x", scaleratio=1, constrain="domain"),
-        margin=dict(l=4, r=4, t=4, b=4), dragmode="select", hovermode="closest",
+        margin=dict(l=4, r=4, t=30, b=4), dragmode="select", hovermode="closest",
         plot_bgcolor="rgb(250,250,250)", paper_bgcolor="white", showlegend=False,
         uirevision=f"{grid.get('run_id')}-{grid.get('cell')}")
     return fig

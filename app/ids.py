@@ -55,6 +55,9 @@ ATTN_JOB = "attention"  # its job panel
 ATTN_PANEL = "attention-panel-div"
 ATTN_CONTENT = "attention-content-div"
 ATTN_SCROLL = "attention-scroll-store"  # output of the clientside scroll into view
+ATTN_READY = "attention-ready-store"  # {"run": id} once the selection's maps are shown
+CHECK_JOB = "deletion"  # the run's deletion check, a job of its own after the first maps
+ATTN_CHECKED = "attention-checked-store"  # id of the run whose deletion check is ready
 
 # -- concept view -----------------------------------------------------------------------------
 CONCEPTS_JOB = "concepts"  # its job panel

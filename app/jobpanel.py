@@ -49,6 +49,7 @@ class JobPanel(html.Div):
         progress_wrap = staticmethod(lambda name: f"{name}-job-progress-wrap")
         message = staticmethod(lambda name: f"{name}-job-message")
         request = staticmethod(lambda name: f"{name}-job-request-store")
+        partial = staticmethod(lambda name: f"{name}-job-partial-store")
 
     def __init__(self, name: str, content: Sequence[Any] = (), **div_props):
         ids = self.ids
@@ -59,7 +60,7 @@ class JobPanel(html.Div):
             ]),
             html.Div(id=ids.message(name), className="fx-message"),
             *content,
-            dcc.Store(id=ids.request(name)),
+            dcc.Store(id=ids.request(name)), dcc.Store(id=ids.partial(name)),
         ], **div_props)
 
 
@@ -93,12 +94,15 @@ class JobView:
         the request's run (``app.runs.RunView``), ``progress(stage, done, total)``.
     blank : values when nothing can be shown (the run is gone, the job failed).
     failure : start of the message when the job raises, e.g. "Could not compute the maps".
+    partial : optional ``partial(ctx, value) -> (values, message)``: what to show of a job that
+        is still running. ``compute`` then also receives ``partial=push`` and calls ``push(value)``
+        (JSON-able, e.g. the images done so far) as parts are ready; the panel shows them at once.
     """
 
     def __init__(self, name: str, outputs: Sequence[tuple[str, str]], show: Callable, compute: Callable,
-                 blank: tuple, failure: str):
+                 blank: tuple, failure: str, partial: Callable | None = None):
         self.name, self.outputs, self.show, self.compute = name, list(outputs), show, compute
-        self.blank, self.failure = tuple(blank), failure
+        self.blank, self.failure, self.partial = tuple(blank), failure, partial
 
     def render(self, ctx, *inputs, pending=None) -> tuple:
         """The render callback's body: ``(*values, message, request)``."""
@@ -117,6 +121,8 @@ class JobView:
         if view is None:
             return (*self.blank, html.Span(f"Run {request.get('run')} cannot be opened.",
                                            className="fx-error"))
+        if self.partial is not None:
+            set_progress, kwargs["partial"] = _with_partial(set_progress)
         try:
             values, message = self.compute(ctx, view, request, view_progress(set_progress), **kwargs)
         except Exception as e:  # reported in the panel; the app stays usable
@@ -133,10 +139,38 @@ class JobView:
         def _render(*args):
             return self.render(ctx, *args[:-1], pending=args[-1])
 
+        job = view_job(manager, ids.progress(name), ids.progress_label(name), ids.progress_wrap(name))
+        if self.partial is not None:  # the job's partial results travel as one more progress output
+            job["progress"].append(Output(ids.partial(name), "data"))
+            job["progress_default"].append(None)
+
+            @app.callback(*[Output(c, p, allow_duplicate=True) for c, p in self.outputs],
+                          Output(ids.message(name), "children", allow_duplicate=True),
+                          Input(ids.partial(name), "data"), prevent_initial_call=True)
+            def _partial(value):
+                if not value:
+                    return (no_update,) * (len(self.outputs) + 1)
+                values, message = self.partial(ctx, value)
+                return (*values, message)
+
         @app.callback(*[Output(c, p, allow_duplicate=True) for c, p in self.outputs],
                       Output(ids.message(name), "children", allow_duplicate=True),
-                      Input(ids.request(name), "data"),
-                      **view_job(manager, ids.progress(name), ids.progress_label(name),
-                                 ids.progress_wrap(name)))
+                      Input(ids.request(name), "data"), **job)
         def _prepare(set_progress, request):
             return self.prepare(ctx, request, set_progress)
+
+
+def _with_partial(set_progress: Callable) -> tuple[Callable, Callable]:
+    """(set_progress for the bar, push(value) for partial results): each report carries both,
+    since Dash sets all progress outputs at once."""
+    last = {"bar": ("0", "", {"display": "none"}), "partial": None}
+
+    def bar(value):
+        last["bar"] = tuple(value)
+        set_progress((*last["bar"], last["partial"]))
+
+    def push(value):
+        last["partial"] = value
+        set_progress((*last["bar"], value))
+
+    return bar, push

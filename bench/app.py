@@ -270,9 +270,9 @@ def bench_attention(tmp: Path):
     view = ctx.run(run_id)
     cell = max(view.cell_ids(), key=lambda c: len(view.cell_members(c)))
     sel = {"ids": view.cell_members(cell).tolist()[:8], "from": "graph"}
-    request = attention.JOB.render(ctx, sel, run_id, cell)[-1]
+    request = attention.JOB.render(ctx, sel, None, run_id, cell)[-1]
     t0 = time.perf_counter()
-    content, message = attention.JOB.prepare(ctx, request, lambda _p: None)
+    content, _, message = attention.JOB.prepare(ctx, request, lambda _p: None)
     t_uncached = time.perf_counter() - t0
     assert len(sel["ids"]) == 8 and content, message
     # maps cached by explain_cache, overlays not drawn yet (e.g. a cleared app cache)
@@ -284,13 +284,13 @@ def bench_attention(tmp: Path):
     t_redraw = time.perf_counter() - t0
 
     def cached():
-        children = attention.JOB.render(ctx, sel, run_id, cell)[0]
+        children = attention.JOB.render(ctx, sel, None, run_id, cell)[0]
         from dash._utils import to_json
 
         return to_json(children)
 
     t_cached, payload = timed(cached, repeat=5)
-    print(f"  uncached (maps + faithfulness + overlays): {t_uncached:7.3f} s")
+    print(f"  uncached (maps + overlays):                 {t_uncached:7.3f} s")
     print(f"  maps cached, overlays redrawn:              {t_redraw:7.3f} s")
     print(f"  cached (plain callback):                    {t_cached:7.3f} s, "
           f"{len(payload) / 1e3:.1f} kB   ratio uncached/cached {t_uncached / t_cached:.0f}x")

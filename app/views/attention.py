@@ -32,7 +32,8 @@ def layout() -> html.Div:
             html.Span("rows: selected images · columns: dimensions, one order for all rows (most "
                       "used first) · click a map to enlarge it", className="fx-muted"),
         ]),
-        JobPanel(ids.ATTN_JOB, [html.Div(id=ids.ATTN_CONTENT)]),
+        JobPanel(ids.CHECK_JOB, [dcc.Store(id=ids.ATTN_CHECKED)], className="fx-check-panel"),
+        JobPanel(ids.ATTN_JOB, [html.Div(id=ids.ATTN_CONTENT), dcc.Store(id=ids.ATTN_READY)]),
         dcc.Store(id=ids.ATTN_SCROLL),
     ])
 
@@ -71,7 +72,7 @@ def colour_legend() -> html.Div:
 def faithfulness_words(k: int, f: dict | None) -> tuple[str, str, bool | None]:
     """(short mark, sentence, passes?) for dimension ``k``'s deletion check."""
     if f is None:
-        return "", f"d{k}: no deletion check", None
+        return "…", f"d{k}: the deletion check of this run is still running", None
     ok = bool(f["passes"])
     sentence = (f"d{k} {'passes' if ok else 'fails'} the deletion check: hiding its most relevant "
                 f"patches changes it more than hiding random ones on {f['win_rate']:.0%} of the test "
@@ -122,9 +123,13 @@ def _map_button(view, index: int, name: str, dim, alt: str, title: str, extra: l
 def image_row(view, index: int, meta: dict, order: list[int], failing: set[int]) -> list:
     """One selected image: its picture, its aggregate map, and its maps in the columns' order."""
     frame = "right" if view.correct[index] else "wrong"
-    first = html.Div(className=f"fx-attn-big {frame}", **{"data-index": str(index)}, children=[
-        _map_button(view, index, "image", "image", view.file_name(index), "the image the model saw"),
-        html.Div(_caption(view, index), className="fx-caption")])
+    picture = (html.Img(src=f"/files/thumb/{view.run_id}/{int(index)}.jpg", alt=view.file_name(index),
+                        className="fx-attn-thumb") if meta.get("pending") else
+               _map_button(view, index, "image", "image", view.file_name(index), "the image the model saw"))
+    first = html.Div(className=f"fx-attn-big {frame}", **{"data-index": str(index)},
+                     children=[picture, html.Div(_caption(view, index), className="fx-caption")])
+    if meta.get("pending"):
+        return [first, html.Div("computing its maps…", className="fx-muted fx-attn-error")]
     if meta.get("error"):
         return [first, html.Div(f"No maps: {meta['error']}", className="fx-error fx-attn-error")]
     logit, contributions = meta["logit"], meta["contributions"]
@@ -144,7 +149,7 @@ def image_row(view, index: int, meta: dict, order: list[int], failing: set[int])
 
 def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[dict] | None) -> html.Div:
     """The attention matrix of ``chosen`` (all rows in one column order)."""
-    good = [i for i in chosen if not metas[i].get("error")]
+    good = [i for i in chosen if not metas[i].get("error")]  # (pending rows carry an "error" too)
     n_dims = max((len(metas[i]["contributions"]) for i in good), default=0)
     contributions = [metas[i]["contributions"] for i in good] or [[0.0] * n_dims]
     order = column_order(contributions) if n_dims else []
@@ -165,60 +170,106 @@ def _chosen(view, sel) -> list[int]:
     return [int(i) for i in (sel or {}).get("ids") or [] if 0 <= int(i) < n]
 
 
-def content(ctx: AppContext, view, chosen: list[int]):
-    """(children, message) from cached maps, or None when some are not computed yet."""
+def content(ctx: AppContext, view, chosen: list[int], partial: bool = False):
+    """(children, message) from cached maps, or None when some are not computed yet (with
+    ``partial``, rows not computed yet are drawn as placeholders instead). The deletion check
+    may still be running: its marks then say so."""
     shown = chosen[:MAX_IMAGES]
     cache = ctx.app_cache(view)
     metas = {i: artifacts.read_attention(cache, i) for i in shown}
-    faith = artifacts.read_faithfulness(cache)
-    if faith is None or any(m is None for m in metas.values()):
+    missing = [i for i, m in metas.items() if m is None]
+    if missing and not partial:
         return None
-    note = (f"Showing the first {len(shown)} of {len(chosen)} selected images."
+    for i in missing:
+        metas[i] = {"error": "computing…", "pending": True}
+    note = (f"Showing the first {len(shown)} of {len(chosen)} selected images. "
             if len(chosen) > len(shown) else "")
-    return [matrix(view, shown, metas, faith)], note
+    if missing:
+        note += f"Computing the maps of {len(missing)} more image(s)…"
+    return [matrix(view, shown, metas, artifacts.read_faithfulness(cache))], note
 
 
-def show(ctx: AppContext, sel, run_id, cell):
+def show(ctx: AppContext, sel, checked, run_id, cell):
     """What the attention view shows for a selection: cached maps at once, else a job.
 
     A selection must lie in the open cell (a link may carry any ids): otherwise it is refused
-    with a message and nothing is computed.
+    with a message and nothing is computed. ``checked`` (the run whose deletion check is ready)
+    only makes the matrix redraw with the check's marks.
     """
     view = ctx.run(run_id)
     chosen = _chosen(view, sel)
     if view is None or not chosen:
-        return Ready(([],), "Select images in the image view (box or lasso) to see their maps.")
+        return Ready(([], None), "Select images in the image view (box or lasso) to see their maps.")
     outside = [i for i in chosen if cell is None or int(view.cell[i]) != int(cell)]
     if outside:
         where = f"cell {cell}" if cell is not None else "an open cell"
-        return Ready(([],), html.Span(
+        return Ready(([], None), html.Span(
             f"{len(outside)} of the {len(chosen)} selected images are not in {where} "
             f"(e.g. image {outside[0]} is in cell {int(view.cell[outside[0]])}); select images "
             f"in the open cell's grid.", className="fx-error"))
     ready = content(ctx, view, chosen)
     if ready is not None:
-        return Ready((ready[0],), ready[1])
-    return Job({"run": view.run_id, "indices": chosen}, ([],),
+        return Ready((ready[0], {"run": view.run_id}), ready[1])
+    return Job({"run": view.run_id, "indices": chosen}, ([], no_update),
                f"Computing relevance maps of {min(len(chosen), MAX_IMAGES)} image(s)…")
 
 
-def compute(ctx: AppContext, view, request: dict, progress, explain=None):
-    """The job: compute and draw the requested maps; returns ((content,), message)."""
+def compute(ctx: AppContext, view, request: dict, progress, explain=None, partial=None):
+    """The job: compute and draw the requested maps, showing each pass's images as they are
+    drawn (``partial``); returns ((content, ready), message). The deletion check is another
+    job (:data:`CHECK`), started once maps exist, so no selection waits for it."""
     from .. import work
 
     chosen = [int(i) for i in request["indices"]]
-    get_maps, _, get_faithfulness = explain or work.explain_functions()
+    get_maps = (explain or work.explain_functions())[0]
     cache = ctx.app_cache(view)
-    artifacts.prepare_attention(view, cache, chosen[:MAX_IMAGES], get_maps, progress)
-    artifacts.prepare_faithfulness(view, cache, get_faithfulness, progress)
+    artifacts.prepare_attention(view, cache, chosen[:MAX_IMAGES], get_maps, progress,
+                                drawn=(lambda done: partial({"run": view.run_id, "indices": chosen}))
+                                if partial else None)
     ready = content(ctx, view, chosen)
     if ready is None:
         raise RuntimeError(f"the maps were computed but their files are missing under {cache}")
-    return (ready[0],), ready[1]
+    return (ready[0], {"run": view.run_id}), ready[1]
 
 
-JOB = JobView(ids.ATTN_JOB, outputs=[(ids.ATTN_CONTENT, "children")], show=show, compute=compute,
-              blank=([],), failure="Could not compute the maps")
+def partial_rows(ctx: AppContext, value: dict):
+    """The matrix of a job still running: rows drawn so far, placeholders for the others."""
+    view = ctx.run(value.get("run"))
+    if view is None:
+        return (no_update, no_update), no_update
+    children, note = content(ctx, view, [int(i) for i in value["indices"]], partial=True)
+    return (children, no_update), note
+
+
+JOB = JobView(ids.ATTN_JOB, outputs=[(ids.ATTN_CONTENT, "children"), (ids.ATTN_READY, "data")],
+              show=show, compute=compute, blank=([], None), failure="Could not compute the maps",
+              partial=partial_rows)
+
+
+def show_check(ctx: AppContext, ready, run_id, checked):
+    """The deletion check of the run's maps, once per run, after the first maps are shown."""
+    if not ready or ready.get("run") != run_id or checked == run_id:
+        return None
+    view = ctx.run(run_id)
+    if view is None:
+        return None
+    if artifacts.read_faithfulness(ctx.app_cache(view)) is not None:
+        return Ready((run_id,))
+    return Job({"run": run_id}, (no_update,),
+               "Deletion check of this run's maps (once per run, on 8 test images): computing; "
+               "the marks under the dimensions appear when it is done.")
+
+
+def compute_check(ctx: AppContext, view, request: dict, progress, explain=None):
+    from .. import work
+
+    get_faithfulness = (explain or work.explain_functions())[2]
+    artifacts.prepare_faithfulness(view, ctx.app_cache(view), get_faithfulness, progress)
+    return (view.run_id,), ""
+
+
+CHECK = JobView(ids.CHECK_JOB, outputs=[(ids.ATTN_CHECKED, "data")], show=show_check,
+                compute=compute_check, blank=(None,), failure="Could not run the deletion check")
 
 
 def open_map(triggered: dict | None, clicks) -> dict | object:
@@ -231,8 +282,11 @@ def open_map(triggered: dict | None, clicks) -> dict | object:
 
 def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views,
-                 inputs=[Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data"),
-                         State(ids.STORE_CELL, "data")])
+                 inputs=[Input(ids.STORE_SEL, "data"), Input(ids.ATTN_CHECKED, "data"),
+                         State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data")])
+    CHECK.register(app, ctx, managers.views,
+                   inputs=[Input(ids.ATTN_READY, "data"), State(ids.STORE_RUN, "data"),
+                           State(ids.ATTN_CHECKED, "data")])
 
     @app.callback(Output(ids.STORE_VIEWER, "data", allow_duplicate=True),
                   Input(ids.attention_map(ALL, ALL), "n_clicks"), prevent_initial_call=True)

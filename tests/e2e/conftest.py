@@ -30,7 +30,7 @@ def pytest_setup_options():
 
     options = Options()
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1500,1400"):
+                "--window-size=1500,1400", "--hide-scrollbars"):
         options.add_argument(arg)
     return options
 
@@ -124,14 +124,31 @@ def app_server(tiny_run, tmp_path):
     server.stop()
 
 
+SHOT_WIDTHS = (1600, 1024)  # the screens an analyst has: a desktop and a small laptop
+WINDOW = (1500, 1400)  # the tests' window (pytest_setup_options)
+
+
 @pytest.fixture
 def shot():
-    """``shot(driver, name)`` saves a screenshot to test-artifacts/<name>.png."""
+    """``shot(driver, name)`` saves the whole page at 1600 and 1024 px wide to
+    test-artifacts/<name>-<width>.png (the window is made as tall as the page), then restores
+    the window."""
     ARTIFACTS.mkdir(exist_ok=True)
 
-    def save(driver, name: str) -> Path:
-        path = ARTIFACTS / f"{name}.png"
-        driver.save_screenshot(str(path))
-        return path
+    def save(driver, name: str) -> list[Path]:
+        paths = []
+        for width in SHOT_WIDTHS:
+            driver.set_window_size(width, 1000)
+            time.sleep(0.6)  # plotly figures and the CSS grid relayout on resize
+            height = driver.execute_script("return Math.max(document.body.scrollHeight, "
+                                           "document.documentElement.scrollHeight);")
+            driver.set_window_size(width, min(int(height) + 40, 5000))
+            time.sleep(0.6)
+            path = ARTIFACTS / f"{name}-{width}.png"
+            driver.save_screenshot(str(path))
+            paths.append(path)
+        driver.set_window_size(*WINDOW)
+        time.sleep(0.3)
+        return paths
 
     return save

@@ -195,7 +195,7 @@ def test_clicking_a_cell_fills_the_grid_with_framed_thumbnails(dash_br, app_serv
     shot(driver, "02-image-grid")
 
 
-def test_box_selection_shows_16_maps_per_selected_image(dash_br, app_server, shot):
+def test_box_selection_shows_an_attention_matrix_in_one_column_order(dash_br, app_server, shot):
     cell = largest_cell(app_server)
     open_app(dash_br, app_server, f"&cell={cell['id']}")
     driver = dash_br.driver
@@ -208,21 +208,30 @@ def test_box_selection_shows_16_maps_per_selected_image(dash_br, app_server, sho
     n_selected = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
                      for part in selected.split(",") for a, _, b in [part.partition("-")])
     assert 1 <= n_selected <= 4
-    blocks = wait_until(lambda: (lambda b: b if len(b) == n_selected else None)(
-        driver.find_elements(By.CSS_SELECTOR, ".fx-attn-image")), timeout=JOB_TIMEOUT,
-        what=f"{n_selected} attention blocks")
-    for block in blocks:
-        dims = block.find_elements(By.CSS_SELECTOR, ".fx-attn-dim img")
-        assert len(dims) == 16
-        labels = [d.text for d in block.find_elements(By.CSS_SELECTOR, ".fx-attn-dim .fx-caption")]
-        assert all(lab.startswith("d") and "Δ" in lab for lab in labels)
-    wait_until(lambda: all(images_loaded(driver, ".fx-attn-image img")), what="maps loaded")
-    assert len(images_loaded(driver, ".fx-attn-image img")) == n_selected * 18
+    rows = wait_until(lambda: (lambda b: b if len(b) == n_selected else None)(
+        driver.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")), timeout=JOB_TIMEOUT,
+        what=f"{n_selected} rows of the attention matrix")
+    matrix = driver.find_element(By.CSS_SELECTOR, ".fx-attn-matrix")
+    order = matrix.get_attribute("data-order").split(",")
+    assert len(order) == 16
+    heads = [h.get_attribute("data-dim") for h in matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head")]
+    assert heads == order
+    for row in rows:  # every row in the header's order: a column reads down
+        index = row.get_attribute("data-index")
+        dims = matrix.find_elements(By.CSS_SELECTOR, f".fx-attn-dim[data-index='{index}']")
+        assert [d.get_attribute("data-dim") for d in dims] == order
+    assert all(("✓" in h.text or "✗" in h.text) for h in
+               matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head"))  # the deletion check, per column
+    wait_until(lambda: all(images_loaded(driver, ".fx-attn-matrix img")), what="maps loaded")
+    assert len(images_loaded(driver, ".fx-attn-matrix img")) == n_selected * 18
+    # the panel was brought into view when the images were selected
+    assert driver.execute_script("var r = document.getElementById(arguments[0]).getBoundingClientRect();"
+                                 "return r.top < window.innerHeight && r.bottom > 0;", ids.ATTN_PANEL)
     shot(driver, "03-attention")
     # cached now: a reload shows the maps without a job
     t0 = time.time()
     dash_br.server_url = driver.current_url
-    wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".fx-attn-image")) == n_selected,
+    wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")) == n_selected,
                timeout=20, what="cached maps")
     assert time.time() - t0 < 20
 

@@ -111,28 +111,37 @@ def test_every_route_needs_credentials(stack, shared_run):
 
 
 # -- jobs -------------------------------------------------------------------------------------------
-def _attention_request(s: DashSession, run: str, indices: list[int]) -> dict:
+def _cell_images(shared_run, count: int, skip: int = 0) -> tuple[int, list[int]]:
+    """(cell, ``count`` of its images after the first ``skip``) of the largest cell."""
+    records = RunStore(shared_run["runs"] / shared_run["run_id"]).read_records()
+    cells = Counter(r["cell"] for r in records)
+    cell = cells.most_common(1)[0][0]
+    return cell, [i for i, r in enumerate(records) if r["cell"] == cell][skip:skip + count]
+
+
+def _attention_request(s: DashSession, run: str, cell: int, indices: list[int]) -> dict:
     r = s.call("attention-content-div.children",
                {"shell-selection-store.data": {"ids": indices, "from": "graph"},
-                "shell-run-store.data": run}, ["shell-selection-store.data"])
+                "shell-run-store.data": run, "shell-cell-store.data": cell}, ["shell-selection-store.data"])
     return r[ATTN_REQUEST]["data"]
 
 
 def test_a_job_through_the_app_runs_in_a_worker_with_progress(stack, shared_run):
     run = shared_run["run_id"]
     s = session(stack)
-    request = _attention_request(s, run, [0, 1, 2])
-    assert request and request["indices"] == [0, 1, 2]
+    cell, chosen = _cell_images(shared_run, 3)
+    request = _attention_request(s, run, cell, chosen)
+    assert request and request["indices"] == chosen
     result = s.call_background("attention-content-div.children",
                                {f"{ATTN_REQUEST}.data": request}, [f"{ATTN_REQUEST}.data"])
     labels = [p.get(f"{JobPanel.ids.progress_label(ids.ATTN_JOB)}.children") for p in result.progress]
     assert labels and all(isinstance(x, str) and ":" in x for x in labels), result.progress
     content = json.dumps(result.response["attention-content-div"]["children"])
-    for i in (0, 1, 2):
+    for i in chosen:
         assert f'"data-index": "{i}"' in content
-    assert s.get(f"/files/attn/{run}/1/aggregate.jpg").status == 200
+    assert s.get(f"/files/attn/{run}/{chosen[1]}/aggregate.jpg").status == 200
     # computed by a worker process, not by the web server
-    assert {r["index"] for r in probe_records(stack, "maps")} >= {0, 1, 2}
+    assert {r["index"] for r in probe_records(stack, "maps")} >= set(chosen)
 
 
 def _together(n: int, fn):
@@ -179,8 +188,8 @@ def test_same_request_from_two_sessions_is_computed_once(stack, shared_run):
     assert len(probe_records(stack, "concepts")) - before == 1
 
     # the same images' relevance maps
-    chosen = [5, 6, 7, 8]
-    requests = [_attention_request(s, run, chosen) for s in sessions]
+    cell, chosen = _cell_images(shared_run, 4, skip=3)  # not the images of the test above
+    requests = [_attention_request(s, run, cell, chosen) for s in sessions]
     answers = _together(2, lambda i: sessions[i].call_background(
         "attention-content-div.children", {f"{ATTN_REQUEST}.data": requests[i]},
         [f"{ATTN_REQUEST}.data"]))

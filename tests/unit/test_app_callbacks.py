@@ -130,11 +130,20 @@ def test_selection_is_outlined_around_tiles_not_painted_over_them(ctx):
 
 def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
     sel = {"ids": [0, 3], "from": "graph"}  # both in cell 0 (images 0..9)
-    content, message, request = attention.JOB.render(ctx, sel, "fake-run", 0, pending=None)
-    assert content == [] and request["indices"] == [0, 3] and "Computing" in message
+    content, ready, message, request = attention.JOB.render(ctx, sel, None, "fake-run", 0, pending=None)
+    assert content == [] and ready is no_update and request["indices"] == [0, 3] and "Computing" in message
     progress = Progress()
-    content, message = attention.JOB.prepare(ctx, request, progress, explain=FAKE_EXPLAIN)
-    assert progress.calls
+    content, ready, message = attention.JOB.prepare(ctx, request, progress, explain=FAKE_EXPLAIN)
+    assert progress.calls and ready == {"run": "fake-run"}
+    # the maps are shown before the deletion check has run: its marks say it is pending
+    assert all(_texts(h).endswith("…") for h in _find(content, "fx-attn-head"))
+    # the check is a job of its own, started once maps are shown, then the matrix redraws
+    _, _, check = attention.CHECK.render(ctx, ready, "fake-run", None)
+    assert check["run"] == "fake-run"
+    checked, _ = attention.CHECK.prepare(ctx, check, Progress(), explain=FAKE_EXPLAIN)
+    assert checked == "fake-run" and attention.CHECK.render(ctx, ready, "fake-run", checked) == (no_update,) * 3
+    content, ready, message, request2 = attention.JOB.render(ctx, sel, checked, "fake-run", 0, pending=request)
+    assert request2 is None  # shown from disk: a pending job is cleared
     [matrix] = _find(content, "fx-attn-matrix")
     heads = _find(matrix, "fx-attn-head")
     order = [int(h.to_plotly_json()["props"]["data-dim"]) for h in heads]
@@ -155,9 +164,6 @@ def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
     assert "✗ 50%" in _texts(heads[0]) and "✓ 80%" in _texts(heads[order.index(15)])
     # the summary row: mean contribution of d15 over the two images is (1 + -1) / 2 = 0
     assert "+0.00" in _texts(heads[order.index(15)])
-    # cached now: shown at once, no job
-    content2, _, request2 = attention.JOB.render(ctx, sel, "fake-run", 0, pending=request)
-    assert len(_find(content2, "fx-attn-dim")) == 32 and request2 is None
     # the overlay of dimension 5 is bright on its own rows (10, 11); elsewhere it shows the photo
     # (uniform grey 128), muted as every overlay's background is
     cache = ctx.app_cache(ctx.run("fake-run"))
@@ -167,17 +173,33 @@ def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
     assert abs(arr[10:12].mean() - photo) > 40 and abs(arr[20:30].mean() - photo) < 8
 
 
+def test_attention_shows_each_pass_of_images_as_soon_as_it_is_drawn(ctx):
+    sel = {"ids": [0, 2, 4, 6], "from": "graph"}
+    request = attention.JOB.render(ctx, sel, None, "fake-run", 0)[-1]
+    view = ctx.run("fake-run")
+    pushed = []
+
+    def push(value):  # what the panel shows of the running job, each time a pass is drawn
+        (children, _), note = attention.partial_rows(ctx, value)
+        pending = [c for c in _find(children, "fx-attn-error")]
+        pushed.append((len(pending), note))
+
+    attention.compute(ctx, view, request, lambda *a: None, explain=FAKE_EXPLAIN, partial=push)
+    assert [p[0] for p in pushed] == [2, 0]  # two images per pass: 2 still computing, then none
+    assert "Computing the maps of 2 more image(s)" in pushed[0][1] and pushed[1][1] == ""
+
+
 def test_attention_shows_at_most_eight_images(ctx):
     sel = {"ids": list(range(10)), "from": "graph"}  # the whole of cell 0
-    request = attention.JOB.render(ctx, sel, "fake-run", 0)[-1]
-    content, message = attention.JOB.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
+    request = attention.JOB.render(ctx, sel, None, "fake-run", 0)[-1]
+    content, _, message = attention.JOB.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
     rows = _find(content, "fx-attn-big")
     assert len(rows) == 2 * attention.MAX_IMAGES and "first 8 of 10" in message
 
 
 def test_a_selection_outside_the_open_cell_is_refused(ctx):
     # a link like ?cell=1&sel=0,1,2: images 0..2 are in cell 0
-    content, message, request = attention.JOB.render(ctx, {"ids": [0, 1, 12]}, "fake-run", 1)
+    content, _, message, request = attention.JOB.render(ctx, {"ids": [0, 1, 12]}, None, "fake-run", 1)
     assert content == [] and request is no_update
     assert "2 of the 3 selected images are not in cell 1" in _texts(message)
 
@@ -200,9 +222,9 @@ def test_attention_job_reports_errors_in_the_panel(ctx):
     def broken(*a, **k):
         raise RuntimeError("model files missing")
 
-    request = attention.JOB.render(ctx, {"ids": [1]}, "fake-run", 0)[-1]
-    content, message = attention.JOB.prepare(ctx, request, Progress(),
-                                             explain=(broken, broken, broken))
+    request = attention.JOB.render(ctx, {"ids": [1]}, None, "fake-run", 0)[-1]
+    content, _, message = attention.JOB.prepare(ctx, request, Progress(),
+                                                explain=(broken, broken, broken))
     assert content == [] and "model files missing" in _texts(message)
 
 
