@@ -54,6 +54,9 @@ class ProjectionConfig:
     max_train_images: int = 400  # images drawn with words for training (each gets fresh words)
     words_per_image: int = 2
     seed: int = 0
+    train_on: str = "background"  # background: once per encoder, on a fixed photo set (cached) | data
+    background: str | None = None  # folder of photos for train_on: background (None = built-in set)
+    background_size: int = 400  # crops in the built-in background set (registry packages' photos)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .background import background_images
 from .cells import build_cells
 from .config import Config, to_dict
 from .data import Record, ScanResult, scan
@@ -172,9 +173,19 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
 
 def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fingerprint: str,
                      report: Progress) -> tuple[VisionOnlyProjection, dict]:
-    """The vision-only projection for this (encoder, data, settings): cached, else trained."""
-    key = hash_obj({"enc": encoder.info.fingerprint, "data": data_fingerprint,
-                    "cfg": cfg.fingerprint("projection"), "version": PROJECTION_VERSION})
+    """The vision-only projection: trained once per encoder on the background photo set
+    (``projection.train_on: background``, ``pipeline.background``) or on this data set
+    (``train_on: data``); cached either way, keyed by what it was trained on."""
+    pc = cfg.projection
+    if pc.train_on == "background":
+        paths, trained_on = background_images(cfg, log=log.info)
+        emb = None
+    elif pc.train_on == "data":
+        paths, trained_on, emb = embedded.paths, f"data-{data_fingerprint}", embedded.embeddings
+    else:
+        raise ValueError(f"projection.train_on must be 'background' or 'data', not {pc.train_on!r}")
+    key = hash_obj({"enc": encoder.info.fingerprint, "data": trained_on, "cfg": cfg.fingerprint("projection"),
+                    "version": PROJECTION_VERSION})
     path = cfg.cache_path / "projection" / f"{key}.pt"
     if path.exists():
         try:
@@ -182,10 +193,18 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
             return VisionOnlyProjection.from_state(saved["state"]), saved["metrics"]
         except Exception as e:  # a corrupted cache file is recomputed, never trusted
             log.warning("projection cache %s unreadable (%s); retraining", path, e)
+    if emb is None:  # the background photos' embeddings (cached like any image's)
+        result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
+                             num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
+                             max_pixels=cfg.data.max_image_pixels,
+                             progress=lambda d, t: report("projection", 0, t))
+        good = [i for i in range(len(paths)) if i not in {j for j, _ in result.failures}]
+        paths, emb = [paths[i] for i in good], result.embeddings[good]
     projection, metrics = train_projection(
-        encoder, embedded.paths, embedded.embeddings, cfg.projection,
+        encoder, paths, emb, pc,
         embed_images=lambda images: embed_pil(encoder, images, batch_size=cfg.encoder.batch_size),
         max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("projection", d, t))
+    metrics = {**metrics, "trained_on": trained_on, "n_images": len(paths)}
     atomic_write_bytes(path, torch_bytes({"state": projection.state(), "metrics": metrics}))
     return projection, metrics
 

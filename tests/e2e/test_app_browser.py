@@ -208,20 +208,23 @@ def test_box_selection_shows_an_attention_matrix_in_one_column_order(dash_br, ap
     n_selected = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
                      for part in selected.split(",") for a, _, b in [part.partition("-")])
     assert 1 <= n_selected <= 4
-    rows = wait_until(lambda: (lambda b: b if len(b) == n_selected else None)(
-        driver.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")), timeout=JOB_TIMEOUT,
-        what=f"{n_selected} rows of the attention matrix")
-    matrix = driver.find_element(By.CSS_SELECTOR, ".fx-attn-matrix")
-    order = matrix.get_attribute("data-order").split(",")
-    assert len(order) == 16
-    heads = [h.get_attribute("data-dim") for h in matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head")]
-    assert heads == order
-    for row in rows:  # every row in the header's order: a column reads down
-        index = row.get_attribute("data-index")
-        dims = matrix.find_elements(By.CSS_SELECTOR, f".fx-attn-dim[data-index='{index}']")
-        assert [d.get_attribute("data-dim") for d in dims] == order
-    assert all(("✓" in h.text or "✗" in h.text) for h in
-               matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head"))  # the deletion check, per column
+    def read_matrix():
+        """The matrix once complete: every row drawn and the deletion check's marks shown (the
+        check runs after the maps; the matrix is redrawn then, hence the retries)."""
+        matrix = driver.find_element(By.CSS_SELECTOR, ".fx-attn-matrix")
+        rows = [r.get_attribute("data-index") for r in
+                matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")]
+        heads = matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head")
+        if len(rows) != n_selected or not all("✓" in h.text or "✗" in h.text for h in heads):
+            return None
+        dims = {i: [d.get_attribute("data-dim") for d in
+                    matrix.find_elements(By.CSS_SELECTOR, f".fx-attn-dim[data-index='{i}']")] for i in rows}
+        return matrix.get_attribute("data-order").split(","), [h.get_attribute("data-dim") for h in heads], dims
+
+    order, heads, dims = wait_until(read_matrix, timeout=JOB_TIMEOUT,
+                                    what=f"{n_selected} rows of the attention matrix, checked")
+    assert len(order) == 16 and heads == order
+    assert all(row == order for row in dims.values())  # every row in one order: a column reads down
     wait_until(lambda: all(images_loaded(driver, ".fx-attn-matrix img")), what="maps loaded")
     assert len(images_loaded(driver, ".fx-attn-matrix img")) == n_selected * 18
     # the panel was brought into view when the images were selected
