@@ -270,7 +270,7 @@ def bench_attention(tmp: Path):
     view = ctx.run(run_id)
     cell = max(view.cell_ids(), key=lambda c: len(view.cell_members(c)))
     sel = {"ids": view.cell_members(cell).tolist()[:8], "from": "graph"}
-    request = attention.JOB.render(ctx, sel, None, run_id, cell)[-1]
+    request = attention.JOB.render(ctx, sel, run_id, cell)[-1]
     t0 = time.perf_counter()
     content, _, message = attention.JOB.prepare(ctx, request, lambda _p: None)
     t_uncached = time.perf_counter() - t0
@@ -284,7 +284,7 @@ def bench_attention(tmp: Path):
     t_redraw = time.perf_counter() - t0
 
     def cached():
-        children = attention.JOB.render(ctx, sel, None, run_id, cell)[0]
+        children = attention.JOB.render(ctx, sel, run_id, cell)[0]
         from dash._utils import to_json
 
         return to_json(children)

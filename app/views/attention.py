@@ -189,12 +189,11 @@ def content(ctx: AppContext, view, chosen: list[int], partial: bool = False):
     return [matrix(view, shown, metas, artifacts.read_faithfulness(cache))], note
 
 
-def show(ctx: AppContext, sel, checked, run_id, cell):
+def show(ctx: AppContext, sel, run_id, cell):
     """What the attention view shows for a selection: cached maps at once, else a job.
 
     A selection must lie in the open cell (a link may carry any ids): otherwise it is refused
-    with a message and nothing is computed. ``checked`` (the run whose deletion check is ready)
-    only makes the matrix redraw with the check's marks.
+    with a message and nothing is computed.
     """
     view = ctx.run(run_id)
     chosen = _chosen(view, sel)
@@ -230,6 +229,18 @@ def compute(ctx: AppContext, view, request: dict, progress, explain=None, partia
     if ready is None:
         raise RuntimeError(f"the maps were computed but their files are missing under {cache}")
     return (ready[0], {"run": view.run_id}), ready[1]
+
+
+def redraw(ctx: AppContext, checked, sel, run_id, cell):
+    """The matrix again once the run's deletion check is ready (its marks appear), if the maps of
+    the current selection are all drawn; else nothing changes."""
+    view = ctx.run(run_id)
+    if view is None or checked != run_id:
+        return no_update, no_update
+    chosen = _chosen(view, sel)
+    ready = content(ctx, view, chosen) if chosen and cell is not None and all(
+        int(view.cell[i]) == int(cell) for i in chosen) else None
+    return (ready[0], ready[1]) if ready is not None else (no_update, no_update)
 
 
 def partial_rows(ctx: AppContext, value: dict):
@@ -282,11 +293,20 @@ def open_map(triggered: dict | None, clicks) -> dict | object:
 
 def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views,
-                 inputs=[Input(ids.STORE_SEL, "data"), Input(ids.ATTN_CHECKED, "data"),
-                         State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data")])
+                 inputs=[Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data"),
+                         State(ids.STORE_CELL, "data")])
     CHECK.register(app, ctx, managers.views,
                    inputs=[Input(ids.ATTN_READY, "data"), State(ids.STORE_RUN, "data"),
                            State(ids.ATTN_CHECKED, "data")])
+
+    # Not an input of the matrix's own render: that would close a loop of callbacks (maps ready
+    # -> check -> redraw -> maps ready), which Dash refuses to run.
+    @app.callback(Output(ids.ATTN_CONTENT, "children", allow_duplicate=True),
+                  Output(JobPanel.ids.message(ids.ATTN_JOB), "children", allow_duplicate=True),
+                  Input(ids.ATTN_CHECKED, "data"), State(ids.STORE_SEL, "data"),
+                  State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"), prevent_initial_call=True)
+    def _redraw(checked, sel, run_id, cell):
+        return redraw(ctx, checked, sel, run_id, cell)
 
     @app.callback(Output(ids.STORE_VIEWER, "data", allow_duplicate=True),
                   Input(ids.attention_map(ALL, ALL), "n_clicks"), prevent_initial_call=True)

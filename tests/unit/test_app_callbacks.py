@@ -130,7 +130,7 @@ def test_selection_is_outlined_around_tiles_not_painted_over_them(ctx):
 
 def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
     sel = {"ids": [0, 3], "from": "graph"}  # both in cell 0 (images 0..9)
-    content, ready, message, request = attention.JOB.render(ctx, sel, None, "fake-run", 0, pending=None)
+    content, ready, message, request = attention.JOB.render(ctx, sel, "fake-run", 0, pending=None)
     assert content == [] and ready is no_update and request["indices"] == [0, 3] and "Computing" in message
     progress = Progress()
     content, ready, message = attention.JOB.prepare(ctx, request, progress, explain=FAKE_EXPLAIN)
@@ -142,7 +142,9 @@ def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
     assert check["run"] == "fake-run"
     checked, _ = attention.CHECK.prepare(ctx, check, Progress(), explain=FAKE_EXPLAIN)
     assert checked == "fake-run" and attention.CHECK.render(ctx, ready, "fake-run", checked) == (no_update,) * 3
-    content, ready, message, request2 = attention.JOB.render(ctx, sel, checked, "fake-run", 0, pending=request)
+    content, message = attention.redraw(ctx, checked, sel, "fake-run", 0)
+    assert attention.redraw(ctx, checked, {"ids": [0, 12]}, "fake-run", 0) == (no_update, no_update)
+    _, _, _, request2 = attention.JOB.render(ctx, sel, "fake-run", 0, pending=request)
     assert request2 is None  # shown from disk: a pending job is cleared
     [matrix] = _find(content, "fx-attn-matrix")
     heads = _find(matrix, "fx-attn-head")
@@ -175,7 +177,7 @@ def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
 
 def test_attention_shows_each_pass_of_images_as_soon_as_it_is_drawn(ctx):
     sel = {"ids": [0, 2, 4, 6], "from": "graph"}
-    request = attention.JOB.render(ctx, sel, None, "fake-run", 0)[-1]
+    request = attention.JOB.render(ctx, sel, "fake-run", 0)[-1]
     view = ctx.run("fake-run")
     pushed = []
 
@@ -191,7 +193,7 @@ def test_attention_shows_each_pass_of_images_as_soon_as_it_is_drawn(ctx):
 
 def test_attention_shows_at_most_eight_images(ctx):
     sel = {"ids": list(range(10)), "from": "graph"}  # the whole of cell 0
-    request = attention.JOB.render(ctx, sel, None, "fake-run", 0)[-1]
+    request = attention.JOB.render(ctx, sel, "fake-run", 0)[-1]
     content, _, message = attention.JOB.prepare(ctx, request, Progress(), explain=FAKE_EXPLAIN)
     rows = _find(content, "fx-attn-big")
     assert len(rows) == 2 * attention.MAX_IMAGES and "first 8 of 10" in message
@@ -199,7 +201,7 @@ def test_attention_shows_at_most_eight_images(ctx):
 
 def test_a_selection_outside_the_open_cell_is_refused(ctx):
     # a link like ?cell=1&sel=0,1,2: images 0..2 are in cell 0
-    content, _, message, request = attention.JOB.render(ctx, {"ids": [0, 1, 12]}, None, "fake-run", 1)
+    content, _, message, request = attention.JOB.render(ctx, {"ids": [0, 1, 12]}, "fake-run", 1)
     assert content == [] and request is no_update
     assert "2 of the 3 selected images are not in cell 1" in _texts(message)
 
@@ -222,7 +224,7 @@ def test_attention_job_reports_errors_in_the_panel(ctx):
     def broken(*a, **k):
         raise RuntimeError("model files missing")
 
-    request = attention.JOB.render(ctx, {"ids": [1]}, None, "fake-run", 0)[-1]
+    request = attention.JOB.render(ctx, {"ids": [1]}, "fake-run", 0)[-1]
     content, _, message = attention.JOB.prepare(ctx, request, Progress(),
                                                 explain=(broken, broken, broken))
     assert content == [] and "model files missing" in _texts(message)
