@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,58 +72,106 @@ def cross_generator_matrix(features: np.ndarray, labels, generators, splits, hea
         than two generators with fakes, or no head that can be trained.
     """
     start = time.perf_counter()
-    x, y, gens, split = _checked_inputs(features, labels, generators, splits)
+    x = np.asarray(features)
+    if x.ndim != 2 or len(x) != len(labels):
+        raise ValueError(f"features must be a 2-D array with one row per image ({len(labels)}); "
+                         f"got shape {x.shape}")
     seed = head_config.seed if seed is None else seed
+    plan = plan_matrix(labels, generators, splits, seed)
+    # 1 thread: the stacked steps are small ops, and OpenMP barriers made 2 threads ~8x slower on a
+    # busy 2-core machine (measured, see bench/crossgen.py)
+    with torch_threads(1):
+        heads = fit_stacked(head_template(head_config, seed), x, plan.labels,
+                            [(job.fit_rows, job.val_rows) for job in plan.jobs], progress)
+    return {**matrix_tables(plan, heads, x), "skipped": plan.skipped, "reals": plan.reals,
+            "real_source": plan.real_source, "notes": plan.notes,
+            "head": {"kind": "DistilledHead", "trainer": "pipeline.stacked_heads.fit_stacked",
+                     "config": {**dataclasses.asdict(head_config), "seed": seed},
+                     "validation_fraction": VALIDATION_FRACTION},
+            "seconds": time.perf_counter() - start}
+
+
+@dataclass(frozen=True)
+class HeadJob:
+    """One head of the matrix: its table, its row's generator, and the rows it is fitted on and
+    stops early on."""
+    table: str
+    generator: str
+    fit_rows: np.ndarray
+    val_rows: np.ndarray
+
+
+@dataclass
+class MatrixPlan:
+    """Which rows train and which test every head of the matrix (see ``plan_matrix``)."""
+    generators: list[str]
+    labels: np.ndarray
+    jobs: list[HeadJob]
+    tests: dict[str, np.ndarray]  # generator -> its held-out rows (fakes and their reals)
+    skipped: dict[str, dict[str, str]]  # table -> generator -> why its head cannot be trained
+    real_source: dict[str, dict[str, str]]  # generator -> split -> "own" | "shared" | "none"
+    reals: str
+    notes: list[str]
+
+
+def plan_matrix(labels, generators, splits, seed: int = 0) -> MatrixPlan:
+    """Train sets (with their validation parts) and test sets of both tables.
+
+    Raises
+    ------
+    ValueError
+        Inputs of different lengths, labels other than 0/1, splits other than train/heldout, fewer
+        than two generators with fakes, or no head that can be trained.
+    """
+    y, gens, split = _checked_inputs(labels, generators, splits)
     names = sorted({g for g, label in zip(gens, y) if label == 1 and g})
     if len(names) < 2:
         raise ValueError(f"a cross-generator matrix needs fakes of at least 2 generators; found "
                          f"{len(names)} ({', '.join(names) or 'no generator names'})")
     pools = {s: {g: _real_pool(g, y, gens, split == s) for g in names} for s in (TRAIN, HELDOUT)}
-    notes = _unused_reals_note(y, gens, split, names)
-
     jobs, skipped = [], {table: {} for table in TABLES}
     for table in TABLES:
         for g in names:
             members = [g] if table == "one" else [m for m in names if m != g]
             rows = _rows(members, y, gens, split == TRAIN, pools[TRAIN])
-            problem = _untrainable(rows, y, members, table, pools[TRAIN])
+            problem = _untrainable(rows, y, members, table)
             if problem:
                 skipped[table][g] = problem
             else:
                 val = validation_mask(y, rows, VALIDATION_FRACTION, seed)
-                jobs.append((table, g, rows[~val], rows[val]))
+                jobs.append(HeadJob(table, g, rows[~val], rows[val]))
     if not jobs:
         raise ValueError("no head of the cross-generator matrix can be trained: "
                          + "; ".join(skipped["one"].values()))
-
-    hc = head_config
-    template = DistilledHead(dim=hc.dim, ortho_weight=hc.ortho_weight, lr=hc.lr,
-                             weight_decay=hc.weight_decay, batch_size=hc.batch_size,
-                             max_epochs=hc.max_epochs, patience=hc.patience, seed=seed)
-    # 1 thread: the stacked steps are small ops, and OpenMP barriers made 2 threads ~8x slower on a
-    # busy 2-core machine (measured, see bench/crossgen.py)
-    with torch_threads(1):
-        heads = fit_stacked(template, x, y, [(fit, val) for _, _, fit, val in jobs], progress)
-
     tests = {g: _rows([g], y, gens, split == HELDOUT, pools[HELDOUT]) for g in names}
-    notes += _test_set_notes(tests, y)
-    held = np.flatnonzero(split == HELDOUT)
-    result = {table: {g: None for g in names} for table in TABLES}
-    head_info = {table: {} for table in TABLES}
-    for (table, g, fit, val), head in zip(jobs, heads):
+    return MatrixPlan(names, y, jobs, tests, skipped,
+                      {g: {s: pools[s][g][1] for s in (TRAIN, HELDOUT)} for g in names},
+                      _reals_summary(pools),
+                      _unused_reals_note(y, gens, names) + _test_set_notes(tests, y))
+
+
+def head_template(head_config: HeadConfig, seed: int) -> DistilledHead:
+    """An unfitted head with the run's head settings."""
+    hc = head_config
+    return DistilledHead(dim=hc.dim, ortho_weight=hc.ortho_weight, lr=hc.lr, weight_decay=hc.weight_decay,
+                         batch_size=hc.batch_size, max_epochs=hc.max_epochs, patience=hc.patience, seed=seed)
+
+
+def matrix_tables(plan: MatrixPlan, heads: list[DistilledHead], features: np.ndarray) -> dict:
+    """``generators``, the two tables and ``heads`` (rows used, epochs) from the fitted heads of
+    ``plan.jobs`` (in that order)."""
+    y = plan.labels
+    held = np.unique(np.concatenate(list(plan.tests.values())))
+    tables = {table: {g: None for g in plan.generators} for table in TABLES}
+    info = {table: {} for table in TABLES}
+    for job, head in zip(plan.jobs, heads):
         prob = np.zeros(len(y))
-        prob[held] = head.predict_proba(x[held])
-        result[table][g] = {t: score_cell(y, prob, rows) if len(rows) else None for t, rows in tests.items()}
-        head_info[table][g] = {"n_fit": int(len(fit)), "n_val": int(len(val)), "epochs": head.epochs_,
-                               "best_val_loss": head.best_val_loss_}
-    return {"generators": names, **result, "heads": head_info, "skipped": skipped,
-            "reals": _reals_summary(pools), "real_source": {
-                g: {TRAIN: pools[TRAIN][g][1], HELDOUT: pools[HELDOUT][g][1]} for g in names},
-            "notes": notes,
-            "head": {"kind": "DistilledHead", "trainer": "pipeline.stacked_heads.fit_stacked",
-                     "config": {**dataclasses.asdict(hc), "seed": seed},
-                     "validation_fraction": VALIDATION_FRACTION},
-            "seconds": time.perf_counter() - start}
+        prob[held] = head.predict_proba(features[held])
+        tables[job.table][job.generator] = {t: score_cell(y, prob, rows) if len(rows) else None
+                                            for t, rows in plan.tests.items()}
+        info[job.table][job.generator] = {"n_fit": int(len(job.fit_rows)), "n_val": int(len(job.val_rows)),
+                                          "epochs": head.epochs_, "best_val_loss": head.best_val_loss_}
+    return {"generators": plan.generators, **tables, "heads": info}
 
 
 def score_cell(y: np.ndarray, prob: np.ndarray, rows: np.ndarray) -> dict:
@@ -136,23 +185,20 @@ def score_cell(y: np.ndarray, prob: np.ndarray, rows: np.ndarray) -> dict:
             "n_misclassified": int(len(wrong)), "misclassified": [int(i) for i in wrong]}
 
 
-def _checked_inputs(features, labels, generators, splits):
-    x = np.asarray(features)
-    if x.ndim != 2:
-        raise ValueError(f"features must be a 2-D array (images x dimensions); got shape {x.shape}")
+def _checked_inputs(labels, generators, splits):
     y = np.asarray(labels)
     gens = np.array(["" if g is None else str(g) for g in generators], dtype=object)
     split = np.array([str(s) for s in splits], dtype=object)
-    lengths = {"features": len(x), "labels": len(y), "generators": len(gens), "splits": len(split)}
+    lengths = {"labels": len(y), "generators": len(gens), "splits": len(split)}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"features, labels, generators and splits must have one entry per image; "
+        raise ValueError(f"labels, generators and splits must have one entry per image; "
                          f"got {lengths}")
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"labels must be 0 (real) or 1 (fake); found {sorted(set(y.tolist()) - {0, 1})[:5]}")
     odd = sorted(set(split.tolist()) - {TRAIN, HELDOUT})
     if odd:
         raise ValueError(f"splits must be '{TRAIN}' or '{HELDOUT}'; found {odd[:5]}")
-    return x, y.astype(int), gens, split
+    return y.astype(int), gens, split
 
 
 def _real_pool(g: str, y, gens, in_split) -> tuple[np.ndarray, str]:
@@ -172,7 +218,7 @@ def _rows(members, y, gens, in_split, pools) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
-def _untrainable(rows, y, members, table, pools) -> str:
+def _untrainable(rows, y, members, table) -> str:
     """Why a head cannot be trained on ``rows`` ("" when it can). Early stopping needs a fit and a
     validation row of each class."""
     what = f"'{members[0]}'" if table == "one" else f"all generators but the one left out ({', '.join(members)})"
@@ -200,7 +246,7 @@ def _test_set_notes(tests: dict, y) -> list[str]:
     return notes
 
 
-def _unused_reals_note(y, gens, split, names) -> list[str]:
+def _unused_reals_note(y, gens, names) -> list[str]:
     """Reals that belong to no generator's set (a generator name that has no fakes)."""
     unused = (y == 0) & (gens != "") & ~np.isin(gens, names)
     if not unused.any():

@@ -115,8 +115,11 @@ def fit_stacked(template: DistilledHead, x: np.ndarray, y: np.ndarray,
         pos_weight = torch.stack([states[h].pos_weight for h in active])[:, None]
         for p in params:
             p.requires_grad_(True)
-        logit = _logits(params, mean, std, xt[rows])
-        bce = F.binary_cross_entropy_with_logits(logit, yt[rows], pos_weight=pos_weight, reduction="none")
+        flat = rows.reshape(-1)  # index_select: ~4x faster than xt[rows] for random rows
+        xb = torch.index_select(xt, 0, flat).view(len(active), width, in_dim)
+        logit = _logits(params, mean, std, xb)
+        bce = F.binary_cross_entropy_with_logits(logit, torch.index_select(yt, 0, flat).view(len(active), width),
+                                                 pos_weight=pos_weight, reduction="none")
         w = F.normalize(params[0], dim=2)
         penalty = ((w @ w.transpose(1, 2) - eye) ** 2).sum((1, 2))
         loss = ((bce * mask).sum(1) / counts + t.ortho_weight * penalty).sum()

@@ -144,8 +144,10 @@ def test_degenerate_inputs_get_clear_messages(data):
     only_a = np.isin(gens, ["A"])
     with pytest.raises(ValueError, match="at least 2 generators; found 1 \\(A\\)"):
         cross_generator_matrix(x[only_a], y[only_a], np.array(gens)[only_a], np.array(splits)[only_a], CONFIG)
-    with pytest.raises(ValueError, match="one entry per image"):
+    with pytest.raises(ValueError, match="one row per image \\(1799\\); got shape \\(1800, 16\\)"):
         cross_generator_matrix(x, y[:-1], gens, splits, CONFIG)
+    with pytest.raises(ValueError, match="one entry per image"):
+        cross_generator_matrix(x, y, gens[:-1], splits, CONFIG)
     with pytest.raises(ValueError, match="'train' or 'heldout'; found \\['test'\\]"):
         cross_generator_matrix(x, y, gens, ["test"] + list(splits[1:]), CONFIG)
     with pytest.raises(ValueError, match="0 \\(real\\) or 1 \\(fake\\); found \\[2\\]"):
