@@ -14,11 +14,11 @@ is tiny (256 x 16 + 16 weights), so fitting them one after another is almost all
 * early stopping on its own validation rows (``patience`` epochs without a ``1e-5`` improvement,
   keeping the best epoch's weights),
 
-but the heads' batches go through one batched forward and backward pass (``baddbmm``), and heads
-that have stopped are dropped from the stack. The gradient of a sum of independent losses with
-respect to one head's weights is that head's own gradient and AdamW is element-wise, so each head
-follows its own ``DistilledHead.fit`` trajectory up to float rounding (tests/unit/test_crossgen.py
-compares them).
+but the heads' batches go through one batched pass (``baddbmm``) with the gradients written out
+(no autograd graph), and heads that have stopped are dropped from the stack. Each head's gradient
+is its own loss's and AdamW is element-wise, so each head follows its own ``DistilledHead.fit``
+trajectory up to float rounding (tests/unit/test_crossgen.py compares them: same epochs, p(fake)
+within 1e-5).
 """
 from __future__ import annotations
 
@@ -99,8 +99,8 @@ def fit_stacked(template: DistilledHead, x: np.ndarray, y: np.ndarray,
     avg = [torch.zeros_like(p) for p in params]
     avg_sq = [torch.zeros_like(p) for p in params]
     mean, std = torch.stack(means), torch.stack(stds)
+    pos_weight = torch.stack([s.pos_weight for s in states])[:, None]
     active = list(range(n_heads))  # head index of each row of the stack
-    eye = torch.eye(t.dim)
     total, credited, reported, step = n_heads * t.max_epochs, 0, 0, 0
     while active:
         step += 1
@@ -110,23 +110,14 @@ def fit_stacked(template: DistilledHead, x: np.ndarray, y: np.ndarray,
             batches.append(s.fit_rows[s.order[s.cursor:s.cursor + t.batch_size]])
         counts = torch.tensor([len(b) for b in batches], dtype=torch.float32)
         width = int(counts.max())
-        rows = torch.stack([F.pad(b, (0, width - len(b))) for b in batches])  # pads with row 0
-        mask = torch.arange(width)[None, :] < counts[:, None]
-        pos_weight = torch.stack([states[h].pos_weight for h in active])[:, None]
-        for p in params:
-            p.requires_grad_(True)
-        flat = rows.reshape(-1)  # index_select: ~4x faster than xt[rows] for random rows
-        xb = torch.index_select(xt, 0, flat).view(len(active), width, in_dim)
-        logit = _logits(params, mean, std, xb)
-        bce = F.binary_cross_entropy_with_logits(logit, torch.index_select(yt, 0, flat).view(len(active), width),
-                                                 pos_weight=pos_weight, reduction="none")
-        w = F.normalize(params[0], dim=2)
-        penalty = ((w @ w.transpose(1, 2) - eye) ** 2).sum((1, 2))
-        loss = ((bce * mask).sum(1) / counts + t.ortho_weight * penalty).sum()
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            params = [p.detach() for p in params]
-            _adamw_step(params, grads, avg, avg_sq, step, t.lr, t.weight_decay)
+        rows = torch.stack([F.pad(b, (0, width - len(b))) for b in batches]).reshape(-1)  # pads with row 0
+        mask = (torch.arange(width)[None, :] < counts[:, None]).float()
+        # index_select: ~4x faster than xt[rows] for random rows
+        xb = torch.index_select(xt, 0, rows).view(len(active), width, in_dim)
+        grads = _gradients(params, (xb - mean[:, None, :]) / std[:, None, :],
+                           torch.index_select(yt, 0, rows).view(len(active), width),
+                           mask / counts[:, None], pos_weight, t.ortho_weight)
+        _adamw_step(params, grads, avg, avg_sq, step, t.lr, t.weight_decay)
         finished = []
         for a, h in enumerate(active):
             s = states[h]
@@ -142,7 +133,7 @@ def fit_stacked(template: DistilledHead, x: np.ndarray, y: np.ndarray,
         if finished:
             keep = torch.tensor([a not in finished for a in range(len(active))])
             params, avg, avg_sq = ([p[keep] for p in group] for group in (params, avg, avg_sq))
-            mean, std = mean[keep], std[keep]
+            mean, std, pos_weight = mean[keep], std[keep], pos_weight[keep]
             active = [h for a, h in enumerate(active) if a not in finished]
         if progress and (credited - reported >= max(1, total // 200) or not active):
             reported = credited
@@ -155,6 +146,31 @@ def _logits(params, mean: torch.Tensor, std: torch.Tensor, xb: torch.Tensor) -> 
     w16, b16, wc, bc = params
     z = torch.baddbmm(b16[:, None, :], (xb - mean[:, None, :]) / std[:, None, :], w16.transpose(1, 2))
     return torch.baddbmm(bc[:, None, :], z, wc.transpose(1, 2)).squeeze(-1)
+
+
+def _gradients(params, xs: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, pos_weight: torch.Tensor,
+               ortho_weight: float) -> list[torch.Tensor]:
+    """Gradients of every head's loss (mean class-weighted BCE-with-logits of its batch plus
+    ``ortho_weight`` x the orthogonality penalty) with respect to its own parameters, written out:
+    the same values as autograd on ``DistilledHead``'s loss at a third less time a step.
+
+    ``xs`` (heads, B, D) standardised batch rows; ``y`` (heads, B) labels; ``weight`` (heads, B)
+    1 / batch size on real rows and 0 on padding; ``pos_weight`` (heads, 1).
+    """
+    w16, b16, wc, bc = params
+    z = torch.baddbmm(b16[:, None, :], xs, w16.transpose(1, 2))                     # (H, B, dim)
+    logit = torch.baddbmm(bc[:, None, :], z, wc.transpose(1, 2)).squeeze(-1)       # (H, B)
+    # d/ds of -(p y log sigmoid(s) + (1 - y) log(1 - sigmoid(s))) = sigmoid(s) (p y + 1 - y) - p y
+    g_logit = (torch.sigmoid(logit) * (pos_weight * y + 1 - y) - pos_weight * y) * weight
+    g_z = g_logit[..., None] * wc                                                   # (H, B, dim)
+    # orthogonality penalty ||Wn Wn^T - I||^2 on unit rows Wn = W / |W|: dP/dWn = 4 (G - I) Wn,
+    # then through the row normalisation
+    norm = w16.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    unit = w16 / norm
+    g_unit = 4 * torch.bmm(torch.bmm(unit, unit.transpose(1, 2)) - torch.eye(unit.shape[1]), unit)
+    g_w16 = torch.bmm(g_z.transpose(1, 2), xs) + ortho_weight * (
+        g_unit - unit * (g_unit * unit).sum(2, keepdim=True)) / norm
+    return [g_w16, g_z.sum(1), torch.bmm(g_logit[:, None, :], z), g_logit.sum(1, keepdim=True)]
 
 
 def _adamw_step(params, grads, avg, avg_sq, step: int, lr: float, weight_decay: float) -> None:

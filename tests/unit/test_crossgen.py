@@ -9,13 +9,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config import HeadConfig
 from pipeline.crossgen import VALIDATION_FRACTION, cross_generator_matrix
-from pipeline.head import DistilledHead
+from pipeline.head import DistilledHead, HeadModule, orthogonality_penalty
 from pipeline.metrics import binary_metrics
 from pipeline.splits import validation_mask
-from pipeline.stacked_heads import fit_stacked
+from pipeline.stacked_heads import _gradients, fit_stacked
 
 DIM, SHIFT = 16, 3.0
 CONFIG = HeadConfig(lr=1e-2, max_epochs=150, patience=10)
@@ -137,6 +138,30 @@ def test_stacked_heads_follow_separate_fits():
         np.testing.assert_allclose(head.predict_proba(x), alone.predict_proba(x), atol=1e-5)
     assert stacked[0].epochs_ == 30 and stacked[1].epochs_ < 30
     assert calls[-1] == (60, 60) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_written_out_gradients_equal_autograd_of_the_heads_loss():
+    """Per head: BCE with its pos_weight over its own (unpadded) rows + ortho_weight x penalty."""
+    torch.manual_seed(0)
+    heads, width, d, k = 3, 7, 10, 4
+    params = [torch.randn(heads, k, d), torch.randn(heads, k), torch.randn(heads, 1, k), torch.randn(heads, 1)]
+    xs, y = torch.randn(heads, width, d), (torch.rand(heads, width) > 0.5).float()
+    counts = torch.tensor([7.0, 5.0, 2.0])
+    mask = (torch.arange(width)[None, :] < counts[:, None]).float()
+    pos_weight = torch.tensor([[0.5], [1.0], [3.0]])
+    grads = _gradients(params, xs, y, mask / counts[:, None], pos_weight, 0.3)
+    for h in range(heads):
+        module = HeadModule(d, k)
+        module.load_state_dict({"mean": torch.zeros(d), "std": torch.ones(d), "to16.weight": params[0][h],
+                                "to16.bias": params[1][h], "classifier.weight": params[2][h],
+                                "classifier.bias": params[3][h]})
+        n = int(counts[h])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            module(xs[h, :n])[1], y[h, :n], pos_weight=pos_weight[h, 0])
+        loss = loss + 0.3 * orthogonality_penalty(module.to16.weight)
+        expected = torch.autograd.grad(loss, list(module.parameters()))
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got[h], want, atol=1e-5, rtol=1e-5)
 
 
 def test_degenerate_inputs_get_clear_messages(data):
