@@ -22,7 +22,7 @@ It prints wall and CPU seconds, the ratio baseline / matrix, how far the two mat
 should agree: the stacked fit follows each head's own fit), and the load average (other jobs on a
 shared machine inflate wall times; CPU seconds are steadier).
 
-Usage: python bench/crossgen.py [--quick] [--generators 10] [--images 10000] [--no-baseline]
+Usage: python bench/crossgen.py [--quick] [--generators 10] [--images 10000] [--no-baseline] [--workers 1]
        python -m bench.crossgen ...
 """
 from __future__ import annotations
@@ -110,6 +110,7 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=10_000, help="images in all (not per generator)")
     parser.add_argument("--quick", action="store_true", help="3 generators x 1,500 images (CI speed)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-head-at-a-time loop")
+    parser.add_argument("--workers", type=int, default=1, help="threads training the matrix's heads")
     args = parser.parse_args(argv)
     if args.quick:
         args.generators, args.images = 3, 1500
@@ -123,9 +124,10 @@ def main(argv=None) -> None:
     print(f"synthetic run: {len(y)} images, {args.generators} generators, {x.shape[1]}-d features, "
           f"{int((np.asarray(splits) == 'heldout').sum())} held out; head: {head_config}")
 
-    matrix, wall, cpu = timed(lambda: cross_generator_matrix(x, y, gens, splits, head_config))
+    matrix, wall, cpu = timed(lambda: cross_generator_matrix(x, y, gens, splits, head_config,
+                                                             workers=args.workers))
     epochs = [h["epochs"] for table in matrix["heads"].values() for h in table.values()]
-    print(f"matrix   : {wall:7.1f} s wall, {cpu:7.1f} s CPU  ({len(epochs)} heads, epochs "
+    print(f"matrix   : {wall:7.1f} s wall, {cpu:7.1f} s CPU  ({len(epochs)} heads, {args.workers} worker(s), epochs "
           f"{min(epochs)}-{max(epochs)}, target < 60 s wall)")
     diag = [matrix["one"][g][g]["auc"] for g in matrix["generators"]]
     unseen = [matrix["all_but_one"][g][g]["auc"] for g in matrix["generators"]]

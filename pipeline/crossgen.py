@@ -39,7 +39,7 @@ TABLES = ("one", "all_but_one")
 
 
 def cross_generator_matrix(features: np.ndarray, labels, generators, splits, head_config: HeadConfig,
-                           progress=None, seed: int | None = None) -> dict:
+                           progress=None, seed: int | None = None, workers: int = 1) -> dict:
     """Train-on-one and leave-one-out matrices of held-out AUC and accuracy.
 
     Parameters
@@ -53,6 +53,8 @@ def cross_generator_matrix(features: np.ndarray, labels, generators, splits, hea
     progress : optional ``callable(done, total)``.
     seed : seeds the validation parts, the heads' initialisation and shuffles; None = the head
         config's seed (what the run used).
+    workers : threads training the heads (``fit_stacked``); the figures do not depend on it. 1 by
+        default: a second one gained nothing on the loaded 2-core development machine.
 
     Returns
     -------
@@ -78,11 +80,11 @@ def cross_generator_matrix(features: np.ndarray, labels, generators, splits, hea
                          f"got shape {x.shape}")
     seed = head_config.seed if seed is None else seed
     plan = plan_matrix(labels, generators, splits, seed)
-    # 1 thread: the stacked steps are small ops, and OpenMP barriers made 2 threads ~8x slower on a
-    # busy 2-core machine (measured, see bench/crossgen.py)
+    # 1 thread: the steps are small ops, and OpenMP barriers made 2 threads ~8x slower on a busy
+    # 2-core machine (20 heads on 10,000 images: 50.7 s against 6.6 s, load average ~6)
     with torch_threads(1):
         heads = fit_stacked(head_template(head_config, seed), x, plan.labels,
-                            [(job.fit_rows, job.val_rows) for job in plan.jobs], progress)
+                            [(job.fit_rows, job.val_rows) for job in plan.jobs], progress, workers)
     return {**matrix_tables(plan, heads, x), "skipped": plan.skipped, "reals": plan.reals,
             "real_source": plan.real_source, "notes": plan.notes,
             "head": {"kind": "DistilledHead", "trainer": "pipeline.stacked_heads.fit_stacked",

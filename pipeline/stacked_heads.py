@@ -22,6 +22,8 @@ within 1e-5).
 """
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,9 +38,11 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults, as Distil
 
 @dataclass
 class _HeadState:
-    """Book-keeping of one head while the stack trains."""
+    """Book-keeping of one head while its stack trains."""
     fit_rows: torch.Tensor
     val_rows: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
     pos_weight: torch.Tensor
     generator: torch.Generator
     order: torch.Tensor
@@ -47,6 +51,17 @@ class _HeadState:
     best: float = float("inf")
     best_params: tuple | None = None
     history: list = field(default_factory=list)
+
+
+class _EpochCount:
+    """Epochs done, summed over heads (a stopped head counts as ``max_epochs``); thread-safe."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self._lock = total, 0, threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
 
 
 def _initial_params(in_dim: int, dim: int, seed: int) -> HeadModule:
@@ -58,7 +73,8 @@ def _initial_params(in_dim: int, dim: int, seed: int) -> HeadModule:
 
 
 def fit_stacked(template: DistilledHead, x: np.ndarray, y: np.ndarray,
-                train_sets: list[tuple[np.ndarray, np.ndarray]], progress=None) -> list[DistilledHead]:
+                train_sets: list[tuple[np.ndarray, np.ndarray]], progress=None,
+                workers: int = 1) -> list[DistilledHead]:
     """Fit one head per ``(fit_rows, val_rows)`` pair of row indices into ``x`` / ``y``.
 
     Parameters
@@ -67,7 +83,9 @@ def fit_stacked(template: DistilledHead, x: np.ndarray, y: np.ndarray,
     x : (N, D) features; y : (N,) labels, 1 = fake.
     train_sets : per head, the rows it is fitted on and the rows its early stopping watches.
     progress : optional ``callable(done, total)`` in epochs summed over heads (a stopped head
-        counts as ``max_epochs``).
+        counts as ``max_epochs``), called from the caller's thread.
+    workers : stacks trained side by side in threads (torch runs each op without the GIL), the
+        heads shared out by their number of fit rows; each head's result does not depend on it.
 
     Returns
     -------
@@ -77,68 +95,100 @@ def fit_stacked(template: DistilledHead, x: np.ndarray, y: np.ndarray,
     t = template
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.float32)
-    in_dim = xt.shape[1]
-    init = _initial_params(in_dim, t.dim, t.seed)
-    n_heads = len(train_sets)
-    states, means, stds = [], [], []
-    for fit_rows, val_rows in train_sets:
-        fit_rows = torch.as_tensor(np.asarray(fit_rows), dtype=torch.long)
-        xf = xt[fit_rows]
-        means.append(xf.mean(0))
-        stds.append(xf.std(0).clamp_min(1e-6))
-        pos = float(yt[fit_rows].mean())
-        gen = torch.Generator().manual_seed(t.seed)
-        states.append(_HeadState(fit_rows, torch.as_tensor(np.asarray(val_rows), dtype=torch.long),
-                                 torch.tensor((1 - pos) / max(pos, 1e-6)), gen,
-                                 torch.randperm(len(fit_rows), generator=gen)))
+    init = _initial_params(xt.shape[1], t.dim, t.seed)
+    states = [_new_state(xt, yt, fit_rows, val_rows, t.seed) for fit_rows, val_rows in train_sets]
+    count = _EpochCount(len(states) * t.max_epochs)
+    groups = _share_out(states, workers)
+    if len(groups) == 1:
+        _train_stack(t, init, xt, yt, groups[0], count, progress)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(len(groups)) as pool:
+            futures = [pool.submit(_train_stack, t, init, xt, yt, g, count, None) for g in groups]
+            reported = -1
+            while not all(f.done() for f in futures):
+                concurrent.futures.wait(futures, timeout=0.2)
+                if progress and count.done != reported:
+                    reported = count.done
+                    progress(count.done, count.total)
+            for f in futures:
+                f.result()  # raises a worker's exception here
+        if progress:
+            progress(count.done, count.total)
+    return [_fitted_head(t, s) for s in states]
+
+
+def _new_state(xt, yt, fit_rows, val_rows, seed: int) -> _HeadState:
+    """A head's standardisation, class weight and first shuffle, as ``DistilledHead.fit`` makes them."""
+    fit_rows = torch.as_tensor(np.asarray(fit_rows), dtype=torch.long)
+    xf = xt[fit_rows]
+    pos = float(yt[fit_rows].mean())
+    gen = torch.Generator().manual_seed(seed)
+    return _HeadState(fit_rows, torch.as_tensor(np.asarray(val_rows), dtype=torch.long), xf.mean(0),
+                      xf.std(0).clamp_min(1e-6), torch.tensor((1 - pos) / max(pos, 1e-6)), gen,
+                      torch.randperm(len(fit_rows), generator=gen))
+
+
+def _share_out(states: list[_HeadState], workers: int) -> list[list[_HeadState]]:
+    """Heads into at most ``workers`` groups of about equal work (fit rows), largest first."""
+    groups: list[list[_HeadState]] = [[] for _ in range(max(1, min(workers, len(states))))]
+    load = [0] * len(groups)
+    for s in sorted(states, key=lambda s: -len(s.fit_rows)):
+        i = load.index(min(load))
+        groups[i].append(s)
+        load[i] += len(s.fit_rows)
+    return groups
+
+
+def _train_stack(t: DistilledHead, init: HeadModule, xt, yt, states: list[_HeadState],
+                 count: _EpochCount, progress) -> None:
+    """Train ``states``' heads as one stack until each has stopped; best weights stay in the states."""
+    n = len(states)
     # stacked parameters (heads, ...) in HeadModule's order: to16 weight / bias, classifier weight / bias
-    params = [init.to16.weight.detach().expand(n_heads, -1, -1).clone(),
-              init.to16.bias.detach().expand(n_heads, -1).clone(),
-              init.classifier.weight.detach().expand(n_heads, -1, -1).clone(),  # (H, 1, dim)
-              init.classifier.bias.detach().expand(n_heads, -1).clone()]       # (H, 1)
+    params = [init.to16.weight.detach().expand(n, -1, -1).clone(),
+              init.to16.bias.detach().expand(n, -1).clone(),
+              init.classifier.weight.detach().expand(n, -1, -1).clone(),  # (H, 1, dim)
+              init.classifier.bias.detach().expand(n, -1).clone()]       # (H, 1)
     avg = [torch.zeros_like(p) for p in params]
     avg_sq = [torch.zeros_like(p) for p in params]
-    mean, std = torch.stack(means), torch.stack(stds)
+    mean, std = torch.stack([s.mean for s in states]), torch.stack([s.std for s in states])
     pos_weight = torch.stack([s.pos_weight for s in states])[:, None]
-    active = list(range(n_heads))  # head index of each row of the stack
-    total, credited, reported, step = n_heads * t.max_epochs, 0, 0, 0
+    active, in_dim, step, reported = list(states), xt.shape[1], 0, 0
     while active:
         step += 1
-        batches = []
-        for h in active:
-            s = states[h]
-            batches.append(s.fit_rows[s.order[s.cursor:s.cursor + t.batch_size]])
-        counts = torch.tensor([len(b) for b in batches], dtype=torch.float32)
-        width = int(counts.max())
-        rows = torch.stack([F.pad(b, (0, width - len(b))) for b in batches]).reshape(-1)  # pads with row 0
-        mask = (torch.arange(width)[None, :] < counts[:, None]).float()
+        batches = [s.fit_rows[s.order[s.cursor:s.cursor + t.batch_size]] for s in active]
+        lengths = [len(b) for b in batches]
+        width = max(lengths)
+        if min(lengths) == width:  # most steps: every batch full
+            rows, weight = torch.cat(batches), torch.full((len(active), 1), 1.0 / width)
+        else:  # some head's last batch of its epoch: pad with row 0, weigh the padding 0
+            counts = torch.tensor(lengths, dtype=torch.float32)[:, None]
+            rows = torch.cat([F.pad(b, (0, width - len(b))) for b in batches])
+            weight = (torch.arange(width)[None, :] < counts).float() / counts
         # index_select: ~4x faster than xt[rows] for random rows
         xb = torch.index_select(xt, 0, rows).view(len(active), width, in_dim)
         grads = _gradients(params, (xb - mean[:, None, :]) / std[:, None, :],
                            torch.index_select(yt, 0, rows).view(len(active), width),
-                           mask / counts[:, None], pos_weight, t.ortho_weight)
+                           weight, pos_weight, t.ortho_weight)
         _adamw_step(params, grads, avg, avg_sq, step, t.lr, t.weight_decay)
         finished = []
-        for a, h in enumerate(active):
-            s = states[h]
+        for a, s in enumerate(active):
             s.cursor += len(batches[a])
             if s.cursor < len(s.fit_rows):
                 continue
-            if _end_epoch(s, [p[a] for p in params], mean[a], std[a], xt, yt, t):
+            if _end_epoch(s, [p[a] for p in params], xt, yt, t):
                 finished.append(a)
-                credited += t.max_epochs - len(s.history)
+                count.add(t.max_epochs - len(s.history) + 1)
             else:
                 s.order, s.cursor = torch.randperm(len(s.fit_rows), generator=s.generator), 0
-            credited += 1
+                count.add(1)
         if finished:
             keep = torch.tensor([a not in finished for a in range(len(active))])
             params, avg, avg_sq = ([p[keep] for p in group] for group in (params, avg, avg_sq))
             mean, std, pos_weight = mean[keep], std[keep], pos_weight[keep]
-            active = [h for a, h in enumerate(active) if a not in finished]
-        if progress and (credited - reported >= max(1, total // 200) or not active):
-            reported = credited
-            progress(credited, total)
-    return [_fitted_head(t, s, means[h], stds[h]) for h, s in enumerate(states)]
+            active = [s for a, s in enumerate(active) if a not in finished]
+        if progress and (count.done - reported >= max(1, count.total // 200) or not active):
+            reported = count.done
+            progress(count.done, count.total)
 
 
 def _logits(params, mean: torch.Tensor, std: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
@@ -155,7 +205,7 @@ def _gradients(params, xs: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, 
     the same values as autograd on ``DistilledHead``'s loss at a third less time a step.
 
     ``xs`` (heads, B, D) standardised batch rows; ``y`` (heads, B) labels; ``weight`` (heads, B)
-    1 / batch size on real rows and 0 on padding; ``pos_weight`` (heads, 1).
+    or (heads, 1): 1 / batch size on real rows and 0 on padding; ``pos_weight`` (heads, 1).
     """
     w16, b16, wc, bc = params
     z = torch.baddbmm(b16[:, None, :], xs, w16.transpose(1, 2))                     # (H, B, dim)
@@ -183,10 +233,11 @@ def _adamw_step(params, grads, avg, avg_sq, step: int, lr: float, weight_decay: 
         p.addcdiv_(m, (v.sqrt() / bias2_sqrt).add_(_EPS), value=-lr / bias1)
 
 
-def _end_epoch(s: _HeadState, head_params, mean, std, xt, yt, t: DistilledHead) -> bool:
+def _end_epoch(s: _HeadState, head_params, xt, yt, t: DistilledHead) -> bool:
     """Validation loss and early stopping of one head at the end of its epoch; True = stop."""
     with torch.no_grad():
-        logit = _logits([p[None] for p in head_params], mean[None], std[None], xt[s.val_rows][None])[0]
+        xv = torch.index_select(xt, 0, s.val_rows)[None]
+        logit = _logits([p[None] for p in head_params], s.mean[None], s.std[None], xv)[0]
         val = float(F.binary_cross_entropy_with_logits(logit, yt[s.val_rows], pos_weight=s.pos_weight))
     s.history.append(val)
     if val < s.best - 1e-5:
@@ -198,14 +249,14 @@ def _end_epoch(s: _HeadState, head_params, mean, std, xt, yt, t: DistilledHead) 
     return len(s.history) >= t.max_epochs
 
 
-def _fitted_head(t: DistilledHead, s: _HeadState, mean: torch.Tensor, std: torch.Tensor) -> DistilledHead:
+def _fitted_head(t: DistilledHead, s: _HeadState) -> DistilledHead:
     if s.best_params is None:
         raise ValueError("a head's validation loss was never finite (empty or degenerate validation rows)")
     head = DistilledHead(dim=t.dim, ortho_weight=t.ortho_weight, lr=t.lr, weight_decay=t.weight_decay,
                          batch_size=t.batch_size, max_epochs=t.max_epochs, patience=t.patience, seed=t.seed)
-    module = HeadModule(mean.shape[0], t.dim)
+    module = HeadModule(s.mean.shape[0], t.dim)
     w16, b16, wc, bc = s.best_params
-    module.load_state_dict({"mean": mean, "std": std, "to16.weight": w16, "to16.bias": b16,
+    module.load_state_dict({"mean": s.mean, "std": s.std, "to16.weight": w16, "to16.bias": b16,
                             "classifier.weight": wc, "classifier.bias": bc})
     module.eval()
     head.module_, head.history_, head.best_val_loss_, head.epochs_ = module, s.history, s.best, len(s.history)

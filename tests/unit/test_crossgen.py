@@ -137,6 +137,11 @@ def test_stacked_heads_follow_separate_fits():
         assert head.history_ == pytest.approx(alone.history_, abs=1e-5)
         np.testing.assert_allclose(head.predict_proba(x), alone.predict_proba(x), atol=1e-5)
     assert stacked[0].epochs_ == 30 and stacked[1].epochs_ < 30
+    calls.clear()
+    in_threads = fit_stacked(template, x, y, sets, workers=2, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (60, 60)  # one head per thread: the same heads
+    for a, b in zip(stacked, in_threads):
+        assert a.epochs_ == b.epochs_ and np.allclose(a.predict_proba(x), b.predict_proba(x), atol=1e-6)
     assert calls[-1] == (60, 60) and [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
