@@ -1,18 +1,4 @@
 """Small helpers shared by test modules (not fixtures: each module picks its own scope)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import torch
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Run with ``n`` torch intra-op threads, restoring the previous count afterwards. Tiny models
-    want 1 (OpenMP barriers dominate); the real stand-in wants both cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from pipeline.torch_threads import torch_threads  # noqa: F401  (re-exported for the tests)
