@@ -48,8 +48,8 @@ from typing import NamedTuple
 from pipeline.config import REPO_ROOT, Config, load_config, resolve_path
 from pipeline.store import atomic_write_bytes
 
-from .login_throttle import RIGHT, UNKNOWN, WRONG, LoginLocked, LoginThrottle, ThrottlePolicy, \
-    client_address, redis_store
+from .login_throttle import RIGHT, UNKNOWN, WRONG, LoginLocked, LoginThrottle, SingleFlight, \
+    ThrottlePolicy, client_address, redis_store
 from .roles import DEFAULT_ROLE, MAINTAINER, ROLES, guard_maintainer_callbacks
 
 USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
@@ -185,6 +185,10 @@ class UserList:
     def _digest(self, name: str, password: str, hashed: str) -> bytes:
         return hmac.new(self._salt, f"{name}\0{password}\0{hashed}".encode(), hashlib.sha256).digest()
 
+    def credential_key(self, name: str, password: str) -> bytes:
+        """A salted digest of the credentials (equal for equal credentials in this process)."""
+        return hmac.new(self._salt, f"{name}\0{password}".encode(), hashlib.sha256).digest()
+
     def accepted(self, name: str, password: str) -> bool:
         """True when this process accepted these very credentials a moment ago (no hash check)."""
         try:
@@ -257,6 +261,7 @@ def require_login(server, cfg: Config) -> UserList:
                     "set-role NAME maintainer)", users.path)
     throttle = LoginThrottle(ThrottlePolicy.from_server(cfg.server), redis_store(redis_url(cfg)))
     trusted_proxies = int(cfg.server.trusted_proxies)
+    flights = SingleFlight()
     basic = HTTPBasicAuth(realm=REALM)
 
     @basic.verify_password
@@ -266,8 +271,10 @@ def require_login(server, cfg: Config) -> UserList:
         address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
                                  trusted_proxies)
         try:
-            if throttle.login(address, name, lambda: users.accepted(name, password),
-                              lambda: users.check(name, password)):
+            # the same credentials arriving at once (a page's parallel requests) are one login
+            if flights.run((address, users.credential_key(name, password)), lambda: throttle.login(
+                    address, name, lambda: users.accepted(name, password),
+                    lambda: users.check(name, password))):
                 g.faxplainer_user = name
                 return name
         except LoginLocked as e:

@@ -14,7 +14,9 @@ user.
 An attempt is counted *before* its password is checked (a pending attempt) and settled after;
 while the pending attempts could push a pair over its free failures, further attempts wait for
 them (up to :data:`PENDING_WAIT_S`), so a burst of parallel guesses gets no more than sequential
-ones, while a browser's parallel first requests with the right password just wait a moment.
+ones. Parallel requests with the *same* credentials in one process (a browser's first requests, a
+team sharing an account) are one attempt (:class:`SingleFlight`), so right passwords never queue
+up behind each other: at most one pending attempt per web process and password.
 
 Where the counters live: in Redis (:class:`RedisStore`) in shared mode. Every gunicorn worker
 process (and every web machine behind one proxy) must see the same counts, or an attacker would get
@@ -44,7 +46,7 @@ from typing import Callable
 log = logging.getLogger("faxplainer.auth")
 
 PENDING_TTL_S = 60.0  # a pending attempt of a process that died is dropped after this
-PENDING_WAIT_S = 3.0  # longest wait for other pending attempts before answering 429
+PENDING_WAIT_S = 10.0  # longest wait for other pending attempts before answering 429
 POLL_S = 0.02
 REDIS_RETRY_S = 10.0  # after a Redis error, memory counters for this long, then Redis again
 KEY_PREFIX = "faxplainer:login:"
@@ -266,6 +268,44 @@ def redis_store(url: str) -> FallbackStore:
     return FallbackStore(RedisStore(client))
 
 
+class SingleFlight:
+    """Concurrent calls with the same key run once; the others wait and share its result (or its
+    exception). In-process only (threads of one web process)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._flights: dict[object, "_Flight"] = {}
+
+    def run(self, key, fn: Callable):
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.result
+        try:
+            flight.result = fn()
+            return flight.result
+        except BaseException as e:
+            flight.error = e
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+
+class _Flight:
+    def __init__(self):
+        self.done = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+
+
 # -- the throttle --------------------------------------------------------------------------------------
 class LoginLocked(Exception):
     """Too many wrong passwords for this name from this address: try again in ``wait_s``."""
@@ -331,8 +371,12 @@ class LoginThrottle:
             decision = self.store.admit(key, token, self.clock(), self.policy)
             if decision.admitted:
                 break
-            if not decision.busy or time.monotonic() >= deadline:
-                raise LoginLocked(address, name, max(decision.wait_s, 1.0 if decision.busy else 0.0))
+            if not decision.busy:
+                raise LoginLocked(address, name, decision.wait_s)
+            if time.monotonic() >= deadline:
+                log.warning("login of user %r from %s refused: other attempts of it stayed pending "
+                            "for %.0f s", name[:64], address, PENDING_WAIT_S)
+                raise LoginLocked(address, name, 1.0)
             time.sleep(POLL_S)
         outcome = UNKNOWN
         try:

@@ -250,3 +250,35 @@ def test_forwarded_for_names_the_client_only_behind_a_trusted_proxy(tmp_path, ma
     right = _basic_header("ann", "ann-password")
     assert client.get("/", headers={**right, "X-Forwarded-For": "203.0.113.5, 203.0.113.6"}).status_code == 200
     assert client.get("/", headers={**right, **via("203.0.113.5")}).status_code == 429
+
+
+def test_parallel_requests_with_the_same_password_are_one_login(tmp_path, make_fake_run, monkeypatch):
+    """A page's first requests (or a team sharing an account) arrive at once with the same
+    credentials: one password check, nobody refused, even with a single free failure."""
+    import threading
+
+    import werkzeug.security
+
+    client, _ = _roles_app(tmp_path, make_fake_run, monkeypatch, login_free_failures=1, login_lock_s=60)
+    checks = []
+    real_check = werkzeug.security.check_password_hash
+
+    def slow_counted_check(hashed, password):
+        checks.append(password)
+        threading.Event().wait(0.3)  # a slow hash: the others arrive while it runs
+        return real_check(hashed, password)
+
+    monkeypatch.setattr(werkzeug.security, "check_password_hash", slow_counted_check)
+    barrier, statuses = threading.Barrier(12), []
+
+    def page_request():
+        barrier.wait()
+        statuses.append(client.get("/_dash-dependencies", headers=_basic_header("ann", "ann-password"))
+                        .status_code)
+
+    threads = [threading.Thread(target=page_request) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [200] * 12 and checks == ["ann-password"]

@@ -126,3 +126,32 @@ def test_the_counted_address():
     assert client_address("::ffff:192.0.2.7", None, 0) == "192.0.2.7"
     assert pair_key("192.0.2.1", "ann") != pair_key("192.0.2.1", "Ann")
     assert "ann" not in pair_key("192.0.2.1", "ann")  # names are hashed in the keys
+
+
+def test_single_flight_shares_one_result_and_one_error():
+    from app.login_throttle import SingleFlight
+
+    flight, calls, barrier = SingleFlight(), [], threading.Barrier(8)
+    results = []
+
+    def slow(value):
+        calls.append(value)
+        threading.Event().wait(0.2)
+        if value == "bad":
+            raise ValueError("no")
+        return value
+
+    def call(key):
+        barrier.wait()
+        try:
+            results.append(flight.run(key, lambda: slow(key)))
+        except ValueError as e:
+            results.append(str(e))
+
+    threads = [threading.Thread(target=call, args=("good" if i < 4 else "bad",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(calls) == ["bad", "good"] and sorted(results) == ["good"] * 4 + ["no"] * 4
+    assert flight.run("good", lambda: "again") == "again"  # finished flights are forgotten
