@@ -71,7 +71,8 @@ def test_paths_outside_or_leaving_the_roots_are_refused_naming_the_roots(tree):
 
 def test_a_manifest_with_rows_outside_the_roots_is_refused(tree):
     root, _ = tree
-    with pytest.raises(DataRootError, match=r"escapes.csv line 3: '../../outside/secret/x.png' points outside"):
+    with pytest.raises(DataRootError,
+                       match=r"escapes.csv line 3: '../../outside/secret/x.png' points outside"):
         check_data_path(root / "lists" / "escapes.csv", [root])
     with pytest.raises(DataRootError, match="absolute.csv line 2"):
         check_data_path(root / "lists" / "absolute.csv", [root])
@@ -103,12 +104,15 @@ def test_data_choices_lists_layouts_and_manifests_not_links(tree):
     found = {(c.path.relative_to(root).as_posix() if c.path != root else ".", c.kind)
              for c in choices.items}
     # root/faces/0_real makes root a data set too (faces as its generator), as the scan reads it
-    assert found == {(".", "folder"), ("faces", "folder"), ("cnn/progan/airplane", "folder"), ("cnn/progan", "folder"),
-                     ("cnn", "folder"), ("lists/good.csv", "manifest"), ("lists/escapes.csv", "manifest"),
-                     ("lists/absolute.csv", "manifest"), ("linked", "folder")}
+    assert found == {(".", "folder"), ("faces", "folder"), ("cnn/progan/airplane", "folder"),
+                     ("cnn/progan", "folder"), ("cnn", "folder"), ("lists/good.csv", "manifest"),
+                     ("lists/escapes.csv", "manifest"), ("lists/absolute.csv", "manifest"),
+                     ("linked", "folder")}
     assert not choices.truncated and choices.missing_roots == (root.parent / "missing",)
     assert all(outside not in c.path.parents for c in choices.items)
-    assert "0_real/1_fake folder" in choices.items[0].label or "CSV manifest" in choices.items[0].label
+    labels = {c.kind: c.label for c in choices.items}
+    assert labels["folder"].endswith("(0_real/1_fake folder)")
+    assert labels["manifest"].endswith("(CSV manifest)")
 
 
 def test_data_choices_is_bounded(tmp_path):
