@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 import yaml
 
 from pipeline.config import REPO_ROOT, Config, load_config, to_dict
+from pipeline.data_roots import root_warnings
 
 from .auth import UserList, users_file
 from .celery_app import make_celery, recover, redis_url
@@ -120,6 +121,8 @@ class SharedStack:
     def check(self) -> None:
         """Refuse early, with the fix, what would make a component fail later."""
         UserList(users_file(self.cfg))  # raises AuthConfigError with the fix
+        for warning in root_warnings(self.cfg):
+            print(f"warning: {warning}", file=sys.stderr)
         if self._local_redis() and shutil.which("redis-server") is None:
             raise StackError("redis-server is not installed (Debian/Ubuntu: apt-get install "
                              "redis-server)")

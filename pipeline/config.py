@@ -103,6 +103,12 @@ class ServerConfig:
     job_workers: int = 2  # Celery worker concurrency (bounded: each holds an encoder)
     redis_url: str = "redis://127.0.0.1:6379/0"  # overridden by $FAXPLAINER_REDIS_URL
     users_file: str | None = None  # htpasswd-style user:hash lines; else $FAXPLAINER_USERS_FILE
+    data_roots: tuple[str, ...] = ()  # shared mode: new runs read only under these (+ $FAXPLAINER_DATA_ROOTS)
+    trusted_proxies: int = 0  # reverse proxies in front: X-Forwarded-For names the client only if > 0
+    login_free_failures: int = 5  # wrong passwords per (client address, user) before lockouts start
+    login_lock_s: float = 1.0  # first lockout; it doubles with each further wrong password
+    login_max_lock_s: float = 900.0  # longest lockout
+    login_window_s: float = 3600.0  # wrong passwords are forgotten this long after the last one
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pipeline.notes import NotesStore
 
 from .. import ids
 from ..context import AppContext
+from ..roles import current_identity, may_delete_note
 
 
 def layout() -> html.Div:
@@ -40,7 +41,7 @@ def export_links(run_id: str) -> list:
             html.A("JSON", href=f"/files/notes/{run_id}.json", download=f"{run_id}-notes.json")]
 
 
-def note_item(note: dict) -> html.Div:
+def note_item(note: dict, deletable: bool = True) -> html.Div:
     target = []
     if note.get("cell") is not None:
         target.append(f"cell {note['cell']}")
@@ -53,7 +54,7 @@ def note_item(note: dict) -> html.Div:
         html.Div(className="fx-note-actions", children=[
             html.Button("show", id=ids.note_jump(note["id"]), n_clicks=0,
                         title="open this note's cell and images"),
-            html.Button("delete", id=ids.note_delete(note["id"]), n_clicks=0),
+            html.Button("delete", id=ids.note_delete(note["id"]), n_clicks=0) if deletable else None,
         ]),
     ])
 
@@ -67,7 +68,8 @@ def list_notes(ctx: AppContext, run_id):
         notes = NotesStore(path).list()
     except Exception as e:  # a corrupted notes file is shown, never overwritten
         return [html.Div(str(e), className="fx-error")], ""
-    items = [note_item(n) for n in reversed(notes)]  # newest first
+    user, role = current_identity(ctx.cfg)
+    items = [note_item(n, may_delete_note(role, user, n)) for n in reversed(notes)]  # newest first
     return items or [html.Div("No notes yet.", className="fx-muted")], export_links(run_id)
 
 
@@ -91,6 +93,22 @@ def add_note(ctx: AppContext, run_id, cell, sel, text, tag, on_images: bool):
     return f"Note saved on {what}.", True
 
 
+def delete_note(ctx: AppContext, run_id, note_id: str) -> tuple[bool, object]:
+    """Callback body: delete a note if the user's role allows it; returns (deleted?, message)."""
+    path = ctx.run_dir(run_id)
+    store = NotesStore(path) if path is not None else None
+    note = store.get(note_id) if store is not None else None
+    if note is None:
+        return False, "That note no longer exists."
+    user, role = current_identity(ctx.cfg)
+    if not may_delete_note(role, user, note):  # checked here, on the server, whatever the page shows
+        return False, html.Span("Only a maintainer or the note's author may delete this note.",
+                                className="fx-error")
+    if not store.delete(note_id):
+        return False, "That note no longer exists."
+    return True, "Note deleted."
+
+
 def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.NOTES_LIST, "children"), Output(ids.NOTES_EXPORT, "children"),
                   Input(ids.STORE_RUN, "data"), Input(ids.NOTES_VERSION, "data"))
@@ -112,9 +130,7 @@ def register(app, ctx: AppContext) -> None:
         if not dash_ctx.triggered or not dash_ctx.triggered[0].get("value"):
             return no_update, no_update, no_update  # a button was (re)created, not clicked
         if isinstance(trigger, dict) and trigger.get("type") == ids.note_delete("")["type"]:
-            path = ctx.run_dir(run_id)
-            if path is not None and NotesStore(path).delete(trigger["index"]):
-                return (version or 0) + 1, "Note deleted.", no_update
-            return no_update, "That note no longer exists.", no_update
+            deleted, message = delete_note(ctx, run_id, trigger["index"])
+            return ((version or 0) + 1 if deleted else no_update), message, no_update
         message, saved = add_note(ctx, run_id, cell, sel, text, tag, trigger == ids.NOTES_ADD_IMAGES)
         return ((version or 0) + 1 if saved else no_update), message, ("" if saved else no_update)

@@ -11,11 +11,13 @@ import dataclasses
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
+from pipeline.data_roots import allowed_data_path
 from pipeline.notes import NotesStore
 
 from .. import ids
 from ..context import AppContext
 from ..jobs import stage_progress
+from ..roles import current_identity, may_start_runs, start_runs_refusal
 from ..work import new_run_config, run_new
 from ..runs import run_choices
 from .metrics import metrics_block
@@ -34,11 +36,23 @@ def navbar(ctx: AppContext) -> html.Div:
 
 def new_run_panel(ctx: AppContext) -> html.Div:
     cfg = ctx.cfg
-    default_path = cfg.data.manifest or cfg.data.root or ""
-    return html.Div(id=ids.NEWRUN_COLLAPSE, className="fx-newrun", style={"display": "none"}, children=[
-        html.Div([html.Label("Folder (0_real/1_fake layout) or CSV manifest; empty = configured "
-                             "data or the demo set"),
-                  dcc.Input(id=ids.NEWRUN_PATH, type="text", value=default_path, debounce=False)]),
+    user, role = current_identity(cfg)
+    hidden = {"display": "none"}
+    if not may_start_runs(role):  # the server refuses the job too (app.roles)
+        return html.Div(id=ids.NEWRUN_COLLAPSE, className="fx-newrun", style=hidden, children=[
+            html.Div(start_runs_refusal(user), className="fx-muted")])
+    if cfg.server.mode == "shared":  # only the data sets under the server's data roots
+        from .data_picker import data_picker
+
+        path_field = data_picker(cfg)
+    else:
+        path_field = html.Div([
+            html.Label("Folder (0_real/1_fake layout) or CSV manifest; empty = configured data or "
+                       "the demo set"),
+            dcc.Input(id=ids.NEWRUN_PATH, type="text", value=cfg.data.manifest or cfg.data.root or "",
+                      debounce=False)])
+    return html.Div(id=ids.NEWRUN_COLLAPSE, className="fx-newrun", style=hidden, children=[
+        path_field,
         html.Div([html.Label("Only these categories (comma-separated)"),
                   dcc.Input(id=ids.NEWRUN_CATEGORIES, type="text", placeholder="e.g. bird")]),
         html.Div([html.Label("Only these generators"),
@@ -174,7 +188,7 @@ def register(app, ctx: AppContext, managers) -> None:
                   prevent_initial_call=True)
     def _new_run(set_progress, _n, path, categories, generators, open_run):
         try:
-            cfg = new_run_config(ctx.cfg, path, categories, generators)
+            cfg = new_run_config(ctx.cfg, allowed_data_path(ctx.cfg, path), categories, generators)
         except ValueError as e:
             return no_update, html.Span(str(e), className="fx-error"), no_update
         progress = stage_progress(set_progress)

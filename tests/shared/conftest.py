@@ -24,18 +24,23 @@ def needs_redis():
         pytest.skip(NO_REDIS)
 
 
-def write_users(path: Path, users: dict[str, str]) -> Path:
-    """A users file with cheap pbkdf2 hashes (the scrypt default is tested in test_auth)."""
+def write_users(path: Path, users: dict[str, str], roles: dict[str, str] | None = None) -> Path:
+    """A users file with cheap pbkdf2 hashes (the scrypt default is tested in test_auth);
+    ``roles`` gives some users a role field (the others get the old ``name:hash`` line)."""
     from werkzeug.security import generate_password_hash
 
-    path.write_text("".join(f"{u}:{generate_password_hash(p, method='pbkdf2:sha256:1000')}\n"
-                            for u, p in users.items()))
+    roles = roles or {}
+    path.write_text("".join(
+        f"{u}:{roles[u] + ':' if u in roles else ''}"
+        f"{generate_password_hash(p, method='pbkdf2:sha256:1000')}\n" for u, p in users.items()))
     return path
 
 
 @pytest.fixture(scope="session")
 def users_file(tmp_path_factory) -> Path:
-    return write_users(tmp_path_factory.mktemp("auth") / "users", {USER: PASSWORD})
+    """alice, a maintainer (the stack tests start runs as alice)."""
+    return write_users(tmp_path_factory.mktemp("auth") / "users", {USER: PASSWORD},
+                       roles={USER: "maintainer"})
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,11 @@
 what its jobs actually compute.
 
 With ``$FAXPLAINER_PROBE_FILE`` set, each worker process appends one JSON line per relevance map
-written (``{"kind": "maps", "index": i}``), per concept extraction (``"concepts"``) and per model
-load (``"load_models"``), with its pid. The counters are installed in the pool process when its
-first job asks for the explain functions, so the worker's main process still imports no torch.
+written (``{"kind": "maps", "index": i}``), per concept extraction (``"concepts"``), per model
+load (``"load_models"``) and per data scan (``"scan"``, with the folder or manifest), with its pid.
+The explain counters are installed in the pool process when its first job asks for the explain
+functions, so the worker's main process still imports no torch; the scan counter at import
+(``pipeline.data`` is light), before the runner picks up ``scan``.
 Start with ``celery -A tests.shared.probe_worker:celery worker ...``.
 """
 from __future__ import annotations
@@ -58,6 +60,27 @@ def probed_explain_functions(*args, **kwargs):
 
 
 _work.explain_functions = probed_explain_functions
+
+
+def _count_scans() -> None:
+    import sys
+
+    from pipeline import data
+
+    # the runner binds ``scan`` when it is imported: it must not have been yet, or scans would
+    # go uncounted and "nothing was scanned" would prove nothing
+    assert "pipeline.runner" not in sys.modules, "probe installed after the runner was imported"
+    scan = data.scan
+
+    def counted_scan(cfg, *args, **kwargs):
+        record("scan", root=str(cfg.root or ""), manifest=str(cfg.manifest or ""))
+        return scan(cfg, *args, **kwargs)
+
+    data.scan = counted_scan
+
+
+if os.environ.get("FAXPLAINER_PROBE_FILE"):  # a worker of the tests (not pytest reading records)
+    _count_scans()
 
 
 def __getattr__(name: str):

@@ -47,9 +47,13 @@ def stack(shared_run, users_file, tmp_path_factory):
     needs_redis()
     state = tmp_path_factory.mktemp("stack")
     probe = state / "probe.jsonl"
-    # chunks of 16 images, one decoding thread: a run is slow enough to be killed half-way
+    # chunks of 16 images, one decoding thread: a run is slow enough to be killed half-way;
+    # new runs may read the tests' temporary folders; wrong passwords are tried on every route
+    # here, so the lockout (tested in test_access) starts late
     cfg = shared_config(shared_run["runs"], shared_run["cache"], "encoder.chunk_size=16",
-                        "encoder.batch_size=8", "encoder.num_workers=0")
+                        "encoder.batch_size=8", "encoder.num_workers=0",
+                        f"server.data_roots=[{tmp_path_factory.getbasetemp()}]",
+                        "server.login_free_failures=1000")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FAXPLAINER_USERS_FILE", str(users_file))
         mp.delenv("FAXPLAINER_REDIS_URL", raising=False)
