@@ -68,9 +68,9 @@ def test_old_run_opens_and_explains_in_the_app(old_run, tmp_path):
     assert message == "" and sorted(fig.data[0].customdata) == view.cell_members(cell).tolist()
 
     chosen = view.cell_members(cell).tolist()[:2]
-    request = attention.JOB.render(ctx, {"ids": chosen}, RUN_ID)[-1]
-    content, message = attention.JOB.prepare(ctx, request, Progress())  # the real explain stack
-    assert len(content) == 2, message
+    request = attention.JOB.render(ctx, {"ids": chosen}, RUN_ID, cell)[-1]
+    content, ready, message = attention.JOB.prepare(ctx, request, Progress())  # the real explain stack
+    assert len(content) == 1 and ready == {"run": RUN_ID}, message
     cache = ctx.app_cache(view)
     run_logits = RunStore(old_run).load_array("logit")
     for i in chosen:
@@ -78,6 +78,8 @@ def test_old_run_opens_and_explains_in_the_app(old_run, tmp_path):
         assert meta["error"] is None and len(meta["contributions"]) == 16
         # the explained forward pass is the run's own: same encoder, projection and head
         assert meta["logit"] == pytest.approx(float(run_logits[i]), abs=1e-4)
+    check = attention.CHECK.render(ctx, ready, RUN_ID, None)[-1]
+    assert attention.CHECK.prepare(ctx, check, Progress())[0] == RUN_ID  # the deletion check runs
     request = concepts.JOB.render(ctx, "concepts", cell, RUN_ID)[-1]
     content, message = concepts.JOB.prepare(ctx, request, Progress())
     assert content and f"concepts of cell {cell}" in message
