@@ -48,6 +48,30 @@ IMAGES_TOOLTIP_TEXT = "images-hover-text-div"
 IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure on screen
 VIEW_TOGGLE = "images-view-radio"
 
+# -- image viewer (app.views.viewer) ------------------------------------------------------------
+VIEWER_JOB = "viewer"  # the viewer's job panel (the relevance layer of one image)
+VIEWER_MODAL = "viewer-image-modal"
+VIEWER_TITLE = "viewer-title-div"
+VIEWER_POSITION = "viewer-position-span"
+VIEWER_PREV = "viewer-previous-button"
+VIEWER_NEXT = "viewer-next-button"
+VIEWER_CLOSE = "viewer-close-button"
+VIEWER_GRAPH = "viewer-image-graph"
+VIEWER_PAIR_GRAPH = "viewer-pair-graph"
+VIEWER_MAIN_HEAD = "viewer-image-head-div"
+VIEWER_PAIR_HEAD = "viewer-pair-head-div"
+VIEWER_PAIR_WRAP = "viewer-pair-div"  # the side-by-side picture and its head (hidden when none)
+VIEWER_FACTS = "viewer-facts-div"
+VIEWER_OVERLAY = "viewer-overlay-checklist"
+VIEWER_MAP = "viewer-map-dropdown"
+VIEWER_OPACITY = "viewer-opacity-slider"
+VIEWER_LEGEND = "viewer-legend-div"
+VIEWER_PAIRS = "viewer-pairs-div"
+VIEWER_FIT = "viewer-fit-button"
+VIEWER_ACTUAL = "viewer-actual-size-button"
+VIEWER_ZOOM = "viewer-zoom-span"
+VIEWER_KEY = "viewer-key-store"  # {"index", "t"}: Enter on a thumbnail (assets/viewer.js)
+
 # -- attention view ---------------------------------------------------------------------------
 ATTN_JOB = "attention"  # its job panel
 ATTN_CONTENT = "attention-content-div"
@@ -81,3 +105,15 @@ def note_delete(note_id: str | object) -> dict:
 def concept_profile(k: int | object) -> dict:
     """Bar chart of concept ``k``'s profile over the 16 dimensions."""
     return {"type": "concepts-profile-graph", "index": k}
+
+
+def viewer_open(index: int | object, which: str | int | object = "") -> dict:
+    """A clickable that opens the image viewer on image ``index`` with map ``which`` as the
+    overlay (``"aggregate"``, a dimension ``k``, or ``""`` = the viewer's current choice).
+    ``ALL`` in both keys matches every such button (``app.views.viewer.open_button`` builds one)."""
+    return {"type": "viewer-open-button", "index": index, "map": which}
+
+
+def viewer_compare(index: int | object) -> dict:
+    """A same-source image in the viewer's strip: shows it side by side (-1 hides the pair)."""
+    return {"type": "viewer-compare-button", "index": index}
