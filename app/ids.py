@@ -11,7 +11,7 @@ STORE_RUN = "shell-run-store"  # run id (str) or None
 STORE_CELL = "shell-cell-store"  # cell id (int) or None
 STORE_SEL = "shell-selection-store"  # {"ids": [image index, ...], "from": "graph"|"url"|"note"}
 STORE_VIEW = "shell-view-store"  # "images" | "concepts"
-STORE_VIEWER = "shell-viewer-store"  # {"index": image index} open in the image viewer, or None
+STORE_VIEWER = "shell-viewer-store"  # {"index": i, "map": "aggregate"|k|None, "pair": j|-1|None} (app.views.viewer), or None
 STORE_FILTER = "shell-filter-store"  # the analyst's image filter (app.filters), or None = all images
 STORE_HIGHLIGHT = "shell-highlight-store"  # {"ids": [image index, ...], "why": text} drawn on the grid
 RUN_PICKER = "shell-run-dropdown"

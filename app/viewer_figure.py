@@ -2,8 +2,9 @@
 
 The picture is a plotly layout image on axes measured in the picture's own pixels (x to the
 right, y = minus the row, so the picture sits in y in [-height, 0] the right way up, as in the
-image grid), which keeps its aspect ratio (``scaleanchor``) and lets the analyst pan (drag),
-zoom (wheel, box) and reset (double click). A relevance layer (``app.viewer_files``) is a second
+image grid), which keeps its aspect ratio (``scaleanchor``; the ranges widen to fill the graph,
+so a zoomed picture uses all of it) and lets the analyst pan (drag), zoom (wheel, box) and reset
+(double click). A relevance layer (``app.viewer_files``) is a second
 layout image over the part of the picture the model saw (``box``); that square is outlined, and
 while a map is shown the border outside it is shaded: the model never saw it.
 """
@@ -48,8 +49,8 @@ def image_figure(source: str, width: int, height: int, *, layer: str | None = No
     fig = go.Figure()
     fig.update_layout(
         images=images, shapes=shapes, meta={"width": w, "height": h},
-        xaxis=dict(range=[0, w], visible=False, constrain="domain"),
-        yaxis=dict(range=[-h, 0], visible=False, scaleanchor="x", scaleratio=1, constrain="domain"),
+        xaxis=dict(range=[0, w], visible=False, constrain="range"),
+        yaxis=dict(range=[-h, 0], visible=False, scaleanchor="x", scaleratio=1, constrain="range"),
         margin=dict(l=0, r=0, t=0, b=0), dragmode="pan", hovermode=False, showlegend=False,
         plot_bgcolor=BACKGROUND, paper_bgcolor=BACKGROUND, uirevision=uirevision,
         modebar=dict(bgcolor="rgba(255,255,255,0.85)", color="rgb(60,60,60)",
