@@ -143,11 +143,23 @@ def _valid(view, index) -> int | None:
     return i if view is not None and 0 <= i < view.n_images else None
 
 
+def as_map(value):
+    """``"aggregate"``, a dimension ``k`` (int >= 0), or None for anything else."""
+    if value == AGGREGATE:
+        return AGGREGATE
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        return None
+    return k if k >= 0 else None
+
+
 def map_choice(overlay, which):
     """The overlay the controls ask for: None (off), ``"aggregate"`` or a dimension ``k``."""
     if not overlay:
         return None
-    return AGGREGATE if which in (None, "", AGGREGATE) else int(which)
+    chosen = as_map(which)
+    return AGGREGATE if chosen is None else chosen
 
 
 def sequence(ctx: AppContext, view, index: int) -> list[int]:
@@ -192,9 +204,9 @@ def navigate(ctx: AppContext, trigger, value, current: dict | None, run_id, over
         return {"index": index, "map": choice, "pair": None} if index is not None else no_update
     if isinstance(trigger, dict) and trigger.get("type") == ids.viewer_open("")["type"]:
         index = _valid(view, trigger.get("index"))
-        asked = trigger.get("map")
-        which_map = choice if asked in (None, "") else (AGGREGATE if asked == AGGREGATE else int(asked))
-        return {"index": index, "map": which_map, "pair": None} if index is not None else no_update
+        asked = as_map(trigger.get("map"))  # "" (or anything else): the analyst's choice
+        return {"index": index, "map": choice if asked is None else asked, "pair": None} \
+            if index is not None else no_update
     if current is None or _valid(view, current.get("index")) is None:
         return no_update
     if isinstance(trigger, dict) and trigger.get("type") == ids.viewer_compare("")["type"]:
