@@ -11,7 +11,7 @@ STORE_RUN = "shell-run-store"  # run id (str) or None
 STORE_CELL = "shell-cell-store"  # cell id (int) or None
 STORE_SEL = "shell-selection-store"  # {"ids": [image index, ...], "from": "graph"|"url"|"note"}
 STORE_VIEW = "shell-view-store"  # "images" | "concepts"
-STORE_VIEWER = "shell-viewer-store"  # {"index": image index} open in the image viewer, or None
+STORE_VIEWER = "shell-viewer-store"  # {"index": i, "map": "aggregate"|k|None, "pair": j|-1|None} (app.views.viewer), or None
 STORE_FILTER = "shell-filter-store"  # the analyst's image filter (app.filters), or None = all images
 STORE_HIGHLIGHT = "shell-highlight-store"  # {"ids": [image index, ...], "why": text} drawn on the grid
 RUN_PICKER = "shell-run-dropdown"
@@ -49,6 +49,30 @@ IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure o
 IMAGES_HIGHLIGHT = "images-highlight-div"  # what the highlighted tiles are, with a clear button
 HIGHLIGHT_CLEAR = "images-highlight-clear-button"
 VIEW_TOGGLE = "images-view-radio"
+
+# -- image viewer (app.views.viewer) ------------------------------------------------------------
+VIEWER_JOB = "viewer"  # the viewer's job panel (the relevance layer of one image)
+VIEWER_MODAL = "viewer-image-modal"
+VIEWER_TITLE = "viewer-title-div"
+VIEWER_POSITION = "viewer-position-span"
+VIEWER_PREV = "viewer-previous-button"
+VIEWER_NEXT = "viewer-next-button"
+VIEWER_CLOSE = "viewer-close-button"
+VIEWER_GRAPH = "viewer-image-graph"
+VIEWER_PAIR_GRAPH = "viewer-pair-graph"
+VIEWER_MAIN_HEAD = "viewer-image-head-div"
+VIEWER_PAIR_HEAD = "viewer-pair-head-div"
+VIEWER_PAIR_WRAP = "viewer-pair-div"  # the side-by-side picture and its head (hidden when none)
+VIEWER_FACTS = "viewer-facts-div"
+VIEWER_OVERLAY = "viewer-overlay-checklist"
+VIEWER_MAP = "viewer-map-dropdown"
+VIEWER_OPACITY = "viewer-opacity-slider"
+VIEWER_LEGEND = "viewer-legend-div"
+VIEWER_PAIRS = "viewer-pairs-div"
+VIEWER_FIT = "viewer-fit-button"
+VIEWER_ACTUAL = "viewer-actual-size-button"
+VIEWER_ZOOM = "viewer-zoom-span"
+VIEWER_KEY = "viewer-key-store"  # {"index", "t"}: Enter on a thumbnail (assets/viewer.js)
 
 # -- attention view ---------------------------------------------------------------------------
 ATTN_JOB = "attention"  # its job panel
@@ -99,3 +123,15 @@ def concept_show(k: int | object) -> dict:
 def concept_profile(k: int | object) -> dict:
     """Bar chart of concept ``k``'s profile over the 16 dimensions."""
     return {"type": "concepts-profile-graph", "index": k}
+
+
+def viewer_open(index: int | object, which: str | int | object = "") -> dict:
+    """A clickable that opens the image viewer on image ``index`` with map ``which`` as the
+    overlay (``"aggregate"``, a dimension ``k``, or ``""`` = the viewer's current choice).
+    ``ALL`` in both keys matches every such button (``app.views.viewer.open_button`` builds one)."""
+    return {"type": "viewer-open-button", "index": index, "map": which}
+
+
+def viewer_compare(index: int | object) -> dict:
+    """A same-source image in the viewer's strip: shows it side by side (-1 hides the pair)."""
+    return {"type": "viewer-compare-button", "index": index}

@@ -7,7 +7,7 @@ from dash import dcc, html
 
 from . import ids
 from .context import AppContext
-from .views import attention, images, notes, representation, shell
+from .views import attention, images, notes, representation, shell, viewer
 
 
 def build(ctx: AppContext) -> html.Div:
@@ -27,4 +27,5 @@ def build(ctx: AppContext) -> html.Div:
             notes.layout(),
         ]),
         attention.layout(),
+        viewer.layout(),
     ])

@@ -13,12 +13,14 @@ import re
 
 from flask import Blueprint, Response, abort, request, send_file
 
+from pipeline.data import BadImageError
 from pipeline.findings import findings_html
 from pipeline.notes import NotesStore
+from pipeline.originals import browser_file
 from pipeline.sealed import is_intact
 from pipeline.thumbnails import PathRefused
 
-from . import artifacts
+from . import artifacts, viewer_files
 from .context import AppContext
 
 THUMB_MAX_AGE = 7 * 24 * 3600
@@ -69,6 +71,30 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
         if path is None:
             abort(404)
         return _send(path, "image/jpeg")
+
+    @bp.route("/files/image/<run_id>/<int:index>")
+    def original(run_id: str, index: int):
+        """Image ``index`` at full resolution: the file itself when a browser shows it as the
+        model read it, else its cached conversion (:func:`pipeline.originals.browser_file`)."""
+        view = run_or_404(run_id)
+        if index >= view.n_images:
+            abort(404, description=f"run {run_id} has no image {index}")
+        try:
+            found = browser_file(view.images, index, ctx.cache_path)
+        except PathRefused as e:
+            abort(403, description=str(e))
+        except BadImageError as e:  # e.g. a decompression bomb: said in words, never decoded
+            return Response(f"image {index} cannot be shown: {e.reason}", status=422,
+                            mimetype="text/plain")
+        return _send(found.path, found.mimetype)
+
+    @bp.route("/files/layer/<run_id>/<int:index>/<name>.png")
+    def layer(run_id: str, index: int, name: str):
+        view = run_or_404(run_id)
+        path = viewer_files.layer_file(ctx.app_cache(view), index, name) if index < view.n_images else None
+        if path is None:
+            abort(404)
+        return _send(path, "image/png")
 
     @bp.route("/files/concept/<run_id>/<int:cell>/<int:k>/<int:j>")
     def concept_patch(run_id: str, cell: int, k: int, j: int):

@@ -12,6 +12,12 @@
     ``pipeline.explain_cache`` with the tiny encoder, overlays, faithfulness), "cached" = the plain
     callback once everything is on disk. Target: cached < 200 ms.
 
+(d) opening the image viewer on a 4000 x 3000 JPEG: the server time of the viewer's callbacks
+    (click -> open, facts and neighbours, figure; serialised as Dash does) plus the image route
+    sending the file, with the map overlay off and on (drawn before). Baseline: decoding and
+    re-encoding the JPEG, what a server that converted every image for the browser would pay.
+    Also the one-time conversion of a TIFF of the same size. Target: < 300 ms.
+
 (a') with ``--browser``: drawing and zooming (a) in headless Chromium, against the shapes baseline,
     and the frame times during a pan and a wheel-zoom gesture (what "smooth" means to the eye).
 
@@ -296,10 +302,85 @@ def bench_attention(tmp: Path):
           f"{len(payload) / 1e3:.1f} kB   ratio uncached/cached {t_uncached / t_cached:.0f}x")
 
 
+def bench_viewer(tmp: Path):
+    import io
+
+    from PIL import Image
+
+    from app import ids
+    from app.main import create_app
+    from app.views import viewer
+    from dash._utils import to_json
+    from pipeline.store import RunStore
+    from tests.fixtures_runs import FAKE_EXPLAIN
+
+    print("\n(d) image viewer on a 4000 x 3000 JPEG (median of 5)")
+    make_fake_run(tmp, n_images=40, n_cells=2, run_id="bench-viewer")
+    cfg = from_dict({"runs_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")})
+    ctx = AppContext(cfg)
+    store = RunStore(tmp / "runs" / "bench-viewer")
+    records = store.read_records()
+    # a photo-like picture: smooth shading plus sensor-like noise (about 4 MB as JPEG q92)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:3000, 0:4000].astype(np.float32)
+    base = np.stack([xx / 4000 * 200, yy / 3000 * 200, (xx + yy) / 7000 * 255], axis=2)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    root = store.data_root()
+    for index, name, fmt in ((0, "big.jpg", "JPEG"), (1, "big.tif", "TIFF")):
+        Image.fromarray(pixels).save(root / name, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+        records[index].update(path=name, width=4000, height=3000, format=fmt)
+    store.write_records(records)
+    store.update_meta(status="complete")
+    jpeg = (root / "big.jpg").read_bytes()
+    client = create_app(cfg).server.test_client()
+    view = ctx.run("bench-viewer")
+    request = viewer.JOB.render(ctx, {"index": 0, "map": "aggregate", "pair": None}, "bench-viewer", 0.6)[-1]
+    viewer.JOB.prepare(ctx, request, lambda _p: None, explain=FAKE_EXPLAIN)  # the map, drawn once
+
+    def open_viewer(overlay):
+        click = {"points": [{"customdata": 0}]}
+        payload = viewer.navigate(ctx, ids.IMAGES_GRAPH, click, None, "bench-viewer",
+                                  ["on"] if overlay else [], "aggregate")
+        out = to_json([viewer.content(ctx, payload, "bench-viewer"),
+                       viewer.JOB.render(ctx, payload, "bench-viewer", 0.6)[:2]])
+        return out
+
+    def route():
+        r = client.get("/files/image/bench-viewer/0")
+        assert r.status_code == 200 and r.mimetype == "image/jpeg"
+        return len(r.data)
+
+    def reencode():
+        with Image.open(io.BytesIO(jpeg)) as im:
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, format="JPEG", quality=92)
+        return len(buf.getvalue())
+
+    t_cb, payload = timed(lambda: open_viewer(False), repeat=5)
+    t_cb_map, _ = timed(lambda: open_viewer(True), repeat=5)
+    t_route, size = timed(route, repeat=5)
+    t_base, _ = timed(reencode, repeat=5)
+    t0 = time.perf_counter()
+    assert client.get("/files/image/bench-viewer/1").mimetype == "image/png"
+    t_tiff = time.perf_counter() - t0
+    t_tiff_again, _ = timed(lambda: client.get("/files/image/bench-viewer/1").data, repeat=3)
+    total, total_map = t_cb + t_route, t_cb_map + t_route
+    print(f"  callbacks (open, facts, figure), map off:   {t_cb * 1e3:7.1f} ms, {len(payload) / 1e3:.1f} kB JSON")
+    print(f"  callbacks, map on (drawn before):          {t_cb_map * 1e3:7.1f} ms")
+    print(f"  image route, {size / 1e6:.1f} MB JPEG sent as it is:  {t_route * 1e3:7.1f} ms")
+    print(f"  server time to open the viewer:            {total * 1e3:7.1f} ms (map on: {total_map * 1e3:.1f} ms)"
+          f"   target < 300 ms")
+    print(f"  baseline, decode + re-encode the JPEG:     {t_base * 1e3:7.1f} ms   ratio baseline / viewer "
+          f"{t_base / total:.1f}x")
+    print(f"  a TIFF of the same size: first view (converted to PNG) {t_tiff:.2f} s, "
+          f"then {t_tiff_again * 1e3:.1f} ms (cached)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--skip-attention", action="store_true")
+    parser.add_argument("--viewer-only", action="store_true", help="only (d), the image viewer")
     parser.add_argument("--browser", action="store_true",
                         help="also time drawing and zooming in headless Chromium")
     args = parser.parse_args()
@@ -307,12 +388,16 @@ def main() -> int:
     grids = (100, 1000) if args.quick else (100, 1000, 5000)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.viewer_only:
+            bench_viewer(tmp / "viewer")
+            return 0
         bench_representation(cells)
         if args.browser:
             bench_browser(cells, tmp)
         bench_image_grid(grids, tmp / "grid")
         if not args.skip_attention:
             bench_attention(tmp / "attention")
+        bench_viewer(tmp / "viewer")
     return 0
 
 

@@ -48,13 +48,38 @@ def muted(rgb: np.ndarray) -> np.ndarray:
     return np.repeat((MUTED_OFFSET + MUTED_GAIN * lum)[..., None], 3, axis=2)
 
 
+def _relevance_paint(relevance: np.ndarray, max_alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(colour (H, W, 3), opacity (H, W, 1)) of a [0, 1] relevance map, both float32."""
+    rel = np.clip(relevance.astype(np.float32), 0, 1)[..., None]
+    alpha = max_alpha * np.sqrt(rel)  # opacity follows relevance: irrelevant areas show the photo
+    return colorize(rel[..., 0]).astype(np.float32), alpha
+
+
+def _signed_paint(signed: np.ndarray, scale: float | None, max_alpha: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(colour, opacity) of a signed map: orange > 0, blue < 0, opacity ~ magnitude / ``scale``."""
+    s = signed.astype(np.float32)
+    scale = float(np.abs(s).max()) if scale is None else float(scale)
+    mag = np.clip(np.abs(s) / scale, 0, 1) if scale > 0 else np.zeros_like(s)
+    colour = np.where((s > 0)[..., None], np.array(FAKE_RGB, np.float32), np.array(REAL_RGB, np.float32))
+    return colour, (max_alpha * mag)[..., None]
+
+
+def _blend(rgb: np.ndarray, paint: tuple[np.ndarray, np.ndarray]) -> Image.Image:
+    colour, alpha = paint
+    return Image.fromarray(np.round(muted(rgb) * (1 - alpha) + colour * alpha).astype(np.uint8))
+
+
+def _layer(paint: tuple[np.ndarray, np.ndarray]) -> Image.Image:
+    colour, alpha = paint
+    rgba = np.concatenate([colour, alpha * 255.0], axis=2)
+    return Image.fromarray(np.round(np.clip(rgba, 0, 255)).astype(np.uint8), "RGBA")
+
+
 def overlay_relevance(rgb: np.ndarray, relevance: np.ndarray, max_alpha: float = 0.85) -> Image.Image:
     """Blend a [0, 1] relevance map over a muted copy of an (H, W, 3) uint8 image."""
     _check_same_size(rgb, relevance)
-    rel = np.clip(relevance.astype(np.float32), 0, 1)[..., None]
-    alpha = max_alpha * np.sqrt(rel)  # opacity follows relevance: irrelevant areas show the photo
-    out = muted(rgb) * (1 - alpha) + colorize(rel[..., 0]).astype(np.float32) * alpha
-    return Image.fromarray(np.round(out).astype(np.uint8))
+    return _blend(rgb, _relevance_paint(relevance, max_alpha))
 
 
 def overlay_signed(rgb: np.ndarray, signed: np.ndarray, scale: float | None = None,
@@ -64,13 +89,19 @@ def overlay_signed(rgb: np.ndarray, signed: np.ndarray, scale: float | None = No
     ``scale`` is the magnitude drawn fully opaque (default: the map's largest magnitude).
     """
     _check_same_size(rgb, signed)
-    s = signed.astype(np.float32)
-    scale = float(np.abs(s).max()) if scale is None else float(scale)
-    mag = np.clip(np.abs(s) / scale, 0, 1) if scale > 0 else np.zeros_like(s)
-    colour = np.where((s > 0)[..., None], np.array(FAKE_RGB, np.float32), np.array(REAL_RGB, np.float32))
-    alpha = (max_alpha * mag)[..., None]
-    out = muted(rgb) * (1 - alpha) + colour * alpha
-    return Image.fromarray(np.round(out).astype(np.uint8))
+    return _blend(rgb, _signed_paint(signed, scale, max_alpha))
+
+
+def relevance_layer(relevance: np.ndarray, max_alpha: float = 0.85) -> Image.Image:
+    """A [0, 1] relevance map as a transparent RGBA layer (the colours of
+    :func:`overlay_relevance`, alpha = its opacity), to lay over the original photo."""
+    return _layer(_relevance_paint(relevance, max_alpha))
+
+
+def signed_layer(signed: np.ndarray, scale: float | None = None, max_alpha: float = 0.8) -> Image.Image:
+    """A signed map as a transparent RGBA layer: orange for > 0 (fake), blue for < 0 (real),
+    transparent at zero (the colours and opacity of :func:`overlay_signed`)."""
+    return _layer(_signed_paint(signed, scale, max_alpha))
 
 
 def sheet(tiles: Sequence[Sequence[Image.Image | None]], labels: Sequence[Sequence[str]] | None = None,

@@ -124,7 +124,8 @@ class RunImages:
         self.thumb_size = int(thumb_size)
         self.max_pixels = int(max_pixels)
         fingerprint = (meta.get("data") or {}).get("fingerprint") or str(self.root)
-        self.thumb_dir = Path(cache_root) / "thumbnails" / f"{_safe_key(fingerprint)}-{self.thumb_size}"
+        self.data_key = _safe_key(fingerprint)  # names this data set's cache folders
+        self.thumb_dir = Path(cache_root) / "thumbnails" / f"{self.data_key}-{self.thumb_size}"
 
     def __len__(self) -> int:
         return len(self.ids)
