@@ -109,12 +109,6 @@ def note_delete(note_id: str | object) -> dict:
     return {"type": "notes-delete-button", "index": note_id}
 
 
-def attention_map(index: int | object, dim: int | str | object) -> dict:
-    """A clickable map of the attention matrix: image ``index``, dimension ``dim`` (or "image",
-    "aggregate"); a click opens it in the image viewer."""
-    return {"type": "attention-map-button", "index": index, "dim": dim}
-
-
 def concept_show(k: int | object) -> dict:
     """Button that highlights the images concept ``k`` came from in the grid."""
     return {"type": "concepts-show-button", "index": k}

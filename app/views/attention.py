@@ -13,13 +13,14 @@ once (the callback only writes image URLs).
 from __future__ import annotations
 
 import numpy as np
-from dash import ALL, ClientsideFunction, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
 from pipeline.overlays import FAKE_RGB, REAL_RGB, colour_scale
 
 from .. import artifacts, ids
 from ..context import AppContext
 from ..jobpanel import Job, JobPanel, JobView, Ready
+from .viewer import open_button
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
 WORDS = ("real", "fake")
@@ -114,10 +115,11 @@ def _caption(view, index: int) -> list:
             html.Br(), f"p(fake) {view.prob[index]:.3f}"]
 
 
-def _map_button(view, index: int, name: str, dim, alt: str, title: str, extra: list | None = None):
-    return html.Button(className="fx-attn-map", id=ids.attention_map(index, dim), n_clicks=0,
-                       title=title, children=[html.Img(src=file_url(view.run_id, index, name), alt=alt),
-                                              *(extra or [])])
+def _map_button(view, index: int, name: str, dim, alt: str, title: str):
+    """A map that opens the image viewer on its image with this map as the overlay."""
+    return open_button(index, "" if dim == "image" else dim,
+                       html.Img(src=file_url(view.run_id, index, name), alt=alt),
+                       className="fx-attn-map", title=title)
 
 
 def image_row(view, index: int, meta: dict, order: list[int], failing: set[int]) -> list:
@@ -283,14 +285,6 @@ CHECK = JobView(ids.CHECK_JOB, outputs=[(ids.ATTN_CHECKED, "data")], show=show_c
                 compute=compute_check, blank=(None,), failure="Could not run the deletion check")
 
 
-def open_map(triggered: dict | None, clicks) -> dict | object:
-    """STORE_VIEWER payload when a map was clicked: the image, and which map to overlay."""
-    if not triggered or not clicks:
-        return no_update
-    dim = triggered["dim"]
-    return {"index": int(triggered["index"]), "map": dim if dim in ("image", "aggregate") else int(dim)}
-
-
 def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views,
                  inputs=[Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data"),
@@ -307,12 +301,6 @@ def register(app, ctx: AppContext, managers) -> None:
                   State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"), prevent_initial_call=True)
     def _redraw(checked, sel, run_id, cell):
         return redraw(ctx, checked, sel, run_id, cell)
-
-    @app.callback(Output(ids.STORE_VIEWER, "data", allow_duplicate=True),
-                  Input(ids.attention_map(ALL, ALL), "n_clicks"), prevent_initial_call=True)
-    def _open_map(_clicks):
-        value = dash_ctx.triggered[0].get("value") if dash_ctx.triggered else None
-        return open_map(dash_ctx.triggered_id if isinstance(dash_ctx.triggered_id, dict) else None, value)
 
     # Selecting images in the grid brings the attention view into view (it is below the fold).
     app.clientside_callback(

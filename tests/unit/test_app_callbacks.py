@@ -166,6 +166,10 @@ def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
     assert "✗ 50%" in _texts(heads[0]) and "✓ 80%" in _texts(heads[order.index(15)])
     # the summary row: mean contribution of d15 over the two images is (1 + -1) / 2 = 0
     assert "+0.00" in _texts(heads[order.index(15)])
+    # every map opens the image viewer on its image, with that map as the overlay
+    buttons = [b.id for b in _find(matrix, "fx-attn-map")]
+    assert ids.viewer_open(3, 15) in buttons and ids.viewer_open(0, "aggregate") in buttons
+    assert len(buttons) == 2 * 18
     # the overlay of dimension 5 is bright on its own rows (10, 11); elsewhere it shows the photo
     # (uniform grey 128), muted as every overlay's background is
     cache = ctx.app_cache(ctx.run("fake-run"))
