@@ -339,10 +339,7 @@ def _facts_or_fallback(im: Image.Image, path: Path, n_bytes: int, w: int, h: int
     try:
         return facts_from_image(im, path, n_bytes)
     except Exception:
-        fmt = (im.format or "").upper()
-        return FileFacts(format=fmt, ext_format="", format_mismatch=False, width=w, height=h,
-                         aspect=round(w / h, 4) if h else 0.0, pixels=w * h, file_bytes=n_bytes,
-                         bytes_per_pixel=round(n_bytes / (w * h), 5) if w * h else 0.0, jpeg_quality=None,
-                         jpeg_tables="", subsampling="", progressive=False, exif=False, camera_make="",
+        return FileFacts(format=(im.format or "").upper(), ext_format="", width=w, height=h, file_bytes=n_bytes,
+                         jpeg_quality=None, subsampling="", progressive=False, exif=False, camera_make="",
                          software="", icc=False, mode=im.mode, bit_depth=8, dpi=0.0, text_keys="",
                          generator_hint="")

@@ -198,3 +198,14 @@ def test_a_metadata_reader_failure_keeps_the_image_with_probe_facts(tmp_path, mo
     monkeypatch.setattr("pipeline.data.facts_from_image", broken)
     result = scan(DataConfig(root=str(tmp_path / "data")))
     assert len(result.records) == 1 and result.facts[0].size == "33x21" and result.facts[0].format == "JPEG"
+
+
+def test_jpeg_comment_and_xmp_naming_a_generator(tmp_path):
+    made = read_facts(_saved(tmp_path, "c.jpg", comment=b"made with Stable Diffusion XL"))
+    assert made.text_keys == "comment" and made.generator_hint == "text 'comment' mentions 'stable diffusion'"
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description Iptc4xmpExt:DigitalSourceType='
+           b'"http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/></x:xmpmeta>')
+    tagged = read_facts(_saved(tmp_path, "x.jpg", xmp=xmp))
+    assert tagged.text_keys == "xmp" and tagged.generator_hint == "XMP mentions 'trainedalgorithmicmedia'"
+    plain = read_facts(_saved(tmp_path, "p.jpg", comment=b"holiday 2019"))
+    assert plain.text_keys == "comment" and plain.generator_hint == ""
