@@ -309,9 +309,12 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None, *,
         try:
             st = path.stat()
             with _open_checked(path, cfg.max_image_pixels) as im:
-                w, hgt, fmt = _probe_open(im, path)
-                if with_facts:
-                    facts.append(_facts_or_fallback(im, path, st.st_size, w, hgt))
+                if with_facts:  # the facts hold the oriented size too, read without decoding a PNG
+                    f = _facts_or_fallback(im, path, st.st_size)
+                    facts.append(f)
+                    w, hgt, fmt = f.width, f.height, f.format or path.suffix.lstrip(".").upper()
+                else:
+                    w, hgt, fmt = _probe_open(im, path)
         except FileNotFoundError:
             bad.append({"path": rel, "reason": "file does not exist"})
             continue
@@ -333,12 +336,13 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None, *,
                       facts=facts)
 
 
-def _facts_or_fallback(im: Image.Image, path: Path, n_bytes: int, w: int, h: int) -> FileFacts:
+def _facts_or_fallback(im: Image.Image, path: Path, n_bytes: int) -> FileFacts:
     """The file's facts; a metadata block that trips the reader must not cost a usable image, so
-    it gets the facts the probe already has and empty metadata."""
+    it gets the probe's size and format and empty metadata."""
     try:
         return facts_from_image(im, path, n_bytes)
     except Exception:
+        w, h, _ = _probe_open(im, path)
         return FileFacts(format=(im.format or "").upper(), ext_format="", width=w, height=h, file_bytes=n_bytes,
                          jpeg_quality=None, subsampling="", progressive=False, exif=False, camera_make="",
                          software="", icc=False, mode=im.mode, bit_depth=8, dpi=0.0, text_keys="",

@@ -103,6 +103,8 @@ GENERATOR_WORDS = ("stable diffusion", "stable-diffusion", "midjourney", "dall-e
                    "fooocus", "diffusers", "leonardo.ai", "trainedalgorithmicmedia", "negative prompt",
                    "steps:", "sampler:", "cfg scale")
 _MAX_TEXT = 1 << 16  # bytes of one text chunk read (a ComfyUI workflow can be large; the start suffices)
+_MAX_EXIF = 1 << 20  # bytes of an EXIF block read (its orientation tag must be found)
+_RAW_EXIF_KEY = b"Raw profile type exif"  # ImageMagick writes PNG EXIF as hex in this text chunk
 
 
 def _generator_word(text: str) -> str | None:
@@ -266,16 +268,21 @@ FACT_COLUMNS: tuple[FactColumn, ...] = (
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
-def _exif_of(im: Image.Image, png_exif: bytes | None) -> Image.Exif | None:
+def _exif_of(im: Image.Image, png: dict | None) -> Image.Exif | None:
     """The EXIF block, parsed from the header only (``PngImageFile.getexif`` would decode pixels
-    when the block is not before the image data, so PNGs use the chunk walk's copy)."""
+    when the block is not before the image data, so PNGs use the chunk walk's copy; like Pillow,
+    an ImageMagick "Raw profile type exif" text chunk counts)."""
     try:
-        if im.format == "PNG":
-            if png_exif is None and "exif" not in im.info:
+        if png is not None:
+            data = png["exif"] or im.info.get("exif")
+            raw = png["texts"].get(_RAW_EXIF_KEY.decode())
+            if data is None and raw:
+                data = bytes.fromhex("".join(raw.split("\n")[3:]))
+            if not data:
                 return None
             exif = Image.Exif()
-            exif.load(png_exif if png_exif is not None else im.info["exif"])
-            return exif
+            exif.load(data)
+            return exif if len(exif) else None
         exif = im.getexif()  # JPEG/WebP: from the APP1 segment already read; TIFF: from the IFD
         return exif if len(exif) else None
     except Exception:  # a malformed EXIF block is "no usable EXIF", never a failed scan
@@ -321,12 +328,16 @@ def _png_chunks(path: str | Path) -> dict:
                     fh.seek(length - 13 + 4, 1)
                 elif ctype in (b"tEXt", b"zTXt", b"iTXt"):
                     data = fh.read(min(length, _MAX_TEXT))
+                    limit = 4096
+                    if data.startswith(_RAW_EXIF_KEY + b"\x00"):  # ImageMagick's EXIF: read it whole
+                        data += fh.read(min(length, _MAX_EXIF) - len(data))
+                        limit = _MAX_EXIF
                     fh.seek(length - len(data) + 4, 1)
-                    key, value = _png_text(ctype, data)
+                    key, value = _png_text(ctype, data, limit)
                     if key:
                         texts[key] = value
                 elif ctype == b"eXIf":
-                    found["exif"] = fh.read(min(length, _MAX_TEXT))
+                    found["exif"] = fh.read(min(length, _MAX_EXIF))
                     fh.seek(length - len(found["exif"]) + 4, 1)
                 elif ctype == b"IEND":
                     break
@@ -338,20 +349,21 @@ def _png_chunks(path: str | Path) -> dict:
     return found
 
 
-def _png_text(ctype: bytes, data: bytes) -> tuple[str, str]:
+def _png_text(ctype: bytes, data: bytes, limit: int = 4096) -> tuple[str, str]:
+    """(key, the first ``limit`` bytes of the text) of a tEXt / zTXt / iTXt chunk's data."""
     key, _, rest = data.partition(b"\x00")
     try:
         if ctype == b"tEXt":
             value = rest
         elif ctype == b"zTXt":
-            value = zlib.decompressobj().decompress(rest[1:], 4096)
+            value = zlib.decompressobj().decompress(rest[1:], limit)
         else:  # iTXt: flag, method, language\0, translated keyword\0, text
             flag, rest = rest[:1], rest[2:]
             rest = rest.split(b"\x00", 2)[-1]
-            value = zlib.decompressobj().decompress(rest, 4096) if flag == b"\x01" else rest
+            value = zlib.decompressobj().decompress(rest, limit) if flag == b"\x01" else rest
     except (zlib.error, IndexError):
         value = b""
-    return key.decode("latin-1"), value[:4096].decode("utf-8" if ctype == b"iTXt" else "latin-1", "replace")
+    return key.decode("latin-1"), value[:limit].decode("utf-8" if ctype == b"iTXt" else "latin-1", "replace")
 
 
 _SAMPLING = {((1, 1), (1, 1), (1, 1)): "4:4:4", ((2, 1), (1, 1), (1, 1)): "4:2:2",
@@ -434,7 +446,7 @@ def facts_from_image(im: Image.Image, path: str | Path, n_bytes: int) -> FileFac
     png = _png_chunks(path) if fmt == "PNG" else None
     info = im.info
 
-    exif = _exif_of(im, png["exif"] if png else None)
+    exif = _exif_of(im, png)
     exif_fields = _exif_text(exif) if exif is not None else {}
     w, h = im.size
     if exif is not None and exif.get(0x0112, 1) in (5, 6, 7, 8):

@@ -55,6 +55,9 @@ def fact_table(facts: Sequence[FileFacts | Mapping[str, Any]],
         raw = [r.get(col.name, "") for r in rows]
         if col.kind == "numeric":
             table[col.name] = np.array([float(v) if v not in ("", None) else np.nan for v in raw], dtype=np.float64)
+        elif col.boolean:  # 0/1 from to_row, "0"/"1" or "True"/"False" from a CSV
+            table[col.name] = np.array(["1" if str(v).strip().lower() in ("1", "true") else "0" for v in raw],
+                                       dtype=object)
         else:
             table[col.name] = np.array(["" if v is None else str(v) for v in raw], dtype=object)
     return table

@@ -209,3 +209,40 @@ def test_jpeg_comment_and_xmp_naming_a_generator(tmp_path):
     assert tagged.text_keys == "xmp" and tagged.generator_hint == "XMP mentions 'trainedalgorithmicmedia'"
     plain = read_facts(_saved(tmp_path, "p.jpg", comment=b"holiday 2019"))
     assert plain.text_keys == "comment" and plain.generator_hint == ""
+
+
+def _exif_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+def test_scan_records_are_the_same_with_and_without_facts(tmp_path):
+    """With facts the scan takes the oriented size from them (no PNG decode): it must agree with the
+    probe on every kind of file, EXIF orientation in a PNG after its image data included."""
+    real, fake = tmp_path / "d" / "0_real", tmp_path / "d" / "1_fake"
+    real.mkdir(parents=True)
+    fake.mkdir(parents=True)
+    _photo(40, 30).save(real / "rotated.jpg", exif=_exif_orientation(6))
+    _photo(40, 30, mode="CMYK").save(real / "cmyk.jpg")
+    _photo(40, 30).save(real / "early_exif.png", exif=_exif_orientation(8))
+    buf = io.BytesIO()
+    _photo(44, 30).save(buf, "PNG")
+    raw = _exif_orientation(6)
+    (fake / "late_exif.png").write_bytes(_with_chunk_before_iend(buf.getvalue(), b"eXIf", raw[6:]))
+    hexed = raw.hex()
+    profile = f"\nexif\n{len(raw):8d}\n" + "\n".join(hexed[i:i + 72] for i in range(0, len(hexed), 72))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", profile, zip=True)
+    _photo(46, 30).save(fake / "magick.png", pnginfo=info)
+    Image.fromarray((np.arange(30 * 40).reshape(30, 40) * 50).astype(np.uint16)).save(fake / "deep.png")
+    _photo(40, 30).convert("P").save(fake / "palette.png")
+    for ext in ("gif", "webp", "tif", "bmp"):
+        _photo(36, 30).save(fake / f"other.{ext}")
+    with_facts = scan(DataConfig(root=str(tmp_path / "d")))
+    without = scan(DataConfig(root=str(tmp_path / "d")), with_facts=False)
+    assert [r.to_dict() for r in with_facts.records] == [r.to_dict() for r in without.records]
+    sizes = {r.path.split("/")[-1]: (r.width, r.height) for r in with_facts.records}
+    assert sizes["rotated.jpg"] == (30, 40) and sizes["early_exif.png"] == (30, 40)
+    assert sizes["late_exif.png"] == (30, 44) and sizes["magick.png"] == (30, 46)
+    assert len(with_facts.records) == 11 and with_facts.bad == without.bad == []

@@ -2,6 +2,8 @@
 a reason in words; a clean set, constant facts and tiny sets flag nothing."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
@@ -52,6 +54,7 @@ def test_fakes_png_reals_jpeg_flags_the_format(tmp_path):
                               "every fake is PNG, every real is JPEG")
     assert _entry(result, "format")["histogram"] == {"bins": ["JPEG", "PNG"], "real": [N, 0], "fake": [0, N]}
     assert _entry(result, "size")["status"] == "constant" and not _entry(result, "size")["flagged"]
+    json.loads(json.dumps(result, allow_nan=False))  # JSON-able, no NaN
 
 
 def test_all_fakes_one_size_flags_the_image_size(tmp_path):
