@@ -7,9 +7,10 @@ facts (``with_facts=True``, what runs do) and without (the baseline, measured in
 alternating, best of ``--repeats`` after one warm-up scan that fills the page cache). Both wall
 time and this process's CPU time are printed: on a shared machine the CPU time is the steadier.
 
-Note on PNG: the scan's ``probe_image`` asks Pillow for EXIF orientation, and for a PNG without
-an eXIf chunk before its image data Pillow decodes the whole image to look further; so the PNG
-baseline already includes a full decode, and the facts (which never decode) are small beside it.
+Note on PNG: without facts the scan's probe asks Pillow for the EXIF orientation, and for a PNG
+without an eXIf chunk before its image data Pillow decodes the whole image to look further. With
+facts the scan takes the oriented size from them (read from the chunk headers, never decoded), so
+for PNG files "scan + facts" is faster than the baseline; the JPEG figure is the facts' real cost.
 
 Usage: python bench/filefacts.py [--files 2000] [--repeats 3] [--work DIR]
        python -m bench.filefacts --files 100000          (the real target; ~1 GB, minutes to write)

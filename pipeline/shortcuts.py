@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
@@ -48,31 +48,39 @@ _TOP_CATEGORIES = 50  # values kept per categorical fact in the all-facts model 
 def fact_table(facts: Sequence[FileFacts | Mapping[str, Any]],
                columns: Sequence[FactColumn] = FACT_COLUMNS) -> dict[str, np.ndarray]:
     """Column arrays from facts or their rows: numeric facts float (NaN where missing), categorical
-    facts strings."""
-    rows = [f.to_row() if isinstance(f, FileFacts) else f for f in facts]
+    facts strings (booleans "0" / "1")."""
+    def values(name: str) -> list:
+        return [getattr(f, name) if isinstance(f, FileFacts) else f.get(name, "") for f in facts]
+
     table = {}
     for col in columns:
-        raw = [r.get(col.name, "") for r in rows]
+        raw = values(col.name)
         if col.kind == "numeric":
             table[col.name] = np.array([float(v) if v not in ("", None) else np.nan for v in raw], dtype=np.float64)
-        elif col.boolean:  # 0/1 from to_row, "0"/"1" or "True"/"False" from a CSV
-            table[col.name] = np.array(["1" if str(v).strip().lower() in ("1", "true") else "0" for v in raw],
-                                       dtype=object)
+        elif col.boolean:  # True/False or 0/1 from facts, "0"/"1" or "True"/"False" from a CSV
+            table[col.name] = np.array(["1" if v is True or str(v).strip().lower() in ("1", "true") else "0"
+                                        for v in raw], dtype=object)
         else:
             table[col.name] = np.array(["" if v is None else str(v) for v in raw], dtype=object)
     return table
 
 
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(integer code per row, the distinct values in first-seen order)."""
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values.tolist()), dtype=np.int64, count=len(values))
+    return codes, np.array(list(index), dtype=object)
+
+
 # ---------------------------------------------------------------------------------------------
-# Models: fit on some rows, score others
+# Models: fit on some rows, score others (categorical facts arrive as integer codes)
 # ---------------------------------------------------------------------------------------------
 def _target_encode(fit: np.ndarray, y_fit: np.ndarray, test: np.ndarray) -> np.ndarray:
-    cats, inv = np.unique(np.concatenate([fit, test]), return_inverse=True)
-    inv_fit, inv_test = inv[:len(fit)], inv[len(fit):]
-    sums = np.bincount(inv_fit, weights=y_fit, minlength=len(cats))
-    counts = np.bincount(inv_fit, minlength=len(cats))
+    n = int(max(fit.max(initial=0), test.max(initial=0))) + 1
+    sums = np.bincount(fit, weights=y_fit, minlength=n)
+    counts = np.bincount(fit, minlength=n)
     prior = y_fit.mean()
-    return ((sums + _SMOOTHING * prior) / (counts + _SMOOTHING))[inv_test]
+    return ((sums + _SMOOTHING * prior) / (counts + _SMOOTHING))[test]
 
 
 def _tree_scores(fit: np.ndarray, y_fit: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
@@ -82,12 +90,14 @@ def _tree_scores(fit: np.ndarray, y_fit: np.ndarray, test: np.ndarray, seed: int
 
 
 def _codes(fit: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes of the most frequent values in ``fit``; other and unseen values share one code."""
-    top = [v for v, _ in Counter(fit.tolist()).most_common(_TOP_CATEGORIES)]
-    index = {v: i for i, v in enumerate(top)}
-    other = len(top)
-    return (np.array([index.get(v, other) for v in fit], dtype=np.float64),
-            np.array([index.get(v, other) for v in test], dtype=np.float64))
+    """Codes 0..K-1 of the K most frequent values in ``fit``; other and unseen values share code K."""
+    n = int(max(fit.max(initial=0), test.max(initial=0))) + 1
+    counts = np.bincount(fit, minlength=n)
+    top = np.argsort(-counts, kind="stable")[:_TOP_CATEGORIES]
+    top = top[counts[top] > 0]
+    lookup = np.full(n, len(top), dtype=np.float64)
+    lookup[top] = np.arange(len(top))
+    return lookup[fit], lookup[test]
 
 
 def _all_facts_scores(table: dict, names: list[str], fit_rows: np.ndarray, y_fit: np.ndarray,
@@ -145,8 +155,27 @@ def _phrase(col: FactColumn, cls: str, value: str, share: float) -> str:
     return f"{who} {'has' if one else 'have'} {col.words} {value}"
 
 
+def _top_value(values: np.ndarray) -> tuple[Any, float]:
+    """The most frequent value and its share (numeric NaNs count as one value)."""
+    if values.dtype == object:
+        value, count = Counter(values.tolist()).most_common(1)[0]
+        return value, count / len(values)
+    uniq, counts = np.unique(values, return_counts=True)
+    i = int(np.argmax(counts))
+    return float(uniq[i]), counts[i] / len(values)
+
+
+def _share(values: np.ndarray, value: Any) -> float:
+    if isinstance(value, float) and np.isnan(value):
+        return float(np.isnan(values).mean())
+    return float((values == value).mean())
+
+
 def describe(col: FactColumn, real: np.ndarray, fake: np.ndarray) -> str:
-    """How the fact differs between the classes, in words ("every fake is PNG, every real is JPEG")."""
+    """How the fact differs between the classes, in words ("every fake is PNG, every real is JPEG").
+
+    ``real`` / ``fake``: the fact's values for each class (floats for numeric facts, strings else).
+    """
     if len(real) == 0 or len(fake) == 0:
         return ""
     if col.boolean:
@@ -157,27 +186,27 @@ def describe(col: FactColumn, real: np.ndarray, fake: np.ndarray) -> str:
             return f"{col.words} only on {'real' if pr > pf else 'fake'} images ({hi:.0%} vs {lo:.0%})"
         return f"{col.words} on {pr:.0%} of reals vs {pf:.0%} of fakes"
     numeric = col.kind == "numeric"
-    shown = {"real": [_fmt(float(v)) if numeric else str(v) for v in real],
-             "fake": [_fmt(float(v)) if numeric else str(v) for v in fake]}
-    counts = {c: Counter(v) for c, v in shown.items()}
-    top = {c: counts[c].most_common(1)[0] for c in counts}
-    share = {c: top[c][1] / len(shown[c]) for c in counts}
-    primary = "fake" if share["fake"] >= share["real"] else "real"
+    vals = {"real": np.asarray(real, dtype=np.float64 if numeric else object),
+            "fake": np.asarray(fake, dtype=np.float64 if numeric else object)}
+    top = {c: _top_value(v) for c, v in vals.items()}
+    primary = "fake" if top["fake"][1] >= top["real"][1] else "real"
     other = "real" if primary == "fake" else "fake"
-    if numeric and share[primary] < 0.9:
-        med = {c: _fmt(float(np.nanmedian(v))) if np.isfinite(v).any() else "none"
-               for c, v in (("real", np.asarray(real, float)), ("fake", np.asarray(fake, float)))}
+    show = _fmt if numeric else str
+    if numeric and top[primary][1] < 0.9:
+        med = {c: _fmt(float(np.nanmedian(v))) if np.isfinite(v).any() else "none" for c, v in vals.items()}
         return f"median {col.words}: fakes {med['fake']}, reals {med['real']}"
-    value = top[primary][0]
-    text = _phrase(col, primary, value, share[primary])
-    if top[other][0] != value and share[other] >= 0.5:
-        return f"{text}, {_phrase(col, other, top[other][0], share[other])}"
-    return f"{text} ({counts[other][value] / len(shown[other]):.0%} of {other}s)"
+    value, share = top[primary]
+    text = _phrase(col, primary, show(value), share)
+    other_value, other_share = top[other]
+    if show(other_value) != show(value) and other_share >= 0.5:
+        return f"{text}, {_phrase(col, other, show(other_value), other_share)}"
+    return f"{text} ({_share(vals[other], value):.0%} of {other}s)"
 
 
 def _histogram(col: FactColumn, values: np.ndarray, y: np.ndarray, bins: int = 10) -> dict:
     """Per-class counts for a small histogram of the fact (top values, or numeric bins)."""
-    if col.kind == "numeric" and len(np.unique(values[np.isfinite(values)])) > bins:
+    numeric = col.kind == "numeric"
+    if numeric and len(np.unique(values[np.isfinite(values)])) > bins:
         finite = np.isfinite(values)
         edges = np.histogram_bin_edges(values[finite], bins=bins)
         out = {"bins": [f"{_fmt(float(a))}-{_fmt(float(b))}" for a, b in zip(edges[:-1], edges[1:])],
@@ -188,11 +217,18 @@ def _histogram(col: FactColumn, values: np.ndarray, y: np.ndarray, bins: int = 1
             out["real"].append(int((~finite & (y == 0)).sum()))
             out["fake"].append(int((~finite & (y == 1)).sum()))
         return out
-    shown = np.array([_fmt(float(v)) if col.kind == "numeric" else (str(v) or "none") for v in values], dtype=object)
-    top = [v for v, _ in Counter(shown.tolist()).most_common(bins)]
-    rest = ~np.isin(shown, top)
-    out = {"bins": top, "real": [int(((shown == v) & (y == 0)).sum()) for v in top],
-           "fake": [int(((shown == v) & (y == 1)).sum()) for v in top]}
+    if numeric:
+        uniq, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        names = [_fmt(float(u)) for u in uniq]
+    else:
+        inverse, uniq = _factorize(values)
+        counts = np.bincount(inverse)
+        names = [str(u) or "none" for u in uniq]
+    order = np.argsort(-counts, kind="stable")[:bins]
+    out = {"bins": [names[i] for i in order],
+           "real": [int(((inverse == i) & (y == 0)).sum()) for i in order],
+           "fake": [int(((inverse == i) & (y == 1)).sum()) for i in order]}
+    rest = ~np.isin(inverse, order)
     if rest.any():
         out["bins"].append("other")
         out["real"].append(int((rest & (y == 0)).sum()))
@@ -204,16 +240,24 @@ def _histogram(col: FactColumn, values: np.ndarray, y: np.ndarray, bins: int = 1
 # The check
 # ---------------------------------------------------------------------------------------------
 def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
-    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else None
+    """ROC AUC (fake = positive) from mid-ranks: sklearn's result, without its per-call overhead."""
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return None
+    ranks = rankdata(s)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _round(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
-def _check(table: dict, y: np.ndarray, splits: np.ndarray, groups: np.ndarray, *, threshold: float,
-           min_per_class: int, folds: int, seed: int, max_train_rows: int, neutralised: set[str],
-           neutralised_by: str) -> dict:
+def _check(table: dict, categories: dict, y: np.ndarray, splits: np.ndarray, groups: np.ndarray, *,
+           threshold: float, min_per_class: int, folds: int, seed: int, max_train_rows: int,
+           neutralised: set[str], neutralised_by: str) -> dict:
+    """One shortcut check on rows; ``table``: numeric facts as floats, categorical ones as codes
+    into ``categories[name]``."""
     train = np.flatnonzero(splits == TRAIN)
     held = np.flatnonzero(splits == HELDOUT)
     n_train = {c: int((y[train] == i).sum()) for i, c in enumerate(("real", "fake"))}
@@ -256,16 +300,19 @@ def _check(table: dict, y: np.ndarray, splits: np.ndarray, groups: np.ndarray, *
 
     varying = []
     for col in FACT_COLUMNS:
-        values = table[col.name]
-        here = values[all_rows]
-        distinct = np.unique(here[~np.isnan(here)] if col.kind == "numeric" else here)
+        here = table[col.name][all_rows]
+        if col.kind == "numeric":
+            n_values = len(np.unique(here[~np.isnan(here)])) + int(np.isnan(here).any())
+            shown = here
+        else:
+            n_values = len(np.unique(here))
+            shown = categories[col.name][here]
         entry: dict[str, Any] = {"fact": col.name, "words": col.words, "kind": col.kind, "group": col.group,
-                                 "n_values": int(len(distinct) + (col.kind == "numeric" and np.isnan(here).any())),
-                                 "cv_auc": None, "heldout_auc": None, "flagged": False}
-        real, fake = here[y[all_rows] == 0], here[y[all_rows] == 1]
-        if entry["n_values"] <= 1:
+                                 "n_values": n_values, "cv_auc": None, "heldout_auc": None, "flagged": False}
+        real, fake = shown[y[all_rows] == 0], shown[y[all_rows] == 1]
+        if n_values <= 1:
             entry["status"] = "constant"
-            entry["reason"] = f"{col.words}: the same for every image ({_fmt(here[0]) if len(here) else ''})"
+            entry["reason"] = f"{col.words}: the same for every image ({_fmt(shown[0]) if len(shown) else ''})"
         else:
             varying.append(col.name)
             cv, ho = evaluate(col.name, [])
@@ -277,7 +324,7 @@ def _check(table: dict, y: np.ndarray, splits: np.ndarray, groups: np.ndarray, *
             elif cv is not None and cv >= threshold:
                 entry["flagged"] = True
                 entry["reason"] = f"{col.words} alone separates real from fake: AUC {cv:.2f}; {detail}"
-                entry["histogram"] = _histogram(col, values[all_rows], y[all_rows])
+                entry["histogram"] = _histogram(col, shown, y[all_rows])
             else:
                 entry["reason"] = f"{col.words}: AUC {cv:.2f}; {detail}" if cv is not None else detail
         out["facts"].append(entry)
@@ -309,7 +356,7 @@ def _check(table: dict, y: np.ndarray, splits: np.ndarray, groups: np.ndarray, *
 def shortcut_check(facts: Sequence[FileFacts | Mapping[str, Any]], labels: Sequence[int],
                    splits: Sequence[str], generators: Sequence[str] | None = None,
                    groups: Sequence[str] | None = None, *, threshold: float = DEFAULT_THRESHOLD,
-                   min_per_class: int = 20, folds: int = 5, seed: int = 0, max_train_rows: int = 20_000,
+                   min_per_class: int = 20, folds: int = 5, seed: int = 0, max_train_rows: int = 10_000,
                    neutralised: Iterable[str] = (), neutralised_by: str = "controlled re-encoding") -> dict:
     """How well each file fact, and all of them together, predict the label.
 
@@ -346,11 +393,15 @@ def shortcut_check(facts: Sequence[FileFacts | Mapping[str, Any]], labels: Seque
         raise ValueError(f"facts ({len(facts)}), labels ({len(y)}) and splits ({len(splits_arr)}) "
                          "must have one entry per image")
     table = fact_table(facts)
+    categories = {}
+    for col in FACT_COLUMNS:  # categorical facts as integer codes: every model and count runs on ints
+        if col.kind != "numeric":
+            table[col.name], categories[col.name] = _factorize(table[col.name])
     grp = np.array([g if g else f"#row{i}" for i, g in enumerate(groups)] if groups is not None
                    else [f"#row{i}" for i in range(len(y))], dtype=object)
     kwargs = dict(threshold=threshold, min_per_class=min_per_class, folds=folds, seed=seed,
                   max_train_rows=max_train_rows, neutralised=set(neutralised), neutralised_by=neutralised_by)
-    result = _check(table, y, splits_arr, grp, **kwargs)
+    result = _check(table, categories, y, splits_arr, grp, **kwargs)
     result["per_generator"] = {}
     if generators is not None:
         for g, rows in generator_rows(y, list(generators)).items():
@@ -359,5 +410,5 @@ def shortcut_check(facts: Sequence[FileFacts | Mapping[str, Any]], labels: Seque
                 result["per_generator"][g] = {k: v for k, v in result.items() if k != "per_generator"}
                 continue
             sub = {k: v[idx] for k, v in table.items()}
-            result["per_generator"][g] = _check(sub, y[idx], splits_arr[idx], grp[idx], **kwargs)
+            result["per_generator"][g] = _check(sub, categories, y[idx], splits_arr[idx], grp[idx], **kwargs)
     return result
