@@ -28,6 +28,13 @@ class DataConfig:
     categories: tuple[str, ...] | None = None  # keep only these categories (None = all)
     max_image_pixels: int = 89_478_485  # decompression-bomb guard (Pillow's own default)
     demo_size: int = 400  # images per class of the built-in demo set when no data is configured
+    # controlled re-encoding before embedding, so format and size cannot be shortcuts:
+    # "jpeg[:QUALITY[:SIZE]]" or "png[:SIZE]", e.g. "jpeg:90:256" (pipeline/reencode.py); None = off
+    reencode: str | None = None
+
+    def __post_init__(self):
+        from .reencode import ReencodeSpec  # validates the spec now, with a clear message
+        ReencodeSpec.parse(self.reencode)
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,18 @@ Layouts accepted (method.md section 7):
   folder's root is used automatically.
 
 Every file that cannot be used is reported with its reason (zero bytes, truncated, not an image, a
-decompression bomb, a link leaving the root, a missing manifest entry, a bad label) and skipped; the
-scan goes on.
+decompression bomb, a link leaving the root, a symbolic-link loop, a folder named like an image, a
+missing manifest entry, a bad label) and skipped; the scan goes on. The scan also reads each file's
+header facts (``pipeline.filefacts``) from the handle it opens anyway.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from .config import DataConfig, resolve_path
+from .filefacts import FileFacts, facts_from_image
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 LABEL_DIRS = {"0_real": 0, "1_fake": 1}
@@ -73,6 +76,7 @@ class ScanResult:
     bad: list[dict]  # {"path": ..., "reason": ...}
     fingerprint: str  # changes when any used file's path, size or mtime changes
     manifest: Path | None = None
+    facts: list[FileFacts] = field(default_factory=list)  # header facts, parallel to ``records``
 
     def path(self, record: Record) -> Path:
         """The file of ``record`` (checked to stay under the root, :func:`image_file`)."""
@@ -165,7 +169,11 @@ def load_image_rgb(path: str | Path, max_pixels: int = DataConfig.max_image_pixe
 
 def probe_image(path: Path, max_pixels: int) -> tuple[int, int, str]:
     """(width, height, format) after EXIF orientation, without decoding the pixels."""
-    im = _open_checked(path, max_pixels)
+    with _open_checked(path, max_pixels) as im:
+        return _probe_open(im, path)
+
+
+def _probe_open(im: Image.Image, path: Path) -> tuple[int, int, str]:
     w, h = im.size
     try:
         orientation = im.getexif().get(0x0112, 1)
@@ -203,6 +211,18 @@ def image_file(root: str | Path, rel: str, what: str = "image") -> Path:
     return path
 
 
+def _link_loop(path: Path) -> bool:
+    """True when ``path`` is a symbolic link that leads, directly or through others, back to itself."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
+_LOOP_REASON = "symbolic link loop (the link leads back to itself); not followed"
+
+
 def _parse_label(value: str) -> int | None:
     return _LABEL_WORDS.get(str(value).strip().lower())
 
@@ -221,10 +241,17 @@ def _folder_entries(root: Path, bad: list[dict]) -> list[dict]:
         label_pos = next((i for i, p in enumerate(parts) if p in LABEL_DIRS), None)
         if label_pos is None:
             continue
+        for d in dirnames:
+            if Path(d).suffix.lower() in IMAGE_EXTENSIONS and not (Path(dirpath) / d).is_symlink():
+                bad.append({"path": str((rel_dir / d).as_posix()), "reason": "a folder named like an "
+                            "image file, not an image (files inside it are scanned as a sub-folder)"})
         above = parts[:label_pos]
         generator = above[0] if len(above) >= 1 else ""
         category = above[1] if len(above) >= 2 else ""
         for name in sorted(filenames):
+            if _link_loop(Path(dirpath) / name):  # os.walk lists a looping link as a file
+                bad.append({"path": str((rel_dir / name).as_posix()), "reason": _LOOP_REASON})
+                continue
             if Path(name).suffix.lower() not in IMAGE_EXTENSIONS and not name.lower().endswith(".csv"):
                 bad.append({"path": str(rel_dir / name), "reason": "not an image file extension"})
                 continue
@@ -263,8 +290,13 @@ def _manifest_entries(manifest: Path, bad: list[dict]) -> list[dict]:
     return entries
 
 
-def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) -> ScanResult:
-    """Scan the configured folder or manifest into records, reporting bad files instead of failing."""
+def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None, *,
+         with_facts: bool = True) -> ScanResult:
+    """Scan the configured folder or manifest into records, reporting bad files instead of failing.
+
+    ``with_facts``: also read each file's header facts (``pipeline.filefacts``) from the handle the
+    probe opens anyway; ``ScanResult.facts`` is then parallel to ``records`` (empty otherwise).
+    """
     if cfg.manifest:
         manifest = resolve_path(cfg.manifest)
         if not manifest.is_file():
@@ -286,6 +318,7 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
         entries = [e for e in entries if e["category"] in cfg.categories]
 
     records: list[Record] = []
+    facts: list[FileFacts] = []
     h = hashlib.sha256()
     seen: set[str] = set()
     for i, e in enumerate(entries):
@@ -297,6 +330,9 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
             bad.append({"path": rel, "reason": "listed twice in the manifest"})
             continue
         seen.add(rel)
+        if _link_loop(path):  # also a manifest entry; resolve() would raise "Symlink loop"
+            bad.append({"path": rel, "reason": _LOOP_REASON})
+            continue
         try:
             image_file(root, rel)
         except PathRefused:
@@ -304,7 +340,13 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
             continue
         try:
             st = path.stat()
-            w, hgt, fmt = probe_image(path, cfg.max_image_pixels)
+            with _open_checked(path, cfg.max_image_pixels) as im:
+                if with_facts:  # the facts hold the oriented size too, read without decoding a PNG
+                    f = _facts_or_fallback(im, path, st.st_size)
+                    facts.append(f)
+                    w, hgt, fmt = f.width, f.height, f.format or path.suffix.lstrip(".").upper()
+                else:
+                    w, hgt, fmt = _probe_open(im, path)
         except FileNotFoundError:
             bad.append({"path": rel, "reason": "file does not exist"})
             continue
@@ -322,4 +364,18 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
                          f"{' (manifest ' + str(manifest) + ')' if manifest else ''}; "
                          f"expected <root>/[generator/][category/]0_real|1_fake/ or a manifest.csv"
                          f" ({len(bad)} file(s) rejected)")
-    return ScanResult(root=root, records=records, bad=bad, fingerprint=h.hexdigest()[:16], manifest=manifest)
+    return ScanResult(root=root, records=records, bad=bad, fingerprint=h.hexdigest()[:16], manifest=manifest,
+                      facts=facts)
+
+
+def _facts_or_fallback(im: Image.Image, path: Path, n_bytes: int) -> FileFacts:
+    """The file's facts; a metadata block that trips the reader must not cost a usable image, so
+    it gets the probe's size and format and empty metadata."""
+    try:
+        return facts_from_image(im, path, n_bytes)
+    except Exception:
+        w, h, _ = _probe_open(im, path)
+        return FileFacts(format=(im.format or "").upper(), ext_format="", width=w, height=h, file_bytes=n_bytes,
+                         jpeg_quality=None, subsampling="", progressive=False, exif=False, camera_make="",
+                         software="", icc=False, mode=im.mode, bit_depth=8, dpi=0.0, text_keys="",
+                         generator_hint="")
