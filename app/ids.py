@@ -30,6 +30,14 @@ NEWRUN_PROGRESS_LABEL = "shell-newrun-progress-label-div"
 NEWRUN_MESSAGE = "shell-newrun-message-div"
 NEWRUN_OPEN = "newrun-open-link"  # "open it" link of a finished new run
 
+# -- data checks ------------------------------------------------------------------------------
+CHECKS_PANEL = "checks-panel-details"
+CHECKS_SUMMARY = "checks-summary-span"
+CHECKS_CONTENT = "checks-content-div"
+PROBE_JOB = "probe"  # the bias probe's job panel
+PROBE_CONTENT = "checks-probe-div"
+PROBE_START = "checks-probe-button"
+
 # -- representation view ----------------------------------------------------------------------
 REPR_GRAPH = "representation-cells-graph"
 REPR_LEGEND = "representation-legend-div"

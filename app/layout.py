@@ -7,7 +7,7 @@ from dash import dcc, html
 
 from . import ids
 from .context import AppContext
-from .views import attention, images, notes, representation, shell, viewer
+from .views import attention, checks, images, notes, representation, shell, viewer
 
 
 def build(ctx: AppContext) -> html.Div:
@@ -21,6 +21,7 @@ def build(ctx: AppContext) -> html.Div:
         html.Div(id=ids.FALLBACK_NOTICE, className="fx-notice", style={"display": "none"}),
         shell.new_run_panel(ctx),
         html.Div(id=ids.METRICS, className="fx-metrics"),
+        checks.layout(),
         html.Div(className="fx-main", children=[
             representation.layout(),
             images.layout(),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,info,demo-data,explain,concepts} ...``."""
+"""Command line: ``python -m pipeline {run,info,probe,compare,demo-data,explain,concepts} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -43,7 +43,7 @@ def _config_from_args(args):
     return cfg
 
 
-def print_metrics(meta: dict, out=None) -> None:
+def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
     out = out or sys.stdout
     enc = meta["encoder"]
     print(f"run {meta['run_id']}  ({meta['data']['n_images']} images: {meta['data'].get('n_real')} real, "
@@ -65,6 +65,10 @@ def print_metrics(meta: dict, out=None) -> None:
     print(f"projection: cos(image, image+word) {p['cosine_before']:.3f} -> {p['cosine_after']:.3f}; "
           f"word probe {p['word_probe_before']:.3f} -> {p['word_probe_after']:.3f} "
           f"(chance {p['word_probe_chance']:.3f})", file=out)
+    from .validity import report_lines
+
+    for line in report_lines(meta, probe):
+        print(line, file=out)
     for b in meta.get("bad_files", [])[:20]:
         print(f"  skipped {b['path']}: {b['reason']}", file=out)
     if len(meta.get("bad_files", [])) > 20:
@@ -100,11 +104,45 @@ def _resolve_run(run: str, config: str | None) -> Path:
 
 def cmd_info(args) -> int:
     from .store import RunStore
-    meta = RunStore(_resolve_run(args.run, args.config)).read_meta()
+    from .validity import read_probe
+    run = _resolve_run(args.run, args.config)
+    meta = RunStore(run).read_meta()
     if args.json:
-        print(json.dumps(meta["metrics"], indent=1))
+        print(json.dumps({"metrics": meta["metrics"], "checks": meta.get("checks"),
+                          "bias_probe": read_probe(run)}, indent=1))
     else:
-        print_metrics(meta)
+        print_metrics(meta, probe=read_probe(run))
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from .store import RunStore
+    from .validity import probe_lines, run_bias_probe
+    run = _resolve_run(args.run, args.config)
+    bar = tqdm(total=1, desc="bias probe", unit="img", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        probe = run_bias_probe(run, n_images=args.images, progress=progress)
+    finally:
+        bar.close()
+    print(f"run {RunStore(run).run_id}")
+    for line in probe_lines(probe):
+        print(line)
+    for b in probe.get("bad", [])[:10]:
+        print(f"  skipped image {b['index']}: {b['reason']}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .store import RunStore
+    from .validity import compare_lines
+    metas = [RunStore(_resolve_run(r, args.config)).read_meta() for r in (args.run_a, args.run_b)]
+    for line in compare_lines(*metas):
+        print(line)
     return 0
 
 
@@ -154,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or run id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = with_config(sub.add_parser("probe", help="bias probe: how class-neutral re-encodings move "
+                                                 "the run's decisions, per class"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--images", type=int, default=None,
+                   help="held-out images to probe (default: checks.bias_images of the run's config)")
+    p.set_defaults(func=cmd_probe)
+
+    p = with_config(sub.add_parser("compare", help="two runs' held-out metrics and checks side by side"))
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.set_defaults(func=cmd_compare)
 
     p = with_config(sub.add_parser("demo-data", help="build the offline demo data set"))
     p.add_argument("--out", required=True)

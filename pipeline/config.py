@@ -102,6 +102,14 @@ class ConceptsConfig:
 
 
 @dataclass(frozen=True)
+class ChecksConfig:
+    shortcut_auc: float = 0.8  # a file fact predicting the label this well alone is a shortcut risk
+    exclude_conflicts: bool = True  # the same bytes under both labels: left out of training and metrics
+    near_duplicate_cos: float = 0.97  # held-out images this close to a training image (vision-only features)
+    bias_images: int = 1000  # held-out images the bias probe re-encodes (half real, half fake)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     mode: str = "local"  # local: one process, diskcache jobs, 127.0.0.1 only | shared: gunicorn+Celery+Redis
     host: str = "127.0.0.1"  # shared mode binds here (local mode always binds 127.0.0.1)
@@ -127,6 +135,7 @@ class Config:
     cells: CellsConfig = field(default_factory=CellsConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     concepts: ConceptsConfig = field(default_factory=ConceptsConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     runs_dir: str = "runs"  # run folders; relative paths are relative to the repository
     cache_dir: str = ".cache/faxplainer"  # embeddings, converted weights, thumbnails

@@ -34,6 +34,7 @@ from pipeline.data import BadImageError, PathRefused, load_image_rgb
 from pipeline.faithfulness import deletion_check
 from pipeline.models import RunModels, load_run_models, model_fingerprint
 from pipeline.overlays import png_bytes
+from pipeline.reencode import ReencodeSpec
 from pipeline.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
 from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
 from pipeline.store import RunStore, atomic_write_bytes, hash_obj
@@ -98,16 +99,20 @@ def _file_key(path: Path | PathRefused) -> dict:
         return {"path": str(path)}
 
 
-def _load_inputs(encoder, paths: Sequence[Path | PathRefused], max_pixels: int,
-                 indices: Sequence[int], on_error: OnError | None) -> tuple[list[int], torch.Tensor | None]:
-    """Preprocessed images; bad files (and refused paths) go to ``on_error`` (or raise) and are
-    left out."""
+def _load_inputs(encoder, paths: Sequence[Path | PathRefused], cfg, indices: Sequence[int],
+                 on_error: OnError | None) -> tuple[list[int], torch.Tensor | None]:
+    """Preprocessed images, loaded as the run loaded them (with its controlled re-encoding, if
+    any); bad files (and refused paths) go to ``on_error`` (or raise) and are left out."""
+    spec = ReencodeSpec.parse(cfg.data.reencode)
+    max_pixels = cfg.data.max_image_pixels
     good, tensors = [], []
     for index, path in zip(indices, paths):
         try:
             if isinstance(path, PathRefused):
                 raise path
-            tensors.append(encoder.preprocess(load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)))
+            image = spec(load_image_rgb(path, max_pixels)) if spec else \
+                load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)
+            tensors.append(encoder.preprocess(image))
             good.append(index)
         except (BadImageError, PathRefused) as e:
             if on_error is None:
@@ -173,7 +178,7 @@ def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progre
         group = 2  # images per relevance pass (memory, see relevance_maps)
         for s in range(0, len(todo), group):
             chunk = todo[s:s + group]
-            good, batch = _load_inputs(m.encoder, [c[1] for c in chunk], cfg.data.max_image_pixels,
+            good, batch = _load_inputs(m.encoder, [c[1] for c in chunk], cfg,
                                        [c[0] for c in chunk], on_error)
             if batch is not None:
                 with m.lock:
@@ -244,7 +249,7 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
     maps = get_maps(run, indices, models=m, on_error=lambda i, msg: None,
                     progress=(lambda d, t: progress(d, total)) if progress else None)
     good = [i for i in indices if i in maps]
-    _, batch = _load_inputs(m.encoder, _image_paths(store, good), cfg.data.max_image_pixels, good, None)
+    _, batch = _load_inputs(m.encoder, _image_paths(store, good), cfg, good, None)
     if batch is None:
         raise ValueError(f"no readable image in the faithfulness sample of {run}")
     result = RelevanceResult(np.stack([maps[i].patch_maps for i in good]),
@@ -325,7 +330,7 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
 
     m = _models(run, models)
     skipped: list[dict] = []
-    good, batch = _load_inputs(m.encoder, paths, cfg.data.max_image_pixels, used,
+    good, batch = _load_inputs(m.encoder, paths, cfg, used,
                                lambda i, msg: skipped.append({"index": i, "message": msg}))
     if batch is None:
         raise ValueError(f"no readable image in cell {cell} of run {run.name}")

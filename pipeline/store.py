@@ -19,7 +19,18 @@ A run folder (``<runs_dir>/<run_id>/``) holds everything the app's views need:
 ``logit.npy``          (N,) float32 real/fake logit (> 0 means fake)
 ``cells.json``         cells of the representation view (see ``pipeline.cells``)
 ``projection.pt``      projection weights; ``head.pt`` head weights (torch state dicts)
+``facts.csv``          one row per image (row ``i`` = image ``i``): its file facts, read from the
+                       headers at scan (``pipeline.filefacts.ROW_COLUMNS``: container format from
+                       the bytes and from the extension, width, height, aspect, pixels, file size,
+                       bytes per pixel, JPEG quality and tables, subsampling, progressive, EXIF,
+                       camera make, software, ICC, mode, bit depth, DPI, text keys, generator hint)
+``checks/``            the bias probe (``bias-probe.json``, on demand, sealed)
 =====================  ==========================================================================
+
+``meta.json`` also holds ``checks`` (``pipeline.validity``): ``duplicates`` (exact duplicates:
+files under both labels, left out; files on both sides of the split, kept on the training side),
+``shortcuts`` (how well each file fact predicts the label, flagged facts with reasons) and
+``near_duplicates`` (held-out images close to a training image, metrics with and without them).
 
 Arrays are plain ``.npy`` so that ``numpy.load(..., mmap_mode="r")`` opens them without copying.
 Every write goes to a temporary file in the same folder and is renamed into place, so a crash or a
@@ -53,7 +64,7 @@ from .config import Config, from_dict
 from .data import PathRefused, Record, image_file
 from .diskcheck import StorageError, reason
 
-META, RECORDS, CELLS = "meta.json", "records.csv", "cells.json"
+META, RECORDS, CELLS, FACTS = "meta.json", "records.csv", "cells.json", "facts.csv"
 PROJECTION, HEAD = "projection.pt", "head.pt"
 
 # Columns the run adds to the scan's records (pipeline.data.Record), with their defaults for
@@ -258,6 +269,24 @@ class RunStore:
     def write_cells(self, cells: dict) -> str:
         return self._write(CELLS, json_bytes(cells))
 
+    def write_facts(self, rows: list[dict]) -> str:
+        """``facts.csv``: one ``pipeline.filefacts.FileFacts.to_row()`` per image."""
+        from .filefacts import ROW_COLUMNS
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(ROW_COLUMNS), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return self._write(FACTS, buf.getvalue().encode("utf-8"))
+
+    def read_facts(self, verify: bool = True) -> list[dict] | None:
+        """The file facts per image (``FileFacts.from_row`` reads a row back), or None for a run
+        made before they were recorded."""
+        if not (self.path / FACTS).exists():
+            return None
+        text = self._checked(FACTS, verify).read_text(encoding="utf-8")
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+
     def save_torch(self, name: str, obj: Any) -> str:
         """Write a torch object (a state dict) as ``name`` (e.g. :data:`HEAD`)."""
         return self._write(name, torch_bytes(obj))
@@ -356,7 +385,8 @@ class RunStore:
 
 
 def write_run(path: str | Path, *, meta: dict, records: list[dict], cells: dict,
-              arrays: dict[str, np.ndarray], models: dict[str, Any] | None = None) -> RunStore:
+              arrays: dict[str, np.ndarray], models: dict[str, Any] | None = None,
+              facts: list[dict] | None = None) -> RunStore:
     """Write a complete run folder at ``path``, atomically: built as ``.<name>.partial`` beside
     it and renamed into place, so a crash never leaves a half run that looks finished.
 
@@ -374,6 +404,8 @@ def write_run(path: str | Path, *, meta: dict, records: list[dict], cells: dict,
     partial.write_cells(cells)
     for name, state in (models or {}).items():
         partial.save_torch(name, state)
+    if facts is not None:
+        partial.write_facts(facts)
     partial.write_meta(meta)
     if path.exists():
         shutil.rmtree(path)

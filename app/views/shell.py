@@ -13,6 +13,7 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from pipeline.data_roots import allowed_data_path
 from pipeline.notes import NotesStore
+from pipeline.validity import flagged, read_probe
 
 from .. import ids
 from ..context import AppContext
@@ -91,7 +92,10 @@ def status(ctx: AppContext, run_id):
             html.Div(f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
                      f"CLIP because: {enc['fallback_reason'].rstrip('.')}.")])
         style = {}
-    return line, notice, style, metrics_block(view.meta.get("metrics") or {}, data)
+    warnings = flagged({**(view.meta.get("checks") or {}), "bias_probe": read_probe(view.path) or {}})
+    badge = [html.Span(f"⚠ {len(warnings)} data check warning(s): see Data checks",
+                       className="fx-checks-badge", title="; ".join(warnings))] if warnings else []
+    return line, notice, style, badge + metrics_block(view.meta.get("metrics") or {}, data)
 
 
 def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewState, bool]:
