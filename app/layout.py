@@ -7,7 +7,7 @@ from dash import dcc, html
 
 from . import ids
 from .context import AppContext
-from .views import attention, images, notes, representation, shell
+from .views import attention, finder, images, notes, representation, shell
 
 
 def build(ctx: AppContext) -> html.Div:
@@ -21,8 +21,9 @@ def build(ctx: AppContext) -> html.Div:
         html.Div(id=ids.FALLBACK_NOTICE, className="fx-notice", style={"display": "none"}),
         shell.new_run_panel(ctx),
         html.Div(id=ids.METRICS, className="fx-metrics"),
+        finder.filter_bar(),
         html.Div(className="fx-main", children=[
-            representation.layout(),
+            html.Div(className="fx-column", children=[representation.layout(), finder.table_panel()]),
             images.layout(),
             notes.layout(),
         ]),

@@ -16,7 +16,7 @@ from pipeline.config import REPO_ROOT, Config, load_config
 from . import layout, routes
 from .context import AppContext
 from .jobs import make_managers
-from .views import attention, concepts, images, notes, representation, shell
+from .views import attention, concepts, finder, images, notes, representation, shell
 
 
 def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = True) -> dash.Dash:
@@ -36,6 +36,7 @@ def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = Tru
     attention.register(app, ctx, managers)
     concepts.register(app, ctx, managers)
     notes.register(app, ctx)
+    finder.register(app, ctx)
     routes.register(app.server, ctx)
     if cfg.server.mode == "shared" and serve_http:  # every route, callback and file needs credentials
         from .auth import require_login

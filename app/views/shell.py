@@ -135,6 +135,18 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
         return dataclasses.replace(current, sel=sel), True
     if trigger == ids.VIEW_TOGGLE:
         return dataclasses.replace(current, view=value or "images"), True
+    if trigger == ids.FINDER_TABLE:  # a row of the cell table (cellClicked; row id = cell id)
+        row = (value or {}).get("rowId")
+        view = ctx.run(current.run)
+        if row is None or view is None or view.cell_info(int(row)) is None:
+            return current, False
+        return with_cell(current, int(row)), True
+    if isinstance(trigger, dict) and trigger.get("type") == ids.finder_hit("")["type"]:
+        view = ctx.run(current.run)  # a file found by the name search: open its cell
+        index = int(trigger["index"])
+        if view is None or not 0 <= index < view.n_images:
+            return current, False
+        return dataclasses.replace(with_cell(current, int(view.cell[index])), view="images"), True
     if isinstance(trigger, dict) and trigger.get("type") == ids.note_jump("")["type"]:
         path = ctx.run_dir(current.run)
         note = NotesStore(path).get(trigger["index"]) if path else None
@@ -208,14 +220,15 @@ def register(app, ctx: AppContext, managers) -> None:
                   Input(ids.URL, "search"), Input(ids.RUN_PICKER, "value"),
                   Input(ids.REPR_GRAPH, "clickData"), Input(ids.IMAGES_GRAPH, "selectedData"),
                   Input(ids.VIEW_TOGGLE, "value"), Input(ids.note_jump(ALL), "n_clicks"),
+                  Input(ids.FINDER_TABLE, "cellClicked"), Input(ids.finder_hit(ALL), "n_clicks"),
                   State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
                   State(ids.STORE_SEL, "data"), State(ids.STORE_VIEW, "data"))
-    def _route(search, picked, click, selected, toggle, _jumps, run, cell, sel, view):
+    def _route(search, picked, click, selected, toggle, _jumps, row, _hits, run, cell, sel, view):
         trigger = dash_ctx.triggered_id
         if isinstance(trigger, dict) and not dash_ctx.triggered[0].get("value"):
             return (no_update,) * 7  # a jump button was (re)created, not clicked
         values = {ids.URL: search, ids.RUN_PICKER: picked, ids.REPR_GRAPH: click,
-                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle}
+                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle, ids.FINDER_TABLE: row}
         current = ViewState(run=run, cell=cell, sel=tuple((sel or {}).get("ids") or ()),
                             view=view or "images")
         first_load = run is None and view is None
