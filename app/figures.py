@@ -49,7 +49,7 @@ EMPTY_COLOUR = "rgba(175,180,188,0.45)"  # a cell the filter leaves empty: a pal
 NOTES_COLOUR = "rgb(110,64,201)"  # the diamond on a cell with notes
 # A filtered glyph's area follows its matching images, but its radius stays at least this share
 # of the full glyph's, so that a cell with one matching image out of hundreds can still be seen.
-MIN_FILTERED_RADIUS = 0.25
+MIN_FILTERED_RADIUS = 0.35
 
 
 def class_colour(cls: str, saturation_bin: int) -> str:
@@ -306,7 +306,7 @@ def typed_array(values: np.ndarray) -> dict:
 
 # x ticks: the map's x is asinh(mean logit) (pipeline.cells), so ticks sit at round logits
 LOGIT_TICKS = (-300, -100, -30, -10, -3, -1, 0, 1, 3, 10, 30, 100, 300)
-X_TITLE = "cell's mean logit, asinh scale: ◀ real · 0 = decision boundary · fake ▶"
+X_TITLE = "mean logit of the cell (asinh scale): ◀ real · 0 · fake ▶"
 Y_TITLE = "main axis of the 16-d space orthogonal to the classifier"
 
 

@@ -22,7 +22,8 @@ import numpy as np
 
 LABELS = ("real", "fake")  # label 0, 1
 OUTCOMES = ("right", "wrong")  # the prediction is right / wrong
-EMPTY = "(none)"  # the name of an empty generator / category / split (real images often have none)
+EMPTY = "(none)"  # default name of an empty value (real images often have no generator)
+NO_GENERATOR, NO_CATEGORY, NO_SPLIT = "no generator", "no category", "no split"  # their empty values
 MAX_NAME = 200  # longest file-name search kept
 
 
@@ -42,7 +43,7 @@ class ImageFilter:
     Parameters
     ----------
     generators, categories, splits : tuple of str
-        Values of the records' columns to keep (:data:`EMPTY` for an empty value).
+        Values of the records' columns to keep (:data:`NO_GENERATOR`, ... for an empty value).
     labels : tuple of str
         ``"real"`` and/or ``"fake"`` (:data:`LABELS`).
     outcomes : tuple of str
@@ -138,14 +139,14 @@ class ImageFilter:
 # -- columns of a run, built once per loaded run ---------------------------------------------------
 @dataclass(frozen=True)
 class Categorical:
-    """A string column as codes into its distinct values (sorted; :data:`EMPTY` for "")."""
+    """A string column as codes into its distinct values (sorted; ``empty`` names the value "")."""
 
     values: tuple[str, ...]
     codes: np.ndarray  # (N,) int32
 
     @classmethod
-    def of(cls, column) -> "Categorical":
-        values, codes = np.unique(np.array([str(v) if v not in (None, "") else EMPTY for v in column],
+    def of(cls, column, empty: str = EMPTY) -> "Categorical":
+        values, codes = np.unique(np.array([str(v) if v not in (None, "") else empty for v in column],
                                            dtype=object), return_inverse=True)
         return cls(values=tuple(str(v) for v in values), codes=codes.astype(np.int32).ravel())
 
@@ -194,8 +195,9 @@ class ImageColumns:
                           for r in records], dtype=str)
         return cls(label=np.asarray(label, dtype=np.int8), correct=np.asarray(correct, dtype=bool),
                    prob=prob, logit=np.asarray(logit, dtype=np.float64), cell_ids=cell_ids,
-                   cell_pos=pos, generator=Categorical.of(column("generator")),
-                   category=Categorical.of(column("category")), split=Categorical.of(column("split")),
+                   cell_pos=pos, generator=Categorical.of(column("generator"), NO_GENERATOR),
+                   category=Categorical.of(column("category"), NO_CATEGORY),
+                   split=Categorical.of(column("split"), NO_SPLIT),
                    names=names)
 
     @property
@@ -263,19 +265,27 @@ class CellCounts:
 
     def mix(self, k: int, top: int = 3) -> str:
         """Generator mix of the ``k``-th cell: ``"gan 60% · diffusion 40%"`` (largest first)."""
-        row = self.generators[k]
-        total = row.sum()
-        if total <= 0:
-            return ""
-        order = np.argsort(-row, kind="stable")
-        parts = [f"{self.generator_names[g]} {row[g] / total:.0%}" for g in order[:top] if row[g] > 0]
-        rest = row[order[top:]].sum()
-        if rest > 0:
-            parts.append(f"others {rest / total:.0%}")
-        return " · ".join(parts)
+        return self.mixes(top, rows=[k])[0]
 
-    def mixes(self) -> list[str]:
-        return [self.mix(k) for k in range(len(self.ids))]
+    def mixes(self, top: int = 3, rows=None) -> list[str]:
+        """:meth:`mix` of every cell (or of ``rows``): the sorting is done for all at once."""
+        gen = self.generators if rows is None else self.generators[list(rows)]
+        if gen.shape[1] == 0:
+            return [""] * len(gen)
+        total = gen.sum(axis=1)
+        order = np.argsort(-gen, axis=1, kind="stable")
+        share = np.round(100 * gen / np.maximum(total, 1)[:, None]).astype(int)  # as :.0% rounds
+        taken = np.take_along_axis(gen, order[:, :top], axis=1)
+        rest = total - taken.sum(axis=1)
+        rest_share = np.round(100 * rest / np.maximum(total, 1)).astype(int)
+        names = self.generator_names
+        out = []
+        for k in range(len(gen)):
+            parts = [f"{names[g]} {share[k, g]}%" for g in order[k, :top] if gen[k, g] > 0]
+            if rest[k] > 0:
+                parts.append(f"others {rest_share[k]}%")
+            out.append(" · ".join(parts))
+        return out
 
 
 def cell_counts(view, keep: np.ndarray | None = None) -> CellCounts:

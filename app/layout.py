@@ -23,9 +23,10 @@ def build(ctx: AppContext) -> html.Div:
         html.Div(id=ids.METRICS, className="fx-metrics"),
         finder.filter_bar(),
         html.Div(className="fx-main", children=[
-            html.Div(className="fx-column", children=[representation.layout(), finder.table_panel()]),
+            representation.layout(),
             images.layout(),
             notes.layout(),
+            finder.table_panel(),  # under the map and the images (style.css: .fx-cells-panel)
         ]),
         attention.layout(),
     ])

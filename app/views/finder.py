@@ -22,31 +22,32 @@ from .. import filters, ids
 from ..context import AppContext
 from ..filters import LABELS, OUTCOMES, ImageFilter
 
-MAX_HITS = 12  # files listed by the name search
+MAX_HITS = 8  # files listed by the name search
 
 # The table's columns. "boundary" is the cell's |x| on the map: |asinh(mean logit)| of its
 # (matching) images, 0 on the decision boundary, before glyphs are pushed apart.
 PERCENT = {"function": "d3.format('.0%')(params.value)"}
 TWO_DECIMALS = {"function": "d3.format('.2f')(params.value)"}
+WITH_SIDE = {"function": "d3.format('.2f')(params.value) + ' ' + params.data.side"}
+# The most used columns first: in a narrow window the table scrolls sideways, "cell" stays pinned.
 COLUMNS = [
-    {"field": "cell", "headerName": "cell", "width": 70, "headerTooltip": "cell id (as on the map)"},
-    {"field": "n", "headerName": "images", "width": 80,
-     "headerTooltip": "images of the cell that pass the filter"},
-    {"field": "accuracy", "headerName": "accuracy", "width": 90, "sort": "asc",
+    {"field": "cell", "headerName": "cell", "width": 64, "pinned": "left",
+     "headerTooltip": "cell id (as on the map)"},
+    {"field": "accuracy", "headerName": "accuracy", "width": 104, "sort": "asc",
      "valueFormatter": PERCENT, "headerTooltip": "share of the cell's images predicted right"},
-    {"field": "confidence", "headerName": "confidence", "width": 96, "valueFormatter": TWO_DECIMALS,
-     "headerTooltip": "mean confidence max(p, 1 - p) of the classifier"},
-    {"field": "boundary", "headerName": "to boundary", "width": 100, "valueFormatter": TWO_DECIMALS,
+    {"field": "n", "headerName": "images", "width": 78,
+     "headerTooltip": "images of the cell (that pass the filter)"},
+    {"field": "boundary", "headerName": "to boundary", "width": 110, "valueFormatter": WITH_SIDE,
      "headerTooltip": "distance to the decision boundary: |x| of the cell on the map, "
-                      "|asinh(mean logit)|; 0 = on the boundary"},
-    {"field": "side", "headerName": "side", "width": 64,
-     "headerTooltip": "the side of the boundary the cell's mean logit is on"},
-    {"field": "real_wrong", "headerName": "real→fake", "width": 90,
+                      "|asinh(mean logit)|, and the side it is on; 0 = on the boundary"},
+    {"field": "real_wrong", "headerName": "real → fake", "width": 96,
      "headerTooltip": "real images predicted fake (false positives)"},
-    {"field": "fake_wrong", "headerName": "fake→real", "width": 90,
+    {"field": "fake_wrong", "headerName": "fake → real", "width": 96,
      "headerTooltip": "fake images predicted real (missed fakes)"},
-    {"field": "mix", "headerName": "generators", "flex": 1, "minWidth": 150, "sortable": False,
-     "tooltipField": "mix", "headerTooltip": "generator mix of the cell's (matching) images"},
+    {"field": "confidence", "headerName": "confidence", "width": 100, "valueFormatter": TWO_DECIMALS,
+     "headerTooltip": "mean confidence max(p, 1 - p) of the classifier"},
+    {"field": "mix", "headerName": "generators", "flex": 1, "minWidth": 180, "sortable": False,
+     "tooltipField": "mix", "headerTooltip": "generator mix of the cell's images (that pass the filter)"},
 ]
 
 
@@ -91,13 +92,13 @@ def table_panel() -> html.Div:
             html.Span(id=ids.FINDER_TABLE_INFO, className="fx-muted"),
         ]),
         dag.AgGrid(id=ids.FINDER_TABLE, rowData=[], columnDefs=COLUMNS, getRowId="params.data.key",
-                   defaultColDef={"sortable": True, "resizable": True, "suppressMovable": True},
+                   defaultColDef={"sortable": True, "resizable": True, "suppressMovable": True,
+                                  "wrapHeaderText": True, "autoHeaderHeight": True},
                    dashGridOptions={"rowSelection": {"mode": "singleRow", "checkboxes": False,
                                                      "enableClickSelection": True},
-                                    "rowHeight": 26, "headerHeight": 30, "tooltipShowDelay": 400,
-                                    "animateRows": False,
-                                    "overlayNoRowsTemplate": "No cell holds an image that passes "
-                                                             "the filter."},
+                                    "rowHeight": 26, "tooltipShowDelay": 400, "animateRows": False,
+                                    "localeText": {"noRowsToShow": "No cell holds an image that "
+                                                                   "passes the filter."}},
                    style={"height": "300px", "width": "100%"}, className="fx-cells-grid"),
     ])
 

@@ -91,7 +91,7 @@ def title(ctx: AppContext, run_id, cell, flt=None) -> str:
     text = f"Cell {cell} · {info['n']} images · accuracy {info.get('accuracy', 0):.0%}"
     flt = ImageFilter.from_json(flt)
     if not flt.keeps_all:
-        text += f" · {len(artifacts.filtered_members(view, cell, flt))} pass the filter"
+        text += f" · {len(artifacts.filtered_members(view, cell, flt))} shown (filter)"
     return text
 
 
@@ -107,7 +107,7 @@ def show(ctx: AppContext, cell, run_id, sel, flt=None):
     if grid is not None:
         return Ready(grid_view(ctx, view, cell, grid, (sel or {}).get("ids") or []))
     if len(artifacts.filtered_members(view, cell, flt)) == 0:
-        return Ready((empty_figure(f"No image of cell {cell} passes the filter "
+        return Ready((empty_figure(f"No image of cell {cell} passes the filter<br>"
                                    f"({flt.describe()})."), None))
     return Job({"run": view.run_id, "cell": int(cell), "sel": (sel or {}).get("ids") or [],
                 "filter": flt.to_json()},

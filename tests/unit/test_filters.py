@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from app.context import AppContext
-from app.filters import EMPTY, ImageColumns, ImageFilter, cell_counts, mask, matching_images
+from app.filters import NO_GENERATOR, ImageColumns, ImageFilter, cell_counts, mask, matching_images
 
 
 @pytest.fixture
@@ -113,12 +113,12 @@ def test_file_name_search_is_a_case_insensitive_part_of_the_name_only():
 def test_generator_mix_and_empty_generators():
     gens = ["gan"] * 3 + ["diffusion"] * 2 + [""] * 5
     cols = columns(np.full(10, 0.5), cell=[0] * 5 + [1] * 5, generator=gens)
-    assert EMPTY in cols.generator.values
+    assert NO_GENERATOR in cols.generator.values
     cc = cell_counts(cols)
     assert cc.mix(0) == "gan 60% · diffusion 40%"
-    assert cc.mix(1) == f"{EMPTY} 100%"
+    assert cc.mix(1) == "no generator 100%"
     assert cc.mix(2) == ""  # cell 2 has no image
-    assert mask(cols, ImageFilter(generators=(EMPTY,))).tolist() == [False] * 5 + [True] * 5
+    assert mask(cols, ImageFilter(generators=(NO_GENERATOR,))).tolist() == [False] * 5 + [True] * 5
     assert not mask(cols, ImageFilter(generators=("no such generator",))).any()
     many = columns(np.full(5, 0.5), generator=["a", "b", "c", "d", "d"])
     assert cell_counts(many).mix(0) == "d 40% · a 20% · b 20% · others 20%"
