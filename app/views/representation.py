@@ -63,13 +63,14 @@ def layout() -> html.Div:
     ])
 
 
-def drawn_cells(view, flt) -> tuple[CellArrays, filters.CellCounts, bool]:
-    """The cells as drawn under the filter ``flt`` (JSON or None): arrays, recounts, filtered?"""
+def drawn_cells(view, flt) -> tuple[CellArrays, filters.CellCounts | None]:
+    """The cells as drawn under the filter ``flt`` (JSON or None): arrays, and the recounts
+    (None when the filter keeps every image: the run's own cells are drawn)."""
     flt = filters.ImageFilter.from_json(flt)
     if flt.keeps_all:
-        return view.cell_arrays, filters.cell_counts(view), False
+        return view.cell_arrays, None
     counts = filters.cell_counts(view, filters.mask(view, flt))
-    return view.cell_arrays.recounted(counts.counts, counts.confidence, counts.accuracy), counts, True
+    return view.cell_arrays.recounted(counts.counts, counts.confidence, counts.accuracy), counts
 
 
 def noted_cells(view) -> set[int]:
@@ -92,12 +93,13 @@ def render(ctx: AppContext, run_id: str | None, cell: int | None, flt=None, lod_
     view = ctx.run(run_id)
     if view is None:
         return empty_figure("No run open: pick one above or start a new run."), "", None
-    arrays, counts, filtered = drawn_cells(view, flt)
-    text = cell_hover_texts(arrays, counts.mixes(), totals=counts.total if filtered else None)
+    arrays, counts = drawn_cells(view, flt)
+    mixes = (counts or filters.cell_counts(view)).mixes()
+    text = cell_hover_texts(arrays, mixes, totals=counts.total if counts is not None else None)
     fig = representation_figure(view.cells, selected_cell=cell, uirevision=view.run_id,
                                 arrays=arrays, hover_text=text, noted=noted_cells(view), view=lod_view)
     drawn = int(figures.glyph_mask(arrays, lod_view).sum()) if lod_view else None
-    return fig, info_line(view, drawn, counts if filtered else None), view.run_id
+    return fig, info_line(view, drawn, counts), view.run_id
 
 
 def info_line(view, drawn: int | None, counts: filters.CellCounts | None = None) -> str:
@@ -145,7 +147,7 @@ def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
     new_view = view_from_relayout(relayout, previous)
     if new_view == previous and relayout and "xaxis.autorange" not in relayout:
         return no_update, no_update, no_update
-    arrays, counts, filtered = drawn_cells(view, flt)
+    arrays, counts = drawn_cells(view, flt)
     lod = glyph_patch(arrays, new_view)
     patch = Patch()
     for i, (x, y) in enumerate(lod["wedges"]):
@@ -153,7 +155,7 @@ def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
         patch["data"][i]["y"] = y
     patch["data"][HOVER_INDEX]["marker"]["color"] = lod["colours"]
     patch["data"][EMPTY_INDEX]["x"], patch["data"][EMPTY_INDEX]["y"] = lod["empty"]
-    return patch, info_line(view, lod["drawn"], counts if filtered else None), new_view
+    return patch, info_line(view, lod["drawn"], counts), new_view
 
 
 def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str | None, flt=None):

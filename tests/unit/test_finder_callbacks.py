@@ -1,5 +1,7 @@
 """The cell finder's callback bodies (filter bar, name search, cell table) and what the filter does
 to the representation view and the image grid, called directly (no browser)."""
+import base64
+
 import numpy as np
 import pytest
 from dash import Patch, no_update
@@ -199,3 +201,23 @@ def test_axes_say_what_they_mean_with_ticks_at_round_logits(ctx):
     assert ticks["-10"] == pytest.approx(-np.arcsinh(10), abs=1e-4)
     # the tooltip has the generator mix of the cell
     assert all("generators: " in t for t in _hover(fig).text)
+
+
+def test_zooming_under_a_filter_patches_recounted_pies_and_empty_discs(ctx, monkeypatch):
+    monkeypatch.setattr(figures, "GLYPH_CELLS", 1)  # the 4 cells of the fake run are "many"
+    view = ctx.run("fake-run")
+    name = view.file_name(int(view.cell_members(2)[0]))  # a file of cell 2 only: 3 cells empty
+    flt = {"name": name}
+    fig, info, _ = representation.render(ctx, "fake-run", None, flt)
+    colours = _hover(fig).marker.color  # the overview: markers, grey where nothing matches
+    assert [c == figures.EMPTY_COLOUR for c in colours] == [k != 2 for k in range(4)]
+    assert "filter: 1 of 48 images, in 1 of 4 cells" in info
+    one = view.cells["cells"][0]  # an empty cell alone in view: its grey disc is patched in
+    around = {"xaxis.range[0]": one["x"] - 1e-3, "xaxis.range[1]": one["x"] + 1e-3,
+              "yaxis.range[0]": one["y"] - 1e-3, "yaxis.range[1]": one["y"] + 1e-3}
+    patch, info, _ = representation.level_of_detail(ctx, "fake-run", "fake-run", around, None, flt)
+    ops = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
+    disc_x = np.frombuffer(base64.b64decode(ops[("data", figures.EMPTY_INDEX, "x")]["bdata"]), dtype="<f4")
+    assert np.isnan(disc_x).sum() == 1 and np.nanmin(np.abs(disc_x - one["x"])) < 1e-5
+    assert all(ops[("data", i, "x")]["bdata"] == "" for i in range(20))  # no wedge: it is empty
+    assert ops[("data", representation.HOVER_INDEX, "marker", "color")][0] == "rgba(0,0,0,0)"
