@@ -272,14 +272,15 @@ def cell_hover_texts(a: CellArrays, mixes: list[str] | None = None,
                      totals: np.ndarray | None = None) -> list[str]:
     """The per-cell part of the cells' tooltip: accuracy, confidence and generator mix; under a
     filter (``totals``: all images per cell) how many images match, or that none does."""
+    n, acc, conf = a.counts.sum(axis=1).astype(int).tolist(), a.acc.tolist(), a.conf.tolist()
+    total = totals.astype(int).tolist() if totals is not None else None
     out = []
-    for k in range(len(a.ids)):
-        n = int(a.counts[k].sum())
-        if totals is not None and n == 0:
-            out.append(f"no image matches the filter ({int(totals[k])} images hidden)")
+    for k in range(len(n)):  # plain Python numbers: formatting numpy scalars is slower
+        if total is not None and n[k] == 0:
+            out.append(f"no image matches the filter ({total[k]} images hidden)")
             continue
-        lines = [f"{n} of {int(totals[k])} images match the filter"] if totals is not None else []
-        lines.append(f"accuracy {a.acc[k]:.0%} · mean confidence {a.conf[k]:.2f}")
+        lines = [f"{n[k]} of {total[k]} images match the filter"] if total is not None else []
+        lines.append(f"accuracy {acc[k]:.0%} · mean confidence {conf[k]:.2f}")
         if mixes and mixes[k]:
             lines.append(f"generators: {mixes[k]}")
         out.append("<br>".join(lines))

@@ -122,6 +122,16 @@ def controls_for_run(ctx: AppContext, run_id, current: tuple):
     return (_options(cols.generator), _options(cols.category), _options(cols.split), *values)
 
 
+def controls(ctx: AppContext, cleared: bool, run_id, current: tuple) -> tuple:
+    """The controls' callback body: options of generator, category, split; values of generator,
+    category, split, label, right/wrong, p range, name. "Clear" resets every value; a new run
+    keeps the choices it has (label, right/wrong, p range and name apply to any run)."""
+    if cleared:
+        return (no_update,) * 3 + ([], [], [], [], [], [0, 1], "")
+    *options, g, c, s = controls_for_run(ctx, run_id, current)
+    return (*options, g, c, s, no_update, no_update, no_update, no_update)
+
+
 def filter_from_controls(generators, categories, labels, outcomes, splits, p_range, name) -> dict | None:
     """The controls' values -> ``STORE_FILTER`` (None when they keep every image)."""
     p = p_range if isinstance(p_range, (list, tuple)) and len(p_range) == 2 else (0.0, 1.0)
@@ -142,14 +152,14 @@ def table_rows(ctx: AppContext, run_id, flt) -> tuple[list[dict], str]:
     counts = filters.cell_counts(view, None if flt.keeps_all else filters.mask(view, flt))
     shown = np.flatnonzero(counts.n > 0)
     order = shown[np.lexsort((counts.ids[shown], counts.accuracy[shown]))]
-    distance = counts.boundary_distance
+    distance, mixes = counts.boundary_distance, counts.mixes()
     rows = [{"key": str(int(counts.ids[k])), "cell": int(counts.ids[k]), "n": int(counts.n[k]),
              "accuracy": round(float(counts.accuracy[k]), 4),
              "confidence": round(float(counts.confidence[k]), 4),
              "boundary": round(float(distance[k]), 4),
              "side": "fake" if counts.mean_logit[k] > 0 else "real",
              "real_wrong": int(counts.counts[k, 1]), "fake_wrong": int(counts.counts[k, 3]),
-             "mix": counts.mix(k)} for k in order]
+             "mix": mixes[k]} for k in order]
     n_cells = len(counts.ids)
     info = (f"{n_cells:,} cells · click a row to open it" if flt.keeps_all else
             f"{len(rows):,} of {n_cells:,} cells hold images that pass the filter · counts are of "
@@ -219,10 +229,8 @@ def register(app, ctx: AppContext) -> None:
                   State(ids.FILTER_GENERATOR, "value"), State(ids.FILTER_CATEGORY, "value"),
                   State(ids.FILTER_SPLIT, "value"))
     def _controls(run_id, _clear, generators, categories, splits):
-        if dash_ctx.triggered_id == ids.FILTER_CLEAR:
-            return (no_update,) * 3 + ([], [], [], [], [], [0, 1], "")
-        *options, g, c, s = controls_for_run(ctx, run_id, (generators, categories, splits))
-        return (*options, g, c, s, no_update, no_update, no_update, no_update)
+        return controls(ctx, dash_ctx.triggered_id == ids.FILTER_CLEAR, run_id,
+                        (generators, categories, splits))
 
     @app.callback(Output(ids.STORE_FILTER, "data"),
                   Input(ids.FILTER_GENERATOR, "value"), Input(ids.FILTER_CATEGORY, "value"),

@@ -158,6 +158,10 @@ def test_filter_controls(ctx):
     assert [o["value"] for o in split] == ["heldout", "train"]
     assert (g, c, s) == (["gan"], ["cat"], [])  # a generator the run lacks is dropped
     assert finder.controls_for_run(ctx, "missing", ((), (), ())) == ([], [], [], [], [], [])
+    cleared = finder.controls(ctx, True, "fake-run", (["gan"], [], []))
+    assert cleared[:3] == (no_update,) * 3 and cleared[3:] == ([], [], [], [], [], [0, 1], "")
+    kept = finder.controls(ctx, False, "fake-run", (["gan", "vqgan"], [], []))
+    assert kept[3] == ["gan"] and kept[6:] == (no_update,) * 4
 
 
 def test_cells_with_notes_are_marked_and_the_marks_follow_the_notes(ctx):
