@@ -107,6 +107,14 @@ def metrics_block(metrics: dict) -> list:
     return out
 
 
+def _int_or_none(value) -> int | None:
+    """An id sent by the browser as an int, or None when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewState, bool]:
     """Next app state from one trigger; returns (state, write it to the URL?).
 
@@ -136,15 +144,15 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
     if trigger == ids.VIEW_TOGGLE:
         return dataclasses.replace(current, view=value or "images"), True
     if trigger == ids.FINDER_TABLE:  # a row of the cell table (cellClicked; row id = cell id)
-        row = (value or {}).get("rowId")
+        row = _int_or_none((value or {}).get("rowId"))
         view = ctx.run(current.run)
-        if row is None or view is None or view.cell_info(int(row)) is None:
+        if row is None or view is None or view.cell_info(row) is None:
             return current, False
-        return with_cell(current, int(row)), True
+        return with_cell(current, row), True
     if isinstance(trigger, dict) and trigger.get("type") == ids.finder_hit("")["type"]:
         view = ctx.run(current.run)  # a file found by the name search: open its cell
-        index = int(trigger["index"])
-        if view is None or not 0 <= index < view.n_images:
+        index = _int_or_none(trigger.get("index"))
+        if view is None or index is None or not 0 <= index < view.n_images:
             return current, False
         return dataclasses.replace(with_cell(current, int(view.cell[index])), view="images"), True
     if isinstance(trigger, dict) and trigger.get("type") == ids.note_jump("")["type"]:

@@ -68,7 +68,7 @@ def test_a_row_click_routes_to_the_cell_and_an_open_cell_selects_its_row(ctx):
     current = ViewState(run="fake-run", cell=0, sel=(1, 2))
     state, write = shell.route(ctx, ids.FINDER_TABLE, {"rowId": "2", "colId": "accuracy"}, current)
     assert (state.cell, state.sel, write) == (2, (), True)
-    for bad in (None, {"rowId": None}, {"rowId": "99"}):  # no row, or a cell the run lacks
+    for bad in (None, {"rowId": None}, {"rowId": "99"}, {"rowId": "x"}):  # no row, no such cell
         assert shell.route(ctx, ids.FINDER_TABLE, bad, current) == (current, False)
     assert finder.table_selection(3) == ({"ids": ["3"]}, {"rowId": "3", "rowPosition": "middle"})
     assert finder.table_selection(None) == ([], no_update)
@@ -143,7 +143,8 @@ def test_name_search_lists_files_and_a_hit_opens_its_cell_and_the_viewer(ctx):
     hit = ids.finder_hit(30)
     state, write = shell.route(ctx, hit, None, ViewState(run="fake-run", cell=0, view="concepts"))
     assert (state.cell, state.view, write) == (int(view.cell[30]), "images", True)
-    assert shell.route(ctx, ids.finder_hit(999), None, ViewState(run="fake-run"))[1] is False
+    for bad in (999, -1, "x"):
+        assert shell.route(ctx, ids.finder_hit(bad), None, ViewState(run="fake-run"))[1] is False
     assert finder.viewer_for_hit(hit, 1) == {"index": 30}
     assert finder.viewer_for_hit(hit, 0) is no_update  # a button created anew is no click
 
