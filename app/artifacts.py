@@ -4,6 +4,8 @@ Under ``<cache>/app/<run key>/`` (see :meth:`app.context.AppContext.app_cache`):
 
 ================================  ===============================================================
 ``grids/cell-<c>.json``           a cell's grid: rows, cols, tile size, slot -> image index, sprite
+``grids/cell-<c>-<f>.json``       the grid of the cell's images that pass filter ``f``
+                                  (:meth:`app.filters.ImageFilter.key`)
 ``sprites/<key>.jpg``             the cell's framed thumbnails in one picture (key = content hash)
 ``attention/<i>/meta.json``       image ``i``'s contributions, logit, map size
 ``attention/<i>/*.jpg``           ``image``, ``aggregate`` and ``d00`` .. ``d15`` overlays
@@ -30,6 +32,7 @@ from pipeline.grid import arrange
 from pipeline.overlays import FAKE_RGB, REAL_RGB, overlay_relevance, overlay_signed
 from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
 
+from .filters import ImageFilter, mask
 from .runs import RunView
 
 Progress = Callable[[str, int, int], None]
@@ -57,32 +60,46 @@ def tile_size(rows: int, cols: int) -> int:
     return int(np.clip(SPRITE_BUDGET // max(rows, cols, 1), 24, 128))
 
 
-def grid_path(cache_dir: Path, cell: int) -> Path:
-    return Path(cache_dir) / "grids" / f"cell-{int(cell)}.json"
+def grid_path(cache_dir: Path, cell: int, filter_key: str = "") -> Path:
+    """The grid file of ``cell`` (``filter_key``: of its images that pass that filter)."""
+    suffix = f"-{filter_key}" if filter_key else ""
+    return Path(cache_dir) / "grids" / f"cell-{int(cell)}{suffix}.json"
 
 
 def sprite_path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / "sprites" / f"{key}.jpg"
 
 
-def read_grid(cache_dir: Path, cell: int) -> dict | None:
+def read_grid(cache_dir: Path, cell: int, filter_key: str = "") -> dict | None:
     """The prepared grid of ``cell`` (with its sprite on disk), or None."""
-    grid = read_sealed_json(grid_path(cache_dir, cell))
+    grid = read_sealed_json(grid_path(cache_dir, cell, filter_key))
     if not isinstance(grid, dict) or not is_intact(sprite_path(cache_dir, str(grid.get("sprite", "")))):
         return None
     return grid
 
 
-def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress | None = None) -> dict:
-    """Arrange ``cell``'s images by similarity, draw its sprite, write the grid file.
+def filtered_members(view: RunView, cell: int, flt: ImageFilter | None = None) -> np.ndarray:
+    """The images of ``cell`` that pass ``flt`` (all of them when None), ascending."""
+    members = view.cell_members(cell)
+    if flt is None or flt.keeps_all:
+        return members
+    return members[mask(view, flt)[members]]
+
+
+def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress | None = None,
+                 flt: ImageFilter | None = None) -> dict:
+    """Arrange ``cell``'s images (those that pass ``flt``) by similarity, draw its sprite, write
+    the grid file.
 
     Steps: thumbnails of the cell (generated if missing, cached for all runs on the same data),
     the grid layout (:func:`pipeline.grid.arrange` on the images' 16-d vectors), the sprite.
     """
     progress = progress or _noop
-    members = view.cell_members(cell)
+    members = filtered_members(view, cell, flt)
+    filter_key = flt.key() if flt is not None else ""
     if len(members) == 0:
-        raise ValueError(f"cell {cell} of run {view.run_id} has no images")
+        raise ValueError(f"cell {cell} of run {view.run_id} has no images"
+                         + (f" that pass the filter ({flt.describe()})" if filter_key else ""))
     view.images.ensure_thumbnails(members, progress=lambda d, t: progress("thumbnails", d, t))
     progress("arranging", 0, 1)
     z = np.asarray(view.z16()[members], dtype=np.float32)
@@ -97,8 +114,8 @@ def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress |
     progress("drawing", 0, 1)
     view.images.compose_sprite(order, tile, frames, sprite_path(cache_dir, key), badges=badges)
     grid = {"run_id": view.run_id, "cell": int(cell), "rows": rows, "cols": cols, "tile": tile,
-            "order": order.ravel().tolist(), "sprite": key, "n": int(len(members))}
-    write_sealed_json(grid_path(cache_dir, cell), grid)
+            "order": order.ravel().tolist(), "sprite": key, "n": int(len(members)), "filter": filter_key}
+    write_sealed_json(grid_path(cache_dir, cell, filter_key), grid)
     progress("drawing", 1, 1)
     return grid
 

@@ -96,6 +96,20 @@ CONCEPTS_JOB = "concepts"  # its job panel
 CONCEPTS_PANEL = "concepts-panel-div"
 CONCEPTS_CONTENT = "concepts-content-div"
 
+# -- cell finder: the image filter bar, the file-name search, the cell table -----------------------
+FILTER_GENERATOR = "finder-generator-dropdown"
+FILTER_CATEGORY = "finder-category-dropdown"
+FILTER_LABEL = "finder-label-dropdown"
+FILTER_OUTCOME = "finder-outcome-dropdown"
+FILTER_SPLIT = "finder-split-dropdown"
+FILTER_P = "finder-p-rangeslider"
+FILTER_NAME = "finder-name-input"
+FILTER_CLEAR = "finder-clear-button"
+FILTER_INFO = "finder-info-div"  # how many images pass the filter
+FINDER_HITS = "finder-hits-div"  # files whose name matches the search
+FINDER_TABLE = "finder-cells-grid"  # dash-ag-grid table of the cells
+FINDER_TABLE_INFO = "finder-table-info-div"
+
 # -- notes ------------------------------------------------------------------------------------
 NOTES_TEXT = "notes-text-textarea"
 NOTES_TAG = "notes-tag-input"
@@ -137,3 +151,6 @@ def viewer_open(index: int | object, which: str | int | object = "") -> dict:
 def viewer_compare(index: int | object) -> dict:
     """A same-source image in the viewer's strip: shows it side by side (-1 hides the pair)."""
     return {"type": "viewer-compare-button", "index": index}
+def finder_hit(index: int | object) -> dict:
+    """A file found by the name search: opens its cell and the image (``MATCH``/``ALL`` allowed)."""
+    return {"type": "finder-hit-button", "index": index}

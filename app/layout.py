@@ -7,7 +7,7 @@ from dash import dcc, html
 
 from . import ids
 from .context import AppContext
-from .views import attention, checks, images, notes, representation, shell, viewer
+from .views import attention, checks, finder, images, notes, representation, shell, viewer
 
 
 def build(ctx: AppContext) -> html.Div:
@@ -22,10 +22,12 @@ def build(ctx: AppContext) -> html.Div:
         shell.new_run_panel(ctx),
         html.Div(id=ids.METRICS, className="fx-metrics"),
         checks.layout(),
+        finder.filter_bar(),
         html.Div(className="fx-main", children=[
             representation.layout(),
             images.layout(),
             notes.layout(),
+            finder.table_panel(),  # under the map and the images (style.css: .fx-cells-panel)
         ]),
         attention.layout(),
         viewer.layout(),

@@ -16,7 +16,7 @@ from pipeline.config import REPO_ROOT, Config, load_config
 from . import layout, routes
 from .context import AppContext
 from .jobs import make_managers
-from .views import attention, checks, concepts, images, notes, representation, shell, viewer
+from .views import attention, checks, concepts, finder, images, notes, representation, shell, viewer
 
 
 def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = True) -> dash.Dash:
@@ -38,6 +38,7 @@ def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = Tru
     notes.register(app, ctx)
     checks.register(app, ctx, managers)
     viewer.register(app, ctx, managers)
+    finder.register(app, ctx)
     routes.register(app.server, ctx)
     if cfg.server.mode == "shared" and serve_http:  # every route, callback and file needs credentials
         from .auth import require_login

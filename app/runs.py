@@ -16,6 +16,7 @@ from pipeline.store import ArtifactError, RunStore, list_runs
 from pipeline.thumbnails import RunImages
 
 from .figures import CellArrays
+from .filters import ImageColumns
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -88,6 +89,16 @@ class RunView:
     def cell_arrays(self) -> CellArrays:
         """The cells as arrays, computed once per loaded run (the zoom callback needs them)."""
         return CellArrays.of(self.cells)
+
+    @functools.cached_property
+    def columns(self) -> ImageColumns:
+        """The columns the image filter and the per-cell recounts read (:mod:`app.filters`)."""
+        try:
+            logit = np.asarray(RunStore(self.path).load_array("logit"), dtype=np.float64)
+        except ArtifactError:  # a run without logits: recovered from p(fake)
+            logit = None
+        return ImageColumns.of(self.records, self.label, self.correct, self.prob, self.cell,
+                               self.cell_arrays.ids, logit=logit)
 
     @property
     def n_images(self) -> int:

@@ -98,6 +98,14 @@ def status(ctx: AppContext, run_id):
     return line, notice, style, badge + metrics_block(view.meta.get("metrics") or {}, data)
 
 
+def _int_or_none(value) -> int | None:
+    """An id sent by the browser as an int, or None when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewState, bool]:
     """Next app state from one trigger; returns (state, write it to the URL?).
 
@@ -129,6 +137,18 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
     if trigger == ids.STORE_HIGHLIGHT:  # a concept's images highlighted: show them in the grid
         return (dataclasses.replace(current, view="images"), True) if (value or {}).get("ids") \
             else (current, False)
+    if trigger == ids.FINDER_TABLE:  # a row of the cell table (cellClicked; row id = cell id)
+        row = _int_or_none((value or {}).get("rowId"))
+        view = ctx.run(current.run)
+        if row is None or view is None or view.cell_info(row) is None:
+            return current, False
+        return with_cell(current, row), True
+    if isinstance(trigger, dict) and trigger.get("type") == ids.finder_hit("")["type"]:
+        view = ctx.run(current.run)  # a file found by the name search: open its cell
+        index = _int_or_none(trigger.get("index"))
+        if view is None or index is None or not 0 <= index < view.n_images:
+            return current, False
+        return dataclasses.replace(with_cell(current, int(view.cell[index])), view="images"), True
     if isinstance(trigger, dict) and trigger.get("type") == ids.note_jump("")["type"]:
         path = ctx.run_dir(current.run)
         note = NotesStore(path).get(trigger["index"]) if path else None
@@ -221,14 +241,16 @@ def register(app, ctx: AppContext, managers) -> None:
                   Input(ids.REPR_GRAPH, "clickData"), Input(ids.IMAGES_GRAPH, "selectedData"),
                   Input(ids.VIEW_TOGGLE, "value"), Input(ids.note_jump(ALL), "n_clicks"),
                   Input(ids.STORE_HIGHLIGHT, "data"),
+                  Input(ids.FINDER_TABLE, "cellClicked"), Input(ids.finder_hit(ALL), "n_clicks"),
                   State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
                   State(ids.STORE_SEL, "data"), State(ids.STORE_VIEW, "data"))
-    def _route(search, picked, click, selected, toggle, _jumps, highlight, run, cell, sel, view):
+    def _route(search, picked, click, selected, toggle, _jumps, highlight, row, _hits, run, cell, sel, view):
         trigger = dash_ctx.triggered_id
         if isinstance(trigger, dict) and not dash_ctx.triggered[0].get("value"):
             return (no_update,) * 7  # a jump button was (re)created, not clicked
         values = {ids.URL: search, ids.RUN_PICKER: picked, ids.REPR_GRAPH: click,
-                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle, ids.STORE_HIGHLIGHT: highlight}
+                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle, ids.STORE_HIGHLIGHT: highlight,
+                  ids.FINDER_TABLE: row}
         current = ViewState(run=run, cell=cell, sel=tuple((sel or {}).get("ids") or ()),
                             view=view or "images")
         first_load = run is None and view is None
