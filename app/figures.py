@@ -269,9 +269,10 @@ def notes_marks(a: CellArrays, noted_ids) -> tuple[list, list]:
 
 
 def cell_hover_texts(a: CellArrays, mixes: list[str] | None = None,
-                     totals: np.ndarray | None = None) -> list[str]:
-    """The per-cell part of the cells' tooltip: accuracy, confidence and generator mix; under a
-    filter (``totals``: all images per cell) how many images match, or that none does."""
+                     totals: np.ndarray | None = None, files: list[str] | None = None) -> list[str]:
+    """The per-cell part of the cells' tooltip: accuracy, confidence, generator mix and the file
+    facts that dominate the cell (``files``); under a filter (``totals``: all images per cell) how
+    many images match, or that none does."""
     n, acc, conf = a.counts.sum(axis=1).astype(int).tolist(), a.acc.tolist(), a.conf.tolist()
     total = totals.astype(int).tolist() if totals is not None else None
     out = []
@@ -283,6 +284,8 @@ def cell_hover_texts(a: CellArrays, mixes: list[str] | None = None,
         lines.append(f"accuracy {acc[k]:.0%} · mean confidence {conf[k]:.2f}")
         if mixes and mixes[k]:
             lines.append(f"generators: {mixes[k]}")
+        if files and files[k]:
+            lines.append(f"files: {files[k]}")
         out.append("<br>".join(lines))
     return out
 

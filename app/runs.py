@@ -21,6 +21,14 @@ from .filters import ImageColumns
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+def _dominant(values: np.ndarray) -> str:
+    """The most common value and its share: "all PNG", "96% 512x512"."""
+    uniq, counts = np.unique(values, return_counts=True)
+    top = int(np.argmax(counts))
+    share = counts[top] / len(values)
+    return f"all {uniq[top]}" if share == 1 else f"{share:.0%} {uniq[top]}"
+
+
 def valid_run_id(run_id: object) -> bool:
     """A run id that can only name a folder directly inside the runs folder."""
     return isinstance(run_id, str) and bool(RUN_ID_PATTERN.match(run_id)) and ".." not in run_id
@@ -84,6 +92,20 @@ class RunView:
                    prob=col("prob_fake", np.float64), correct=col("correct", np.int8).astype(bool),
                    cell=cell,
                    images=RunImages(run_dir, cache_root), members=members)
+
+    @functools.cached_property
+    def cell_facts(self) -> dict[int, str]:
+        """Per cell, the file facts that dominate it, for the cell tooltip ("96% PNG · all
+        512x512"); empty for a run made before file facts were recorded."""
+        facts = RunStore(self.path).read_facts()
+        if not facts or len(facts) != self.n_images:
+            return {}
+        fmt = np.array([f["format"] or "?" for f in facts], dtype=object)
+        size = np.array([f"{f['width']}x{f['height']}" for f in facts], dtype=object)
+        out = {}
+        for cell, rows in self.members.items():
+            out[int(cell)] = " · ".join(_dominant(values[rows]) for values in (fmt, size))
+        return out
 
     @functools.cached_property
     def cell_arrays(self) -> CellArrays:

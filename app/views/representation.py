@@ -95,7 +95,9 @@ def render(ctx: AppContext, run_id: str | None, cell: int | None, flt=None, lod_
         return empty_figure("No run open: pick one above or start a new run."), "", None
     arrays, counts = drawn_cells(view, flt)
     mixes = (counts or filters.cell_counts(view)).mixes()
-    text = cell_hover_texts(arrays, mixes, totals=counts.total if counts is not None else None)
+    facts = view.cell_facts
+    text = cell_hover_texts(arrays, mixes, totals=counts.total if counts is not None else None,
+                            files=[facts.get(int(c), "") for c in arrays.ids] if facts else None)
     fig = representation_figure(view.cells, selected_cell=cell, uirevision=view.run_id,
                                 arrays=arrays, hover_text=text, noted=noted_cells(view), view=lod_view)
     drawn = int(figures.glyph_mask(arrays, lod_view).sum()) if lod_view else None
