@@ -297,7 +297,8 @@ def bench_attention(tmp: Path):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cells", default="1000,5000,20000", help="comma list: cells of the representation figure")
+    parser.add_argument("--cells", default="1000,5000,20000",
+                        help="comma list: cells of the representation figure")
     parser.add_argument("--grids", default="100,1000,5000", help="comma list: images of the clicked cell")
     parser.add_argument("--skip-attention", action="store_true")
     parser.add_argument("--browser", action="store_true",

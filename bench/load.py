@@ -23,7 +23,8 @@ already running server, which must be on loopback. Bounded: at most 50 analysts,
 200,000 actions; it stops by itself.
 
 Run: ``python bench/load.py`` (defaults: 20 analysts, 60 s; ``--quick``: 5 analysts, 15 s).
-Figures on a shared 2-core machine are pessimistic: the analysts, the web server and the workers share the same two cores.
+Figures on a shared 2-core machine are pessimistic: the analysts, the web server and the workers
+share the same two cores.
 """
 from __future__ import annotations
 

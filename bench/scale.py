@@ -77,8 +77,8 @@ def _child(case: str, n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cells", type=int, default=TARGET_CELLS, help="synthetic 16-d points for cells + layout")
-    ap.add_argument("--images", type=int, default=TARGET_IMAGES, help="synthetic embeddings for projection + head")
+    ap.add_argument("--cells", type=int, default=TARGET_CELLS, help="16-d points for cells + layout")
+    ap.add_argument("--images", type=int, default=TARGET_IMAGES, help="embeddings for projection + head")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parse_args(ap, quick={"cells": 100_000, "images": 20_000})
     if args.child:
