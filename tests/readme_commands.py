@@ -112,47 +112,55 @@ def extract_commands(markdown: str) -> list[Command]:
     """Every shell command ``markdown`` shows, in order of appearance.
 
     Lines of shell-tagged fenced blocks and of indented blocks are all commands (``\\``
-    continuations joined, comments and blank lines dropped); inline code spans and lines of
-    untagged fenced blocks only when their first word is a program.
+    continuations joined, comments and blank lines dropped); inline code spans (which may run over
+    a line break) and lines of untagged fenced blocks only when their first word is a program.
     """
     commands: list[Command] = []
-    lines = markdown.splitlines()
+    prose: list[tuple[int, str]] = []  # the lines of the current paragraph
     fence: str | None = None
     pending: tuple[str, int] | None = None  # a command continued with a backslash
     previous_blank = True
     in_indented = False
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(markdown.splitlines(), start=1):
         stripped = raw.strip()
         if fence is None and stripped.startswith("```"):
-            fence = stripped[3:].strip().lower()
-            in_indented = False
+            commands += _inline_commands(prose)
+            fence, in_indented = stripped[3:].strip().lower(), False
             continue
         if fence is not None and stripped.startswith("```"):
-            fence = None
-            previous_blank = False
+            fence, previous_blank = None, False
             continue
         indented = fence is None and raw.startswith("    ") and (previous_blank or in_indented)
         in_indented = indented or (in_indented and not stripped)
         previous_blank = not stripped
-        strict = fence in SHELL_FENCES or indented
-        if fence is not None or indented:
-            text = stripped
-            if pending is not None:
-                text, number = pending[0] + " " + text, pending[1]
-                pending = None
-            if text.endswith("\\"):
-                pending = (text[:-1].rstrip(), number)
-                continue
-            text = re.sub(r"(^|\s)#.*$", "", text).strip()  # a shell comment
-            if not text:
-                continue
-            if strict or _is_program(text):
-                commands.append(Command(text, number))
+        if fence is None and not indented:
+            if stripped:
+                prose.append((number, raw))
+            else:
+                commands += _inline_commands(prose)
             continue
-        for span in re.findall(r"(?<!`)`([^`\n]+)`(?!`)", raw):
-            if _is_program(span):
-                commands.append(Command(span.strip(), number))
-    return commands
+        commands += _inline_commands(prose)
+        text = stripped
+        if pending is not None:
+            text, number = pending[0] + " " + text, pending[1]
+            pending = None
+        if text.endswith("\\"):
+            pending = (text[:-1].rstrip(), number)
+            continue
+        text = re.sub(r"(^|\s)#.*$", "", text).strip()  # a shell comment
+        if text and (fence in SHELL_FENCES or indented or _is_program(text)):
+            commands.append(Command(text, number))
+    return commands + _inline_commands(prose)
+
+
+def _inline_commands(prose: list[tuple[int, str]]) -> list[Command]:
+    """The inline code spans of a paragraph that are commands; empties ``prose``."""
+    if not prose:
+        return []
+    first, text = prose[0][0], "\n".join(line for _, line in prose)
+    prose.clear()
+    return [Command(" ".join(m.group(1).split()), first + text.count("\n", 0, m.start()))
+            for m in re.finditer(r"(?<!`)`([^`]+)`(?!`)", text) if _is_program(m.group(1))]
 
 
 def _is_program(text: str) -> bool:

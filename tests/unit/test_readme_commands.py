@@ -84,7 +84,8 @@ bench/      benchmarks
     frobnicate --all
 
 - a list item
-  continued with two spaces: `python bench/embed.py --quick`
+  continued with two spaces: `python bench/embed.py --quick`, and a span over a line break: `make
+  bench-full`
 """
 
 
@@ -96,6 +97,7 @@ def test_extractor_finds_exactly_the_planted_commands():
         (".venv/bin/python -m pipeline info RUN", 15),
         ("frobnicate --all", 16),
         ("python bench/embed.py --quick", 19),
+        ("make bench-full", 19),
     ]
 
 
