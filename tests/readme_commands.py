@@ -25,7 +25,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,9 +39,8 @@ PROGRAM_WORDS = {"make", "python", "python3", "pip", "pip3", "celery", "gunicorn
 PROGRAM_PATH = re.compile(r"^(\.venv/bin/|scripts/|\.ci/|\./|bench/\S+\.py$)")
 
 # --- what this project's commands are, and why each is checked the way it is -------------------
-# A module either has no subcommands (a reason string) or a dict: subcommand -> reason. A reason
-# that starts with "run:" means the command is run as written (quick and harmless); every other
-# reason says why it is only checked with --help.
+# A module either has no subcommands (a reason string) or a dict: subcommand -> reason. The reason
+# says why the command is only checked with --help, unless RUN_AS_WRITTEN lists it.
 PYTHON_MODULES: dict[str, str | dict[str, str]] = {
     "pipeline": {
         "run": "embeds a data set and trains the models: minutes",
@@ -53,7 +51,7 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
     "app.auth": {
         "add-user": "writes the users file and asks for a password",
         "remove-user": "changes the users file",
-        "list": "run: reads the users file; run with FAXPLAINER_USERS_FILE=/dev/null (no users)",
+        "list": "only reads the users file",
     },
     "app.celery_app": {
         "embed": "needs Redis and embedding workers",
@@ -74,7 +72,8 @@ NOT_RUN = {
     ".ci/run": "CI's entry point: installs system packages, then runs `make test` (checked here)",
 }
 RECIPE_UTILITIES = {"test", "touch", "rm", "mkdir", "true", "echo", "cd"}
-RUN_ENV = {("app.auth", "list"): {"FAXPLAINER_USERS_FILE": os.devnull}}
+# (module, subcommand) -> the environment it runs in: quick and harmless, so run as written.
+RUN_AS_WRITTEN = {("app.auth", "list"): {"FAXPLAINER_USERS_FILE": os.devnull}}  # an empty users file
 
 REPO_FILE = re.compile(r"^(?!/)[\w.\-/]+\.(ya?ml|py|sh|txt|toml|cfg|csv)$")
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -231,21 +230,21 @@ def _plan_part(tokens: list[str], text: str, in_recipe: bool) -> Check:
 
 
 def _plan_python(prog, args, env, paths, text) -> Check:
-    python = sys.executable if prog in ("python", "python3") else prog
+    # run as written: a bare `python` is the interpreter first on PATH (no venv is activated)
     own = (prog,) if "/" in prog else ()
     if args and BENCH_SCRIPT.match(args[0]):
-        return Check("help", (python, args[0], "--help"), BENCH_REASON, _options(args[1:]),
+        return Check("help", (prog, args[0], "--help"), BENCH_REASON, _options(args[1:]),
                      paths=(*own, *paths), env=tuple(env))
     if len(args) >= 2 and args[0] == "-m" and BENCH_MODULE.match(args[1]):
         script = args[1].replace(".", "/") + ".py"
-        return Check("help", (python, "-m", args[1], "--help"), BENCH_REASON, _options(args[2:]),
+        return Check("help", (prog, "-m", args[1], "--help"), BENCH_REASON, _options(args[2:]),
                      paths=(*own, script, *paths), env=tuple(env))
     if len(args) < 2 or args[0] != "-m" or args[1] not in PYTHON_MODULES:
         raise UnknownCommand(f"{text!r}: not `python -m <a module this test knows>` nor "
                              "`python bench/NAME.py`")
     module, rest = args[1], args[2:]
     known = PYTHON_MODULES[module]
-    prefix = (python, "-m", module)
+    prefix = (prog, "-m", module)
     if isinstance(known, str):
         why, sub, top = known, (), ()
     else:
@@ -254,8 +253,8 @@ def _plan_python(prog, args, env, paths, text) -> Check:
             raise UnknownCommand(f"{text!r}: `{module}` subcommand {sub_name!r} is not one this "
                                  f"test knows ({', '.join(known)})")
         why, sub, top, rest = known[sub_name], (sub_name,), prefix + ("--help",), rest[1:]
-    if why.startswith("run:"):
-        run_env = tuple(env) + tuple(RUN_ENV.get((module, *sub), {}).items())
+    if (module, *sub) in RUN_AS_WRITTEN:
+        run_env = tuple(env) + tuple(RUN_AS_WRITTEN[(module, *sub)].items())
         return Check("run", (*prefix, *sub, *rest), why, paths=(*own, *paths), env=run_env)
     return Check("help", (*prefix, *sub, "--help"), why, _options(rest), top,
                  (*own, *paths), tuple(env))
@@ -358,7 +357,9 @@ class Runner:
             hint = " (does it do its work instead of printing help?)" if check.how == "help" else ""
             return found + [f"`{shown}` did not finish within {self.timeout:.0f} s{hint}"]
         if status != 0:
-            return found + [f"`{shown}` exited with {status}:\n{_tail(out)}"]
+            hint = (" (a bare python is the interpreter on PATH, not the venv's: write .venv/bin/python)"
+                    if "/" not in check.argv[0] and _is_python(check.argv[0]) else "")
+            return found + [f"`{shown}` exited with {status}{hint}:\n{_tail(out)}"]
         if check.how == "make":
             return found + self._recipe_problems(out)
         if check.how == "help":
