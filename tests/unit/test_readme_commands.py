@@ -31,7 +31,7 @@ def readme_problems(runner):
         except UnknownCommand as e:
             return [f"not recognised: {e}"]
         return [p for c in checks for p in runner.problems(c)]
-    with ThreadPoolExecutor(len(COMMANDS)) as pool:
+    with ThreadPoolExecutor(max(1, len(COMMANDS))) as pool:
         return dict(zip(COMMANDS, pool.map(check, COMMANDS)))
 
 
