@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,9 +43,11 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io.json as pio_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
 
 from app import artifacts  # noqa: E402
+from bench._options import parse_args  # noqa: E402
 from app.context import AppContext  # noqa: E402
 from app.figures import GLYPH_CELLS, CellArrays, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
 from app.views import attention, finder, images, representation  # noqa: E402
@@ -425,15 +426,17 @@ def bench_viewer(tmp: Path):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--cells", default="1000,5000,20000",
+                        help="comma list: cells of the representation figure")
+    parser.add_argument("--grids", default="100,1000,5000", help="comma list: images of the clicked cell")
     parser.add_argument("--skip-attention", action="store_true")
     parser.add_argument("--viewer-only", action="store_true", help="only (e), the image viewer")
     parser.add_argument("--skip-filter", action="store_true", help="skip (d), the 100k-image run")
     parser.add_argument("--browser", action="store_true",
                         help="also time drawing and zooming in headless Chromium")
-    args = parser.parse_args()
-    cells = (1000, 5000) if args.quick else (1000, 5000, 20000)
-    grids = (100, 1000) if args.quick else (100, 1000, 5000)
+    args = parse_args(parser, quick={"cells": "1000,5000", "grids": "100,1000"})
+    cells = tuple(int(n) for n in args.cells.split(","))
+    grids = tuple(int(n) for n in args.grids.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.viewer_only:

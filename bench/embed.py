@@ -14,7 +14,8 @@ for each torch intra-op thread count in ``--threads``, then the ratios ``embed_p
 Usage::
 
     python -m bench.embed --n 256 --encoder standin,clip --batch-size 64
-    python -m bench.embed --n 64 --encoder tiny --data faces   # a quick smoke run
+    python -m bench.embed --n 64 --encoder tiny --data faces   # a smoke run of the harness
+    python bench/embed.py --quick   # make bench: the stand-in on 128 faces, 2 threads (~1 min)
 
 Encoders: ``standin`` (DINOv2 ViT-S/14), ``clip`` (open_clip ViT-B-32 with random weights: the
 same cost as the pretrained model), ``tiny``. Image sets: ``faces`` (256 px JPEG, cheap to decode)
@@ -33,10 +34,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.config import Config
-from pipeline.data import load_image_rgb
-from pipeline.embed import DEFAULT_MAX_PIXELS, embed_paths
-from pipeline.encoders import ClipWeights, DinoV2StandinEncoder, OpenClipEncoder, TinyEncoder
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
+
+from pipeline.config import Config  # noqa: E402
+from pipeline.data import load_image_rgb  # noqa: E402
+from pipeline.embed import DEFAULT_MAX_PIXELS, embed_paths  # noqa: E402
+from pipeline.encoders import ClipWeights, DinoV2StandinEncoder, OpenClipEncoder, TinyEncoder  # noqa: E402
+from bench._options import parse_args  # noqa: E402
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -160,7 +165,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="decode threads / DataLoader processes")
     ap.add_argument("--threads", default="1,2", help="comma list of torch intra-op thread counts")
     ap.add_argument("--bf16", action="store_true", help="also time CPU bf16 autocast")
-    args = ap.parse_args()
+    args = parse_args(ap, quick={"n": 128, "naive_n": 16, "batch_size": 32, "encoder": "standin",
+                                 "data": "faces", "threads": "2"})
     args.threads = [int(t) for t in args.threads.split(",")]
     print(f"cores visible: {os.cpu_count()}, torch {torch.__version__}; load average "
           f"{os.getloadavg()[0]:.1f} (other jobs on this machine distort timings)")

@@ -20,7 +20,7 @@ Then concept extraction for a 200-image cell with the stand-in (real face photos
 images of the cell), with a per-stage breakdown.
 
 Usage: ``python bench/relevance.py [--images 2] [--threads 2] [--skip-concepts] [--skip-clip]
-[--skip-maps] [--concept-images N]``
+[--skip-maps] [--concept-images N] [--quick]``
 """
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
 
+from bench._options import parse_args  # noqa: E402
 from pipeline.attention_taps import tap_attention  # noqa: E402
 from pipeline.concepts import extract_concepts  # noqa: E402
 from pipeline.config import Config  # noqa: E402
@@ -197,7 +199,7 @@ def main():
     ap.add_argument("--skip-maps", action="store_true")
     ap.add_argument("--concept-images", type=int, default=None,
                     help="images of the cell used for concepts (default: concepts.max_images)")
-    args = ap.parse_args()
+    args = parse_args(ap, quick={"images": 1, "concept_images": 16})
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     torch.set_num_threads(args.threads)
 
