@@ -51,6 +51,7 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
     "app.auth": {
         "add-user": "writes the users file and asks for a password",
         "remove-user": "changes the users file",
+        "set-role": "changes the users file",
         "list": "only reads the users file",
     },
     "app.celery_app": {
@@ -69,6 +70,7 @@ SCRIPTS = {"scripts/serve_shared.sh": "starts Redis, Celery workers and gunicorn
 CELERY = {"worker": "needs Redis; serves jobs until stopped"}
 NOT_RUN = {
     "apt-get": "installs system packages (needs root and the network)",
+    "export": "sets an environment variable for the commands that follow (a path of the reader's)",
     ".ci/run": "CI's entry point: installs system packages, then runs `make test` (checked here)",
 }
 RECIPE_UTILITIES = {"test", "touch", "rm", "mkdir", "true", "echo", "cd"}

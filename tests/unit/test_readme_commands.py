@@ -39,7 +39,7 @@ def test_extracts_the_commands_the_readme_shows():
     texts = [c.text for c in COMMANDS]
     for expected in ("make serve", "make test", "make bench", "make serve-shared",
                      ".venv/bin/python -m pipeline run --data /path/to/dataset",
-                     ".venv/bin/python -m app.auth add-user alice",
+                     ".venv/bin/python -m app.auth add-user alice --role maintainer",
                      "apt-get install redis-server"):
         assert expected in texts
     celery = next(t for t in texts if "celery -A" in t)
