@@ -44,7 +44,9 @@ class EncoderConfig:
     pretrained: str = "openai"  # open_clip pretrained tag
     checkpoint: str | None = None  # local open_clip checkpoint; else $FAXPLAINER_CLIP_CHECKPOINT
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    # auto: bf16 autocast on CUDA; on CPU bf16 only with native bf16 and measured agreement with
+    # fp32 (pipeline/encoders/precision.py), else fp32 | fp32 | bf16 | fp16
+    precision: str = "auto"
     batch_size: int = 64
     num_workers: int = 2  # image-decoding worker processes
     chunk_size: int = 512  # embeddings written to disk every this many images (resume granularity)
