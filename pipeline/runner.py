@@ -102,17 +102,19 @@ def reporter(progress: Progress | None, should_cancel: Callable[[], bool] | None
 
 # -- stages ----------------------------------------------------------------------------------------
 
-def scan_stage(cfg: Config, report: Progress) -> ScanResult:
+def scan_stage(cfg: Config, report: Progress, allow_unlabelled: bool = False) -> ScanResult:
     """The data set's usable images and the files that cannot be used (logged, kept in the run).
 
     Everything the scan can decide fails here, before any encoder is loaded: a data set with one
-    class only, or too few usable images.
+    class only, or too few usable images. ``allow_unlabelled`` (scoring new images with a run,
+    ``pipeline.apply``): images without labels are kept and neither check is made.
     """
     report("scan", 0, 1)
-    scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t))
+    scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t), allow_unlabelled=allow_unlabelled)
     for b in scanned.bad:
         log.warning("skipped %s: %s", b["path"], b["reason"])
-    check_usable(scanned.records, f"the data under {scanned.root}", len(scanned.bad))
+    if not allow_unlabelled:
+        check_usable(scanned.records, f"the data under {scanned.root}", len(scanned.bad))
     return scanned
 
 
@@ -150,8 +152,13 @@ def finished_run(store: RunStore, report: Progress) -> RunStore | None:
     return store
 
 
-def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Progress) -> Embedded:
-    """Embed the scan's images (cached); images that fail to decode join the bad files."""
+def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Progress,
+                check: bool = True) -> Embedded:
+    """Embed the scan's images (cached); images that fail to decode join the bad files.
+
+    ``check``: fail unless both classes and :data:`MIN_IMAGES` images are left (a run's needs;
+    ``pipeline.apply`` checks only that some image is left).
+    """
     records = scanned.records
     paths = [scanned.path(r) for r in records]
     result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
@@ -167,7 +174,8 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     embedded = Embedded(records=[r for r, k in zip(records, keep) if k],
                         paths=[p for p, k in zip(paths, keep) if k],
                         embeddings=np.asarray(result.embeddings, dtype=np.float32)[keep], bad=bad)
-    check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
+    if check:
+        check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
     return embedded
 
 
