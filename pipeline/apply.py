@@ -168,11 +168,14 @@ def place_in_cells(run: RunStore, z16: np.ndarray, logit: np.ndarray, classifier
 
     The run's cells were placed by ``pipeline.cells.build_cells`` in a frame (``LayoutFrame``:
     x = asinh(logit), y = a fixed linear map of the 16-d point), then pushed apart so glyphs do not
-    overlap. An image is put at its cell's drawn centre plus its own offset from the cell in that
-    frame (its logit against the cell's mean logit, its 16-d point against the centroid), shrunk
-    onto the glyph's rim when it would leave the glyph: an image sits inside its cell, on the side
-    it deviates to, and an image the run would call like its cell lies near the centre.
-    Deterministic (no randomness), and the same for an image of the run itself.
+    overlap. An image's offset from its cell in that frame (its logit against the cell's mean
+    logit, its 16-d point against the centroid) is scaled so that the cell's glyph radius is the
+    95th percentile of the offsets of the run's own images in the cell, and added to the glyph's
+    drawn centre; an offset beyond the glyph is shrunk onto its rim. So the run's own images fill
+    their glyphs, a new image sits where it falls among them (right = more fake than the cell's
+    images, as the x axis), and one that deviates more than nearly all of them is on the rim, on
+    the side it deviates to (``n_on_rim``). Deterministic (no randomness), and the same for an
+    image of the run itself.
     ``classifier_weight``: the run's head's last layer (it fixes the frame's axes, as for the run).
     """
     run_z = np.asarray(run.load_array("z16"), dtype=np.float64)
@@ -190,17 +193,23 @@ def place_in_cells(run: RunStore, z16: np.ndarray, logit: np.ndarray, classifier
     typical = np.array([np.percentile(own[run_cell == k], FAR_PERCENTILE) for k in range(n_cells)])
     far = distance > typical[cell]
 
-    offset = frame.place(z, logit) - frame.place(centroids, mean_logit)[cell]
-    radius = np.array([c.get("r", 0.0) for c in drawn])[cell]
+    cell_xy = frame.place(centroids, mean_logit)
+    own_offset = np.linalg.norm(frame.place(run_z, run_logit) - cell_xy[run_cell], axis=1)
+    spread = np.array([np.percentile(own_offset[run_cell == k], FAR_PERCENTILE) for k in range(n_cells)])
+    radius = np.array([c.get("r", 0.0) for c in drawn])
+    scale = (radius / np.where(spread > 0, spread, 1.0))[cell]
+    offset = (frame.place(z, logit) - cell_xy[cell]) * scale[:, None]
     length = np.linalg.norm(offset, axis=1)
-    shrink = np.where(length > radius, radius / np.maximum(length, 1e-12), 1.0)
+    on_rim = length > radius[cell]
+    shrink = np.where(on_rim, radius[cell] / np.maximum(length, 1e-12), 1.0)
     centre = np.array([[c["x"], c["y"]] for c in drawn])[cell]
     xy = centre + offset * shrink[:, None]
     summary = {"cells": "nearest run cell centroid (mean z16 of the run's images in the cell), Euclidean",
                "position": "cell centre + own offset in the view's frame (pipeline.cells.LayoutFrame), "
-                           "shrunk onto the glyph rim when outside it",
+                           "scaled so that the glyph radius is the run's own images' 95th percentile "
+                           "offset in the cell, shrunk onto the glyph rim beyond it",
                "far_percentile": FAR_PERCENTILE, "n_far": int(far.sum()),
-               "n_on_rim": int((length > radius).sum()), "n_cells_reached": int(len(np.unique(cell)))}
+               "n_on_rim": int(on_rim.sum()), "n_cells_reached": int(len(np.unique(cell)))}
     return Placement(cell=cell.astype(int), distance=distance, far=far, xy=xy, summary=summary)
 
 

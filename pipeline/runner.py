@@ -160,6 +160,7 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     ``pipeline.apply`` checks only that some image is left).
     """
     records = scanned.records
+    report("embed", 0, len(records))  # before the files are hashed for the cache lookup
     paths = [scanned.path(r) for r in records]
     result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
                          num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,

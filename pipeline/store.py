@@ -20,8 +20,10 @@ A run folder (``<runs_dir>/<run_id>/``) holds everything the app's views need:
 ``cells.json``         cells of the representation view (see ``pipeline.cells``)
 ``projection.pt``      projection weights; ``head.pt`` head weights (torch state dicts)
 ``crossgen.json``      (once asked for: ``python -m pipeline matrix``) the cross-generator matrix
-                       of the run (``pipeline.run_matrix``), sealed (``pipeline.sealed``) and keyed
-                       by the checksums of ``features.npy`` and ``records.csv`` and the head settings
+                       of the run, a derived file like ``relevance/``: written and read by
+                       ``pipeline.run_matrix``, sealed (``pipeline.sealed``: a damaged one is
+                       computed again), keyed by the checksums of ``features.npy`` and
+                       ``records.csv`` and the head settings
 ``applied/<name>/``    (once asked for: ``python -m pipeline apply``) an applied set: other images
                        scored with this run's models, see below
 =====================  ==========================================================================
@@ -412,7 +414,7 @@ class RunStore:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    # -- applied sets and the cross-generator matrix --------------------------------------------
+    # -- applied sets ---------------------------------------------------------------------------
     def applied(self, name: str) -> "AppliedStore":
         """The applied set ``name`` of this run (it may not exist yet).
 
@@ -439,19 +441,6 @@ class RunStore:
         """Write applied set ``name`` atomically (replacing an older one of that name)."""
         return write_run(self.applied(name).path, meta=meta, records=records, cells=cells, arrays=arrays,
                          kind=AppliedStore)
-
-    def save_matrix(self, key: str, matrix: dict) -> None:
-        """Keep the run's cross-generator matrix, computed for ``key`` (sealed JSON)."""
-        from .sealed import write_sealed_json  # sealed builds on this module
-        write_sealed_json(self.path / MATRIX, {"key": key, "matrix": matrix})
-
-    def load_matrix(self, key: str | None = None) -> dict | None:
-        """The kept matrix (for ``key`` when given), or None: none kept, damaged, or another key."""
-        from .sealed import read_sealed_json
-        saved = read_sealed_json(self.path / MATRIX)
-        if not isinstance(saved, dict) or (key is not None and saved.get("key") != key):
-            return None
-        return saved.get("matrix")
 
 
 class AppliedStore(RunStore):

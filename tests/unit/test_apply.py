@@ -78,7 +78,7 @@ def test_applying_a_run_to_its_own_heldout_images_reproduces_its_predictions_and
     drawn = {c["id"]: c for c in run.read_cells()["cells"]}
     for r in records:
         c = drawn[r["cell"]]
-        assert np.hypot(r["x"] - c["x"], r["y"] - c["y"]) <= c["r"] + 1e-6
+        assert np.hypot(r["x"] - c["x"], r["y"] - c["y"]) <= c["r"] + 1e-6  # x, y rounded to 6 decimals
     cells = applied.read_cells()["cells"]
     assert [c["id"] for c in cells] == sorted(drawn)
     assert sum(c["n"] for c in cells) == len(held)
@@ -88,6 +88,23 @@ def test_applying_a_run_to_its_own_heldout_images_reproduces_its_predictions_and
         assert c["fake_wrong"] == sum(r["label"] == 1 and r["correct"] == 0 for r in mine)
         assert (c["accuracy"] is None) == (not mine)
     assert "own-heldout" in [s.name for s in run.applied_sets()]
+
+
+def test_the_runs_own_images_fill_their_glyphs_and_few_lie_far(run):
+    """Positions and 'far' are scaled by the run's own images: applied to all of them, only those
+    beyond a cell's 95th percentile (about 1 in 20 per cell) are on the rim or far."""
+    applied = apply_run(run.path, run.data_root(), name="all-own")
+    placement = applied.read_meta()["placement"]
+    sizes = [c["n"] for c in run.read_cells()["cells"]]
+    most = sum(int(np.ceil(0.05 * n)) for n in sizes)
+    assert applied.read_meta()["data"]["n_images"] == sum(sizes) == 48
+    assert placement["n_on_rim"] <= most and placement["n_far"] <= most
+    records = applied.read_records()
+    drawn = {c["id"]: c for c in run.read_cells()["cells"]}
+    # records.csv rounds x and y to 6 decimals: 1e-6 of slack
+    inside = [(np.hypot(r["x"] - drawn[r["cell"]]["x"], r["y"] - drawn[r["cell"]]["y"]) - 1e-6) / drawn[r["cell"]]["r"]
+              for r in records]
+    assert max(inside) <= 1 and np.median(inside) < 0.8  # spread over the glyph, not on its rim
 
 
 def test_reapplying_unchanged_data_returns_the_existing_set_and_changed_data_is_scored_again(run, monkeypatch):
