@@ -141,7 +141,7 @@ def _score_and_write(run: RunStore, store: AppliedStore, key: str, scanned: Scan
         "data": data_summary(scanned, embedded),
         "bad_files": embedded.bad,
         "metrics": applied_metrics(embedded, logit),
-        "placement": {**placed.summary, "encoder_loaded": bool(getattr(models.encoder, "is_loaded", True))},
+        "placement": placed.summary,
     }
     written = run.write_applied(store.name, meta=meta, records=applied_records(embedded, logit, placed),
                                 cells=cells, arrays={"z16": z16.astype(np.float32),
@@ -272,5 +272,5 @@ def data_summary(scanned: ScanResult, embedded: Embedded) -> dict:
     return {"root": str(scanned.root), "manifest": str(scanned.manifest) if scanned.manifest else None,
             "fingerprint": scanned.fingerprint, "n_images": len(embedded.records), "n_bad": len(embedded.bad),
             "n_real": int((labels == 0).sum()), "n_fake": int((labels == 1).sum()),
-            "n_unlabelled": int((labels == UNLABELLED).sum()),
+            "n_unlabelled": int((labels == UNLABELLED).sum()), "n_embedded": embedded.n_computed,
             "labelled": bool(len(labels) and (labels != UNLABELLED).all())}

@@ -57,6 +57,7 @@ class Embedded:
     paths: list[Path]
     embeddings: np.ndarray  # (N, D) float32
     bad: list[dict]  # the scan's bad files plus those that failed to decode: {"path", "reason"}
+    n_computed: int = 0  # images that went through the encoder (the rest came from the cache)
 
     @property
     def labels(self) -> np.ndarray:
@@ -174,7 +175,8 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     keep = np.array([i not in failed for i in range(len(records))], dtype=bool)
     embedded = Embedded(records=[r for r, k in zip(records, keep) if k],
                         paths=[p for p, k in zip(paths, keep) if k],
-                        embeddings=np.asarray(result.embeddings, dtype=np.float32)[keep], bad=bad)
+                        embeddings=np.asarray(result.embeddings, dtype=np.float32)[keep], bad=bad,
+                        n_computed=result.n_computed)
     if check:
         check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
     return embedded

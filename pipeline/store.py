@@ -36,7 +36,8 @@ inside its run, written atomically like a run (:func:`write_run`) and checked th
                        run's model fingerprint: an unchanged data set is not scored again);
                        ``data`` (root, manifest, fingerprint, ``n_images``, ``n_bad``, ``n_real``,
                        ``n_fake``, ``n_unlabelled``, ``labelled``: true when every image has a
-                       label); ``bad_files`` (as a run's); ``metrics``: None without labels, else
+                       label; ``n_embedded``: images not in the embedding cache, which went
+                       through the encoder); ``bad_files`` (as a run's); ``metrics``: None without labels, else
                        the figures of ``pipeline.metrics.binary_metrics`` on the labelled images
                        with ``per_generator`` (the keys of a run's ``metrics.head``);
                        ``placement`` (how cells and positions were assigned, and how many images

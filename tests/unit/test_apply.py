@@ -17,7 +17,7 @@ from pipeline.cli import main as cli_main
 from pipeline.config import REPO_ROOT, load_config
 from pipeline.crossgen import cross_generator_matrix
 from pipeline.data import UNLABELLED
-from pipeline.models import clear_cache
+from pipeline.models import clear_cache, load_run_models
 from pipeline.run_matrix import cached_matrix, run_matrix
 from pipeline.runner import run_pipeline
 from pipeline.store import MATRIX, RunStore
@@ -54,6 +54,7 @@ def heldout_rows(run):
 def test_applying_a_run_to_its_own_heldout_images_reproduces_its_predictions_and_metrics(run):
     held = heldout_rows(run)
     manifest = write_manifest(run.data_root() / "heldout.csv", [r for _, r in held])
+    clear_cache()  # the run's models are loaded afresh by this apply
     applied = apply_run(run.path, manifest, name="own-heldout")
     meta = applied.read_meta()
 
@@ -68,7 +69,8 @@ def test_applying_a_run_to_its_own_heldout_images_reproduces_its_predictions_and
     assert meta["metrics"]["per_generator"] == expected["per_generator"]
     assert set(meta["metrics"]["per_generator"]) == {"gan", "diffusion"}
     # every image was embedded by the run: nothing is embedded again, the encoder is never loaded
-    assert meta["placement"]["encoder_loaded"] is False
+    assert meta["data"]["n_embedded"] == 0
+    assert load_run_models(run.path, lazy_encoder=True).encoder.is_loaded is False
 
     # the run's own images land in their own cells (nearest centroid of converged k-means) ...
     records = applied.read_records()
@@ -142,7 +144,7 @@ def test_an_unlabelled_folder_gives_predictions_and_no_metrics(run, tmp_path, ca
     meta = applied.read_meta()
     assert meta["metrics"] is None
     assert meta["data"]["n_unlabelled"] == 7 and meta["data"]["labelled"] is False
-    assert meta["placement"]["encoder_loaded"] is True
+    assert meta["data"]["n_embedded"] == 1  # the never-seen image; the run's six come from the cache
     records = {r["path"]: r for r in applied.read_records()}
     assert all(r["label"] == UNLABELLED and r["correct"] == -1 and r["generator"] == "" for r in records.values())
     run_prob = 1 / (1 + np.exp(-run.load_array("logit").astype(np.float64)))
