@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,info,probe,compare,demo-data,explain,concepts} ...``."""
+"""Command line: ``python -m pipeline {run,apply,matrix,info,probe,compare,demo-data,explain,concepts} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .config import REPO_ROOT, load_config, with_data
 from .diskcheck import StorageError
+from .store import ArtifactError
 
 
 class StageBars:
@@ -103,15 +104,25 @@ def _resolve_run(run: str, config: str | None) -> Path:
 
 
 def cmd_info(args) -> int:
+    from .generalisation_cli import print_applied, print_applied_sets, print_matrix_if_kept
     from .store import RunStore
     from .validity import read_probe
-    run = _resolve_run(args.run, args.config)
-    meta = RunStore(run).read_meta()
+    run = RunStore(_resolve_run(args.run, args.config))
+    if args.applied:
+        applied = run.applied(args.applied)
+        if args.json:
+            print(json.dumps(applied.read_meta()["metrics"], indent=1))
+        else:
+            print_applied(applied, all_cells=args.all_cells)
+        return 0
+    meta = run.read_meta()
     if args.json:
         print(json.dumps({"metrics": meta["metrics"], "checks": meta.get("checks"),
-                          "bias_probe": read_probe(run)}, indent=1))
+                          "bias_probe": read_probe(run.path)}, indent=1))
     else:
-        print_metrics(meta, probe=read_probe(run))
+        print_metrics(meta, probe=read_probe(run.path))
+        print_applied_sets(run)
+        print_matrix_if_kept(run)
     return 0
 
 
@@ -143,6 +154,34 @@ def cmd_compare(args) -> int:
     metas = [RunStore(_resolve_run(r, args.config)).read_meta() for r in (args.run_a, args.run_b)]
     for line in compare_lines(*metas):
         print(line)
+        print_metrics(meta)
+        print_applied_sets(run)
+        print_matrix_if_kept(run)
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from .apply import apply_run
+    from .generalisation_cli import print_applied
+    bars = StageBars()
+    try:
+        applied = apply_run(_resolve_run(args.run, args.config), args.data, name=args.name, progress=bars)
+    finally:
+        bars.close()
+    print_applied(applied)
+    print(f"applied set folder: {applied.path}")
+    return 0
+
+
+def cmd_matrix(args) -> int:
+    from .run_matrix import matrix_text, run_matrix
+    bars = StageBars()
+    try:
+        matrix = run_matrix(_resolve_run(args.run, args.config), recompute=args.recompute,
+                            progress=lambda d, t: bars("heads", d, t))
+    finally:
+        bars.close()
+    print(json.dumps(matrix, indent=1) if args.json else matrix_text(matrix))
     return 0
 
 
@@ -188,9 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="image folder (CNNDetection layout) or CSV manifest")
     p.set_defaults(func=cmd_run)
 
-    p = with_config(sub.add_parser("info", help="print a run's metrics"))
+    p = with_config(sub.add_parser("info", help="print a run's metrics, applied sets and matrix"))
     p.add_argument("run", help="run folder or run id")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--applied", metavar="NAME", help="print this applied set: metrics, cells, bad files")
+    p.add_argument("--all-cells", action="store_true", help="with --applied: list every cell it reaches")
     p.set_defaults(func=cmd_info)
 
     p = with_config(sub.add_parser("probe", help="bias probe: how class-neutral re-encodings move "
@@ -204,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.set_defaults(func=cmd_compare)
+    p = with_config(sub.add_parser("apply", help="score new images with a run (an applied set)"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--data", required=True, help="image folder (labelled or not) or CSV manifest")
+    p.add_argument("--name", help="the applied set's name (default: the data set's name)")
+    p.set_defaults(func=cmd_apply)
+
+    p = with_config(sub.add_parser("matrix", help="cross-generator matrix of a run (cached features)"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--recompute", action="store_true", help="compute it again even if it is kept")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_matrix)
 
     p = with_config(sub.add_parser("demo-data", help="build the offline demo data set"))
     p.add_argument("--out", required=True)
@@ -235,6 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faxplainer").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, StorageError) as e:
+    except (FileNotFoundError, ValueError, StorageError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

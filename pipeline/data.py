@@ -8,6 +8,12 @@ Layouts accepted (method.md section 7):
   to the manifest's folder; ``label`` one of ``real``/``fake``/``0``/``1``. A ``manifest.csv`` at a
   folder's root is used automatically.
 
+Scoring new images with a finished run (``pipeline.apply``) also accepts images without labels,
+but only when asked for (``scan(..., allow_unlabelled=True)``): then image files outside any
+``0_real``/``1_fake`` folder, manifest rows with an empty label and manifests without a ``label``
+column give records labelled :data:`UNLABELLED`. A label is never guessed; a label that is present
+but not one of the words above is still a bad entry.
+
 Every file that cannot be used is reported with its reason (zero bytes, truncated, not an image, a
 decompression bomb, a link leaving the root, a symbolic-link loop, a folder named like an image, a
 missing manifest entry, a bad label) and skipped; the scan goes on. The scan also reads each file's
@@ -32,6 +38,7 @@ from .filefacts import FileFacts, facts_from_image
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 LABEL_DIRS = {"0_real": 0, "1_fake": 1}
+UNLABELLED = -1  # Record.label of an image whose class is not known (scan(allow_unlabelled=True))
 _LABEL_WORDS = {"real": 0, "0": 0, "0_real": 0, "fake": 1, "1": 1, "1_fake": 1}
 
 # Never decode partially: a truncated file is an error, not a grey-bottomed image.
@@ -55,7 +62,7 @@ class BadImageError(Exception):
 class Record:
     id: str  # stable: hash of the path relative to the data root
     path: str  # relative to the data root, with forward slashes
-    label: int  # 0 real, 1 fake
+    label: int  # 0 real, 1 fake, UNLABELLED (-1) unknown (only from scan(allow_unlabelled=True))
     generator: str = ""
     category: str = ""
     source: str = ""  # e.g. the source photo of a demo-set crop (split groups)
@@ -227,9 +234,11 @@ def _parse_label(value: str) -> int | None:
     return _LABEL_WORDS.get(str(value).strip().lower())
 
 
-def _folder_entries(root: Path, bad: list[dict]) -> list[dict]:
+def _folder_entries(root: Path, bad: list[dict], allow_unlabelled: bool = False) -> list[dict]:
     """Entries from the CNNDetection layout: the label folder decides the label; the folders above
-    it are ``[generator/][category/]``."""
+    it are ``[generator/][category/]``. ``allow_unlabelled``: files outside every label folder are
+    entries too, labelled :data:`UNLABELLED`, with no generator or category (none is guessed from
+    their folders); otherwise they are not looked at."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
@@ -239,15 +248,16 @@ def _folder_entries(root: Path, bad: list[dict]) -> list[dict]:
                         "(links may leave the data root)"})
         parts = rel_dir.parts
         label_pos = next((i for i, p in enumerate(parts) if p in LABEL_DIRS), None)
-        if label_pos is None:
+        if label_pos is None and not allow_unlabelled:
             continue
         for d in dirnames:
             if Path(d).suffix.lower() in IMAGE_EXTENSIONS and not (Path(dirpath) / d).is_symlink():
                 bad.append({"path": str((rel_dir / d).as_posix()), "reason": "a folder named like an "
                             "image file, not an image (files inside it are scanned as a sub-folder)"})
-        above = parts[:label_pos]
+        above = parts[:label_pos] if label_pos is not None else ()
         generator = above[0] if len(above) >= 1 else ""
         category = above[1] if len(above) >= 2 else ""
+        label = LABEL_DIRS[parts[label_pos]] if label_pos is not None else UNLABELLED
         for name in sorted(filenames):
             if _link_loop(Path(dirpath) / name):  # os.walk lists a looping link as a file
                 bad.append({"path": str((rel_dir / name).as_posix()), "reason": _LOOP_REASON})
@@ -257,22 +267,26 @@ def _folder_entries(root: Path, bad: list[dict]) -> list[dict]:
                 continue
             if name.lower().endswith(".csv"):
                 continue
-            entries.append({"path": str((rel_dir / name).as_posix()), "label": LABEL_DIRS[parts[label_pos]],
+            entries.append({"path": str((rel_dir / name).as_posix()), "label": label,
                             "generator": generator, "category": category})
     return entries
 
 
-def _manifest_entries(manifest: Path, bad: list[dict]) -> list[dict]:
+def _manifest_entries(manifest: Path, bad: list[dict], allow_unlabelled: bool = False) -> list[dict]:
+    """Entries from a CSV manifest. ``allow_unlabelled``: the ``label`` column may be missing and a
+    row's label empty (:data:`UNLABELLED`); a label that is there must still be a known word."""
     entries = []
+    needed = ("path",) if allow_unlabelled else ("path", "label")
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in reader.fieldnames or "label" not in reader.fieldnames:
-                raise ValueError(f"manifest {manifest} must have a header with at least 'path' and 'label' "
-                                 f"columns (found {reader.fieldnames})")
+            if not reader.fieldnames or any(c not in reader.fieldnames for c in needed):
+                raise ValueError(f"manifest {manifest} must have a header with at least "
+                                 f"{' and '.join(repr(c) for c in needed)} column(s) (found {reader.fieldnames})")
             for line_no, row in enumerate(reader, start=2):
                 rel = (row.get("path") or "").strip()
-                label = _parse_label(row.get("label", ""))
+                text = (row.get("label") or "").strip()
+                label = UNLABELLED if allow_unlabelled and not text else _parse_label(text)
                 if not rel:
                     bad.append({"path": f"{manifest.name}:{line_no}", "reason": "manifest row has no path"})
                     continue
@@ -291,11 +305,13 @@ def _manifest_entries(manifest: Path, bad: list[dict]) -> list[dict]:
 
 
 def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None, *,
-         with_facts: bool = True) -> ScanResult:
+         with_facts: bool = True, allow_unlabelled: bool = False) -> ScanResult:
     """Scan the configured folder or manifest into records, reporting bad files instead of failing.
 
     ``with_facts``: also read each file's header facts (``pipeline.filefacts``) from the handle the
     probe opens anyway; ``ScanResult.facts`` is then parallel to ``records`` (empty otherwise).
+    ``allow_unlabelled``: images without a label are kept, labelled :data:`UNLABELLED` (see the
+    module docstring); a run needs labels and leaves it off.
     """
     if cfg.manifest:
         manifest = resolve_path(cfg.manifest)
@@ -311,7 +327,8 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None, *,
         raise ValueError("no data configured: set data.root (a folder) or data.manifest (a CSV)")
 
     bad: list[dict] = []
-    entries = _manifest_entries(manifest, bad) if manifest else _folder_entries(root, bad)
+    entries = (_manifest_entries(manifest, bad, allow_unlabelled) if manifest
+               else _folder_entries(root, bad, allow_unlabelled))
     if cfg.generators:
         entries = [e for e in entries if e["generator"] in cfg.generators]
     if cfg.categories:
@@ -363,6 +380,7 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None, *,
         raise ValueError(f"no usable images found under {root}"
                          f"{' (manifest ' + str(manifest) + ')' if manifest else ''}; "
                          f"expected <root>/[generator/][category/]0_real|1_fake/ or a manifest.csv"
+                         f"{' (or, unlabelled, image files anywhere under it)' if allow_unlabelled else ''}"
                          f" ({len(bad)} file(s) rejected)")
     return ScanResult(root=root, records=records, bad=bad, fingerprint=h.hexdigest()[:16], manifest=manifest,
                       facts=facts)

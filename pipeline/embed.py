@@ -276,6 +276,9 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
         progress(done, n)
 
     todo = [(key, paths[rows[0]]) for key, rows in rows_of.items()]
+    if not todo:  # all cached (or failed): the model is not touched, so a lazily loaded one never loads
+        failures.sort()
+        return EmbedResult(out, failures, n_computed=0, n_cached=n_cached)
     pending_keys: list[bytes] = []
     pending_vecs: list[np.ndarray] = []
     n_computed = 0

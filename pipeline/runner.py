@@ -61,6 +61,7 @@ class Embedded:
     bad: list[dict]  # the scan's bad files plus those that failed to decode: {"path", "reason"}
     facts: list = dataclasses.field(default_factory=list)  # pipeline.filefacts.FileFacts per image
     keys: list[str] = dataclasses.field(default_factory=list)  # sha256 of each file's bytes
+    n_computed: int = 0  # images that went through the encoder (the rest came from the cache)
 
     @property
     def labels(self) -> np.ndarray:
@@ -70,7 +71,8 @@ class Embedded:
         """The images where ``keep`` is true (the bad files stay as they are)."""
         pick = lambda items: [x for x, k in zip(items, keep) if k]  # noqa: E731
         return Embedded(pick(self.records), pick(self.paths), self.embeddings[keep], self.bad,
-                        pick(self.facts) if self.facts else [], pick(self.keys) if self.keys else [])
+                        pick(self.facts) if self.facts else [], pick(self.keys) if self.keys else [],
+                        self.n_computed)
 
 
 @dataclass
@@ -112,17 +114,19 @@ def reporter(progress: Progress | None, should_cancel: Callable[[], bool] | None
 
 # -- stages ----------------------------------------------------------------------------------------
 
-def scan_stage(cfg: Config, report: Progress) -> ScanResult:
+def scan_stage(cfg: Config, report: Progress, allow_unlabelled: bool = False) -> ScanResult:
     """The data set's usable images and the files that cannot be used (logged, kept in the run).
 
     Everything the scan can decide fails here, before any encoder is loaded: a data set with one
-    class only, or too few usable images.
+    class only, or too few usable images. ``allow_unlabelled`` (scoring new images with a run,
+    ``pipeline.apply``): images without labels are kept and neither check is made.
     """
     report("scan", 0, 1)
-    scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t))
+    scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t), allow_unlabelled=allow_unlabelled)
     for b in scanned.bad:
         log.warning("skipped %s: %s", b["path"], b["reason"])
-    check_usable(scanned.records, f"the data under {scanned.root}", len(scanned.bad))
+    if not allow_unlabelled:
+        check_usable(scanned.records, f"the data under {scanned.root}", len(scanned.bad))
     return scanned
 
 
@@ -160,9 +164,15 @@ def finished_run(store: RunStore, report: Progress) -> RunStore | None:
     return store
 
 
-def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Progress) -> Embedded:
-    """Embed the scan's images (cached); images that fail to decode join the bad files."""
+def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Progress,
+                check: bool = True) -> Embedded:
+    """Embed the scan's images (cached); images that fail to decode join the bad files.
+
+    ``check``: fail unless both classes and :data:`MIN_IMAGES` images are left (a run's needs;
+    ``pipeline.apply`` checks only that some image is left).
+    """
     records = scanned.records
+    report("embed", 0, len(records))  # before the files are hashed for the cache lookup
     paths = [scanned.path(r) for r in records]
     result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
                          num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
@@ -176,8 +186,10 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
         log.warning("skipped %s: %s", records[i].path, why)
     keep = np.array([i not in failed for i in range(len(records))], dtype=bool)
     embedded = Embedded(records=records, paths=paths, embeddings=np.asarray(result.embeddings, np.float32),
-                        bad=bad, facts=list(scanned.facts), keys=list(result.keys)).subset(keep)
-    check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
+                        bad=bad, facts=list(scanned.facts), keys=list(result.keys),
+                        n_computed=result.n_computed).subset(keep)
+    if check:
+        check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
     return embedded
 
 
