@@ -45,6 +45,10 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
     "pipeline": {
         "run": "embeds a data set and trains the models: minutes",
         "info": "needs an existing run (the README shows a placeholder id)",
+        "apply": "needs an existing run, and embeds the new images: minutes",
+        "matrix": "needs an existing run with two or more generators",
+        "probe": "needs an existing run, and re-encodes and scores its held-out images: minutes",
+        "compare": "needs two existing runs",
         "demo-data": "builds 800 images into the repository: minutes",
     },
     "app": "serves the app until stopped",
