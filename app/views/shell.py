@@ -119,8 +119,8 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
         if ctx.run_dir(state.run) is None:  # an unknown run: nothing opens, the status line says why
             return ViewState(run=state.run, view=state.view), False
         return state, False
-    if trigger == ids.RUN_PICKER:
-        return with_run(current, value), True
+    if trigger == ids.RUN_PICKER:  # (None: the picker dropped a value it has no option for)
+        return (with_run(current, value), True) if value else (current, False)
     if trigger == ids.REPR_GRAPH:
         points = (value or {}).get("points") or []
         if not points or points[0].get("customdata") is None:
@@ -267,4 +267,6 @@ def register(app, ctx: AppContext, managers) -> None:
             sel_out = {"ids": list(state.sel), "from": source}
         return (changed(state.run, run), changed(state.cell, cell), sel_out,
                 changed(state.view, view), format_search(state) if write_url else no_update,
-                changed(state.run, picked), changed(state.view, toggle))
+                # the picker only shows runs it lists: an unknown run's id would be dropped by it
+                changed(state.run, picked) if ctx.run_dir(state.run) else no_update,
+                changed(state.view, toggle))
