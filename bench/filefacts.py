@@ -26,11 +26,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
 
 import numpy as np  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
 
+from bench._options import parse_args  # noqa: E402
 from pipeline.config import DataConfig  # noqa: E402
 from pipeline.data import scan  # noqa: E402
 
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--files", type=int, default=2000, help="image files to write and scan (default 2000)")
     ap.add_argument("--repeats", type=int, default=3, help="timed scans per variant; the best is kept")
     ap.add_argument("--work", type=Path, default=None, help="folder for the files (kept; default: a temporary one)")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, {"files": 1000, "repeats": 2}, argv)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-filefacts-"))
     try:

@@ -43,3 +43,25 @@ def test_help_lists_the_quick_values(capsys):
 def test_a_quick_value_for_a_missing_option_is_refused():
     with pytest.raises(ValueError, match="no_such"):
         parse_args(_parser(), {"no_such": 1}, [])
+
+
+def test_every_bench_starts_both_ways_and_has_a_quick_run():
+    """Each bench/*.py (helper modules excepted) puts the repository on sys.path when started as a
+    script (``import _path`` under ``if not __package__``), runs ``main`` as a script, and takes
+    ``--quick`` (``bench._options.parse_args``): ``make bench`` runs each one quick."""
+    import ast
+
+    from pipeline.config import REPO_ROOT
+
+    helpers = {"_path.py", "_options.py", "__init__.py", "bf16_agreement.py"}
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    for path in sorted((REPO_ROOT / "bench").glob("*.py")):
+        if path.name in helpers:
+            continue
+        text = path.read_text()
+        tree = ast.parse(text)
+        guard = [n for n in tree.body if isinstance(n, ast.If) and "__package__" in ast.unparse(n.test)]
+        assert guard and "import _path" in ast.unparse(guard[0]), f"{path.name}: no _path bootstrap"
+        assert "--quick" in text or "parse_args(ap" in text or "parse_args(parser" in text, \
+            f"{path.name}: no --quick option"
+        assert f"bench/{path.name}" in makefile, f"{path.name}: not in make bench"
