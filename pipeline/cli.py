@@ -117,7 +117,7 @@ def cmd_info(args) -> int:
         return 0
     meta = run.read_meta()
     if args.json:
-        print(json.dumps({"metrics": meta["metrics"], "checks": meta.get("checks"),
+        print(json.dumps({**meta["metrics"], "checks": meta.get("checks"),
                           "bias_probe": read_probe(run.path)}, indent=1))
     else:
         print_metrics(meta, probe=read_probe(run.path))
