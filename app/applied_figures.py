@@ -165,11 +165,12 @@ def image_markers(view, indices: np.ndarray) -> dict:
             f"{view.outcome_mark(i)} · p(fake) {view.prob[i]:.3f}<br>cell {int(view.cell[i])}"
             + (" · far from the cell's training images" if f else "")
             for i, f in zip(idx.tolist(), far.tolist())]
+    size = 7 if len(idx) <= 300 else 5  # many images: smaller markers (zoom in to tell them apart)
     return dict(type="scatter", x=x.astype(np.float32), y=y.astype(np.float32), mode="markers",
                 name=MARKERS_NAME, showlegend=False, text=text,
                 customdata=[[int(view.cell[i]), int(i)] for i in idx.tolist()],
                 hovertemplate="%{text}<extra></extra>",
-                marker=dict(size=7, color=marker_colours(view.label[idx], view.pred[idx]),
+                marker=dict(size=size, color=marker_colours(view.label[idx], view.pred[idx]),
                             symbol=[MARKER_SYMBOLS[o] for o in outcomes],
-                            line=dict(width=[1.6 if f else 0.8 for f in far.tolist()],
+                            line=dict(width=[1.2 if f else 0.6 for f in far.tolist()],
                                       color=[FAR_LINE if f else NEAR_LINE for f in far.tolist()])))

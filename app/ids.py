@@ -84,6 +84,7 @@ IMAGES_TOOLTIP = "images-hover-tooltip"
 IMAGES_TOOLTIP_IMG = "images-hover-img"
 IMAGES_TOOLTIP_TEXT = "images-hover-text-div"
 IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure on screen
+IMAGES_LEGEND_UNLABELLED = "images-legend-unlabelled-span"  # "no label" frame, for applied sets
 IMAGES_HIGHLIGHT = "images-highlight-div"  # what the highlighted tiles are, with a clear button
 HIGHLIGHT_CLEAR = "images-highlight-clear-button"
 VIEW_TOGGLE = "images-view-radio"

@@ -120,20 +120,19 @@ def legend_note(ctx: AppContext, run_id, layers) -> tuple:
         return [], HIDDEN
     unlabelled = not view.labelled.all()
     if layers == "both":
-        parts = [html.B("Applied set over the training glyphs: "),
+        parts = [html.B("Applied set over the training glyphs: "), html.Span(
                  "the run's glyphs (faded) count its training images; each marker is an image of the set at its "
                  "place in its cell · colour = its label (blue real, orange fake)"
                  + (", or its prediction when it has none" if unlabelled else "")
                  + " · ● right, ✕ wrong" + (", ◆ no label (prediction only)" if unlabelled else "")
-                 + " · black outline = far from the cell's training images (16-d)"]
+                 + " · black outline = far from the cell's training images (16-d)")]
     else:
-        parts = [html.B("Applied set: "),
+        parts = [html.B("Applied set: "), html.Span(
                  "each glyph counts the set's images in that run cell (area ~ images; same share of the set as "
-                 "of the run's images = same size as in the training view); grey = no image of the set fell there"]
-        if unlabelled:
-            parts.append(" · images without a label are coloured by their prediction, solid: no right or "
-                         "wrong without a label")
-    return parts, {}
+                 "of the run's images = same size as in the training view); grey = no image of the set fell there"
+                 + (" · images without a label are coloured by their prediction, solid: no right or wrong "
+                    "without a label" if unlabelled else ""))]
+    return [html.Span(parts, className="fx-applied-line")], {}
 
 
 def status_parts(view) -> tuple[str, list]:
@@ -204,6 +203,11 @@ def register(app, ctx: AppContext, managers) -> None:
                   Input(ids.STORE_RUN, "data"), Input(ids.REPR_LAYERS, "value"))
     def _legend(run_id, layers):
         return legend_note(ctx, run_id, layers)
+
+    @app.callback(Output(ids.IMAGES_LEGEND_UNLABELLED, "style"), Input(ids.STORE_RUN, "data"))
+    def _grid_legend(run_id):
+        view = ctx.run(run_id)
+        return {} if view is not None and not view.labelled.all() else HIDDEN
 
     @app.callback(Output(ids.APPLY_COLLAPSE, "style"), Input(ids.APPLY_TOGGLE, "n_clicks"),
                   prevent_initial_call=True)

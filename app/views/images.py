@@ -60,7 +60,8 @@ def layout() -> html.Div:
                 html.Span([html.Span(className="fx-frame wrong"), "prediction wrong"],
                           className="fx-legend-item"),
                 html.Span([html.Span(className="fx-frame unlabelled"), "no label (prediction only)"],
-                          className="fx-legend-item fx-unlabelled-item"),
+                          id=ids.IMAGES_LEGEND_UNLABELLED, className="fx-legend-item",
+                          style={"display": "none"}),  # shown for a set with such images (app.views.applied)
                 html.Span([html.Span(className="fx-frame selected"), "selected"],
                           className="fx-legend-item"),
                 html.Span("click an image to open it · box/lasso-select images to compare their "

@@ -43,10 +43,10 @@ def layout() -> html.Details:
                                     {"label": "accuracy", "value": "accuracy"}]),
         ]),
         JobPanel(ids.MATRIX_JOB, [
+            dcc.Graph(id=ids.MATRIX_GRAPH, figure=empty_figure(""), style=HIDDEN, className="fx-matrix-graph",
+                      config={"displayModeBar": False}),
             html.Div(id=ids.MATRIX_CONTENT),
             html.Button("Compute the matrix", id=ids.MATRIX_START, n_clicks=0, style=HIDDEN),
-            dcc.Graph(id=ids.MATRIX_GRAPH, figure=empty_figure(""), style=HIDDEN,
-                      config={"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}),
         ]),
         html.Div(id=ids.MATRIX_MESSAGE, className="fx-message"),
         dcc.Store(id=ids.MATRIX_OPEN), dcc.Store(id=ids.MATRIX_ASK),
