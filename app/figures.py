@@ -317,7 +317,8 @@ Y_TITLE = "main axis of the 16-d space orthogonal to the classifier"
 def representation_figure(cells: dict, selected_cell: int | None = None,
                           uirevision: str | None = None,
                           arrays: CellArrays | None = None, hover_text: list[str] | None = None,
-                          noted=(), view: dict | None = None) -> go.Figure:
+                          noted=(), view: dict | None = None,
+                          hovertemplate: str | None = None) -> go.Figure:
     """Pie-glyph map of all cells (``cells.json`` content) -> figure.
 
     Trace order: 20 wedge traces, the boundary line, the hover/click marker layer, the
@@ -328,7 +329,8 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
     the caller keeps it (or its :meth:`CellArrays.recounted` form under a filter);
     ``hover_text``: the per-cell tooltip lines (:func:`cell_hover_texts`); ``noted``: ids of the
     cells with notes; ``view``: the axis ranges on screen (pies for the cells in view past
-    :data:`GLYPH_CELLS`).
+    :data:`GLYPH_CELLS`); ``hovertemplate``: the cells' tooltip template, when ``hover_text`` says
+    everything (an applied set's cells, :mod:`app.applied_figures`).
     """
     a = arrays if arrays is not None else CellArrays.of(cells)
     ids, x, y, counts, conf, acc, r = a.ids, a.x, a.y, a.counts, a.conf, a.acc, a.r
@@ -353,9 +355,9 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
         marker=dict(size=np.clip(2 * r / (r.max() if len(r) and r.max() > 0 else 1) * 22, 8, 30).astype(np.float32),
                     color=overview_colours(a, drawn), line=dict(width=0)),
         text=hover_text if hover_text is not None else cell_hover_texts(a),
-        hovertemplate=("<b>cell %{customdata[0]}</b><br>real: %{customdata[1]} right, "
-                       "%{customdata[2]} wrong<br>fake: %{customdata[3]} right, %{customdata[4]} "
-                       "wrong<br>%{text}<extra></extra>"),
+        hovertemplate=hovertemplate or ("<b>cell %{customdata[0]}</b><br>real: %{customdata[1]} right, "
+                                        "%{customdata[2]} wrong<br>fake: %{customdata[3]} right, "
+                                        "%{customdata[4]} wrong<br>%{text}<extra></extra>"),
         showlegend=False))
     hx, hy = highlight_ring(cells, selected_cell, r_by_id=dict(zip(ids.tolist(), r.tolist())))
     fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", hoverinfo="skip", showlegend=False,

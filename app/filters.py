@@ -9,6 +9,10 @@ images only. Both are vectorised over precomputed columns (:class:`ImageColumns`
 loaded run): categorical columns are small integer codes, counts are ``numpy.bincount`` calls,
 so 100k images take milliseconds.
 
+Images without a label (an applied set may have them, ``label`` -1) pass no label filter and no
+right / wrong filter (they have no outcome); they are counted apart (``CellCounts.unlabelled``, by
+prediction), and the accuracy of a cell is over its labelled images.
+
 Nothing here imports Dash.
 """
 from __future__ import annotations
@@ -161,8 +165,8 @@ class Categorical:
 class ImageColumns:
     """The columns a filter and the per-cell counts read, as arrays over a run's images."""
 
-    label: np.ndarray  # (N,) int8, 0 real / 1 fake
-    correct: np.ndarray  # (N,) bool
+    label: np.ndarray  # (N,) int8, 0 real / 1 fake / -1 no label (an applied set's image)
+    correct: np.ndarray  # (N,) bool (False without a label)
     prob: np.ndarray  # (N,) float64, p(fake)
     logit: np.ndarray  # (N,) float64
     cell_ids: np.ndarray  # (C,) the cells' ids in cells.json order
@@ -171,9 +175,10 @@ class ImageColumns:
     category: Categorical
     split: Categorical
     names: np.ndarray  # (N,) lower-cased file names, for the search
+    pred: np.ndarray | None = None  # (N,) int8 predictions (None: from the logit's sign)
 
     @classmethod
-    def of(cls, records: list[dict], label, correct, prob, cell, cell_ids, logit=None) -> "ImageColumns":
+    def of(cls, records: list[dict], label, correct, prob, cell, cell_ids, logit=None, pred=None) -> "ImageColumns":
         """Columns from a run's records and arrays (``logit`` None: recovered from ``prob``)."""
         prob = np.asarray(prob, dtype=np.float64)
         if logit is None or len(logit) != len(prob):
@@ -198,11 +203,20 @@ class ImageColumns:
                    cell_pos=pos, generator=Categorical.of(column("generator"), NO_GENERATOR),
                    category=Categorical.of(column("category"), NO_CATEGORY),
                    split=Categorical.of(column("split"), NO_SPLIT),
-                   names=names)
+                   names=names, pred=None if pred is None else np.asarray(pred, dtype=np.int8))
 
     @property
     def n(self) -> int:
         return len(self.label)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return self.label >= 0
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """(N,) 0 / 1: the predictions (the logit's sign when none were given)."""
+        return self.pred if self.pred is not None else (self.logit > 0).astype(np.int8)
 
 
 def _columns(view) -> ImageColumns:
@@ -229,8 +243,8 @@ def mask(view, flt: ImageFilter | dict | None) -> np.ndarray:
         keep &= cols.split.isin(flt.splits)
     if len(flt.labels) == 1:
         keep &= cols.label == LABELS.index(flt.labels[0])
-    if len(flt.outcomes) == 1:
-        keep &= cols.correct == (flt.outcomes[0] == "right")
+    if len(flt.outcomes) == 1:  # an image without a label has no outcome
+        keep &= cols.labelled & (cols.correct == (flt.outcomes[0] == "right"))
     if flt.p_range != (0.0, 1.0):
         lo, hi = flt.p_range
         keep &= (cols.prob >= lo) & (cols.prob <= hi)  # inclusive at both ends
@@ -245,18 +259,31 @@ class CellCounts:
     """Every cell recounted from a subset of its images, in ``cells.json`` order.
 
     ``counts`` columns follow :data:`app.figures.CLASSES` (real right, real wrong, fake right,
-    fake wrong). Means are NaN in cells with no matching image.
+    fake wrong), of the labelled images; ``unlabelled`` (predicted real, predicted fake) of the
+    others. Means are NaN in cells with no matching image (accuracy: no labelled one).
     """
 
     ids: np.ndarray  # (C,)
     counts: np.ndarray  # (C, 4) float64
-    n: np.ndarray  # (C,) matching images
+    n: np.ndarray  # (C,) matching images (labelled or not)
     total: np.ndarray  # (C,) all images of the cell
     accuracy: np.ndarray  # (C,)
     confidence: np.ndarray  # (C,) mean max(p, 1 - p)
     mean_logit: np.ndarray  # (C,)
     generators: np.ndarray  # (C, G) matching images per generator
     generator_names: tuple[str, ...]
+    unlabelled: np.ndarray | None = None  # (C, 2) images without a label: predicted real, fake
+
+    @property
+    def drawn_counts(self) -> np.ndarray:
+        """(C, 4) wedge counts: ``counts`` with the unlabelled images in the solid wedge of their
+        prediction (``app.applied_figures.drawn_counts``)."""
+        if self.unlabelled is None or not self.unlabelled.any():
+            return self.counts
+        out = self.counts.copy()
+        out[:, 0] += self.unlabelled[:, 0]
+        out[:, 2] += self.unlabelled[:, 1]
+        return out
 
     @property
     def boundary_distance(self) -> np.ndarray:
@@ -295,21 +322,24 @@ def cell_counts(view, keep: np.ndarray | None = None) -> CellCounts:
     c, g = len(cols.cell_ids), len(cols.generator.values)
     valid = cols.cell_pos >= 0
     sel = valid if keep is None else (valid & np.asarray(keep, dtype=bool))
+    known = cols.labelled[sel]
     pos = cols.cell_pos[sel]
-    cls = 2 * cols.label[sel].astype(np.int64) + (~cols.correct[sel]).astype(np.int64)
-    counts = np.bincount(pos * 4 + cls, minlength=4 * c).reshape(c, 4).astype(np.float64)
-    n = counts.sum(axis=1)
+    cls = 2 * cols.label[sel][known].astype(np.int64) + (~cols.correct[sel][known]).astype(np.int64)
+    counts = np.bincount(pos[known] * 4 + cls, minlength=4 * c).reshape(c, 4).astype(np.float64)
+    unlabelled = np.bincount(pos[~known] * 2 + cols.predicted[sel][~known].astype(np.int64),
+                             minlength=2 * c).reshape(c, 2).astype(np.float64)
+    n = counts.sum(axis=1) + unlabelled.sum(axis=1)
     total = np.bincount(cols.cell_pos[valid], minlength=c).astype(np.float64)
     prob = cols.prob[sel]
     with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = (counts[:, 0] + counts[:, 2]) / n
+        accuracy = (counts[:, 0] + counts[:, 2]) / counts.sum(axis=1)
         confidence = np.bincount(pos, weights=np.maximum(prob, 1 - prob), minlength=c) / n
         mean_logit = np.bincount(pos, weights=cols.logit[sel], minlength=c) / n
     gen = np.bincount(pos * g + cols.generator.codes[sel], minlength=c * g).reshape(c, g) if g else \
         np.zeros((c, 0), dtype=np.int64)
     return CellCounts(ids=cols.cell_ids, counts=counts, n=n, total=total, accuracy=accuracy,
                       confidence=confidence, mean_logit=mean_logit, generators=gen,
-                      generator_names=cols.generator.values)
+                      generator_names=cols.generator.values, unlabelled=unlabelled)
 
 
 def matching_images(keep: np.ndarray, limit: int) -> tuple[np.ndarray, int]:

@@ -44,6 +44,36 @@ REPR_LEGEND = "representation-legend-div"
 REPR_INFO = "representation-info-div"
 REPR_SHOWN = "representation-shown-store"  # run id of the figure on screen
 REPR_VIEW = "representation-view-store"  # axis ranges on screen (level of detail past GLYPH_CELLS)
+REPR_TITLE = "representation-title-span"  # "Representation" / "… · applied set X of run Y"
+REPR_APPLIED_NOTE = "representation-applied-legend-div"  # what an applied set's drawing encodes
+
+# -- applied sets: the data switch, "score a folder with this run" (app.views.applied) ------------
+REPR_DATA = "applied-data-dropdown"  # run id (training data) or "RUN@SET" (an applied set)
+REPR_LAYERS = "applied-layers-radio"  # "set" (its glyphs) | "both" (its images over the run's glyphs)
+REPR_LAYERS_WRAP = "applied-layers-div"
+APPLY_TOGGLE = "applied-score-button"
+APPLY_COLLAPSE = "applied-score-panel-div"
+APPLY_RUN = "applied-score-run-div"  # which run will score the folder
+APPLY_PATH = "applied-score-path-input"
+APPLY_NAME = "applied-score-name-input"
+APPLY_START = "applied-score-start-button"
+APPLY_CANCEL = "applied-score-cancel-button"
+APPLY_PROGRESS = "applied-score-progress"
+APPLY_PROGRESS_LABEL = "applied-score-progress-label-div"
+APPLY_MESSAGE = "applied-score-message-div"
+APPLY_OPEN = "applied-score-open-link"  # "open it" link of a finished applied set
+
+# -- cross-generator matrix (app.views.matrix) ------------------------------------------------
+MATRIX_PANEL = "matrix-panel-details"
+MATRIX_SUMMARY = "matrix-summary-span"
+MATRIX_JOB = "matrix"  # its job panel
+MATRIX_CONTENT = "matrix-content-div"
+MATRIX_GRAPH = "matrix-heatmap-graph"
+MATRIX_FIGURE = "matrix-figure-radio"  # "auc" | "accuracy"
+MATRIX_START = "matrix-compute-button"
+MATRIX_ASK = "matrix-ask-store"  # {"run": id}: the button was pressed while this run was open
+MATRIX_MESSAGE = "matrix-click-message-div"
+MATRIX_OPEN = "matrix-open-store"  # {"run", "cell": "set:<hash>"}: a pair's misclassified images to open
 
 # -- image view -------------------------------------------------------------------------------
 IMAGES_JOB = "images"  # the grid's job panel (app.jobpanel.JobPanel.ids builds its ids)
@@ -54,6 +84,7 @@ IMAGES_TOOLTIP = "images-hover-tooltip"
 IMAGES_TOOLTIP_IMG = "images-hover-img"
 IMAGES_TOOLTIP_TEXT = "images-hover-text-div"
 IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure on screen
+IMAGES_LEGEND_UNLABELLED = "images-legend-unlabelled-span"  # "no label" frame, for applied sets
 IMAGES_HIGHLIGHT = "images-highlight-div"  # what the highlighted tiles are, with a clear button
 HIGHLIGHT_CLEAR = "images-highlight-clear-button"
 VIEW_TOGGLE = "images-view-radio"

@@ -2,7 +2,8 @@
 
 The app's background callbacks and the CLI call these getters with a run folder; each loads the
 run's models through :func:`pipeline.models.load_run_models` (once per process), computes what is
-missing and caches it inside the run:
+missing and caches it inside the run (or inside an applied set's folder, ``<run>/applied/<name>``:
+its images, explained with its run's models; ``pipeline.store.open_store``):
 
 ==========================================  ====================================================
 ``<run>/relevance/<image_id>.npz``           one image's maps (patch resolution), z, contributions,
@@ -37,7 +38,7 @@ from pipeline.overlays import png_bytes
 from pipeline.reencode import ReencodeSpec
 from pipeline.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
 from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
-from pipeline.store import RunStore, atomic_write_bytes, hash_obj
+from pipeline.store import RunStore, atomic_write_bytes, hash_obj, open_store
 
 Progress = Callable[[int, int], None]
 OnError = Callable[[int, str], None]
@@ -154,7 +155,7 @@ def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progre
     dict index -> ImageMaps.
     """
     run = Path(run_dir)
-    store = RunStore(run)
+    store = open_store(run)
     records = store.read_records()
     indices = _checked_indices(image_indices, len(records))
     cfg = store.config()
@@ -233,7 +234,7 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
     ``<run>/relevance/faithfulness.json``.
     """
     run = Path(run_dir)
-    store = RunStore(run)
+    store = open_store(run)
     records = store.read_records()
     cfg = store.config()
     indices = _balanced_sample(records, n_images, seed)
@@ -300,10 +301,11 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
     of ``{"id", "size" (segments), "n_images", "profile" (16 floats), "patches" (PNG paths
     relative to the run folder, most central first), "sources" (per patch: image index, image
     id, SLIC resolution, bbox), "images" (indices of every image a segment came from),
-    "segments_real", "segments_fake" (segments from real / fake images)}``.
+    "segments_real", "segments_fake", "segments_unlabelled" (segments from real / fake / unlabelled
+    images: an applied set may have no labels)}``.
     """
     run = Path(run_dir)
-    store = RunStore(run)
+    store = open_store(run)
     records = store.read_records()
     in_cell = [i for i, r in enumerate(records) if r.get("cell") == int(cell)]
     if not in_cell:
@@ -365,12 +367,14 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
             sources.append({"image_index": good[seg.image], "image_id": records[good[seg.image]]["id"],
                             "resolution": seg.resolution, "bbox": list(seg.bbox)})
         member_images = [good[result.segments[m].image] for m in concept.members]
-        by_label = np.bincount([int(records[i]["label"]) for i in member_images], minlength=2)
+        labels = [int(records[i]["label"]) for i in member_images]
+        by_label = np.bincount([v for v in labels if v >= 0], minlength=2)  # -1: unlabelled
         concepts.append({"id": j, "size": concept.size, "n_images": result.n_images(concept),
                          "profile": [float(v) for v in concept.profile],
                          "patches": patches, "sources": sources,
                          "images": sorted(set(member_images)),
-                         "segments_real": int(by_label[0]), "segments_fake": int(by_label[1])})
+                         "segments_real": int(by_label[0]), "segments_fake": int(by_label[1]),
+                         "segments_unlabelled": sum(v < 0 for v in labels)})
     out = {"key": key, "cell": int(cell), "n_images": len(in_cell), "n_images_used": n,
            "n_segments": len(result.segments), "skipped": skipped, "concepts": concepts}
     write_sealed_json(cache, out)

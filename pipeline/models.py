@@ -11,6 +11,11 @@ process, keyed by the run folder, the models' fingerprint and the device.
 The functions that explain keep their explicit ``(encoder, projection, head, ...)`` arguments
 (``pipeline.relevance``, ``pipeline.concepts``); :class:`RunModels` only bundles them.
 
+An applied set's folder (``<run>/applied/<name>``, ``pipeline.store.AppliedStore``) stands for its
+run here: its images were scored with the run's models, so :func:`load_run_models` and
+:func:`model_fingerprint` of the set are the run's (:func:`scoring_run`), and the explanations of
+its images (``pipeline.explain_cache``) use the same encoder, projection and head.
+
 ``load_run_models(run, lazy_encoder=True)`` gives the run's encoder as an :class:`EncoderOnDemand`,
 loaded on first use: scoring images whose embeddings are cached (``pipeline.apply``) never loads it
 (the stand-in takes ~10 s to load on a loaded 2-core machine).
@@ -36,7 +41,7 @@ from .encoders import EncoderInfo, shared_encoder
 from .encoders.common import resolve_device
 from .head import DistilledHead
 from .project import VisionOnlyProjection
-from .store import HEAD, PROJECTION, ArtifactError, RunStore, hash_obj, sha256_file
+from .store import HEAD, PROJECTION, AppliedStore, ArtifactError, RunStore, hash_obj, open_store, sha256_file
 
 log = logging.getLogger("faxplainer")
 
@@ -147,9 +152,17 @@ def frozen(module: nn.Module, device) -> nn.Module:
     return module
 
 
+def scoring_run(folder: str | Path) -> Path:
+    """The run folder whose models score the images of ``folder``: the run itself, or the run of
+    an applied set."""
+    store = open_store(folder)
+    return store.run.path if isinstance(store, AppliedStore) else Path(folder)
+
+
 def model_fingerprint(run_dir: str | Path) -> str:
-    """Changes when the encoder, the projection or the head of the run change."""
-    run = Path(run_dir)
+    """Changes when the encoder, the projection or the head of the run change (for an applied
+    set's folder: of its run)."""
+    run = scoring_run(run_dir)
     meta = RunStore(run).read_meta()
     parts = {"encoder": (meta.get("encoder") or {}).get("fingerprint")}
     for name in (PROJECTION, HEAD):
@@ -162,7 +175,7 @@ def load_run_models(run_dir: str | Path, device: str | None = None, lazy_encoder
 
     Parameters
     ----------
-    run_dir : the run folder.
+    run_dir : the run folder (an applied set's folder: its run's models).
     device : ``cpu``, ``cuda`` or ``auto``; default: the run's ``encoder.device``.
     lazy_encoder : the encoder is an :class:`EncoderOnDemand` (loaded on first use).
 
@@ -171,7 +184,7 @@ def load_run_models(run_dir: str | Path, device: str | None = None, lazy_encoder
     pipeline.store.ArtifactError
         A model file is missing or fails its checksum.
     """
-    run = Path(run_dir).resolve()
+    run = scoring_run(Path(run_dir).resolve())
     device = device or RunStore(run).config().encoder.device
     return _load(str(run), model_fingerprint(run), device, lazy_encoder)
 

@@ -6,6 +6,9 @@ and ``records.csv`` (labels, generators and the splits the run used) and the run
 and keeps the answer in the run folder (``crossgen.json``, sealed: ``pipeline.sealed``). The key is the
 checksums the run recorded for those two files, the head settings and :data:`MATRIX_VERSION`,
 so the matrix is computed once per run; no image is read or embedded.
+
+Reading a kept matrix (:func:`cached_matrix`) imports no torch (the app's web process calls it);
+the training code (``pipeline.crossgen``) is imported when a matrix is computed or printed.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 
-from .crossgen import TABLES, cross_generator_matrix
 from .locks import once, run_locks
 from .sealed import read_sealed_json, write_sealed_json
 from .store import MATRIX, RECORDS, RunStore, hash_obj, sha256_file
@@ -80,11 +82,13 @@ def run_matrix(run_dir: str | Path, progress: Callable[[int, int], None] | None 
     def compute() -> dict:
         if not recompute and (kept := _kept(store, key)) is not None:
             return kept
+        from . import crossgen  # torch: only when a matrix is computed
+
         records = store.read_records()
         features = np.asarray(store.load_array("features", mmap=False), dtype=np.float32)
-        matrix = cross_generator_matrix(features, [r["label"] for r in records],
-                                        [r["generator"] for r in records], [r["split"] for r in records],
-                                        store.config().head, progress=progress)
+        matrix = crossgen.cross_generator_matrix(
+            features, [r["label"] for r in records], [r["generator"] for r in records],
+            [r["split"] for r in records], store.config().head, progress=progress)
         write_sealed_json(store.path / MATRIX, {"key": key, "matrix": matrix})
         log.info("cross-generator matrix of run %s: %.1f s", store.run_id, matrix["seconds"])
         return matrix
@@ -94,6 +98,8 @@ def run_matrix(run_dir: str | Path, progress: Callable[[int, int], None] | None 
 
 def matrix_text(matrix: dict) -> str:
     """The matrix as plain-text tables: AUC and accuracy, rows = trained on, columns = tested on."""
+    from .crossgen import TABLES
+
     gens = matrix["generators"]
     width = max(12, *(len(g) + 4 for g in gens)) + 1  # row labels (+ "not " of the leave-one-out rows)
     col = max(7, *(len(g) for g in gens)) + 2

@@ -73,8 +73,11 @@ inside its run, written atomically like a run (:func:`write_run`) and checked th
                        with no applied image has ``n`` 0; ``accuracy`` is over labelled images)
 =====================  ==========================================================================
 
-Image ``i`` of an applied set is ``AppliedStore.image_path(i)`` (its own data root). Recomputing a
-run (a damaged file) replaces the run folder and with it its applied sets and matrix.
+Image ``i`` of an applied set is ``AppliedStore.image_path(i)`` (its own data root); its
+``config()`` is its run's (the models that scored it). :func:`open_store` opens either kind of
+folder, so readers that take a folder (``pipeline.explain_cache``, ``pipeline.models``, the app)
+work on an applied set as on a run. Recomputing a run (a damaged file) replaces the run folder and
+with it its applied sets and matrix.
 
 Arrays are plain ``.npy`` so that ``numpy.load(..., mmap_mode="r")`` opens them without copying.
 Every write goes to a temporary file in the same folder and is renamed into place, so a crash or a
@@ -487,6 +490,22 @@ class AppliedStore(RunStore):
     @property
     def run(self) -> RunStore:
         return RunStore(self.path.parent.parent)
+
+    def config(self) -> Config:
+        """The configuration of the run whose models scored this set."""
+        return self.run.config()
+
+
+def is_applied_folder(path: str | Path) -> bool:
+    """True when ``path`` is an applied set's folder: ``<run>/applied/<name>`` inside a run."""
+    path = Path(path)
+    return (path.parent.name == APPLIED and bool(APPLIED_NAME.fullmatch(path.name))
+            and (path.parent.parent / META).is_file())
+
+
+def open_store(path: str | Path) -> RunStore:
+    """The store of a run folder, or an :class:`AppliedStore` for an applied set's folder."""
+    return AppliedStore(path) if is_applied_folder(path) else RunStore(path)
 
 
 def write_run(path: str | Path, *, meta: dict, records: list[dict], cells: dict,

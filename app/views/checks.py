@@ -134,6 +134,10 @@ def panel(ctx: AppContext, run_id):
     view = ctx.run(run_id)
     if view is None:
         return "Data checks", [], probe_block(None), False
+    if view.is_applied:  # the checks are of a run's training data; the bias probe re-scores its held-out
+        return (f"Data checks: made for runs; see run {view.parent_id} (its training data) for them",
+                [], [html.Button("Run the bias probe", id=ids.PROBE_START, n_clicks=0,
+                                 style={"display": "none"})], False)
     checks = view.meta.get("checks")
     if checks is None:
         return ("Data checks: none for this run (made before they were part of every run)", [],

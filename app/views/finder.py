@@ -18,7 +18,7 @@ import dash_ag_grid as dag
 import numpy as np
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from .. import filters, ids
+from .. import filters, ids, imagesets
 from ..context import AppContext
 from ..filters import LABELS, OUTCOMES, ImageFilter
 
@@ -169,7 +169,7 @@ def table_rows(ctx: AppContext, run_id, flt) -> tuple[list[dict], str]:
 
 def table_selection(cell) -> tuple:
     """(selectedRows, scrollTo) that show the open cell's row (none when no cell is open)."""
-    if cell is None:
+    if cell is None or imagesets.is_set(cell):  # an image set is not a row of the table
         return [], no_update
     key = str(int(cell))
     return {"ids": [key]}, {"rowId": key, "rowPosition": "middle"}
@@ -193,15 +193,13 @@ def hits(ctx: AppContext, run_id, flt):
     if total == 0:
         return [html.Span(f'No file name contains "{flt.name}" among the images that pass the '
                           "filter.", className="fx-muted")], info
-    words = ("real", "fake")
     items = [html.Span(f"{total:,} file(s) · click one to open its cell and the image:",
                        className="fx-muted")]
     for i in first.tolist():
-        mark = "✔" if view.correct[i] else "✘"
         items.append(html.Button(
             [html.B(view.file_name(i)),
-             f" · cell {int(view.cell[i])} · {words[int(view.label[i])]}, predicted "
-             f"{words[int(view.pred[i])]} {mark} · p(fake) {view.prob[i]:.2f}"],
+             f" · cell {int(view.cell[i])} · {view.label_word(i)}, predicted "
+             f"{view.pred_word(i)} {view.outcome_mark(i)} · p(fake) {view.prob[i]:.2f}"],
             id=ids.finder_hit(int(i)), n_clicks=0, className="fx-hit",
             title=str(view.records[i].get("path", ""))))
     if total > len(first):

@@ -7,12 +7,18 @@ Box or lasso selection feeds the attention view; selection restored from the URL
 ``dash.Patch`` of the marker trace only. Under the analyst's image filter (``ids.STORE_FILTER``)
 the grid holds only the cell's matching images, arranged by similarity among themselves (its own
 grid file, keyed by the filter); a cell the filter leaves empty says so.
+
+The view opens an image set as it opens a cell (``STORE_CELL`` = ``"set:<hash>"``,
+:mod:`app.imagesets`, e.g. a matrix pair's misclassified images): prepared by the same job, named
+by its title ("misclassified: trained on gan, tested on diffusion · 23 images"), filtered alike.
+An applied set's images (pseudo-run ``RUN@SET``) without a label have a grey frame and a "?"
+badge: no right or wrong.
 """
 from __future__ import annotations
 
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
-from .. import artifacts, ids
+from .. import artifacts, ids, imagesets
 from ..filters import ImageFilter
 from ..context import AppContext
 from ..figures import (HIGHLIGHT_STYLE, empty_figure, image_grid_figure, selected_positions,
@@ -53,6 +59,9 @@ def layout() -> html.Div:
                           className="fx-legend-item"),
                 html.Span([html.Span(className="fx-frame wrong"), "prediction wrong"],
                           className="fx-legend-item"),
+                html.Span([html.Span(className="fx-frame unlabelled"), "no label (prediction only)"],
+                          id=ids.IMAGES_LEGEND_UNLABELLED, className="fx-legend-item",
+                          style={"display": "none"}),  # shown for a set with such images (app.views.applied)
                 html.Span([html.Span(className="fx-frame selected"), "selected"],
                           className="fx-legend-item"),
                 html.Span("click an image to open it · box/lasso-select images to compare their "
@@ -70,15 +79,13 @@ def sprite_url(run_id: str, key: str) -> str:
 
 def hover_texts(view, order: list[int]) -> list[str]:
     """Hover text per filled slot (lines): file, label, prediction, probability, generator, split."""
-    words = ("real", "fake")
     out = []
     for i in order:
         if i < 0:
             continue
         r = view.records[i]
-        mark = "✔" if view.correct[i] else "✘"
-        out.append(f"{r.get('path') or view.file_name(i)}\nlabel {words[int(view.label[i])]} · predicted "
-                   f"{words[int(view.pred[i])]} {mark}\np(fake) = {view.prob[i]:.3f}\n"
+        out.append(f"{r.get('path') or view.file_name(i)}\nlabel {view.label_word(i)} · predicted "
+                   f"{view.pred_word(i)} {view.outcome_mark(i)}\np(fake) = {view.prob[i]:.3f}\n"
                    f"generator: {r.get('generator') or '–'} · {r.get('split') or ''}")
     return out
 
@@ -94,7 +101,7 @@ def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids, highlight: 
     fig = image_grid_figure(grid, sprite_url(view.run_id, grid["sprite"]),
                             hover_texts(view, grid["order"]), selected=sel_ids,
                             highlighted=highlighted_in(highlight, view.run_id, cell))
-    return fig, {"run": view.run_id, "cell": int(cell), "sprite": grid["sprite"],
+    return fig, {"run": view.run_id, "cell": imagesets.cell_key(cell), "sprite": grid["sprite"],
                  "filter": grid.get("filter", "")}
 
 
@@ -107,13 +114,20 @@ def highlight_note(run_id, cell, highlight: dict | None):
 
 
 def title(ctx: AppContext, run_id, cell, flt=None) -> str:
-    """The image view's title: the open cell, its size and accuracy (and how many images pass
-    the filter ``flt``)."""
+    """The image view's title: the open cell (of an applied set: said so) or image set, its size
+    and accuracy (and how many images pass the filter ``flt``)."""
     view = ctx.run(run_id)
     info = view.cell_info(cell) if view is not None and cell is not None else None
     if info is None:
         return "Images"
-    text = f"Cell {cell} · {info['n']} images · accuracy {info.get('accuracy', 0):.0%}"
+    accuracy = info.get("accuracy")
+    score = f"accuracy {accuracy:.0%}" if accuracy is not None else \
+        ("no labels: predictions only" if info["n"] else "no image")
+    if info.get("set"):
+        text = f"{info['title']} · {info['n']} images"
+    else:
+        where = f" of applied set {view.set_name}" if view.is_applied else ""
+        text = f"Cell {cell}{where} · {info['n']} images · {score}"
     flt = ImageFilter.from_json(flt)
     if not flt.keeps_all:
         text += f" · {len(artifacts.filtered_members(view, cell, flt))} shown (filter)"
@@ -125,16 +139,22 @@ def show(ctx: AppContext, cell, run_id, sel, flt=None, highlight=None):
     view = ctx.run(run_id)
     if view is None or cell is None:
         return Ready((empty_figure("Click a cell to see its images."), None))
-    if view.cell_info(cell) is None:
-        return Ready((empty_figure(f"Run {run_id} has no cell {cell}."), None))
+    info = view.cell_info(cell)
+    if info is None:
+        what = "image set" if imagesets.is_set(cell) else "cell"
+        where = view.describe()
+        return Ready((empty_figure(f"{where[0].upper()}{where[1:]} has no {what} {cell}."), None))
     flt = ImageFilter.from_json(flt)
     grid = artifacts.read_grid(ctx.app_cache(view), cell, flt.key())
     if grid is not None:
         return Ready(grid_view(ctx, view, cell, grid, (sel or {}).get("ids") or [], highlight))
     if len(artifacts.filtered_members(view, cell, flt)) == 0:
-        return Ready((empty_figure(f"No image of cell {cell} passes the filter<br>"
+        name = info["title"] if info.get("set") else f"cell {cell}"
+        if flt.keeps_all:  # e.g. a cell no image of an applied set fell in
+            return Ready((empty_figure(f"No image of {view.describe()} is in {name}."), None))
+        return Ready((empty_figure(f"No image of {name} passes the filter<br>"
                                    f"({flt.describe()})."), None))
-    return Job({"run": view.run_id, "cell": int(cell), "sel": (sel or {}).get("ids") or [],
+    return Job({"run": view.run_id, "cell": imagesets.cell_key(cell), "sel": (sel or {}).get("ids") or [],
                 "filter": flt.to_json(), "highlight": highlight},
                (empty_figure("Preparing thumbnails…"), None), "Preparing the cell's thumbnails…")
 
@@ -143,7 +163,7 @@ def compute(ctx: AppContext, view, request: dict, progress):
     """The job: thumbnails, arrangement and sprite of the requested cell; returns the grid."""
     from ..work import cell_lock
 
-    cell = int(request["cell"])
+    cell = imagesets.cell_key(request["cell"])
     flt = ImageFilter.from_json(request.get("filter"))
     cache = ctx.app_cache(view)
     with cell_lock(view.path, cell):  # a second request waits, then reads the grid

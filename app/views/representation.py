@@ -9,6 +9,10 @@ Under the analyst's image filter (``ids.STORE_FILTER``, :mod:`app.filters`) ever
 recounted from its matching images (area ~ matching images), and a cell with no matching image is
 drawn as a pale grey disc; its tooltip says so. Cells that carry notes get a purple diamond, moved
 with a patch whenever the notes change (``ids.NOTES_VERSION``).
+
+An applied set (pseudo-run ``RUN@SET``) is drawn by :mod:`app.views.applied_map`: its own glyphs,
+or the run's glyphs with its images over them (``ids.REPR_LAYERS``); the switch between the
+training data and the run's applied sets is :mod:`app.views.applied`'s.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from pipeline.store import ArtifactError
 
 from .. import filters, ids
 from ..context import AppContext
-from .. import figures
+from .. import figures, imagesets
+from . import applied_map
 from ..figures import (EMPTY_INDEX, HIGHLIGHT_INDEX, NOTES_INDEX, CellArrays, cell_hover_texts,
                        empty_figure, glyph_patch, highlight_ring, notes_marks, representation_figure)
 
@@ -50,14 +55,18 @@ def legend() -> html.Div:
 
 
 def layout() -> html.Div:
+    from . import applied
+
     return html.Div(className="fx-panel", children=[
         html.Div(className="fx-panel-head", children=[
-            html.Span("Representation", className="fx-panel-title"),
+            html.Span("Representation", id=ids.REPR_TITLE, className="fx-panel-title"),
             html.Span(id=ids.REPR_INFO, className="fx-muted"),
         ]),
+        applied.data_switch(),
         dcc.Graph(id=ids.REPR_GRAPH, figure=empty_figure(), config=GRAPH_CONFIG,
                   style={"height": "560px"}, clear_on_unhover=True),
         legend(),
+        html.Div(id=ids.REPR_APPLIED_NOTE, className="fx-legend fx-applied-note"),
         dcc.Store(id=ids.REPR_SHOWN),
         dcc.Store(id=ids.REPR_VIEW),
     ])
@@ -70,7 +79,12 @@ def drawn_cells(view, flt) -> tuple[CellArrays, filters.CellCounts | None]:
     if flt.keeps_all:
         return view.cell_arrays, None
     counts = filters.cell_counts(view, filters.mask(view, flt))
-    return view.cell_arrays.recounted(counts.counts, counts.confidence, counts.accuracy), counts
+    return view.cell_arrays.recounted(counts.drawn_counts, counts.confidence, counts.accuracy), counts
+
+
+def on_screen(ctx: AppContext, view, flt, layers=None) -> tuple[CellArrays, filters.CellCounts | None]:
+    """The glyphs on screen (:func:`drawn_cells`; an applied set's: ``applied_map.drawn_arrays``)."""
+    return applied_map.drawn_arrays(ctx, view, flt, layers) if view.is_applied else drawn_cells(view, flt)
 
 
 def noted_cells(view) -> set[int]:
@@ -87,12 +101,18 @@ def noted_cells(view) -> set[int]:
     return out
 
 
-def render(ctx: AppContext, run_id: str | None, cell: int | None, flt=None, lod_view: dict | None = None):
+def render(ctx: AppContext, run_id: str | None, cell: int | None, flt=None, lod_view: dict | None = None,
+           layers=None):
     """Full figure, info line and shown-run marker for ``run_id`` under the filter ``flt``
-    (callback body); ``lod_view``: the axis ranges on screen, kept when only the filter changed."""
+    (callback body); ``lod_view``: the axis ranges on screen, kept when only the filter changed;
+    ``layers``: how an applied set is drawn (:mod:`app.views.applied_map`)."""
     view = ctx.run(run_id)
     if view is None:
         return empty_figure("No run open: pick one above or start a new run."), "", None
+    cell = None if imagesets.is_set(cell) else cell  # an image set has no ring on the map
+    if view.is_applied:
+        fig, info = applied_map.render(ctx, view, cell, flt, layers, lod_view, noted_cells(view))
+        return fig, info, view.run_id
     arrays, counts = drawn_cells(view, flt)
     mixes = (counts or filters.cell_counts(view)).mixes()
     facts = view.cell_facts
@@ -141,7 +161,7 @@ def view_from_relayout(relayout: dict | None, previous: dict | None) -> dict | N
 
 
 def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
-                    relayout: dict | None, previous: dict | None, flt=None):
+                    relayout: dict | None, previous: dict | None, flt=None, layers=None):
     """Patch of the pies in view, the info line and the new view after a zoom or pan."""
     view = ctx.run(run_id)
     if view is None or shown != run_id or len(view.cells.get("cells", [])) <= figures.GLYPH_CELLS:
@@ -149,7 +169,7 @@ def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
     new_view = view_from_relayout(relayout, previous)
     if new_view == previous and relayout and "xaxis.autorange" not in relayout:
         return no_update, no_update, no_update
-    arrays, counts = drawn_cells(view, flt)
+    arrays, counts = on_screen(ctx, view, flt, layers)
     lod = glyph_patch(arrays, new_view)
     patch = Patch()
     for i, (x, y) in enumerate(lod["wedges"]):
@@ -157,10 +177,13 @@ def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
         patch["data"][i]["y"] = y
     patch["data"][HOVER_INDEX]["marker"]["color"] = lod["colours"]
     patch["data"][EMPTY_INDEX]["x"], patch["data"][EMPTY_INDEX]["y"] = lod["empty"]
-    return patch, info_line(view, lod["drawn"], counts), new_view
+    info = applied_map.info_line(view, applied_map.layers_of(layers), counts) if view.is_applied else \
+        info_line(view, lod["drawn"], counts)
+    return patch, info, new_view
 
 
-def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str | None, flt=None):
+def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str | None, flt=None,
+              layers=None):
     """Patch that moves the highlight ring to ``cell`` (or hides it), around the glyph as drawn
     under the filter ``flt``.
 
@@ -170,7 +193,8 @@ def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str 
     view = ctx.run(run_id)
     if view is None or shown != run_id:
         return no_update
-    arrays = drawn_cells(view, flt)[0]
+    arrays = on_screen(ctx, view, flt, layers)[0]
+    cell = None if imagesets.is_set(cell) else cell  # an image set has no ring on the map
     hx, hy = highlight_ring(view.cells, cell, r_by_id=dict(zip(arrays.ids.tolist(), arrays.r.tolist())))
     patch = Patch()
     patch["data"][HIGHLIGHT_INDEX]["x"] = hx
@@ -178,12 +202,12 @@ def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str 
     return patch
 
 
-def notes_patch(ctx: AppContext, run_id: str | None, shown: str | None, flt=None):
+def notes_patch(ctx: AppContext, run_id: str | None, shown: str | None, flt=None, layers=None):
     """Patch that moves the "has notes" diamonds after a note was added or deleted."""
     view = ctx.run(run_id)
     if view is None or shown != run_id:
         return no_update
-    x, y = notes_marks(drawn_cells(view, flt)[0], noted_cells(view))
+    x, y = notes_marks(on_screen(ctx, view, flt, layers)[0], noted_cells(view))
     patch = Patch()
     patch["data"][NOTES_INDEX]["x"] = x
     patch["data"][NOTES_INDEX]["y"] = y
@@ -194,32 +218,34 @@ def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.REPR_GRAPH, "figure"), Output(ids.REPR_INFO, "children"),
                   Output(ids.REPR_SHOWN, "data"),
                   Input(ids.STORE_RUN, "data"), Input(ids.STORE_FILTER, "data"),
+                  Input(ids.REPR_LAYERS, "value"),
                   State(ids.STORE_CELL, "data"), State(ids.REPR_SHOWN, "data"),
                   State(ids.REPR_VIEW, "data"))
-    def _render(run_id, flt, cell, shown, lod_view):
-        # a new filter on the same run keeps the zoom (uirevision) and so the pies in view
-        same_run = dash_ctx.triggered_id == ids.STORE_FILTER and shown == run_id
-        return render(ctx, run_id, cell, flt, lod_view if same_run else None)
+    def _render(run_id, flt, layers, cell, shown, lod_view):
+        # a new filter (or drawing) on the same run keeps the zoom (uirevision) and so the pies in view
+        same_run = dash_ctx.triggered_id in (ids.STORE_FILTER, ids.REPR_LAYERS) and shown == run_id
+        return render(ctx, run_id, cell, flt, lod_view if same_run else None, layers)
 
     @app.callback(Output(ids.REPR_GRAPH, "figure", allow_duplicate=True),
                   Input(ids.STORE_CELL, "data"), State(ids.STORE_RUN, "data"),
                   State(ids.REPR_SHOWN, "data"), State(ids.STORE_FILTER, "data"),
-                  prevent_initial_call=True)
-    def _highlight(cell, run_id, shown, flt):
-        return highlight(ctx, run_id, cell, shown, flt)
+                  State(ids.REPR_LAYERS, "value"), prevent_initial_call=True)
+    def _highlight(cell, run_id, shown, flt, layers):
+        return highlight(ctx, run_id, cell, shown, flt, layers)
 
     @app.callback(Output(ids.REPR_GRAPH, "figure", allow_duplicate=True),
                   Input(ids.NOTES_VERSION, "data"), State(ids.STORE_RUN, "data"),
                   State(ids.REPR_SHOWN, "data"), State(ids.STORE_FILTER, "data"),
-                  prevent_initial_call=True)
-    def _notes(_version, run_id, shown, flt):
-        return notes_patch(ctx, run_id, shown, flt)
+                  State(ids.REPR_LAYERS, "value"), prevent_initial_call=True)
+    def _notes(_version, run_id, shown, flt, layers):
+        return notes_patch(ctx, run_id, shown, flt, layers)
 
     @app.callback(Output(ids.REPR_GRAPH, "figure", allow_duplicate=True),
                   Output(ids.REPR_INFO, "children", allow_duplicate=True),
                   Output(ids.REPR_VIEW, "data"),
                   Input(ids.REPR_GRAPH, "relayoutData"), State(ids.STORE_RUN, "data"),
                   State(ids.REPR_SHOWN, "data"), State(ids.REPR_VIEW, "data"),
-                  State(ids.STORE_FILTER, "data"), prevent_initial_call=True)
-    def _level_of_detail(relayout, run_id, shown, stored, flt):
-        return level_of_detail(ctx, run_id, shown, relayout, stored, flt)
+                  State(ids.STORE_FILTER, "data"), State(ids.REPR_LAYERS, "value"),
+                  prevent_initial_call=True)
+    def _level_of_detail(relayout, run_id, shown, stored, flt, layers):
+        return level_of_detail(ctx, run_id, shown, relayout, stored, flt, layers)

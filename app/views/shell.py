@@ -15,9 +15,10 @@ from pipeline.data_roots import allowed_data_path
 from pipeline.notes import NotesStore
 from pipeline.validity import flagged, read_probe
 
-from .. import ids
+from .. import ids, imagesets
 from ..context import AppContext
-from ..jobs import stage_progress
+from ..jobpanel import start_cancel_progress
+from ..jobs import panel_state, stage_progress
 from ..roles import current_identity, may_start_runs, start_runs_refusal
 from ..work import new_run_config, run_new
 from ..runs import run_choices
@@ -58,13 +59,8 @@ def new_run_panel(ctx: AppContext) -> html.Div:
                   dcc.Input(id=ids.NEWRUN_CATEGORIES, type="text", placeholder="e.g. bird")]),
         html.Div([html.Label("Only these generators"),
                   dcc.Input(id=ids.NEWRUN_GENERATORS, type="text", placeholder="e.g. progan")]),
-        html.Button("Start", id=ids.NEWRUN_START, n_clicks=0, className="primary"),
-        html.Button("Cancel", id=ids.NEWRUN_CANCEL, n_clicks=0, disabled=True),
-        html.Div(className="fx-progress-row", children=[
-            html.Progress(id=ids.NEWRUN_PROGRESS, max="100", value="0"),
-            html.Span(id=ids.NEWRUN_PROGRESS_LABEL, className="fx-progress-label"),
-            html.Div(id=ids.NEWRUN_MESSAGE, className="fx-message"),
-        ]),
+        *start_cancel_progress(ids.NEWRUN_START, ids.NEWRUN_CANCEL, ids.NEWRUN_PROGRESS,
+                               ids.NEWRUN_PROGRESS_LABEL, ids.NEWRUN_MESSAGE),
     ])
 
 
@@ -84,6 +80,11 @@ def status(ctx: AppContext, run_id):
     line = (f"encoder: {enc.get('name', '?')} · {enc.get('model', '?')} ({enc.get('weights', '?')})"
             f" · {view.n_images} images · {len(view.cells.get('cells', []))} cells"
             + (f" · {data.get('n_bad')} unusable files skipped" if data.get("n_bad") else ""))
+    applied_metrics = None
+    if view.is_applied:  # "applied set X of run Y", and the set's own figures
+        from .applied import status_parts
+
+        line, applied_metrics = status_parts(view)
     notice, style = "", hidden
     if enc.get("fallback_reason"):  # one line; the reason on demand
         notice = html.Details(className="fx-badge-notice", children=[
@@ -95,7 +96,9 @@ def status(ctx: AppContext, run_id):
     warnings = flagged({**(view.meta.get("checks") or {}), "bias_probe": read_probe(view.path) or {}})
     badge = [html.Span(f"⚠ {len(warnings)} data check warning(s): see Data checks",
                        className="fx-checks-badge", title="; ".join(warnings))] if warnings else []
-    return line, notice, style, badge + metrics_block(view.meta.get("metrics") or {}, data)
+    metrics = applied_metrics if applied_metrics is not None else \
+        metrics_block(view.meta.get("metrics") or {}, data)
+    return line, notice, style, badge + metrics
 
 
 def _int_or_none(value) -> int | None:
@@ -121,6 +124,16 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
         return state, False
     if trigger == ids.RUN_PICKER:  # (None: the picker dropped a value it has no option for)
         return (with_run(current, value), True) if value else (current, False)
+    if trigger == ids.REPR_DATA:  # the training data or an applied set of the same run: same cells
+        if not value or value == current.run or ctx.run_dir(value) is None:
+            return current, False
+        keep = current.cell if isinstance(current.cell, int) else None
+        return ViewState(run=value, cell=keep, view=current.view), True
+    if trigger == ids.MATRIX_OPEN:  # a matrix pair's misclassified images, as an image set
+        run, cell = (value or {}).get("run"), imagesets.cell_key((value or {}).get("cell"))
+        if ctx.run_dir(run) is None or not imagesets.is_set(cell):
+            return current, False
+        return ViewState(run=run, cell=cell, view="images"), True
     if trigger == ids.REPR_GRAPH:
         points = (value or {}).get("points") or []
         if not points or points[0].get("customdata") is None:
@@ -176,10 +189,8 @@ def finished_run_message(ctx: AppContext, run_id: str, open_run: str | None):
 
 def new_run_state(trigger) -> tuple:
     """(message, progress label) when Start or Cancel is pressed: the previous job's words go."""
-    if trigger == ids.NEWRUN_CANCEL:
-        return (html.Span("Cancelled: the run stopped. Embeddings it had finished are kept in the "
-                          "cache, so starting it again resumes there.", className="fx-muted"), "")
-    return "", "starting…"
+    return panel_state(trigger == ids.NEWRUN_CANCEL, "Cancelled: the run stopped. Embeddings it had "
+                       "finished are kept in the cache, so starting it again resumes there.")
 
 
 def register(app, ctx: AppContext, managers) -> None:
@@ -236,21 +247,23 @@ def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.STORE_RUN, "data"), Output(ids.STORE_CELL, "data"),
                   Output(ids.STORE_SEL, "data"), Output(ids.STORE_VIEW, "data"),
                   Output(ids.URL, "search"), Output(ids.RUN_PICKER, "value"),
-                  Output(ids.VIEW_TOGGLE, "value"),
+                  Output(ids.VIEW_TOGGLE, "value"), Output(ids.REPR_DATA, "value"),
                   Input(ids.URL, "search"), Input(ids.RUN_PICKER, "value"),
                   Input(ids.REPR_GRAPH, "clickData"), Input(ids.IMAGES_GRAPH, "selectedData"),
                   Input(ids.VIEW_TOGGLE, "value"), Input(ids.note_jump(ALL), "n_clicks"),
                   Input(ids.STORE_HIGHLIGHT, "data"),
                   Input(ids.FINDER_TABLE, "cellClicked"), Input(ids.finder_hit(ALL), "n_clicks"),
+                  Input(ids.REPR_DATA, "value"), Input(ids.MATRIX_OPEN, "data"),
                   State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
                   State(ids.STORE_SEL, "data"), State(ids.STORE_VIEW, "data"))
-    def _route(search, picked, click, selected, toggle, _jumps, highlight, row, _hits, run, cell, sel, view):
+    def _route(search, picked, click, selected, toggle, _jumps, highlight, row, _hits, data_choice,
+               matrix_pick, run, cell, sel, view):
         trigger = dash_ctx.triggered_id
         if isinstance(trigger, dict) and not dash_ctx.triggered[0].get("value"):
-            return (no_update,) * 7  # a jump button was (re)created, not clicked
+            return (no_update,) * 8  # a jump button was (re)created, not clicked
         values = {ids.URL: search, ids.RUN_PICKER: picked, ids.REPR_GRAPH: click,
                   ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle, ids.STORE_HIGHLIGHT: highlight,
-                  ids.FINDER_TABLE: row}
+                  ids.FINDER_TABLE: row, ids.REPR_DATA: data_choice, ids.MATRIX_OPEN: matrix_pick}
         current = ViewState(run=run, cell=cell, sel=tuple((sel or {}).get("ids") or ()),
                             view=view or "images")
         first_load = run is None and view is None
@@ -269,4 +282,4 @@ def register(app, ctx: AppContext, managers) -> None:
                 changed(state.view, view), format_search(state) if write_url else no_update,
                 # the picker only shows runs it lists: an unknown run's id would be dropped by it
                 changed(state.run, picked) if ctx.run_dir(state.run) else no_update,
-                changed(state.view, toggle))
+                changed(state.view, toggle), changed(state.run, data_choice))

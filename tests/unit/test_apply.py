@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline import apply as apply_module
-from pipeline import run_matrix as run_matrix_module
+from pipeline import crossgen as crossgen_module
 from pipeline.apply import apply_run
 from pipeline.cli import main as cli_main
 from pipeline.config import REPO_ROOT, load_config
@@ -210,7 +210,7 @@ def test_the_runs_matrix_is_its_features_matrix_kept_with_the_run(run, monkeypat
     def must_not_compute(*args, **kwargs):
         raise AssertionError("the kept matrix was computed again")
     with monkeypatch.context() as m:
-        m.setattr(run_matrix_module, "cross_generator_matrix", must_not_compute)
+        m.setattr(crossgen_module, "cross_generator_matrix", must_not_compute)
         assert run_matrix(run.path) == matrix
         assert cli_main(["info", str(run.path)]) == 0
     printed = capsys.readouterr().out
