@@ -35,8 +35,10 @@ def fact_histogram(hist: dict) -> go.Figure:
     """Per-class counts of one fact's values (grouped bars: blue real, orange fake)."""
     fig = go.Figure([go.Bar(name="real", x=hist["bins"], y=hist["real"], marker_color="rgb(31,119,180)"),
                      go.Bar(name="fake", x=hist["bins"], y=hist["fake"], marker_color="rgb(255,127,14)")])
-    fig.update_layout(barmode="group", height=140, margin=dict(l=40, r=6, t=6, b=36), plot_bgcolor="white",
-                      legend=dict(orientation="h", y=1.15, x=1, xanchor="right", font=dict(size=10)),
+    fig.update_layout(barmode="group", height=150, margin=dict(l=40, r=6, t=20, b=36), plot_bgcolor="white",
+                      # above the plot area, so that it never covers a bar
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right",
+                                  font=dict(size=10)),
                       xaxis=dict(tickfont=dict(size=9), type="category"),
                       yaxis=dict(title=dict(text="images", font=dict(size=10)), tickfont=dict(size=9)))
     return fig
