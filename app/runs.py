@@ -26,7 +26,8 @@ def valid_run_id(run_id: object) -> bool:
 
 
 def run_choices(runs_path: Path) -> list[dict]:
-    """Dropdown options for the runs under ``runs_path`` (newest first); unfinished runs disabled."""
+    """Dropdown options for the runs under ``runs_path`` (newest first), each with who started it
+    when it was started on the shared server; unfinished runs disabled."""
     options = []
     for store in list_runs(runs_path):
         try:
@@ -37,6 +38,8 @@ def run_choices(runs_path: Path) -> list[dict]:
         n = (meta.get("data") or {}).get("n_images", "?")
         enc = (meta.get("encoder") or {}).get("name", "?")
         label = f"{store.run_id} · {n} images · {enc}"
+        if meta.get("started_by"):
+            label += f" · by {meta['started_by']}"
         if status != "complete":
             label += f" · {status}"
         options.append({"label": label, "value": store.run_id, "disabled": status != "complete"})

@@ -38,11 +38,13 @@ def new_run_config(cfg: Config, path_text: str | None, categories: str | None,
     return with_data(cfg, path_text, split_names(categories), split_names(generators))
 
 
-def run_new(cfg: Config, progress: Callable[[str, int, int], None]) -> str:
+def run_new(cfg: Config, progress: Callable[[str, int, int], None],
+            started_by: str | None = None) -> str:
     """Run the whole pipeline on ``cfg`` (demo set when no data is configured); returns the run id.
 
     Two requests for the same run at once compute it once: the second waits for the first
-    (:func:`run_lock`) and then reuses the finished run.
+    (:func:`run_lock`) and then reuses the finished run. ``started_by`` (the analyst who asked)
+    is recorded in a new run's ``meta.json``; a reused run keeps its author.
     """
     from pipeline.runner import run_pipeline
 
@@ -51,7 +53,7 @@ def run_new(cfg: Config, progress: Callable[[str, int, int], None]) -> str:
             from pipeline.demo import ensure_demo_config
 
             cfg = ensure_demo_config(cfg, log=lambda *_: None, progress=progress)
-        return run_pipeline(cfg, progress=progress).run_id
+        return run_pipeline(cfg, progress=progress, started_by=started_by).run_id
 
 
 def explain_functions() -> tuple[Callable, Callable, Callable]:

@@ -162,7 +162,7 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
 
 
 def register(app, ctx: AppContext, managers) -> None:
-    JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_CELL, "data"),
+    JOB.register(app, ctx, managers.grids, inputs=[Input(ids.STORE_CELL, "data"),
                                                    State(ids.STORE_RUN, "data"),
                                                    State(ids.STORE_SEL, "data"),
                                                    State(ids.STORE_HIGHLIGHT, "data")])
