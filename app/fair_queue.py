@@ -22,7 +22,7 @@ Keys (prefix ``faxplainer:queue:``, each expiring after :data:`TTL_S`): ``latest
 """
 from __future__ import annotations
 
-import json
+import re
 
 PREFIX = "faxplainer:queue:"
 TTL_S = 24 * 3600  # as long as Celery keeps results: a page that still polls after that gets nothing
@@ -83,8 +83,7 @@ class QueueBook:
         mine = next((i for i, raw in enumerate(messages) if needle in raw), None)
         if mine is None:
             return None
-        ahead = [_task_id(raw) for raw in messages[mine + 1:]]  # to the right: popped first
-        ahead = [t for t in ahead if t]
+        ahead = [t for t in (_task_id(raw) for raw in messages[mine + 1:]) if t]  # popped first
         if not ahead:
             return 0
         flags = self.r.mget([PREFIX + f"replaced:{t}" for t in ahead])
@@ -98,11 +97,12 @@ class QueueBook:
         return None if ahead is None else jobs_ahead_words(ahead)
 
 
+_CORRELATION_ID = re.compile(rb'"correlation_id": *"([^"]+)"')
+
+
 def _task_id(raw: bytes) -> str | None:
-    """The task id of one kombu message of the Redis list (protocol 2: in its headers)."""
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
-    return ((message.get("headers") or {}).get("id")
-            or (message.get("properties") or {}).get("correlation_id"))
+    """The task id of one kombu message of the Redis list: its ``correlation_id`` property (the
+    task id in Celery's protocol 2), found without decoding the whole message (the web processes
+    do this on every poll of a waiting job)."""
+    match = _CORRELATION_ID.search(raw)
+    return match.group(1).decode() if match else None

@@ -22,6 +22,7 @@ explainability stack) happen inside the jobs, never in the web process.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +37,7 @@ class Managers:
 
 
 USER_HEADER = "faxplainer_user"  # the Celery message header naming who asked for a job
+FINISHED = ("SUCCESS", "FAILURE")  # Celery states of a job that has ended
 
 
 def make_managers(cfg: Config) -> Managers:
@@ -96,6 +98,21 @@ def queued_manager(celery, queue: str, who: Callable[[], str | None] = lambda: N
             task = job_fn.apply_async((key, self._make_progress_key(key), args, context),
                                       queue=queue, task_id=task_id, headers={USER_HEADER: user})
             return task.task_id
+
+        def get_result(self, key, job):
+            result = super().get_result(key, job)
+            if result is self.UNDEFINED and job and self.get_task(job).state in FINISHED:
+                # Dash reads the result, then asks whether the job still runs: a job that wrote
+                # its result and ended between the two would count as cancelled and its answer
+                # be lost. It writes the result before it ends, so read once more.
+                result = super().get_result(key, job)
+            return result
+
+        def get_updated_props(self, key):
+            # Dash's own deletes the *result* here (not the props), which loses an answer written
+            # between its two reads; the props expire with the other results (result_expires).
+            updated = self.handle.backend.get(self._make_set_props_key(key))
+            return json.loads(updated) if updated else {}
 
         def get_progress(self, key):
             progress = super().get_progress(key)

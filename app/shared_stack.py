@@ -10,9 +10,10 @@
    concepts and the deletion check; ``grids@host`` (``server.grid_workers`` processes, no torch)
    for cells' grids only, so that opening a cell never waits behind anyone's maps; and
    ``runs@host`` (one process) for whole runs and embedding shards (workers on other machines may
-   take those too, see ``app.celery_app``). Before they start, the unfinished
-   tasks of workers that died with the last server are put back in their queues
-   (:func:`app.celery_app.recover`);
+   take those too, see ``app.celery_app``). The heavy workers run at a lower CPU priority
+   (``server.heavy_nice``), so the web processes and the grids are served first. Before they
+   start, the unfinished tasks of workers that died with the last server are put back in their
+   queues (:func:`app.celery_app.recover`);
 3. gunicorn with ``server.web_workers`` processes (threads for the polling requests) on
    ``server.host:server.port``.
 
@@ -243,7 +244,9 @@ class SharedStack:
         ``views``: ``server.job_workers`` processes; ``grids``: ``server.grid_workers`` processes
         that never import torch; ``runs`` (runs and embedding shards): one. Other names need
         ``queues`` (e.g. one more embedding worker). Torch threads are shared out between the
-        processes (``OMP_NUM_THREADS``).
+        processes (``OMP_NUM_THREADS``). Every worker but ``grids`` runs at the lower CPU priority
+        ``server.heavy_nice``: on a busy machine the web processes and the grids get the CPU
+        first, so a click is answered while maps are computed (the maps take a little longer).
         """
         queues = queues or self.WORKERS[name]
         n = recover(make_celery(self.redis_url), queues)
@@ -253,11 +256,14 @@ class SharedStack:
         default = {"views": job_workers, "grids": max(1, int(self.cfg.server.grid_workers))}
         concurrency = concurrency or default.get(name, 1)
         threads = max(1, (os.cpu_count() or 1) // (job_workers + 1))
+        heavy = name != "grids"  # maps, concepts, runs: behind the web and the grids on the CPU
+        nice = ["nice", "-n", str(int(self.cfg.server.heavy_nice))] if heavy and \
+            self.cfg.server.heavy_nice and shutil.which("nice") else []
         self._spawn(f"worker-{name}", [
-            sys.executable, "-m", "celery", "-A", self.worker_target, "worker",
+            *nice, sys.executable, "-m", "celery", "-A", self.worker_target, "worker",
             "-Q", ",".join(queues), "-c", str(concurrency), "-n", f"{name}@{self.host}",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            threads=threads, warm_up=name != "grids")
+            threads=threads, warm_up=heavy)
         if wait:
             self.wait_worker(name)
 

@@ -7,7 +7,7 @@
   untouched and do not count the replaced one as ahead of them;
 * a note written as alice shows alice as its author to bob (list, CSV, JSON, findings sheet);
 * bob's bare URL opens the run bob last opened, not the newer run alice has just made; alice's
-  run records her as its author and the run picker says so.
+  run records her as its author, the run picker says so, and its grids were made with it.
 
 The heavy job processes are kept busy for exactly as long as a test wants: the probe worker's
 explain functions wait while a hold file exists (``tests.shared.probe_worker``).
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from app import ids
+from app import artifacts, ids
+from app.context import AppContext
 from app.jobpanel import JobPanel
 from app.shared_stack import SharedStack
 from pipeline.store import RunStore
@@ -262,6 +263,9 @@ def test_bobs_bare_url_is_not_moved_by_alices_new_run(team):
     newer = message.split("Run ")[1].split(" is ready")[0]
     assert newer != first
     assert RunStore(team["runs"] / newer).read_meta()["started_by"] == "alice"
+    ctx = AppContext(team["stack"].cfg)  # its grids were made with it: a cell click reads a file
+    view = ctx.run(newer)
+    assert view.cell_ids() and all(artifacts.read_grid(ctx.app_cache(view), c) for c in view.cell_ids())
     # the newest run is alice's: a user who never opened a run gets it...
     assert _route_bare(page(team, "carol")) == newer
     # ...but bob's bare URL still opens the run bob last opened
