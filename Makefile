@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8050
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv serve serve-shared run test test-fast bench demo-data clean-runs
+.PHONY: venv serve serve-shared run test test-fast bench bench-full demo-data clean-runs
 
 venv: $(VENV)/.installed
 
@@ -38,10 +38,27 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
+## Every benchmark with its --quick settings (minutes on 2 cores); `make bench-full`: the full ones
+## (run_100k alone takes ~15 min). One bench by hand: `.venv/bin/python bench/NAME.py --help`.
+BENCH_ARGS ?= --quick
+GPU_ARGS ?= --device cpu --quick  # bench/gpu.py is meant for a GPU; on a CPU, its quick run
 bench: venv
-	$(PY) bench/embed.py
-	$(PY) bench/relevance.py
-	$(PY) bench/app.py
+	$(PY) bench/embed.py $(BENCH_ARGS)
+	$(PY) bench/relevance.py $(BENCH_ARGS)
+	$(PY) bench/app.py $(BENCH_ARGS)
+	$(PY) bench/scale.py $(BENCH_ARGS)
+	$(PY) bench/load.py $(BENCH_ARGS)
+	$(PY) bench/run_100k.py $(BENCH_ARGS)
+	$(PY) bench/standin_probe.py $(BENCH_ARGS)
+	$(PY) bench/filefacts.py $(BENCH_ARGS)
+	$(PY) bench/crossgen.py $(BENCH_ARGS)
+	$(PY) bench/apply.py $(BENCH_ARGS)
+	$(PY) bench/first_insight.py $(BENCH_ARGS)
+	$(PY) bench/run_time.py $(BENCH_ARGS)
+	$(PY) bench/gpu.py $(GPU_ARGS)
+
+bench-full:
+	$(MAKE) bench BENCH_ARGS= GPU_ARGS=
 
 demo-data: venv
 	$(PY) -m pipeline demo-data --out data/demo

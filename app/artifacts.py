@@ -4,6 +4,10 @@ Under ``<cache>/app/<run key>/`` (see :meth:`app.context.AppContext.app_cache`):
 
 ================================  ===============================================================
 ``grids/cell-<c>.json``           a cell's grid: rows, cols, tile size, slot -> image index, sprite
+``grids/cell-<c>-<f>.json``       the grid of the cell's images that pass filter ``f``
+                                  (:meth:`app.filters.ImageFilter.key`)
+``grids/set-<h>[-<f>].json``      the grid of image set ``set:<h>`` (:mod:`app.imagesets`)
+``sets/<h>.json``                 image set ``set:<h>``: its ids and title
 ``sprites/<key>.jpg``             the cell's framed thumbnails in one picture (key = content hash)
 ``attention/<i>/meta.json``       image ``i``'s contributions, logit, map size
 ``attention/<i>/*.jpg``           ``image``, ``aggregate`` and ``d00`` .. ``d15`` overlays
@@ -30,6 +34,8 @@ from pipeline.grid import arrange
 from pipeline.overlays import FAKE_RGB, REAL_RGB, overlay_relevance, overlay_signed
 from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
 
+from .filters import ImageFilter, mask
+from .imagesets import cell_key, slug
 from .runs import RunView
 
 Progress = Callable[[str, int, int], None]
@@ -37,7 +43,8 @@ Progress = Callable[[str, int, int], None]
 SPRITE_BUDGET = 4096  # largest side of a sprite, in pixels
 FRAME_RIGHT = (44, 160, 44)  # green frame: the prediction is right
 FRAME_WRONG = (214, 39, 40)  # red frame: the prediction is wrong
-LABEL_BADGES = (("R", REAL_RGB), ("F", FAKE_RGB))  # corner badge: the image's label
+FRAME_UNLABELLED = (140, 149, 159)  # grey frame: no label, so no right or wrong (an applied set)
+LABEL_BADGES = {0: ("R", REAL_RGB), 1: ("F", FAKE_RGB), -1: ("?", (110, 118, 129))}  # the label
 SPRITE_VERSION = 2  # bump when the drawing of sprites changes (2: label badges, dashed empty slots)
 DIM_SIZE = 112  # side of a per-dimension overlay
 
@@ -57,32 +64,55 @@ def tile_size(rows: int, cols: int) -> int:
     return int(np.clip(SPRITE_BUDGET // max(rows, cols, 1), 24, 128))
 
 
-def grid_path(cache_dir: Path, cell: int) -> Path:
-    return Path(cache_dir) / "grids" / f"cell-{int(cell)}.json"
+def grid_path(cache_dir: Path, cell, filter_key: str = "") -> Path:
+    """The grid file of ``cell`` or of an image set (``filter_key``: of its images that pass that
+    filter)."""
+    suffix = f"-{filter_key}" if filter_key else ""
+    return Path(cache_dir) / "grids" / f"{slug(cell)}{suffix}.json"
 
 
 def sprite_path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / "sprites" / f"{key}.jpg"
 
 
-def read_grid(cache_dir: Path, cell: int) -> dict | None:
+def read_grid(cache_dir: Path, cell, filter_key: str = "") -> dict | None:
     """The prepared grid of ``cell`` (with its sprite on disk), or None."""
-    grid = read_sealed_json(grid_path(cache_dir, cell))
+    grid = read_sealed_json(grid_path(cache_dir, cell, filter_key))
     if not isinstance(grid, dict) or not is_intact(sprite_path(cache_dir, str(grid.get("sprite", "")))):
         return None
     return grid
 
 
-def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress | None = None) -> dict:
-    """Arrange ``cell``'s images by similarity, draw its sprite, write the grid file.
+def filtered_members(view: RunView, cell, flt: ImageFilter | None = None) -> np.ndarray:
+    """The images of ``cell`` (or of an image set) that pass ``flt`` (all of them when None),
+    ascending."""
+    members = view.cell_members(cell)
+    if flt is None or flt.keeps_all:
+        return members
+    return members[mask(view, flt)[members]]
+
+
+def frame_colour(view: RunView, index: int) -> tuple[int, int, int]:
+    """Green when the prediction is right, red when wrong, grey without a label."""
+    return {"right": FRAME_RIGHT, "wrong": FRAME_WRONG, "unlabelled": FRAME_UNLABELLED}[view.outcome(index)]
+
+
+def prepare_grid(view: RunView, cache_dir: Path, cell, progress: Progress | None = None,
+                 flt: ImageFilter | None = None) -> dict:
+    """Arrange ``cell``'s images (those that pass ``flt``) by similarity, draw its sprite, write
+    the grid file.
 
     Steps: thumbnails of the cell (generated if missing, cached for all runs on the same data),
     the grid layout (:func:`pipeline.grid.arrange` on the images' 16-d vectors), the sprite.
+    ``cell`` may be an image set's key (:mod:`app.imagesets`): its images are arranged alike.
     """
     progress = progress or _noop
-    members = view.cell_members(cell)
+    cell = cell_key(cell)
+    members = filtered_members(view, cell, flt)
+    filter_key = flt.key() if flt is not None else ""
     if len(members) == 0:
-        raise ValueError(f"cell {cell} of run {view.run_id} has no images")
+        raise ValueError(f"cell {cell} of run {view.run_id} has no images"
+                         + (f" that pass the filter ({flt.describe()})" if filter_key else ""))
     view.images.ensure_thumbnails(members, progress=lambda d, t: progress("thumbnails", d, t))
     progress("arranging", 0, 1)
     z = np.asarray(view.z16()[members], dtype=np.float32)
@@ -92,13 +122,13 @@ def prepare_grid(view: RunView, cache_dir: Path, cell: int, progress: Progress |
     tile = tile_size(rows, cols)
     key = hashlib.sha1(f"{view.cache_key()}|{cell}|{tile}|{SPRITE_VERSION}|".encode()
                        + order.tobytes()).hexdigest()[:20]
-    frames = {int(i): (FRAME_RIGHT if view.correct[i] else FRAME_WRONG) for i in members}
+    frames = {int(i): frame_colour(view, int(i)) for i in members}
     badges = {int(i): LABEL_BADGES[int(view.label[i])] for i in members}
     progress("drawing", 0, 1)
     view.images.compose_sprite(order, tile, frames, sprite_path(cache_dir, key), badges=badges)
-    grid = {"run_id": view.run_id, "cell": int(cell), "rows": rows, "cols": cols, "tile": tile,
-            "order": order.ravel().tolist(), "sprite": key, "n": int(len(members))}
-    write_sealed_json(grid_path(cache_dir, cell), grid)
+    grid = {"run_id": view.run_id, "cell": cell, "rows": rows, "cols": cols, "tile": tile,
+            "order": order.ravel().tolist(), "sprite": key, "n": int(len(members)), "filter": filter_key}
+    write_sealed_json(grid_path(cache_dir, cell, filter_key), grid)
     progress("drawing", 1, 1)
     return grid
 
@@ -277,7 +307,8 @@ def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Ca
                  "images": [int(i) for i in c.get("images", [])],
                  "n_images": int(c.get("n_images", 0)),
                  "segments_real": int(c.get("segments_real", 0)),
-                 "segments_fake": int(c.get("segments_fake", 0))} for c in result["concepts"]]
+                 "segments_fake": int(c.get("segments_fake", 0)),
+                 "segments_unlabelled": int(c.get("segments_unlabelled", 0))} for c in result["concepts"]]
     # How many of the cell's images the concepts come from (a seeded sample past
     # concepts.max_images, minus unreadable files): the view says so.
     data = {"version": CONCEPTS_FILE_VERSION, "cell": int(cell), "concepts": concepts,

@@ -34,9 +34,12 @@ Progress = Callable[[str, int, int], None]
 
 
 @contextmanager
-def cell_lock(view_path: str | Path, cell: int) -> Iterator[None]:
-    """Hold the lock of a cell's image grid for the ``with`` block (in ``<run>/.locks/``)."""
-    with run_locks(view_path).hold(f"grid-{int(cell)}"):
+def cell_lock(view_path: str | Path, cell) -> Iterator[None]:
+    """Hold the lock of a cell's (or an image set's) image grid for the ``with`` block (in
+    ``<run>/.locks/``)."""
+    from .imagesets import slug
+
+    with run_locks(view_path).hold(f"grid-{slug(cell)}"):
         yield
 
 

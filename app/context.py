@@ -6,14 +6,15 @@ read-only data only, so several gunicorn workers each keep their own copy withou
 """
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.store import ArtifactError, list_runs
+from pipeline.store import APPLIED, ArtifactError, list_runs
 
-from .runs import RunView, valid_run_id
+from .runs import RunView, split_run_id, valid_run_id
 
 MAX_CACHED_RUNS = 4
 
@@ -38,13 +39,24 @@ class AppContext:
         self._lock = threading.Lock()
 
     def run_dir(self, run_id: object) -> Path | None:
-        """Folder of ``run_id`` if it is a valid id of an existing run, else None."""
+        """Folder of ``run_id`` if it is a valid id of an existing run, else None; for
+        ``RUN@SET`` (``app.runs``), the folder of run RUN's complete applied set SET."""
         if not valid_run_id(run_id):
             return None
-        path = self.runs_path / str(run_id)
+        run, name = split_run_id(str(run_id))
+        path = self.runs_path / run
         if path.resolve().parent != self.runs_path.resolve() or not (path / "meta.json").is_file():
             return None
-        return path
+        if name is None:
+            return path
+        applied = path / APPLIED / name
+        if applied.resolve().parent != (path / APPLIED).resolve() or not (applied / "meta.json").is_file():
+            return None
+        try:
+            complete = json.loads((applied / "meta.json").read_text()).get("status") == "complete"
+        except (OSError, ValueError):
+            return None
+        return applied if complete else None
 
     def run(self, run_id: object) -> RunView | None:
         """The loaded run ``run_id`` (cached; reloaded when its meta.json changes), or None."""
@@ -91,5 +103,6 @@ class AppContext:
         return None
 
     def app_cache(self, view: RunView) -> Path:
-        """Folder of the app's derived files for ``view`` (grids, sprites, overlays, concepts)."""
-        return self.cache_path / "app" / view.cache_key()
+        """Folder of the app's derived files for ``view`` (grids, sprites, overlays, concepts,
+        image sets): ``<cache>/app/<run key>/`` (``RunView.app_dir``)."""
+        return view.app_dir

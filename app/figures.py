@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import colorsys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import plotly.graph_objects as go
@@ -37,8 +37,19 @@ CONFIDENCE_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)  # 5 saturation bins of mea
 SATURATIONS = (0.18, 0.38, 0.58, 0.78, 0.98)
 HOVER_TRACE_NAME = "cells"
 HIGHLIGHT_TRACE_NAME = "selected cell"
-# Trace order of the representation figure: 20 wedge traces, boundary, hover layer, highlight ring.
+# Trace order of the representation figure: 20 wedge traces, boundary, hover layer, highlight ring,
+# then (appended, so that the indices above stay) the discs of cells that no image of the filter
+# matches and the marks of cells that carry notes.
 HIGHLIGHT_INDEX = len(CLASSES) * len(SATURATIONS) + 2
+EMPTY_INDEX = HIGHLIGHT_INDEX + 1
+NOTES_INDEX = HIGHLIGHT_INDEX + 2
+EMPTY_TRACE_NAME = "cells without matching images"
+NOTES_TRACE_NAME = "cells with notes"
+EMPTY_COLOUR = "rgba(175,180,188,0.45)"  # a cell the filter leaves empty: a pale grey disc
+NOTES_COLOUR = "rgb(110,64,201)"  # the diamond on a cell with notes
+# A filtered glyph's area follows its matching images, but its radius stays at least this share
+# of the full glyph's, so that a cell with one matching image out of hundreds can still be seen.
+MIN_FILTERED_RADIUS = 0.35
 
 
 def class_colour(cls: str, saturation_bin: int) -> str:
@@ -158,6 +169,21 @@ class CellArrays:
                    acc=np.array([c.get("accuracy", 0.0) for c in items], dtype=np.float64),
                    r=cell_radii(items, x, y, n))
 
+    def recounted(self, counts: np.ndarray, confidence: np.ndarray, accuracy: np.ndarray) -> "CellArrays":
+        """The same cells drawn from a subset of their images (``app.filters.cell_counts``).
+
+        Positions stay; wedges follow ``counts``; the glyph's area follows the number of matching
+        images (radius x sqrt(share), at least :data:`MIN_FILTERED_RADIUS` of the full radius);
+        a cell with no matching image keeps its full radius (drawn as a grey disc).
+        """
+        counts = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
+        n = counts.sum(axis=1)
+        share = n / np.maximum(self.n, 1)
+        r = np.where(n > 0, self.r * np.maximum(np.sqrt(share), MIN_FILTERED_RADIUS), self.r)
+        return replace(self, n=n, counts=counts, r=r,
+                       conf=np.where(n > 0, np.nan_to_num(confidence, nan=0.5), 0.5),
+                       acc=np.where(n > 0, np.nan_to_num(accuracy, nan=0.0), 0.0))
+
 
 def cells_in_view(a: CellArrays, view: dict | None) -> np.ndarray:
     """Boolean mask of the cells whose glyph touches ``view`` (``x0, x1, y0, y1``, a side that is
@@ -221,7 +247,47 @@ def overview_colours(a: CellArrays, drawn: np.ndarray) -> list[str]:
     ok = a.acc >= 0.5
     cls = np.where(real, 0, 2) + np.where(ok, 0, 1)  # index into CLASSES
     column = np.where(drawn, len(SATURATIONS), np.where(ok, confidence_bins(a.conf), 0))
-    return palette[cls, column].tolist()
+    colours = palette[cls, column].astype(object)  # a fixed-width str array would cut longer names
+    colours[(a.counts.sum(axis=1) == 0) & ~drawn] = EMPTY_COLOUR  # no image matches the filter
+    return colours.tolist()
+
+
+def empty_discs(a: CellArrays, drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons (NaN-separated) of the ``drawn`` cells that hold no image (under a filter)."""
+    m = drawn & (a.counts.sum(axis=1) == 0)
+    k = arc_vertices(int(drawn.sum()))
+    full = np.full(int(m.sum()), 2 * np.pi)
+    xs, ys = wedge_polygons(a.x[m], a.y[m], a.r[m], np.zeros_like(full), full, k)
+    return xs.astype(np.float32), ys.astype(np.float32)
+
+
+def notes_marks(a: CellArrays, noted_ids) -> tuple[list, list]:
+    """Where the "has notes" diamonds go: the top-right edge of each noted cell's full glyph."""
+    noted = np.isin(a.ids, np.asarray(sorted(noted_ids), dtype=np.int64))
+    off = 0.75 * a.r[noted]
+    return (a.x[noted] + off).tolist(), (a.y[noted] + off).tolist()
+
+
+def cell_hover_texts(a: CellArrays, mixes: list[str] | None = None,
+                     totals: np.ndarray | None = None, files: list[str] | None = None) -> list[str]:
+    """The per-cell part of the cells' tooltip: accuracy, confidence, generator mix and the file
+    facts that dominate the cell (``files``); under a filter (``totals``: all images per cell) how
+    many images match, or that none does."""
+    n, acc, conf = a.counts.sum(axis=1).astype(int).tolist(), a.acc.tolist(), a.conf.tolist()
+    total = totals.astype(int).tolist() if totals is not None else None
+    out = []
+    for k in range(len(n)):  # plain Python numbers: formatting numpy scalars is slower
+        if total is not None and n[k] == 0:
+            out.append(f"no image matches the filter ({total[k]} images hidden)")
+            continue
+        lines = [f"{n[k]} of {total[k]} images match the filter"] if total is not None else []
+        lines.append(f"accuracy {acc[k]:.0%} · mean confidence {conf[k]:.2f}")
+        if mixes and mixes[k]:
+            lines.append(f"generators: {mixes[k]}")
+        if files and files[k]:
+            lines.append(f"files: {files[k]}")
+        out.append("<br>".join(lines))
+    return out
 
 
 def glyph_patch(a: CellArrays, view: dict | None) -> dict | None:
@@ -231,7 +297,8 @@ def glyph_patch(a: CellArrays, view: dict | None) -> dict | None:
         return None
     drawn = glyph_mask(a, view)
     return {"wedges": [(typed_array(t["x"]), typed_array(t["y"])) for t in wedge_traces(a, drawn)],
-            "colours": overview_colours(a, drawn), "drawn": int(drawn.sum())}
+            "colours": overview_colours(a, drawn), "drawn": int(drawn.sum()),
+            "empty": tuple(typed_array(v) for v in empty_discs(a, drawn))}
 
 
 def typed_array(values: np.ndarray) -> dict:
@@ -241,20 +308,33 @@ def typed_array(values: np.ndarray) -> dict:
     return {"dtype": "f4", "bdata": base64.b64encode(data.tobytes()).decode("ascii")}
 
 
+# x ticks: the map's x is asinh(mean logit) (pipeline.cells), so ticks sit at round logits
+LOGIT_TICKS = (-300, -100, -30, -10, -3, -1, 0, 1, 3, 10, 30, 100, 300)
+X_TITLE = "mean logit of the cell (asinh scale): ◀ real · 0 · fake ▶"
+Y_TITLE = "main axis of the 16-d space orthogonal to the classifier"
+
+
 def representation_figure(cells: dict, selected_cell: int | None = None,
                           uirevision: str | None = None,
-                          arrays: CellArrays | None = None) -> go.Figure:
+                          arrays: CellArrays | None = None, hover_text: list[str] | None = None,
+                          noted=(), view: dict | None = None,
+                          hovertemplate: str | None = None) -> go.Figure:
     """Pie-glyph map of all cells (``cells.json`` content) -> figure.
 
     Trace order: 20 wedge traces, the boundary line, the hover/click marker layer, the
-    highlight ring of the selected cell (updated alone with ``dash.Patch``). With more than
+    highlight ring of the selected cell (updated alone with ``dash.Patch``), the grey discs of
+    cells left empty by a filter, the diamonds of cells with notes. With more than
     :data:`GLYPH_CELLS` cells this is the overview: no pies (zooming patches them in,
     :func:`glyph_patch`), every cell a coloured marker. ``arrays``: ``CellArrays.of(cells)`` when
-    the caller keeps it.
+    the caller keeps it (or its :meth:`CellArrays.recounted` form under a filter);
+    ``hover_text``: the per-cell tooltip lines (:func:`cell_hover_texts`); ``noted``: ids of the
+    cells with notes; ``view``: the axis ranges on screen (pies for the cells in view past
+    :data:`GLYPH_CELLS`); ``hovertemplate``: the cells' tooltip template, when ``hover_text`` says
+    everything (an applied set's cells, :mod:`app.applied_figures`).
     """
     a = arrays if arrays is not None else CellArrays.of(cells)
     ids, x, y, counts, conf, acc, r = a.ids, a.x, a.y, a.counts, a.conf, a.acc, a.r
-    drawn = glyph_mask(a, None)
+    drawn = glyph_mask(a, view)
     fig = go.Figure()
     for trace in wedge_traces(a, drawn):
         fig.add_trace(go.Scatter(**trace))
@@ -274,22 +354,36 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
         x=x.astype(np.float32), y=y.astype(np.float32), mode="markers", name=HOVER_TRACE_NAME, customdata=custom,
         marker=dict(size=np.clip(2 * r / (r.max() if len(r) and r.max() > 0 else 1) * 22, 8, 30).astype(np.float32),
                     color=overview_colours(a, drawn), line=dict(width=0)),
-        hovertemplate=("<b>cell %{customdata[0]}</b><br>real: %{customdata[1]} right, "
-                       "%{customdata[2]} wrong<br>fake: %{customdata[3]} right, %{customdata[4]} "
-                       "wrong<br>accuracy %{customdata[5]:.0%} · mean confidence "
-                       "%{customdata[6]:.2f}<extra></extra>"),
+        text=hover_text if hover_text is not None else cell_hover_texts(a),
+        hovertemplate=hovertemplate or ("<b>cell %{customdata[0]}</b><br>real: %{customdata[1]} right, "
+                                        "%{customdata[2]} wrong<br>fake: %{customdata[3]} right, "
+                                        "%{customdata[4]} wrong<br>%{text}<extra></extra>"),
         showlegend=False))
     hx, hy = highlight_ring(cells, selected_cell, r_by_id=dict(zip(ids.tolist(), r.tolist())))
     fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", hoverinfo="skip", showlegend=False,
                              name=HIGHLIGHT_TRACE_NAME, line=dict(color="black", width=2.5)))
+    ex, ey = empty_discs(a, drawn)
+    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", fill="toself", fillcolor=EMPTY_COLOUR,
+                             line=dict(width=0), hoverinfo="skip", showlegend=False,
+                             name=EMPTY_TRACE_NAME))
+    nx, ny = notes_marks(a, noted)
+    fig.add_trace(go.Scatter(x=nx, y=ny, mode="markers", hoverinfo="skip", showlegend=False,
+                             name=NOTES_TRACE_NAME,
+                             marker=dict(symbol="diamond", size=10, color=NOTES_COLOUR,
+                                         line=dict(color="white", width=1.5))))
 
     fig.update_layout(
-        margin=dict(l=10, r=10, t=28, b=10), plot_bgcolor="white", paper_bgcolor="white",
+        margin=dict(l=44, r=10, t=28, b=40), plot_bgcolor="white", paper_bgcolor="white",
         dragmode="pan", hovermode="closest", hoverdistance=25, uirevision=uirevision,
-        xaxis=dict(showgrid=False, zeroline=False, showticklabels=False,
-                   title=dict(text=cells.get("x_label") or "", font=dict(size=11))),
-        yaxis=dict(showgrid=False, zeroline=False, showticklabels=False, scaleanchor="x",
-                   scaleratio=1, title=dict(text=cells.get("y_label") or "", font=dict(size=11))),
+        xaxis=dict(showgrid=False, zeroline=False, showticklabels=True, ticks="outside",
+                   tickvals=np.arcsinh(LOGIT_TICKS).round(4).tolist(),
+                   ticktext=[f"{v:+d}" if v else "0" for v in LOGIT_TICKS],
+                   tickfont=dict(size=10, color="#555"), showline=True, linecolor="#ccc",
+                   title=dict(text=X_TITLE, font=dict(size=11), standoff=4)),
+        yaxis=dict(showgrid=False, zeroline=False, showticklabels=True, ticks="outside",
+                   tickfont=dict(size=10, color="#555"), showline=True, linecolor="#ccc",
+                   scaleanchor="x", scaleratio=1,
+                   title=dict(text=Y_TITLE, font=dict(size=11), standoff=2)),
         annotations=[
             dict(x=bx, y=1.0, xref="x", yref="paper", text="real ◀", xanchor="right",
                  yanchor="bottom", showarrow=False, font=dict(color=class_colour("real_correct", 4))),

@@ -30,12 +30,50 @@ NEWRUN_PROGRESS_LABEL = "shell-newrun-progress-label-div"
 NEWRUN_MESSAGE = "shell-newrun-message-div"
 NEWRUN_OPEN = "newrun-open-link"  # "open it" link of a finished new run
 
+# -- data checks ------------------------------------------------------------------------------
+CHECKS_PANEL = "checks-panel-details"
+CHECKS_SUMMARY = "checks-summary-span"
+CHECKS_CONTENT = "checks-content-div"
+PROBE_JOB = "probe"  # the bias probe's job panel
+PROBE_CONTENT = "checks-probe-div"
+PROBE_START = "checks-probe-button"
+
 # -- representation view ----------------------------------------------------------------------
 REPR_GRAPH = "representation-cells-graph"
 REPR_LEGEND = "representation-legend-div"
 REPR_INFO = "representation-info-div"
 REPR_SHOWN = "representation-shown-store"  # run id of the figure on screen
 REPR_VIEW = "representation-view-store"  # axis ranges on screen (level of detail past GLYPH_CELLS)
+REPR_TITLE = "representation-title-span"  # "Representation" / "… · applied set X of run Y"
+REPR_APPLIED_NOTE = "representation-applied-legend-div"  # what an applied set's drawing encodes
+
+# -- applied sets: the data switch, "score a folder with this run" (app.views.applied) ------------
+REPR_DATA = "applied-data-dropdown"  # run id (training data) or "RUN@SET" (an applied set)
+REPR_LAYERS = "applied-layers-radio"  # "set" (its glyphs) | "both" (its images over the run's glyphs)
+REPR_LAYERS_WRAP = "applied-layers-div"
+APPLY_TOGGLE = "applied-score-button"
+APPLY_COLLAPSE = "applied-score-panel-div"
+APPLY_RUN = "applied-score-run-div"  # which run will score the folder
+APPLY_PATH = "applied-score-path-input"
+APPLY_NAME = "applied-score-name-input"
+APPLY_START = "applied-score-start-button"
+APPLY_CANCEL = "applied-score-cancel-button"
+APPLY_PROGRESS = "applied-score-progress"
+APPLY_PROGRESS_LABEL = "applied-score-progress-label-div"
+APPLY_MESSAGE = "applied-score-message-div"
+APPLY_OPEN = "applied-score-open-link"  # "open it" link of a finished applied set
+
+# -- cross-generator matrix (app.views.matrix) ------------------------------------------------
+MATRIX_PANEL = "matrix-panel-details"
+MATRIX_SUMMARY = "matrix-summary-span"
+MATRIX_JOB = "matrix"  # its job panel
+MATRIX_CONTENT = "matrix-content-div"
+MATRIX_GRAPH = "matrix-heatmap-graph"
+MATRIX_FIGURE = "matrix-figure-radio"  # "auc" | "accuracy"
+MATRIX_START = "matrix-compute-button"
+MATRIX_ASK = "matrix-ask-store"  # {"run": id}: the button was pressed while this run was open
+MATRIX_MESSAGE = "matrix-click-message-div"
+MATRIX_OPEN = "matrix-open-store"  # {"run", "cell": "set:<hash>"}: a pair's misclassified images to open
 
 # -- image view -------------------------------------------------------------------------------
 IMAGES_JOB = "images"  # the grid's job panel (app.jobpanel.JobPanel.ids builds its ids)
@@ -46,6 +84,7 @@ IMAGES_TOOLTIP = "images-hover-tooltip"
 IMAGES_TOOLTIP_IMG = "images-hover-img"
 IMAGES_TOOLTIP_TEXT = "images-hover-text-div"
 IMAGES_SHOWN = "images-shown-store"  # {"run", "cell", "sprite"} of the figure on screen
+IMAGES_LEGEND_UNLABELLED = "images-legend-unlabelled-span"  # "no label" frame, for applied sets
 IMAGES_HIGHLIGHT = "images-highlight-div"  # what the highlighted tiles are, with a clear button
 HIGHLIGHT_CLEAR = "images-highlight-clear-button"
 VIEW_TOGGLE = "images-view-radio"
@@ -88,6 +127,20 @@ CONCEPTS_JOB = "concepts"  # its job panel
 CONCEPTS_PANEL = "concepts-panel-div"
 CONCEPTS_CONTENT = "concepts-content-div"
 
+# -- cell finder: the image filter bar, the file-name search, the cell table -----------------------
+FILTER_GENERATOR = "finder-generator-dropdown"
+FILTER_CATEGORY = "finder-category-dropdown"
+FILTER_LABEL = "finder-label-dropdown"
+FILTER_OUTCOME = "finder-outcome-dropdown"
+FILTER_SPLIT = "finder-split-dropdown"
+FILTER_P = "finder-p-rangeslider"
+FILTER_NAME = "finder-name-input"
+FILTER_CLEAR = "finder-clear-button"
+FILTER_INFO = "finder-info-div"  # how many images pass the filter
+FINDER_HITS = "finder-hits-div"  # files whose name matches the search
+FINDER_TABLE = "finder-cells-grid"  # dash-ag-grid table of the cells
+FINDER_TABLE_INFO = "finder-table-info-div"
+
 # -- notes ------------------------------------------------------------------------------------
 NOTES_TEXT = "notes-text-textarea"
 NOTES_TAG = "notes-tag-input"
@@ -129,3 +182,6 @@ def viewer_open(index: int | object, which: str | int | object = "") -> dict:
 def viewer_compare(index: int | object) -> dict:
     """A same-source image in the viewer's strip: shows it side by side (-1 hides the pair)."""
     return {"type": "viewer-compare-button", "index": index}
+def finder_hit(index: int | object) -> dict:
+    """A file found by the name search: opens its cell and the image (``MATCH``/``ALL`` allowed)."""
+    return {"type": "finder-hit-button", "index": index}

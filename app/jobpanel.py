@@ -70,6 +70,20 @@ class JobPanel(html.Div):
         ], **div_props)
 
 
+def start_cancel_progress(start: str, cancel: str, bar: str, label: str, message: str) -> list:
+    """Start and Cancel buttons and the progress row (bar, label, message) of a panel whose job is
+    a long background callback of its own ("New run…", "Score a folder…")."""
+    return [
+        html.Button("Start", id=start, n_clicks=0, className="primary"),
+        html.Button("Cancel", id=cancel, n_clicks=0, disabled=True),
+        html.Div(className="fx-progress-row", children=[
+            html.Progress(id=bar, max="100", value="0"),
+            html.Span(id=label, className="fx-progress-label"),
+            html.Div(id=message, className="fx-message"),
+        ]),
+    ]
+
+
 @dataclass(frozen=True)
 class Ready:
     """Shown now: ``values`` for the view's outputs, and the panel's message."""

@@ -184,3 +184,14 @@ def stage_progress(set_progress: Callable) -> Callable[[str, int, int], None]:
     def progress(stage: str, done: int, total: int) -> None:
         set_progress((str(int(100 * done / max(total, 1))), f"{stage}: {done}/{total}"))
     return progress
+
+
+def panel_state(cancelled: bool, cancelled_words: str) -> tuple:
+    """(message, progress label) of a job panel the moment Start (``cancelled`` False) or Cancel
+    is pressed: the previous job's words go (a cancelled job returns nothing, a starting one has
+    not reported yet)."""
+    from dash import html
+
+    if cancelled:
+        return html.Span(cancelled_words, className="fx-muted"), ""
+    return "", "starting…"

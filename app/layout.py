@@ -1,13 +1,14 @@
-"""The shell: navbar with the run picker and status, the stand-in notice, the "new run" panel,
-run metrics, the three panels (representation | images/concepts | notes), the attention panel,
-and the app-wide stores (ids only, never arrays) plus the URL location."""
+"""The shell: navbar with the run picker and status, the stand-in notice, the "new run" and
+"score a folder" panels, run metrics, the data checks and the cross-generator matrix, the three
+panels (representation | images/concepts | notes), the attention panel, and the app-wide stores
+(ids only, never arrays) plus the URL location."""
 from __future__ import annotations
 
 from dash import dcc, html
 
 from . import ids
 from .context import AppContext
-from .views import attention, images, notes, representation, shell, viewer
+from .views import applied, attention, checks, finder, images, matrix, notes, representation, shell, viewer
 
 
 def build(ctx: AppContext) -> html.Div:
@@ -20,11 +21,16 @@ def build(ctx: AppContext) -> html.Div:
         shell.navbar(ctx),
         html.Div(id=ids.FALLBACK_NOTICE, className="fx-notice", style={"display": "none"}),
         shell.new_run_panel(ctx),
+        applied.score_panel(ctx),
         html.Div(id=ids.METRICS, className="fx-metrics"),
+        checks.layout(),
+        matrix.layout(),
+        finder.filter_bar(),
         html.Div(className="fx-main", children=[
             representation.layout(),
             images.layout(),
             notes.layout(),
+            finder.table_panel(),  # under the map and the images (style.css: .fx-cells-panel)
         ]),
         attention.layout(),
         viewer.layout(),

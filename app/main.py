@@ -16,7 +16,8 @@ from pipeline.config import REPO_ROOT, Config, load_config
 from . import layout, routes
 from .context import AppContext
 from .jobs import make_managers
-from .views import attention, concepts, images, notes, representation, shell, viewer
+from .views import (applied, attention, checks, concepts, finder, images, matrix, notes, representation,
+                    shell, viewer)
 
 
 def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = True) -> dash.Dash:
@@ -36,7 +37,11 @@ def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = Tru
     attention.register(app, ctx, managers)
     concepts.register(app, ctx, managers)
     notes.register(app, ctx)
+    checks.register(app, ctx, managers)
     viewer.register(app, ctx, managers)
+    finder.register(app, ctx)
+    applied.register(app, ctx, managers)
+    matrix.register(app, ctx, managers)
     routes.register(app.server, ctx)
     if cfg.server.mode == "shared" and serve_http:  # every route, callback and file needs credentials
         from .auth import require_login

@@ -29,6 +29,12 @@ def may_start_runs(role: str | None) -> bool:
     return role == MAINTAINER
 
 
+def may_apply(role: str | None) -> bool:
+    """Scoring new images with a run ("score a folder", ``pipeline.apply``): every role may; it
+    writes only an applied set inside the run, never changes the run."""
+    return role in ROLES
+
+
 def may_delete_note(role: str | None, user: str | None, note: dict) -> bool:
     """A maintainer deletes any note; anybody else only notes without an author, or their own."""
     if role == MAINTAINER:

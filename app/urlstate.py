@@ -1,13 +1,16 @@
 """The app's state in the URL query string, so a view can be shared as a link.
 
-``?run=<run id>&cell=<cell id>&sel=3,7,10-14&view=concepts``: the run, the cell open in the image
-view, the selected images (indices; runs of consecutive ones as ranges) and which of the image /
+``?run=<run id>&cell=<cell id>&sel=3,7,10-14&view=concepts``: the run (or ``RUN@SET``, an applied
+set), the cell open in the image view (or an image set's key ``set:<hash>``, :mod:`app.imagesets`),
+the selected images (indices; runs of consecutive ones as ranges) and which of the image /
 concept views is shown. Only ids travel; everything else is read from the run folder.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, urlencode
+
+from .imagesets import cell_key
 
 MAX_SELECTION = 20000  # ids kept from a URL (a longer list is cut, not an error)
 VIEWS = ("images", "concepts")
@@ -16,7 +19,7 @@ VIEWS = ("images", "concepts")
 @dataclass(frozen=True)
 class ViewState:
     run: str | None = None
-    cell: int | None = None
+    cell: int | str | None = None  # a cell id, or an image set's key
     sel: tuple[int, ...] = field(default_factory=tuple)
     view: str = "images"
 
@@ -70,7 +73,7 @@ def parse_search(search: str | None) -> ViewState:
         return q.get(key, [None])[0]
 
     view = first("view")
-    return ViewState(run=first("run") or None, cell=_int_or_none(first("cell")),
+    return ViewState(run=first("run") or None, cell=cell_key(first("cell")),
                      sel=parse_ids(first("sel")), view=view if view in VIEWS else "images")
 
 
@@ -80,7 +83,7 @@ def format_search(state: ViewState) -> str:
     if state.run:
         params["run"] = state.run
     if state.cell is not None:
-        params["cell"] = str(state.cell)
+        params["cell"] = str(state.cell)  # "set:<hash>" is sent as set%3A<hash>
     if state.sel:
         params["sel"] = format_ids(state.sel)
     if state.view != "images":

@@ -61,6 +61,31 @@ def run_new(cfg: Config, progress: Callable[[str, int, int], None],
     return run_id
 
 
+def score_folder(cfg: Config, run_dir: str | Path, path_text: str | None, name: str | None,
+                 progress: Callable[[str, int, int], None]):
+    """Score the folder or manifest ``path_text`` with the run in ``run_dir`` ("score a folder with
+    this run"): ``pipeline.apply.apply_run``; returns the applied set (``AppliedStore``).
+
+    In shared mode the path must lie under the server's data roots
+    (``pipeline.data_roots.allowed_data_path``), checked here, in the job, since the browser can
+    send anything. Two requests for the same set compute it once (``apply_run`` holds its lock).
+
+    Raises
+    ------
+    ValueError
+        No path, a path outside the data roots (``DataRootError``), a bad name, no usable image.
+    """
+    from pipeline.apply import apply_run
+    from pipeline.data_roots import allowed_data_path
+
+    path = allowed_data_path(cfg, path_text)
+    if not path:
+        raise ValueError("name the folder or CSV manifest to score")
+    if not Path(path).exists():
+        raise ValueError(f"{path} does not exist")
+    return apply_run(run_dir, path, (name or "").strip() or None, progress)
+
+
 def explain_functions() -> tuple[Callable, Callable, Callable]:
     """``(get_maps, get_concepts, get_faithfulness)`` of ``pipeline.explain_cache``, each run once.
 

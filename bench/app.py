@@ -7,12 +7,18 @@
 (b) a cell click -> image-grid figure for 100 / 1,000 / 5,000-image cells, thumbnails cached:
     "warm" = the grid was prepared before (the plain callback: read the grid file, build and
     serialise the figure); "prepare" = the background job the first time (arrangement + sprite +
-    figure). Baseline: one layout image per thumbnail. Target: warm < 300 ms at 1,000 images.
+    figure); "filtered" = the same warm click under a label filter (the cell's fake images).
+    Baseline: one layout image per thumbnail. Target: warm < 300 ms at 1,000 images.
+(d) the image filter on a generated 100k-image run (``make_fake_run(write_images=False)``), at the
+    run's default ~630 cells and at 5,000 cells: what one filter change costs the server (mask +
+    per-cell recount + the representation figure built and serialised, the cell table's rows, the
+    name-search hits), against the unfiltered figure of the same run. Target: interactive, i.e.
+    the filtered figure well under 1 s.
 (c) the attention view for 8 images: "uncached" = the background job (relevance maps through
     ``pipeline.explain_cache`` with the tiny encoder, overlays, faithfulness), "cached" = the plain
     callback once everything is on disk. Target: cached < 200 ms.
 
-(d) opening the image viewer on a 4000 x 3000 JPEG: the server time of the viewer's callbacks
+(e) opening the image viewer on a 4000 x 3000 JPEG: the server time of the viewer's callbacks
     (click -> open, facts and neighbours, figure; serialised as Dash does) plus the image route
     sending the file, with the map overlay off and on (drawn before). Baseline: decoding and
     re-encoding the JPEG, what a server that converted every image for the browser would pay.
@@ -29,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,12 +43,14 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io.json as pio_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
 
 from app import artifacts  # noqa: E402
+from bench._options import parse_args  # noqa: E402
 from app.context import AppContext  # noqa: E402
 from app.figures import GLYPH_CELLS, CellArrays, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
-from app.views import attention, images  # noqa: E402
+from app.views import attention, finder, images, representation  # noqa: E402
 from pipeline.config import from_dict  # noqa: E402
 from tests.fixtures_runs import make_dataset, make_fake_run, run_pipeline_cli  # noqa: E402
 
@@ -238,7 +245,7 @@ def bench_image_grid(sizes, tmp: Path):
     ctx = AppContext(from_dict({"runs_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")}))
     view = ctx.run("bench-grid")
     cache = ctx.app_cache(view)
-    print(f"{'images':>7} {'thumbs s':>9} {'prepare s':>10} {'warm s':>8} {'MB':>6} | "
+    print(f"{'images':>7} {'thumbs s':>9} {'prepare s':>10} {'warm s':>8} {'MB':>6} {'filtered s':>10} | "
           f"{'1 img/thumb s':>13} {'MB':>6} | {'warm ratio':>10}")
     for cell, n in enumerate(sizes):
         t_thumbs, _ = timed(lambda: view.images.ensure_thumbnails(view.cell_members(cell)), repeat=1)
@@ -256,13 +263,54 @@ def bench_image_grid(sizes, tmp: Path):
             return pio_json.to_json_plotly(fig)
 
         t_warm, payload = timed(warm)
+        fakes = {"labels": ["fake"]}
+        request = images.JOB.render(ctx, cell, "bench-grid", None, fakes)[-1]
+        images.JOB.prepare(ctx, request, lambda _p: None)  # the filtered grid, prepared once
+
+        def filtered():
+            fig = images.JOB.render(ctx, cell, "bench-grid", None, fakes)[0]
+            return pio_json.to_json_plotly(fig)
+
+        t_filtered, _ = timed(filtered)
         grid = artifacts.read_grid(cache, cell)
         t_base, base = timed(lambda: pio_json.to_json_plotly(layout_images_baseline(view, grid)))
-        print(f"{n:>7} {t_thumbs:>9.3f} {t_prep:>10.3f} {t_warm:>8.3f} {len(payload) / 1e6:>6.2f} | "
+        print(f"{n:>7} {t_thumbs:>9.3f} {t_prep:>10.3f} {t_warm:>8.3f} {len(payload) / 1e6:>6.2f} "
+              f"{t_filtered:>10.3f} | "
               f"{t_base:>13.3f} {len(base) / 1e6:>6.2f} | {t_base / t_warm:>9.1f}x")
     print("  (sprite size at the largest cell: "
           f"{artifacts.sprite_path(cache, grid['sprite']).stat().st_size / 1e6:.2f} MB, "
           "fetched once by the browser, then cached)")
+
+
+def bench_filter(n_images: int, cell_counts, tmp: Path):
+    print(f"\n(d) one filter change on a generated {n_images:,}-image run (median of 3): mask + "
+          "recount + representation figure (built and serialised), table rows, name hits")
+    print(f"{'cells':>7} {'filter':>22} | {'figure s':>9} {'MB':>6} {'table s':>8} {'hits s':>7} "
+          f"{'total s':>8} | {'mask+recount ms':>15} | {'ratio to unfiltered':>19}")
+    filters_tried = {"none": None, "label fake": {"labels": ["fake"]},
+                     "gan · wrong · p .3-.7": {"generators": ["gan"], "outcomes": ["wrong"],
+                                               "p_range": [0.3, 0.7]},
+                     "name 'img_0001'": {"name": "img_0001"}}
+    from app import filters
+
+    for n_cells in cell_counts:
+        run_id = f"bench-filter-{n_cells}"
+        t0 = time.perf_counter()
+        make_fake_run(tmp / run_id, n_images=n_images, n_cells=n_cells, run_id=run_id, write_images=False)
+        ctx = AppContext(from_dict({"runs_dir": str(tmp / run_id / "runs"), "cache_dir": str(tmp / "cache")}))
+        view = ctx.run(run_id)
+        view.columns  # built once per loaded run (like the figure's cell arrays)
+        print(f"  ({n_cells} cells: run generated and loaded in {time.perf_counter() - t0:.1f} s)")
+        base = None
+        for name, flt in filters_tried.items():
+            t_fig, payload = timed(lambda: pio_json.to_json_plotly(representation.render(ctx, run_id, None, flt)[0]))
+            t_rows, _ = timed(lambda: finder.table_rows(ctx, run_id, flt))
+            t_hits, _ = timed(lambda: finder.hits(ctx, run_id, flt))
+            t_mask, _ = timed(lambda: filters.cell_counts(view, filters.mask(view, filters.ImageFilter.from_json(flt))))
+            base = base or t_fig
+            total = t_fig + t_rows + t_hits
+            print(f"{n_cells:>7} {name:>22} | {t_fig:>9.3f} {len(payload) / 1e6:>6.2f} {t_rows:>8.3f} "
+                  f"{t_hits:>7.3f} {total:>8.3f} | {t_mask * 1e3:>15.1f} | {t_fig / base:>18.2f}x")
 
 
 def bench_attention(tmp: Path):
@@ -314,7 +362,7 @@ def bench_viewer(tmp: Path):
     from pipeline.store import RunStore
     from tests.fixtures_runs import FAKE_EXPLAIN
 
-    print("\n(d) image viewer on a 4000 x 3000 JPEG (median of 5)")
+    print("\n(e) image viewer on a 4000 x 3000 JPEG (median of 5)")
     make_fake_run(tmp, n_images=40, n_cells=2, run_id="bench-viewer")
     cfg = from_dict({"runs_dir": str(tmp / "runs"), "cache_dir": str(tmp / "cache")})
     ctx = AppContext(cfg)
@@ -378,14 +426,17 @@ def bench_viewer(tmp: Path):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--cells", default="1000,5000,20000",
+                        help="comma list: cells of the representation figure")
+    parser.add_argument("--grids", default="100,1000,5000", help="comma list: images of the clicked cell")
     parser.add_argument("--skip-attention", action="store_true")
-    parser.add_argument("--viewer-only", action="store_true", help="only (d), the image viewer")
+    parser.add_argument("--viewer-only", action="store_true", help="only (e), the image viewer")
+    parser.add_argument("--skip-filter", action="store_true", help="skip (d), the 100k-image run")
     parser.add_argument("--browser", action="store_true",
                         help="also time drawing and zooming in headless Chromium")
-    args = parser.parse_args()
-    cells = (1000, 5000) if args.quick else (1000, 5000, 20000)
-    grids = (100, 1000) if args.quick else (100, 1000, 5000)
+    args = parse_args(parser, quick={"cells": "1000,5000", "grids": "100,1000"})
+    cells = tuple(int(n) for n in args.cells.split(","))
+    grids = tuple(int(n) for n in args.grids.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.viewer_only:
@@ -395,6 +446,8 @@ def main() -> int:
         if args.browser:
             bench_browser(cells, tmp)
         bench_image_grid(grids, tmp / "grid")
+        if not args.skip_filter:
+            bench_filter(20_000 if args.quick else 100_000, (630, 5000), tmp / "filter")
         if not args.skip_attention:
             bench_attention(tmp / "attention")
         bench_viewer(tmp / "viewer")

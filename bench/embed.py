@@ -9,12 +9,22 @@ For each encoder and image set it prints images/second of:
 
 for each torch intra-op thread count in ``--threads``, then the ratios ``embed_paths / naive``
 (target >= 2) and ``embed_paths / forward`` (target >= 0.85: decoding hidden behind compute).
-``--bf16`` also times CPU bf16 autocast on the forward pass and reports its error against fp32.
+
+``--bf16`` compares CPU bf16 autocast with fp32 in the same run (issue 17; target >= 1.8x for the
+stand-in): the forward pass on the ``--n`` decoded images, then ``embed_paths`` on *every* image of
+the set, in chunks that alternate between the two precisions so that load from other jobs hits
+both alike. Agreement: per-image cosine of the two embeddings (threshold 0.999), and held-out
+accuracy / AUC of a logistic probe and of the pipeline's head fit on each precision's embeddings
+with the pipeline's split (within 0.01). ``--write-agreement`` stores the figures of the faces set
+in ``pipeline/encoders/bf16_agreement.json``, where ``encoder.precision: auto`` reads them
+(``pipeline/encoders/precision.py``); random-weight encoders are never stored.
 
 Usage::
 
     python -m bench.embed --n 256 --encoder standin,clip --batch-size 64
-    python -m bench.embed --n 64 --encoder tiny --data faces   # a quick smoke run
+    python -m bench.embed --n 64 --encoder tiny --data faces   # a smoke run of the harness
+    python bench/embed.py --quick   # make bench: the stand-in on 128 faces, 2 threads (~1 min)
+    python bench/embed.py --encoder standin --data faces --bf16 --skip-baselines --write-agreement
 
 Encoders: ``standin`` (DINOv2 ViT-S/14), ``clip`` (open_clip ViT-B-32 with random weights: the
 same cost as the pretrained model), ``tiny``. Image sets: ``faces`` (256 px JPEG, cheap to decode)
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,12 +44,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.config import Config
-from pipeline.data import load_image_rgb
-from pipeline.embed import DEFAULT_MAX_PIXELS, embed_paths
-from pipeline.encoders import ClipWeights, DinoV2StandinEncoder, OpenClipEncoder, TinyEncoder
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+from bench.bf16_agreement import (DATA_ROOT, cosines, heldout_metrics, labelled_set,  # noqa: E402
+                                  machine, record)
+from pipeline.config import Config  # noqa: E402
+from pipeline.data import load_image_rgb  # noqa: E402
+from pipeline.embed import DEFAULT_MAX_PIXELS, embed_paths  # noqa: E402
+from pipeline.encoders import (ClipWeights, DinoV2StandinEncoder, OpenClipEncoder,  # noqa: E402
+                               TinyEncoder)
+from pipeline.encoders.precision import embedding_failures  # noqa: E402
+from bench._options import parse_args  # noqa: E402
 
 
 def build_encoder(name: str, precision: str = "fp32"):
@@ -128,7 +145,7 @@ def bench_one(enc_name: str, data: str, args, tmp: Path) -> None:
           f"{args.workers} decode workers")
     with torch.inference_mode():
         encoder.embed(tensors[:2])  # warm-up
-    for threads in args.threads:
+    for threads in [] if args.skip_baselines else args.threads:
         torch.set_num_threads(threads)
         naive = time_naive(encoder, naive_paths)
         forward, _ = time_forward(encoder, tensors, args.batch_size)
@@ -139,15 +156,63 @@ def bench_one(enc_name: str, data: str, args, tmp: Path) -> None:
               f"embed_paths/naive {ours / naive:4.2f}x  embed_paths/forward {ours / forward:4.2f}  "
               f"dataloader/embed_paths {loader / ours:4.2f}")
     if args.bf16:
-        torch.set_num_threads(args.threads[-1])
-        fp32_rate, fp32 = time_forward(encoder, tensors, args.batch_size)
-        bf16_encoder = build_encoder(enc_name, precision="bf16")
-        bf16_rate, bf16 = time_forward(bf16_encoder, tensors, args.batch_size)
-        cos = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
-        rel = np.linalg.norm(fp32 - bf16, axis=1) / np.linalg.norm(fp32, axis=1)
-        print(f"bf16 autocast (threads {args.threads[-1]}): forward {bf16_rate:.1f} vs fp32 "
-              f"{fp32_rate:.1f} img/s ({bf16_rate / fp32_rate:.2f}x); error vs fp32: relative L2 "
-              f"median {np.median(rel):.2e} max {rel.max():.2e}, cosine min {cos.min():.5f}")
+        compare_bf16(enc_name, data, args, tensors)
+
+
+def compare_bf16(enc_name: str, data: str, args, tensors: torch.Tensor) -> None:
+    """bf16 autocast against fp32 in the same run: speed, embedding cosine, held-out metrics."""
+    threads = args.threads[-1]
+    torch.set_num_threads(threads)
+    encoders = {"fp32": build_encoder(enc_name, "fp32"), "bf16": build_encoder(enc_name, "bf16")}
+    forward = {p: 0.0 for p in encoders}
+    with torch.inference_mode():
+        for enc in encoders.values():
+            enc.embed(tensors[:2])  # warm-up (bf16 kernels are created on first use)
+        for start in range(0, len(tensors), args.batch_size):  # interleaved, batch by batch
+            for p, enc in encoders.items():
+                t0 = time.perf_counter()
+                enc.embed(tensors[start:start + args.batch_size])
+                forward[p] += time.perf_counter() - t0
+    print(f"\nbf16 vs fp32, {enc_name}, torch threads {threads}, load average "
+          f"{os.getloadavg()[0]:.1f}: forward on {len(tensors)} images {len(tensors) / forward['bf16']:.1f} "
+          f"vs {len(tensors) / forward['fp32']:.1f} img/s ({forward['fp32'] / forward['bf16']:.2f}x)")
+    folder = DATA_ROOT / data
+    if not folder.exists():
+        print(f"  ({folder} absent: no agreement figures on real images)")
+        return
+    labelled = labelled_set(folder)
+    n = len(labelled.paths)
+    rows = {p: [] for p in encoders}
+    seconds = {p: 0.0 for p in encoders}
+    for start in range(0, n, args.agreement_chunk):  # whole set, precisions alternating by chunk
+        chunk = labelled.paths[start:start + args.agreement_chunk]
+        for p, enc in encoders.items():
+            t0 = time.perf_counter()
+            result = embed_paths(enc, chunk, None, batch_size=args.batch_size, num_workers=args.workers)
+            seconds[p] += time.perf_counter() - t0
+            assert not result.failures, result.failures[:3]
+            rows[p].append(result.embeddings)
+    emb = {p: np.concatenate(r) for p, r in rows.items()}
+    cos = cosines(emb["fp32"], emb["bf16"])
+    by_precision = {p: heldout_metrics(e, labelled) for p, e in emb.items()}
+    heldout = {probe: {p: by_precision[p][probe] for p in encoders} for probe in by_precision["fp32"]}
+    figures = {"images": n, "cosine_min": float(cos.min()), "cosine_median": float(np.median(cos)),
+               "heldout": heldout, "speedup": round(seconds["fp32"] / seconds["bf16"], 3),
+               "forward_speedup": round(forward["fp32"] / forward["bf16"], 3),
+               "img_s": {p: round(n / s, 2) for p, s in seconds.items()},
+               "fp32_fingerprint": encoders["fp32"].info.fingerprint}
+    print(f"  embed_paths on all {n} images of {data}: bf16 {figures['img_s']['bf16']} vs fp32 "
+          f"{figures['img_s']['fp32']} img/s ({figures['speedup']:.2f}x; target 1.8x), load average "
+          f"{machine()['load_average']}")
+    print(f"  cosine bf16 vs fp32: min {cos.min():.6f}, median {np.median(cos):.6f} (threshold 0.999)")
+    for probe, pair in heldout.items():
+        print(f"  {probe:<8} held-out accuracy fp32 {pair['fp32']['accuracy']:.4f} bf16 "
+              f"{pair['bf16']['accuracy']:.4f}   AUC fp32 {pair['fp32']['auc']:.4f} bf16 "
+              f"{pair['bf16']['auc']:.4f}   ({int(labelled.heldout.sum())} held-out images)")
+    fails = embedding_failures(figures)
+    print("  verdict: " + ("bf16 agrees with fp32 and is faster" if not fails else "; ".join(fails)))
+    if args.write_agreement:
+        record(encoders["fp32"], "embedding", figures, labelled)
 
 
 def main() -> None:
@@ -159,8 +224,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2, help="decode threads / DataLoader processes")
     ap.add_argument("--threads", default="1,2", help="comma list of torch intra-op thread counts")
-    ap.add_argument("--bf16", action="store_true", help="also time CPU bf16 autocast")
-    args = ap.parse_args()
+    ap.add_argument("--bf16", action="store_true",
+                    help="compare CPU bf16 autocast with fp32 (speed and agreement)")
+    ap.add_argument("--agreement-chunk", type=int, default=128,
+                    help="images per alternating bf16/fp32 chunk of the agreement pass")
+    ap.add_argument("--skip-baselines", action="store_true",
+                    help="skip the naive / forward / embed_paths / dataloader table")
+    ap.add_argument("--write-agreement", action="store_true",
+                    help="store the faces figures in pipeline/encoders/bf16_agreement.json")
+    args = parse_args(ap, quick={"n": 128, "naive_n": 16, "batch_size": 32, "encoder": "standin",
+                                 "data": "faces", "threads": "2"})
     args.threads = [int(t) for t in args.threads.split(",")]
     print(f"cores visible: {os.cpu_count()}, torch {torch.__version__}; load average "
           f"{os.getloadavg()[0]:.1f} (other jobs on this machine distort timings)")

@@ -39,8 +39,9 @@ Without ``--url`` it starts the real shared server (Redis, Celery, gunicorn; nee
 600 seconds and 200,000 actions; it stops by itself (jobs still running at the end are waited for,
 up to ``--job-timeout``).
 
-Run: ``python bench/load.py`` (defaults: 20 analysts, 60 s). Figures on a shared 2-core machine
-are pessimistic: the analysts, the web server and the workers share the same two cores.
+Run: ``python bench/load.py`` (defaults: 20 analysts, 60 s; ``--quick``: 5 analysts, 15 s).
+Figures on a shared 2-core machine are pessimistic: the analysts, the web server and the workers
+share the same two cores.
 """
 from __future__ import annotations
 
@@ -59,10 +60,12 @@ from collections import defaultdict
 from pathlib import Path
 from urllib.parse import urlparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
 
 from app import ids  # noqa: E402
 from app.jobpanel import JobPanel  # noqa: E402
+from bench._options import parse_args  # noqa: E402
 from tests.shared.dash_client import DashError, DashSession  # noqa: E402
 
 REQUEST = {name: JobPanel.ids.request(name) for name in (ids.IMAGES_JOB, ids.ATTN_JOB, ids.CONCEPTS_JOB)}
@@ -424,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-workers", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the generated run and the logs")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, {"analysts": 5, "seconds": 15, "images_per_folder": 10}, argv)
     if not 1 <= args.analysts <= MAX_ANALYSTS or not 1 <= args.seconds <= MAX_SECONDS:
         parser.error(f"--analysts 1..{MAX_ANALYSTS} and --seconds 1..{MAX_SECONDS}")
 

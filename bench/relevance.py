@@ -19,8 +19,15 @@ Then concept extraction for a 200-image cell with the stand-in (real face photos
 ``../shared/data/faces`` exists), as ``get_concepts`` runs it (at most ``concepts.max_images``
 images of the cell), with a per-stage breakdown.
 
+``--bf16`` (issue 17): the stand-in's 16 maps in bf16 autocast against fp32, on held-out face
+photos, with a projection and head fit on the faces set's fp32 embeddings (so the 16 dimensions
+mean something): seconds per image (the two precisions alternate image by image, so load from other
+jobs hits both alike; target >= 1.8x) and the Spearman correlation of each bf16 map with its fp32
+map (threshold 0.95 for every map). ``--write-agreement`` stores the figures in
+``pipeline/encoders/bf16_agreement.json`` for ``encoder.precision: auto``.
+
 Usage: ``python bench/relevance.py [--images 2] [--threads 2] [--skip-concepts] [--skip-clip]
-[--skip-maps] [--concept-images N]``
+[--skip-maps] [--concept-images N] [--quick] [--bf16 [--bf16-images 8] [--write-agreement]]``
 """
 from __future__ import annotations
 
@@ -33,17 +40,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
 
+from bench._options import parse_args  # noqa: E402
+from bench.bf16_agreement import (FACES, fit_head, labelled_set, machine,  # noqa: E402
+                                  record, spearman_per_map)
 from pipeline.attention_taps import tap_attention  # noqa: E402
 from pipeline.concepts import extract_concepts  # noqa: E402
 from pipeline.config import Config  # noqa: E402
 from pipeline.head import HeadModule  # noqa: E402
 from pipeline.project import ProjectionModule  # noqa: E402
-from pipeline.relevance import (relevance_maps, relevance_maps_sequential,  # noqa: E402
-                                rollout_cls_rows)
+from pipeline.relevance import (RelevanceResult, relevance_maps,  # noqa: E402
+                                relevance_maps_sequential, rollout_cls_rows)
 
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
 
 def random_models(dim: int, seed: int = 0):
@@ -60,7 +70,7 @@ def per_dimension_with_forward(encoder, projection, head, x):
     for k in range(16):
         xx = x.detach().clone().requires_grad_(True)
         with tap_attention(encoder.family, encoder.blocks) as tap:
-            z, _ = head(projection(encoder.embed(xx)))
+            z, _ = head(projection(encoder.embed_for_maps(xx)))
             probs = tap.probs
             y = (z[:, k] * torch.sign(z[:, k]).detach()).sum()
             grads = torch.autograd.grad(y, probs)
@@ -188,6 +198,77 @@ def bench_concepts(encoder, n_cell: int = 200, max_images: int | None = None):
         print(f"    {stage:<10} {t:6.1f} s")
 
 
+def bench_bf16_maps(n_images: int, write: bool) -> None:
+    """Stand-in maps in bf16 vs fp32 on face photos: time per image and per-map Spearman."""
+    from PIL import Image
+
+    from pipeline.embed import embed_paths
+    from pipeline.encoders import DinoV2StandinEncoder
+    from pipeline.encoders.precision import SPEARMAN_MIN, maps_failures
+
+    if not FACES.exists():
+        print(f"\nbf16 maps: {FACES} absent, no agreement figures on real images")
+        return
+    cache = Config().cache_path
+    encoders = {p: DinoV2StandinEncoder(cache, device="cpu", precision=p) for p in ("fp32", "bf16")}
+    faces = labelled_set(FACES)
+    embeddings = embed_paths(encoders["fp32"], faces.paths, cache).embeddings  # cached after once
+    projection, head = fit_head(embeddings, faces)
+    projection, head = projection.eval(), head.torch_module().eval()
+    for p in list(projection.parameters()) + list(head.parameters()):
+        p.requires_grad_(False)
+    held = np.flatnonzero(faces.heldout)
+    chosen = np.concatenate([held[faces.labels[held] == 0][:(n_images + 1) // 2],
+                             held[faces.labels[held] == 1][:n_images // 2]])
+    x = torch.stack([encoders["fp32"].preprocess(Image.open(faces.paths[i]).convert("RGB"))
+                     for i in chosen])
+    for enc in encoders.values():
+        relevance_maps(enc, projection, head, x[:1])  # warm-up
+    seconds = {p: 0.0 for p in encoders}
+    parts = {p: [] for p in encoders}
+    for i in range(len(x)):  # alternate image by image
+        for p, enc in encoders.items():
+            t0 = time.perf_counter()
+            parts[p].append(relevance_maps(enc, projection, head, x[i:i + 1], images_per_pass=1))
+            seconds[p] += time.perf_counter() - t0
+    maps = {p: RelevanceResult.concatenate(r) for p, r in parts.items()}
+    rho = spearman_per_map(maps["bf16"].patch_maps, maps["fp32"].patch_maps)
+    rho_aggregate = spearman_per_map(maps["bf16"].aggregate_patch, maps["fp32"].aggregate_patch)
+    # A map's target is sign(z_k) * z_k: where z_k is near 0 and bf16 flips its sign, the map
+    # shows the opposite evidence. Counted apart, because no precision fixes that instability.
+    z32, z16 = maps["fp32"].z, maps["bf16"].z
+    flipped = (np.sign(z32) != np.sign(z16)).ravel()  # same (image, dimension) order as rho
+    low = [{"image": int(j // z32.shape[1]), "dim": int(j % z32.shape[1]), "spearman": float(rho[j]),
+            "z_fp32": float(z32.flat[j]), "z_bf16": float(z16.flat[j])}
+           for j in np.flatnonzero(rho < SPEARMAN_MIN)]
+    figures = {"images": len(x), "maps": int(rho.size), "spearman_min": float(rho.min()),
+               "spearman_median": float(np.median(rho)), "below_threshold": low,
+               "sign_flips": int(flipped.sum()),
+               "spearman_min_same_sign": float(rho[~flipped].min()) if (~flipped).any() else None,
+               "aggregate_spearman_min": float(rho_aggregate.min()),
+               "z_max_abs_difference": float(np.abs(maps["bf16"].z - maps["fp32"].z).max()),
+               "speedup": round(seconds["fp32"] / seconds["bf16"], 3),
+               "s_per_image": {p: round(s / len(x), 3) for p, s in seconds.items()},
+               "fp32_fingerprint": encoders["fp32"].info.fingerprint}
+    print(f"\nbf16 vs fp32 maps, stand-in, {len(x)} held-out face photos ({int((faces.labels[chosen] == 0).sum())} "
+          f"real), head fit on {int((~faces.heldout).sum())} training faces; torch threads "
+          f"{torch.get_num_threads()}, load average {machine()['load_average']}")
+    print(f"  16 maps per image: bf16 {figures['s_per_image']['bf16']:.2f} vs fp32 "
+          f"{figures['s_per_image']['fp32']:.2f} s/image ({figures['speedup']:.2f}x; target 1.8x)")
+    print(f"  Spearman bf16 vs fp32 over {rho.size} maps: min {rho.min():.4f}, median "
+          f"{np.median(rho):.4f}, {len(low)} below {SPEARMAN_MIN}; aggregate maps min "
+          f"{rho_aggregate.min():.4f}; |z| difference max {figures['z_max_abs_difference']:.2e}")
+    for m in low:
+        print(f"    image {m['image']} dimension {m['dim']}: Spearman {m['spearman']:.3f}, "
+              f"z fp32 {m['z_fp32']:+.4f} bf16 {m['z_bf16']:+.4f}")
+    print(f"  z changes sign in {figures['sign_flips']} of {rho.size} maps; Spearman min over the "
+          f"others {figures['spearman_min_same_sign']}")
+    fails = maps_failures(figures)
+    print("  verdict: " + ("bf16 maps agree with fp32 and are faster" if not fails else "; ".join(fails)))
+    if write:
+        record(encoders["fp32"], "maps", figures, faces)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=2, help="images per map timing")
@@ -197,7 +278,11 @@ def main():
     ap.add_argument("--skip-maps", action="store_true")
     ap.add_argument("--concept-images", type=int, default=None,
                     help="images of the cell used for concepts (default: concepts.max_images)")
-    args = ap.parse_args()
+    ap.add_argument("--bf16", action="store_true", help="stand-in maps in bf16 vs fp32 on faces")
+    ap.add_argument("--bf16-images", type=int, default=8, help="held-out faces for --bf16")
+    ap.add_argument("--write-agreement", action="store_true",
+                    help="store the --bf16 figures in pipeline/encoders/bf16_agreement.json")
+    args = parse_args(ap, quick={"images": 1, "concept_images": 16})
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     torch.set_num_threads(args.threads)
 
@@ -210,6 +295,8 @@ def main():
                    args.images)
     if not args.skip_concepts:
         bench_concepts(standin, max_images=args.concept_images)
+    if args.bf16:
+        bench_bf16_maps(args.bf16_images, args.write_agreement)
 
 
 if __name__ == "__main__":

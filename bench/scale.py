@@ -4,7 +4,8 @@ Prints wall time and peak memory (resident set of a fresh process per case) for
 (a) cells + 2-D layout of N synthetic 16-d points (target: 1,000,000 points in < 3 min, < 4 GB);
 (b) projection transform + head training + prediction + cells for N 256-d feature rows given the
     embeddings (target: 100,000 images in < 10 min on 2 cores).
-Usage: python bench/scale.py [--cells 1000000] [--images 100000]
+Usage: python bench/scale.py [--cells 1000000] [--images 100000] [--quick]
+(the targets hold for the default sizes; ``--quick`` sizes print no verdict)
 """
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
+
+from bench._options import parse_args  # noqa: E402
+
+TARGET_CELLS, TARGET_IMAGES = 1_000_000, 100_000  # the sizes the targets are set for
 
 
 def _synthetic(n, d, seed=0):
@@ -70,21 +76,24 @@ def _child(case: str, n: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cells", type=int, default=1_000_000)
-    ap.add_argument("--images", type=int, default=100_000)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cells", type=int, default=TARGET_CELLS, help="16-d points for cells + layout")
+    ap.add_argument("--images", type=int, default=TARGET_IMAGES, help="embeddings for projection + head")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = parse_args(ap, quick={"cells": 100_000, "images": 20_000})
     if args.child:
         _child(args.child[0], int(args.child[1]))
         return
-    for case, n, limit_s, limit_gb in (("cells", args.cells, 180, 4.0), ("head", args.images, 600, None)):
+    for case, n, limit_s, limit_gb, target_n in (("cells", args.cells, 180, 4.0, TARGET_CELLS),
+                                                 ("head", args.images, 600, None, TARGET_IMAGES)):
         res = subprocess.run([sys.executable, __file__, "--child", case, str(n)], capture_output=True, text=True)
         if res.returncode:
             print(res.stderr[-2000:])
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         verdict = "OK" if r["seconds"] <= limit_s and (limit_gb is None or r["peak_rss_gb"] <= limit_gb) else "OVER"
+        if n != target_n:
+            verdict = f"no verdict (the target is for n={target_n:,})"
         print(f"{case:>6} n={n:>9,}: {r['seconds']:7.1f} s (target {limit_s} s), peak RSS "
               f"{r['peak_rss_gb']:.2f} GB{f' (target {limit_gb} GB)' if limit_gb else ''} -> {verdict}   {r}")
 

@@ -15,16 +15,20 @@ held-out reals against that generator's fakes); the best of them is an optimisti
 what the question needs (no choice of features or regularisation does better). The last lines give
 that ceiling for each generator separately.
 
-Usage: python bench/standin_probe.py   (builds the demo set if missing; ~4 min on 2 cores)
+Usage: python bench/standin_probe.py [--preprocess resize,crop] [--quick]   (builds the demo set if
+missing; ~4 min on 2 cores, about half of it with ``--quick``: the encoder's own preprocessing only)
 """
 from __future__ import annotations
 
+import argparse
 import csv
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
+
+from bench._options import parse_args  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -89,7 +93,15 @@ def within_photo(X, y, source, folds=8):
     return roc_auc_score(y, score), float(np.median(per_photo)), len(per_photo)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preprocess", default="resize,crop",
+                    help="comma list: resize (the encoder's own), crop (224 centre crop, no resampling)")
+    args = parse_args(ap, quick={"preprocess": "resize"}, argv=argv)
+    kinds = args.preprocess.split(",")
+    if not set(kinds) <= {"resize", "crop"}:
+        ap.error(f"--preprocess: resize and/or crop, not {args.preprocess!r}")
+
     from pipeline.config import load_config
     from pipeline.demo import ensure_demo_config
     from pipeline.encoders import shared_encoder
@@ -110,6 +122,8 @@ def main() -> int:
     n = len(y)
     results = []
     for name, preprocess in (("resize", encoder.preprocess), ("crop", crop)):
+        if name not in kinds:
+            continue
         t0 = time.perf_counter()
         cls, mean, std = block_features(encoder, paths, preprocess)
         print(f"{name}: features of {n} images in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,info,demo-data,explain,concepts} ...``."""
+"""Command line: ``python -m pipeline {run,apply,matrix,info,probe,compare,demo-data,explain,concepts} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .config import REPO_ROOT, load_config, with_data
 from .diskcheck import StorageError
+from .store import ArtifactError
 
 
 class StageBars:
@@ -43,7 +44,7 @@ def _config_from_args(args):
     return cfg
 
 
-def print_metrics(meta: dict, out=None) -> None:
+def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
     out = out or sys.stdout
     enc = meta["encoder"]
     print(f"run {meta['run_id']}  ({meta['data']['n_images']} images: {meta['data'].get('n_real')} real, "
@@ -65,6 +66,10 @@ def print_metrics(meta: dict, out=None) -> None:
     print(f"projection: cos(image, image+word) {p['cosine_before']:.3f} -> {p['cosine_after']:.3f}; "
           f"word probe {p['word_probe_before']:.3f} -> {p['word_probe_after']:.3f} "
           f"(chance {p['word_probe_chance']:.3f})", file=out)
+    from .validity import report_lines
+
+    for line in report_lines(meta, probe):
+        print(line, file=out)
     for b in meta.get("bad_files", [])[:20]:
         print(f"  skipped {b['path']}: {b['reason']}", file=out)
     if len(meta.get("bad_files", [])) > 20:
@@ -99,12 +104,84 @@ def _resolve_run(run: str, config: str | None) -> Path:
 
 
 def cmd_info(args) -> int:
+    from .generalisation_cli import print_applied, print_applied_sets, print_matrix_if_kept
     from .store import RunStore
-    meta = RunStore(_resolve_run(args.run, args.config)).read_meta()
+    from .validity import read_probe
+    run = RunStore(_resolve_run(args.run, args.config))
+    if args.applied:
+        applied = run.applied(args.applied)
+        if args.json:
+            print(json.dumps(applied.read_meta()["metrics"], indent=1))
+        else:
+            print_applied(applied, all_cells=args.all_cells)
+        return 0
+    meta = run.read_meta()
     if args.json:
-        print(json.dumps(meta["metrics"], indent=1))
+        print(json.dumps({**meta["metrics"], "checks": meta.get("checks"),
+                          "bias_probe": read_probe(run.path)}, indent=1))
     else:
+        print_metrics(meta, probe=read_probe(run.path))
+        print_applied_sets(run)
+        print_matrix_if_kept(run)
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from .store import RunStore
+    from .validity import probe_lines, run_bias_probe
+    run = _resolve_run(args.run, args.config)
+    bar = tqdm(total=1, desc="bias probe", unit="img", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        probe = run_bias_probe(run, n_images=args.images, progress=progress)
+    finally:
+        bar.close()
+    print(f"run {RunStore(run).run_id}")
+    for line in probe_lines(probe):
+        print(line)
+    for b in probe.get("bad", [])[:10]:
+        print(f"  skipped image {b['index']}: {b['reason']}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .store import RunStore
+    from .validity import compare_lines
+    metas = [RunStore(_resolve_run(r, args.config)).read_meta() for r in (args.run_a, args.run_b)]
+    for line in compare_lines(*metas):
+        print(line)
         print_metrics(meta)
+        print_applied_sets(run)
+        print_matrix_if_kept(run)
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from .apply import apply_run
+    from .generalisation_cli import print_applied
+    bars = StageBars()
+    try:
+        applied = apply_run(_resolve_run(args.run, args.config), args.data, name=args.name, progress=bars)
+    finally:
+        bars.close()
+    print_applied(applied)
+    print(f"applied set folder: {applied.path}")
+    return 0
+
+
+def cmd_matrix(args) -> int:
+    from .run_matrix import matrix_text, run_matrix
+    bars = StageBars()
+    try:
+        matrix = run_matrix(_resolve_run(args.run, args.config), recompute=args.recompute,
+                            progress=lambda d, t: bars("heads", d, t))
+    finally:
+        bars.close()
+    print(json.dumps(matrix, indent=1) if args.json else matrix_text(matrix))
     return 0
 
 
@@ -150,10 +227,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="image folder (CNNDetection layout) or CSV manifest")
     p.set_defaults(func=cmd_run)
 
-    p = with_config(sub.add_parser("info", help="print a run's metrics"))
+    p = with_config(sub.add_parser("info", help="print a run's metrics, applied sets and matrix"))
     p.add_argument("run", help="run folder or run id")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--applied", metavar="NAME", help="print this applied set: metrics, cells, bad files")
+    p.add_argument("--all-cells", action="store_true", help="with --applied: list every cell it reaches")
     p.set_defaults(func=cmd_info)
+
+    p = with_config(sub.add_parser("probe", help="bias probe: how class-neutral re-encodings move "
+                                                 "the run's decisions, per class"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--images", type=int, default=None,
+                   help="held-out images to probe (default: checks.bias_images of the run's config)")
+    p.set_defaults(func=cmd_probe)
+
+    p = with_config(sub.add_parser("compare", help="two runs' held-out metrics and checks side by side"))
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.set_defaults(func=cmd_compare)
+    p = with_config(sub.add_parser("apply", help="score new images with a run (an applied set)"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--data", required=True, help="image folder (labelled or not) or CSV manifest")
+    p.add_argument("--name", help="the applied set's name (default: the data set's name)")
+    p.set_defaults(func=cmd_apply)
+
+    p = with_config(sub.add_parser("matrix", help="cross-generator matrix of a run (cached features)"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--recompute", action="store_true", help="compute it again even if it is kept")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_matrix)
 
     p = with_config(sub.add_parser("demo-data", help="build the offline demo data set"))
     p.add_argument("--out", required=True)
@@ -185,6 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faxplainer").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, StorageError) as e:
+    except (FileNotFoundError, ValueError, StorageError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,13 @@ class DataConfig:
     categories: tuple[str, ...] | None = None  # keep only these categories (None = all)
     max_image_pixels: int = 89_478_485  # decompression-bomb guard (Pillow's own default)
     demo_size: int = 400  # images per class of the built-in demo set when no data is configured
+    # controlled re-encoding before embedding, so format and size cannot be shortcuts:
+    # "jpeg[:QUALITY[:SIZE]]" or "png[:SIZE]", e.g. "jpeg:90:256" (pipeline/reencode.py); None = off
+    reencode: str | None = None
+
+    def __post_init__(self):
+        from .reencode import ReencodeSpec  # validates the spec now, with a clear message
+        ReencodeSpec.parse(self.reencode)
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,9 @@ class EncoderConfig:
     pretrained: str = "openai"  # open_clip pretrained tag
     checkpoint: str | None = None  # local open_clip checkpoint; else $FAXPLAINER_CLIP_CHECKPOINT
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    # auto: bf16 autocast on CUDA; on CPU bf16 only with native bf16 and measured agreement with
+    # fp32 (pipeline/encoders/precision.py), else fp32 | fp32 | bf16 | fp16
+    precision: str = "auto"
     batch_size: int = 64
     num_workers: int = 2  # image-decoding worker processes
     chunk_size: int = 512  # embeddings written to disk every this many images (resume granularity)
@@ -95,6 +104,14 @@ class ConceptsConfig:
 
 
 @dataclass(frozen=True)
+class ChecksConfig:
+    shortcut_auc: float = 0.8  # a file fact predicting the label this well alone is a shortcut risk
+    exclude_conflicts: bool = True  # the same bytes under both labels: left out of training and metrics
+    near_duplicate_cos: float = 0.97  # held-out images this close to a training image (vision-only features)
+    bias_images: int = 1000  # held-out images the bias probe re-encodes (half real, half fake)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     mode: str = "local"  # local: one process, diskcache jobs, 127.0.0.1 only | shared: gunicorn+Celery+Redis
     host: str = "127.0.0.1"  # shared mode binds here (local mode always binds 127.0.0.1)
@@ -123,6 +140,7 @@ class Config:
     cells: CellsConfig = field(default_factory=CellsConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     concepts: ConceptsConfig = field(default_factory=ConceptsConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     runs_dir: str = "runs"  # run folders; relative paths are relative to the repository
     cache_dir: str = ".cache/faxplainer"  # embeddings, converted weights, thumbnails

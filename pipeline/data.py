@@ -8,17 +8,25 @@ Layouts accepted (method.md section 7):
   to the manifest's folder; ``label`` one of ``real``/``fake``/``0``/``1``. A ``manifest.csv`` at a
   folder's root is used automatically.
 
+Scoring new images with a finished run (``pipeline.apply``) also accepts images without labels,
+but only when asked for (``scan(..., allow_unlabelled=True)``): then image files outside any
+``0_real``/``1_fake`` folder, manifest rows with an empty label and manifests without a ``label``
+column give records labelled :data:`UNLABELLED`. A label is never guessed; a label that is present
+but not one of the words above is still a bad entry.
+
 Every file that cannot be used is reported with its reason (zero bytes, truncated, not an image, a
-decompression bomb, a link leaving the root, a missing manifest entry, a bad label) and skipped; the
-scan goes on.
+decompression bomb, a link leaving the root, a symbolic-link loop, a folder named like an image, a
+missing manifest entry, a bad label) and skipped; the scan goes on. The scan also reads each file's
+header facts (``pipeline.filefacts``) from the handle it opens anyway.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,9 +34,11 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from .config import DataConfig, resolve_path
+from .filefacts import FileFacts, facts_from_image
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 LABEL_DIRS = {"0_real": 0, "1_fake": 1}
+UNLABELLED = -1  # Record.label of an image whose class is not known (scan(allow_unlabelled=True))
 _LABEL_WORDS = {"real": 0, "0": 0, "0_real": 0, "fake": 1, "1": 1, "1_fake": 1}
 
 # Never decode partially: a truncated file is an error, not a grey-bottomed image.
@@ -52,7 +62,7 @@ class BadImageError(Exception):
 class Record:
     id: str  # stable: hash of the path relative to the data root
     path: str  # relative to the data root, with forward slashes
-    label: int  # 0 real, 1 fake
+    label: int  # 0 real, 1 fake, UNLABELLED (-1) unknown (only from scan(allow_unlabelled=True))
     generator: str = ""
     category: str = ""
     source: str = ""  # e.g. the source photo of a demo-set crop (split groups)
@@ -73,6 +83,7 @@ class ScanResult:
     bad: list[dict]  # {"path": ..., "reason": ...}
     fingerprint: str  # changes when any used file's path, size or mtime changes
     manifest: Path | None = None
+    facts: list[FileFacts] = field(default_factory=list)  # header facts, parallel to ``records``
 
     def path(self, record: Record) -> Path:
         """The file of ``record`` (checked to stay under the root, :func:`image_file`)."""
@@ -165,7 +176,11 @@ def load_image_rgb(path: str | Path, max_pixels: int = DataConfig.max_image_pixe
 
 def probe_image(path: Path, max_pixels: int) -> tuple[int, int, str]:
     """(width, height, format) after EXIF orientation, without decoding the pixels."""
-    im = _open_checked(path, max_pixels)
+    with _open_checked(path, max_pixels) as im:
+        return _probe_open(im, path)
+
+
+def _probe_open(im: Image.Image, path: Path) -> tuple[int, int, str]:
     w, h = im.size
     try:
         orientation = im.getexif().get(0x0112, 1)
@@ -203,13 +218,27 @@ def image_file(root: str | Path, rel: str, what: str = "image") -> Path:
     return path
 
 
+def _link_loop(path: Path) -> bool:
+    """True when ``path`` is a symbolic link that leads, directly or through others, back to itself."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
+_LOOP_REASON = "symbolic link loop (the link leads back to itself); not followed"
+
+
 def _parse_label(value: str) -> int | None:
     return _LABEL_WORDS.get(str(value).strip().lower())
 
 
-def _folder_entries(root: Path, bad: list[dict]) -> list[dict]:
+def _folder_entries(root: Path, bad: list[dict], allow_unlabelled: bool = False) -> list[dict]:
     """Entries from the CNNDetection layout: the label folder decides the label; the folders above
-    it are ``[generator/][category/]``."""
+    it are ``[generator/][category/]``. ``allow_unlabelled``: files outside every label folder are
+    entries too, labelled :data:`UNLABELLED`, with no generator or category (none is guessed from
+    their folders); otherwise they are not looked at."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
@@ -219,33 +248,45 @@ def _folder_entries(root: Path, bad: list[dict]) -> list[dict]:
                         "(links may leave the data root)"})
         parts = rel_dir.parts
         label_pos = next((i for i, p in enumerate(parts) if p in LABEL_DIRS), None)
-        if label_pos is None:
+        if label_pos is None and not allow_unlabelled:
             continue
-        above = parts[:label_pos]
+        for d in dirnames:
+            if Path(d).suffix.lower() in IMAGE_EXTENSIONS and not (Path(dirpath) / d).is_symlink():
+                bad.append({"path": str((rel_dir / d).as_posix()), "reason": "a folder named like an "
+                            "image file, not an image (files inside it are scanned as a sub-folder)"})
+        above = parts[:label_pos] if label_pos is not None else ()
         generator = above[0] if len(above) >= 1 else ""
         category = above[1] if len(above) >= 2 else ""
+        label = LABEL_DIRS[parts[label_pos]] if label_pos is not None else UNLABELLED
         for name in sorted(filenames):
+            if _link_loop(Path(dirpath) / name):  # os.walk lists a looping link as a file
+                bad.append({"path": str((rel_dir / name).as_posix()), "reason": _LOOP_REASON})
+                continue
             if Path(name).suffix.lower() not in IMAGE_EXTENSIONS and not name.lower().endswith(".csv"):
                 bad.append({"path": str(rel_dir / name), "reason": "not an image file extension"})
                 continue
             if name.lower().endswith(".csv"):
                 continue
-            entries.append({"path": str((rel_dir / name).as_posix()), "label": LABEL_DIRS[parts[label_pos]],
+            entries.append({"path": str((rel_dir / name).as_posix()), "label": label,
                             "generator": generator, "category": category})
     return entries
 
 
-def _manifest_entries(manifest: Path, bad: list[dict]) -> list[dict]:
+def _manifest_entries(manifest: Path, bad: list[dict], allow_unlabelled: bool = False) -> list[dict]:
+    """Entries from a CSV manifest. ``allow_unlabelled``: the ``label`` column may be missing and a
+    row's label empty (:data:`UNLABELLED`); a label that is there must still be a known word."""
     entries = []
+    needed = ("path",) if allow_unlabelled else ("path", "label")
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in reader.fieldnames or "label" not in reader.fieldnames:
-                raise ValueError(f"manifest {manifest} must have a header with at least 'path' and 'label' "
-                                 f"columns (found {reader.fieldnames})")
+            if not reader.fieldnames or any(c not in reader.fieldnames for c in needed):
+                raise ValueError(f"manifest {manifest} must have a header with at least "
+                                 f"{' and '.join(repr(c) for c in needed)} column(s) (found {reader.fieldnames})")
             for line_no, row in enumerate(reader, start=2):
                 rel = (row.get("path") or "").strip()
-                label = _parse_label(row.get("label", ""))
+                text = (row.get("label") or "").strip()
+                label = UNLABELLED if allow_unlabelled and not text else _parse_label(text)
                 if not rel:
                     bad.append({"path": f"{manifest.name}:{line_no}", "reason": "manifest row has no path"})
                     continue
@@ -263,8 +304,15 @@ def _manifest_entries(manifest: Path, bad: list[dict]) -> list[dict]:
     return entries
 
 
-def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) -> ScanResult:
-    """Scan the configured folder or manifest into records, reporting bad files instead of failing."""
+def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None, *,
+         with_facts: bool = True, allow_unlabelled: bool = False) -> ScanResult:
+    """Scan the configured folder or manifest into records, reporting bad files instead of failing.
+
+    ``with_facts``: also read each file's header facts (``pipeline.filefacts``) from the handle the
+    probe opens anyway; ``ScanResult.facts`` is then parallel to ``records`` (empty otherwise).
+    ``allow_unlabelled``: images without a label are kept, labelled :data:`UNLABELLED` (see the
+    module docstring); a run needs labels and leaves it off.
+    """
     if cfg.manifest:
         manifest = resolve_path(cfg.manifest)
         if not manifest.is_file():
@@ -279,13 +327,15 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
         raise ValueError("no data configured: set data.root (a folder) or data.manifest (a CSV)")
 
     bad: list[dict] = []
-    entries = _manifest_entries(manifest, bad) if manifest else _folder_entries(root, bad)
+    entries = (_manifest_entries(manifest, bad, allow_unlabelled) if manifest
+               else _folder_entries(root, bad, allow_unlabelled))
     if cfg.generators:
         entries = [e for e in entries if e["generator"] in cfg.generators]
     if cfg.categories:
         entries = [e for e in entries if e["category"] in cfg.categories]
 
     records: list[Record] = []
+    facts: list[FileFacts] = []
     h = hashlib.sha256()
     seen: set[str] = set()
     for i, e in enumerate(entries):
@@ -297,6 +347,9 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
             bad.append({"path": rel, "reason": "listed twice in the manifest"})
             continue
         seen.add(rel)
+        if _link_loop(path):  # also a manifest entry; resolve() would raise "Symlink loop"
+            bad.append({"path": rel, "reason": _LOOP_REASON})
+            continue
         try:
             image_file(root, rel)
         except PathRefused:
@@ -304,7 +357,13 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
             continue
         try:
             st = path.stat()
-            w, hgt, fmt = probe_image(path, cfg.max_image_pixels)
+            with _open_checked(path, cfg.max_image_pixels) as im:
+                if with_facts:  # the facts hold the oriented size too, read without decoding a PNG
+                    f = _facts_or_fallback(im, path, st.st_size)
+                    facts.append(f)
+                    w, hgt, fmt = f.width, f.height, f.format or path.suffix.lstrip(".").upper()
+                else:
+                    w, hgt, fmt = _probe_open(im, path)
         except FileNotFoundError:
             bad.append({"path": rel, "reason": "file does not exist"})
             continue
@@ -321,5 +380,20 @@ def scan(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) ->
         raise ValueError(f"no usable images found under {root}"
                          f"{' (manifest ' + str(manifest) + ')' if manifest else ''}; "
                          f"expected <root>/[generator/][category/]0_real|1_fake/ or a manifest.csv"
+                         f"{' (or, unlabelled, image files anywhere under it)' if allow_unlabelled else ''}"
                          f" ({len(bad)} file(s) rejected)")
-    return ScanResult(root=root, records=records, bad=bad, fingerprint=h.hexdigest()[:16], manifest=manifest)
+    return ScanResult(root=root, records=records, bad=bad, fingerprint=h.hexdigest()[:16], manifest=manifest,
+                      facts=facts)
+
+
+def _facts_or_fallback(im: Image.Image, path: Path, n_bytes: int) -> FileFacts:
+    """The file's facts; a metadata block that trips the reader must not cost a usable image, so
+    it gets the probe's size and format and empty metadata."""
+    try:
+        return facts_from_image(im, path, n_bytes)
+    except Exception:
+        w, h, _ = _probe_open(im, path)
+        return FileFacts(format=(im.format or "").upper(), ext_format="", width=w, height=h, file_bytes=n_bytes,
+                         jpeg_quality=None, subsampling="", progressive=False, exif=False, camera_make="",
+                         software="", icc=False, mode=im.mode, bit_depth=8, dpi=0.0, text_keys="",
+                         generator_hint="")

@@ -9,8 +9,10 @@ no tensors have to cross process boundaries).
 Cache: embeddings are keyed by (encoder fingerprint, sha256 of the file's bytes), so an unchanged
 image is never embedded twice, even under another path. They live in
 ``<cache_dir>/embeddings/<fingerprint>/chunk-*.npz`` (``keys``: S64 hex digests, ``vectors``:
-(n, D) float32), each written atomically once ``chunk_size`` new embeddings have accumulated; a
-run killed half-way loses at most the unflushed chunk. A damaged chunk is reported with a
+(n, D) float32; with an image transform such as controlled re-encoding the folder is
+``<fingerprint>-<transform key>``, so those embeddings never mix with the plain ones), each written
+atomically once ``chunk_size`` new embeddings have accumulated; a run killed half-way loses at most
+the unflushed chunk. A damaged chunk is reported with a
 :class:`EmbeddingCacheWarning`, deleted and its images recomputed.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 from functools import partial
 
@@ -51,13 +53,35 @@ class EmbedResult:
 
     ``failures`` holds (input index, reason); ``n_computed`` counts images that went through the
     model in this call (duplicates of the same bytes count once), ``n_cached`` rows taken from
-    the cache.
+    the cache; ``keys`` the sha256 hex digest of each input file's bytes ("" where the file could
+    not be read), e.g. for finding exact duplicates (``pipeline.duplicates``).
     """
 
     embeddings: np.ndarray
     failures: list[tuple[int, str]] = field(default_factory=list)
     n_computed: int = 0
     n_cached: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+class ImageTransform(Protocol):
+    """Applied to each decoded RGB image before the encoder's preprocessing (e.g.
+    ``pipeline.reencode.ReencodeSpec``); ``key`` names it in the cache, so its embeddings are
+    cached apart from the plain ones."""
+
+    key: str
+
+    def __call__(self, im: Image.Image) -> Image.Image: ...
+
+
+def cache_fingerprint(encoder_fingerprint: str, transform: ImageTransform | None = None) -> str:
+    """Cache folder name: the encoder's fingerprint, plus the transform's key when there is one."""
+    if transform is None:
+        return encoder_fingerprint
+    key = getattr(transform, "key", "")
+    if not isinstance(key, str) or not key or "/" in key:
+        raise ValueError(f"an image transform needs a non-empty cache key without '/' (got {key!r})")
+    return f"{encoder_fingerprint}-{key}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +156,14 @@ def _key_or_reason(path: Path) -> tuple[bytes | None, str | None]:
 # ---------------------------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------------------------
+def _load_transformed(path: Path, load: Callable, transform: ImageTransform) -> Image.Image:
+    image = load(path)
+    try:
+        return transform(image)
+    except Exception as e:
+        raise BadImageError(path, f"cannot apply {transform.key} ({type(e).__name__}: {e})") from e
+
+
 def _decode(path: Path, preprocess: Callable, load: Callable) -> tuple[torch.Tensor | None, str | None]:
     try:
         return preprocess(load(path)), None
@@ -195,8 +227,8 @@ def _decoded_batches(items: list[tuple[bytes, Path]], preprocess: Callable, load
 # ---------------------------------------------------------------------------------------------
 def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path | None, *,
                 batch_size: int = 64, num_workers: int = 2, chunk_size: int = 512,
-                max_pixels: int = DEFAULT_MAX_PIXELS, progress: Progress | None = None
-                ) -> EmbedResult:
+                max_pixels: int = DEFAULT_MAX_PIXELS, progress: Progress | None = None,
+                transform: ImageTransform | None = None) -> EmbedResult:
     """Embed image files, reusing and extending the on-disk cache.
 
     Parameters
@@ -209,6 +241,9 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
     chunk_size : new embeddings per cache chunk; a killed run keeps every finished chunk.
     max_pixels : decompression-bomb limit passed to ``load_image_rgb``.
     progress : ``progress(done, total)`` in images; cached and failed images count at once.
+    transform : applied to every decoded image before preprocessing (controlled re-encoding);
+        its ``key`` joins the cache fingerprint. Images are then decoded at full size (no JPEG
+        draft scaling, which would treat JPEG and PNG files differently).
 
     Returns
     -------
@@ -222,7 +257,8 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
 
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:  # hashing releases the GIL
         keyed = list(pool.map(_key_or_reason, paths))
-    cache = EmbeddingCache(cache_dir, encoder.info.fingerprint, dim) if cache_dir else None
+    cache = EmbeddingCache(cache_dir, cache_fingerprint(encoder.info.fingerprint, transform), dim) \
+        if cache_dir else None
     known = cache.load() if cache else {}
 
     rows_of: dict[bytes, list[int]] = {}  # key -> input rows still to fill, first-seen order
@@ -240,10 +276,16 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
         progress(done, n)
 
     todo = [(key, paths[rows[0]]) for key, rows in rows_of.items()]
+    if not todo:  # all cached (or failed): the model is not touched, so a lazily loaded one never loads
+        failures.sort()
+        return EmbedResult(out, failures, n_computed=0, n_cached=n_cached)
     pending_keys: list[bytes] = []
     pending_vecs: list[np.ndarray] = []
     n_computed = 0
-    load = partial(load_image_rgb, max_pixels=max_pixels, min_side=encoder.decode_min_side)
+    load = partial(load_image_rgb, max_pixels=max_pixels,
+                   min_side=None if transform is not None else encoder.decode_min_side)
+    if transform is not None:
+        load = partial(_load_transformed, load=load, transform=transform)
     with torch.inference_mode():
         for keys, batch, failed in _decoded_batches(todo, encoder.preprocess, load, batch_size,
                                                     num_workers, pin=encoder.device.type == "cuda"):
@@ -267,7 +309,8 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
     if cache and pending_keys:
         cache.write(pending_keys, np.stack(pending_vecs))
     failures.sort()
-    return EmbedResult(out, failures, n_computed=n_computed, n_cached=n_cached)
+    return EmbedResult(out, failures, n_computed=n_computed, n_cached=n_cached,
+                       keys=[key.decode("ascii") if key else "" for key, _ in keyed])
 
 
 def embed_pil(encoder: Encoder, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 The app's background callbacks and the CLI call these getters with a run folder; each loads the
 run's models through :func:`pipeline.models.load_run_models` (once per process), computes what is
-missing and caches it inside the run:
+missing and caches it inside the run (or inside an applied set's folder, ``<run>/applied/<name>``:
+its images, explained with its run's models; ``pipeline.store.open_store``):
 
 ==========================================  ====================================================
 ``<run>/relevance/<image_id>.npz``           one image's maps (patch resolution), z, contributions,
@@ -34,9 +35,10 @@ from pipeline.data import BadImageError, PathRefused, load_image_rgb
 from pipeline.faithfulness import deletion_check
 from pipeline.models import RunModels, load_run_models, model_fingerprint
 from pipeline.overlays import png_bytes
+from pipeline.reencode import ReencodeSpec
 from pipeline.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
 from pipeline.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
-from pipeline.store import RunStore, atomic_write_bytes, hash_obj
+from pipeline.store import RunStore, atomic_write_bytes, hash_obj, open_store
 
 Progress = Callable[[int, int], None]
 OnError = Callable[[int, str], None]
@@ -98,16 +100,20 @@ def _file_key(path: Path | PathRefused) -> dict:
         return {"path": str(path)}
 
 
-def _load_inputs(encoder, paths: Sequence[Path | PathRefused], max_pixels: int,
-                 indices: Sequence[int], on_error: OnError | None) -> tuple[list[int], torch.Tensor | None]:
-    """Preprocessed images; bad files (and refused paths) go to ``on_error`` (or raise) and are
-    left out."""
+def _load_inputs(encoder, paths: Sequence[Path | PathRefused], cfg, indices: Sequence[int],
+                 on_error: OnError | None) -> tuple[list[int], torch.Tensor | None]:
+    """Preprocessed images, loaded as the run loaded them (with its controlled re-encoding, if
+    any); bad files (and refused paths) go to ``on_error`` (or raise) and are left out."""
+    spec = ReencodeSpec.parse(cfg.data.reencode)
+    max_pixels = cfg.data.max_image_pixels
     good, tensors = [], []
     for index, path in zip(indices, paths):
         try:
             if isinstance(path, PathRefused):
                 raise path
-            tensors.append(encoder.preprocess(load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)))
+            image = spec(load_image_rgb(path, max_pixels)) if spec else \
+                load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)
+            tensors.append(encoder.preprocess(image))
             good.append(index)
         except (BadImageError, PathRefused) as e:
             if on_error is None:
@@ -149,7 +155,7 @@ def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progre
     dict index -> ImageMaps.
     """
     run = Path(run_dir)
-    store = RunStore(run)
+    store = open_store(run)
     records = store.read_records()
     indices = _checked_indices(image_indices, len(records))
     cfg = store.config()
@@ -173,7 +179,7 @@ def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progre
         group = 2  # images per relevance pass (memory, see relevance_maps)
         for s in range(0, len(todo), group):
             chunk = todo[s:s + group]
-            good, batch = _load_inputs(m.encoder, [c[1] for c in chunk], cfg.data.max_image_pixels,
+            good, batch = _load_inputs(m.encoder, [c[1] for c in chunk], cfg,
                                        [c[0] for c in chunk], on_error)
             if batch is not None:
                 with m.lock:
@@ -228,7 +234,7 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
     ``<run>/relevance/faithfulness.json``.
     """
     run = Path(run_dir)
-    store = RunStore(run)
+    store = open_store(run)
     records = store.read_records()
     cfg = store.config()
     indices = _balanced_sample(records, n_images, seed)
@@ -244,7 +250,7 @@ def get_faithfulness(run_dir: str | Path, progress: Progress | None = None, *,
     maps = get_maps(run, indices, models=m, on_error=lambda i, msg: None,
                     progress=(lambda d, t: progress(d, total)) if progress else None)
     good = [i for i in indices if i in maps]
-    _, batch = _load_inputs(m.encoder, _image_paths(store, good), cfg.data.max_image_pixels, good, None)
+    _, batch = _load_inputs(m.encoder, _image_paths(store, good), cfg, good, None)
     if batch is None:
         raise ValueError(f"no readable image in the faithfulness sample of {run}")
     result = RelevanceResult(np.stack([maps[i].patch_maps for i in good]),
@@ -295,10 +301,11 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
     of ``{"id", "size" (segments), "n_images", "profile" (16 floats), "patches" (PNG paths
     relative to the run folder, most central first), "sources" (per patch: image index, image
     id, SLIC resolution, bbox), "images" (indices of every image a segment came from),
-    "segments_real", "segments_fake" (segments from real / fake images)}``.
+    "segments_real", "segments_fake", "segments_unlabelled" (segments from real / fake / unlabelled
+    images: an applied set may have no labels)}``.
     """
     run = Path(run_dir)
-    store = RunStore(run)
+    store = open_store(run)
     records = store.read_records()
     in_cell = [i for i, r in enumerate(records) if r.get("cell") == int(cell)]
     if not in_cell:
@@ -325,7 +332,7 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
 
     m = _models(run, models)
     skipped: list[dict] = []
-    good, batch = _load_inputs(m.encoder, paths, cfg.data.max_image_pixels, used,
+    good, batch = _load_inputs(m.encoder, paths, cfg, used,
                                lambda i, msg: skipped.append({"index": i, "message": msg}))
     if batch is None:
         raise ValueError(f"no readable image in cell {cell} of run {run.name}")
@@ -360,12 +367,14 @@ def get_concepts(run_dir: str | Path, cell: int, progress: Progress | None = Non
             sources.append({"image_index": good[seg.image], "image_id": records[good[seg.image]]["id"],
                             "resolution": seg.resolution, "bbox": list(seg.bbox)})
         member_images = [good[result.segments[m].image] for m in concept.members]
-        by_label = np.bincount([int(records[i]["label"]) for i in member_images], minlength=2)
+        labels = [int(records[i]["label"]) for i in member_images]
+        by_label = np.bincount([v for v in labels if v >= 0], minlength=2)  # -1: unlabelled
         concepts.append({"id": j, "size": concept.size, "n_images": result.n_images(concept),
                          "profile": [float(v) for v in concept.profile],
                          "patches": patches, "sources": sources,
                          "images": sorted(set(member_images)),
-                         "segments_real": int(by_label[0]), "segments_fake": int(by_label[1])})
+                         "segments_real": int(by_label[0]), "segments_fake": int(by_label[1]),
+                         "segments_unlabelled": sum(v < 0 for v in labels)})
     out = {"key": key, "cell": int(cell), "n_images": len(in_cell), "n_images_used": n,
            "n_segments": len(result.segments), "skipped": skipped, "concepts": concepts}
     write_sealed_json(cache, out)

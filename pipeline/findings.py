@@ -14,11 +14,11 @@ import html
 from pathlib import Path
 
 from .notes import NotesStore
-from .store import RunStore
+from .store import AppliedStore, open_store
 from .thumbnails import RunImages
 
 MAX_IMAGES_PER_NOTE = 24
-WORDS = ("real", "fake")
+WORDS = {0: "real", 1: "fake", -1: "unlabelled"}  # -1: an applied set's image without a label
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #1f2328; margin: 24px auto; max-width: 1000px; }
@@ -28,7 +28,8 @@ border-radius: 10px; padding: 0 8px; font-size: 12px; margin-right: 6px; }
 .text { font-size: 15px; } .images { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 8px; }
 figure { margin: 0; width: 112px; font-size: 11px; } figure img { width: 112px; height: 112px;
 border: 3px solid; box-sizing: border-box; display: block; } .right img { border-color: #2ca02c; }
-.wrong img { border-color: #d62728; } .b { color: #fff; border-radius: 3px; padding: 0 4px; }
+.wrong img { border-color: #d62728; } .no-label img { border-color: #8c959f; }
+.unlabelled { background: #8c959f; } .b { color: #fff; border-radius: 3px; padding: 0 4px; }
 .real { background: #1f77b4; } .fake { background: #ff7f0e; } .notice { background: #fff8c5;
 border: 1px solid #d4a72c; padding: 6px 10px; border-radius: 4px; margin: 8px 0; }
 """
@@ -41,11 +42,13 @@ def _data_uri(path: Path) -> str:
 def _figure(records: list[dict], images: RunImages, i: int) -> str:
     r = records[i]
     label, pred = WORDS[int(r["label"])], WORDS[int(r["pred"])]
+    known = int(r["label"]) >= 0
     right = int(r["label"]) == int(r["pred"])
+    outcome = ("right" if right else "wrong") if known else "no label"
     name = html.escape(Path(r["path"]).name)
-    return (f'<figure class="{"right" if right else "wrong"}"><img src="{_data_uri(images.thumbnail(i))}" '
+    return (f'<figure class="{outcome.replace(" ", "-")}"><img src="{_data_uri(images.thumbnail(i))}" '
             f'alt="{name}"><figcaption><span class="b {label}">{label}</span> predicted {pred} '
-            f'({"right" if right else "wrong"}), p(fake) {float(r["prob_fake"]):.2f}<br>{name}'
+            f'({outcome}), p(fake) {float(r["prob_fake"]):.2f}<br>{name}'
             f'</figcaption></figure>')
 
 
@@ -58,15 +61,20 @@ def _note_images(note: dict, records: list[dict]) -> list[int]:
 
 
 def findings_html(run_dir: str | Path, cache_root: str | Path) -> str:
-    """The findings sheet of the run in ``run_dir`` (thumbnails from ``cache_root``)."""
-    store = RunStore(run_dir)
+    """The findings sheet of the run (or applied set) in ``run_dir`` (thumbnails from ``cache_root``)."""
+    store = open_store(run_dir)
     meta, records = store.read_meta(), store.read_records()
     images = RunImages(run_dir, cache_root)
-    enc, data = meta.get("encoder") or {}, meta.get("data") or {}
-    head = (meta.get("metrics") or {}).get("head") or {}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Findings · {html.escape(store.run_id)}"
+    data = meta.get("data") or {}
+    if isinstance(store, AppliedStore):  # scored with its run's encoder; its metrics are flat
+        enc, head = store.run.read_meta().get("encoder") or {}, meta.get("metrics") or {}
+        what = f"applied set {store.name} of run {store.run.run_id}"
+    else:
+        enc, head = meta.get("encoder") or {}, (meta.get("metrics") or {}).get("head") or {}
+        what = f"run {store.run_id}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Findings · {html.escape(what)}"
              f"</title><style>{_STYLE}</style></head><body>",
-             f"<h1>Findings · run {html.escape(store.run_id)}</h1>",
+             f"<h1>Findings · {html.escape(what)}</h1>",
              f"<div class='muted'>data {html.escape(str(data.get('root', '?')))} · {data.get('n_images', '?')} "
              f"images ({data.get('n_real', '?')} real, {data.get('n_fake', '?')} fake) · encoder "
              f"{html.escape(str(enc.get('name')))} {html.escape(str(enc.get('model')))} · held-out "

@@ -21,11 +21,17 @@ def binary_metrics(y: np.ndarray, prob: np.ndarray) -> dict:
     return out
 
 
-def per_generator_metrics(y: np.ndarray, prob: np.ndarray, generators: list[str]) -> dict:
+def generator_rows(y: np.ndarray, generators: list[str]) -> dict[str, np.ndarray]:
+    """Boolean row mask per generator that has fakes: its own rows, plus the reals without a
+    generator where it has no reals of its own (the rule stated in the module docstring)."""
+    y = np.asarray(y)
     gens = np.asarray(generators, dtype=object)
     result = {}
     for g in sorted({g for g, label in zip(gens, y) if label == 1 and g}):
         own = gens == g
-        rows = own if (y[own] == 0).any() else own | ((y == 0) & (gens == ""))
-        result[g] = binary_metrics(y[rows], prob[rows])
+        result[g] = own if (y[own] == 0).any() else own | ((y == 0) & (gens == ""))
     return result
+
+
+def per_generator_metrics(y: np.ndarray, prob: np.ndarray, generators: list[str]) -> dict:
+    return {g: binary_metrics(y[rows], prob[rows]) for g, rows in generator_rows(y, generators).items()}

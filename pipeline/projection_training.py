@@ -50,12 +50,19 @@ def _probe_accuracy(x: np.ndarray, word_ids: np.ndarray, image_ids: np.ndarray) 
 
 def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg: ProjectionConfig,
                      embed_images: Callable, max_pixels: int,
-                     progress: Callable[[int, int], None] | None = None) -> tuple[VisionOnlyProjection, dict]:
+                     progress: Callable[[int, int], None] | None = None,
+                     transform: Callable | None = None) -> tuple[VisionOnlyProjection, dict]:
     """Fit the projection on ``paths`` (whose clean embeddings are given) and measure it.
 
-    ``embed_images(list[PIL.Image]) -> np.ndarray`` embeds in-memory images with ``encoder``.
-    Returns the fitted projection and its metrics dict.
+    ``embed_images(list[PIL.Image]) -> np.ndarray`` embeds in-memory images with ``encoder``;
+    ``transform`` (controlled re-encoding) is applied to each image as it is loaded, as the clean
+    embeddings were made. Returns the fitted projection and its metrics dict.
     """
+    def load(path):
+        if transform is None:
+            return load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)
+        return transform(load_image_rgb(path, max_pixels))
+
     rng = np.random.default_rng(cfg.seed)
     n = len(paths)
     order = rng.permutation(n)
@@ -87,7 +94,7 @@ def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg
     ww_imgs, word_ids, clean_rows = [], [], []
     for i in train_idx:
         try:
-            image = load_image_rgb(paths[i], max_pixels, min_side=encoder.decode_min_side)
+            image = load(paths[i])
         except BadImageError:
             continue
         for w in rng.integers(0, len(vocab), cfg.words_per_image):
@@ -112,7 +119,7 @@ def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg
     ev_imgs, ev_word_ids, ev_image_ids, ev_clean_rows = [], [], [], []
     for i in eval_idx:
         try:
-            image = load_image_rgb(paths[i], max_pixels, min_side=encoder.decode_min_side)
+            image = load(paths[i])
         except BadImageError:
             continue
         for w in rng.choice(N_EVAL_WORDS, size=2, replace=False):

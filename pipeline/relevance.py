@@ -132,7 +132,7 @@ def decision_relevance(encoder, projection: nn.Module, head: nn.Module, batch: t
     with _grad_mode():
         x, tap_ctx = _prepare(encoder, batch)
         with tap_ctx as tap:
-            _, logit = head(projection(encoder.embed(x)))
+            _, logit = head(projection(encoder.embed_for_maps(x)))
             probs = tap.probs
             first = _first_block(start_block, len(probs))
             target = (torch.where(logit >= 0, 1.0, -1.0).detach() * logit).sum()
@@ -168,10 +168,12 @@ def rollout_cls_rows(probs: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
     O(T^3) of forming R, with the same result.
     """
     k, b, _, t, _ = grads[0].shape
-    r = torch.zeros(k, b, 1, t, dtype=probs[0].dtype, device=probs[0].device)
+    # The rollout runs in fp32 whatever the forward's precision: under bf16 autocast A and dA
+    # arrive in bf16, and a product of 12 bf16 matrices would lose the maps' fine ranking.
+    r = torch.zeros(k, b, 1, t, dtype=torch.float32, device=probs[0].device)
     r[..., 0, 0] = 1.0
     for a, g in zip(reversed(list(probs)), reversed(list(grads))):
-        cam = _cam(g, a.detach(), consume_grads)  # (K, B, T, T)
+        cam = _cam(g.float(), a.detach().float(), consume_grads)  # (K, B, T, T)
         r = r + r @ cam
     return r[:, :, 0, :]
 
@@ -252,7 +254,7 @@ def _first_block(start_block: int, n_blocks: int) -> int:
 
 
 def _forward(encoder, projection, head, x, tap):
-    z, logit = head(projection(encoder.embed(x)))
+    z, logit = head(projection(encoder.embed_for_maps(x)))
     if z.dim() != 2:
         raise ValueError(f"head must return z of shape (B, K), got {tuple(z.shape)}")
     return z, logit.reshape(-1), tap.probs

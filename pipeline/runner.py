@@ -1,7 +1,8 @@
 """The pipeline from an image folder to a run folder, as a list of stages.
 
-:func:`run_pipeline` reads as the stages it runs: scan -> encoder -> embed -> projection -> head
-(splits, fit, held-out metrics) -> cells -> write. Each stage is a function of what the earlier
+:func:`run_pipeline` reads as the stages it runs: scan (with each file's facts) -> encoder ->
+embed -> split -> checks (duplicates and leakage, shortcuts: ``pipeline.validity``) -> projection
+-> head (fit, held-out metrics) -> near-duplicates -> cells -> write. Each stage is a function of what the earlier
 ones produced, so other commands reuse them (scoring new data with a run: the scan, the embedding
 and the run's models). Stages talk through files where the work is worth keeping: embeddings are
 cached per (encoder, file content) by ``pipeline.embed``, the projection per (encoder, data,
@@ -23,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, validity
 from .background import background_images
 from .cells import build_cells
 from .config import Config, to_dict
@@ -36,6 +37,7 @@ from .head import DistilledHead, orthogonality_report
 from .metrics import binary_metrics, per_generator_metrics
 from .project import VisionOnlyProjection
 from .projection_training import VERSION as PROJECTION_VERSION, train_projection
+from .reencode import ReencodeSpec
 from .splits import HELDOUT, TRAIN, assign_splits, validation_mask
 from .store import HEAD, PROJECTION, RunStore, atomic_write_bytes, hash_obj, torch_bytes, write_run
 
@@ -57,10 +59,20 @@ class Embedded:
     paths: list[Path]
     embeddings: np.ndarray  # (N, D) float32
     bad: list[dict]  # the scan's bad files plus those that failed to decode: {"path", "reason"}
+    facts: list = dataclasses.field(default_factory=list)  # pipeline.filefacts.FileFacts per image
+    keys: list[str] = dataclasses.field(default_factory=list)  # sha256 of each file's bytes
+    n_computed: int = 0  # images that went through the encoder (the rest came from the cache)
 
     @property
     def labels(self) -> np.ndarray:
         return np.array([r.label for r in self.records])
+
+    def subset(self, keep: np.ndarray) -> "Embedded":
+        """The images where ``keep`` is true (the bad files stay as they are)."""
+        pick = lambda items: [x for x, k in zip(items, keep) if k]  # noqa: E731
+        return Embedded(pick(self.records), pick(self.paths), self.embeddings[keep], self.bad,
+                        pick(self.facts) if self.facts else [], pick(self.keys) if self.keys else [],
+                        self.n_computed)
 
 
 @dataclass
@@ -83,7 +95,7 @@ def _slug(text: str) -> str:
 
 
 def run_id_for(cfg: Config, data_fingerprint: str, encoder_fingerprint: str, data_name: str) -> str:
-    key = {"cfg": cfg.fingerprint("data", "projection", "head", "cells"), "enc": encoder_fingerprint,
+    key = {"cfg": cfg.fingerprint("data", "projection", "head", "cells", "checks"), "enc": encoder_fingerprint,
            "data": data_fingerprint}
     return f"{_slug(data_name)}-{hash_obj(key)[:10]}"
 
@@ -102,17 +114,19 @@ def reporter(progress: Progress | None, should_cancel: Callable[[], bool] | None
 
 # -- stages ----------------------------------------------------------------------------------------
 
-def scan_stage(cfg: Config, report: Progress) -> ScanResult:
+def scan_stage(cfg: Config, report: Progress, allow_unlabelled: bool = False) -> ScanResult:
     """The data set's usable images and the files that cannot be used (logged, kept in the run).
 
     Everything the scan can decide fails here, before any encoder is loaded: a data set with one
-    class only, or too few usable images.
+    class only, or too few usable images. ``allow_unlabelled`` (scoring new images with a run,
+    ``pipeline.apply``): images without labels are kept and neither check is made.
     """
     report("scan", 0, 1)
-    scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t))
+    scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t), allow_unlabelled=allow_unlabelled)
     for b in scanned.bad:
         log.warning("skipped %s: %s", b["path"], b["reason"])
-    check_usable(scanned.records, f"the data under {scanned.root}", len(scanned.bad))
+    if not allow_unlabelled:
+        check_usable(scanned.records, f"the data under {scanned.root}", len(scanned.bad))
     return scanned
 
 
@@ -150,13 +164,20 @@ def finished_run(store: RunStore, report: Progress) -> RunStore | None:
     return store
 
 
-def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Progress) -> Embedded:
-    """Embed the scan's images (cached); images that fail to decode join the bad files."""
+def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Progress,
+                check: bool = True) -> Embedded:
+    """Embed the scan's images (cached); images that fail to decode join the bad files.
+
+    ``check``: fail unless both classes and :data:`MIN_IMAGES` images are left (a run's needs;
+    ``pipeline.apply`` checks only that some image is left).
+    """
     records = scanned.records
+    report("embed", 0, len(records))  # before the files are hashed for the cache lookup
     paths = [scanned.path(r) for r in records]
     result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
                          num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
-                         max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("embed", d, t))
+                         max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("embed", d, t),
+                         transform=ReencodeSpec.parse(cfg.data.reencode))
     log.info("embeddings: %d computed, %d from cache", result.n_computed, result.n_cached)
     bad = list(scanned.bad)
     failed = {i for i, _ in result.failures}
@@ -164,10 +185,11 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
         bad.append({"path": records[i].path, "reason": why})
         log.warning("skipped %s: %s", records[i].path, why)
     keep = np.array([i not in failed for i in range(len(records))], dtype=bool)
-    embedded = Embedded(records=[r for r, k in zip(records, keep) if k],
-                        paths=[p for p, k in zip(paths, keep) if k],
-                        embeddings=np.asarray(result.embeddings, dtype=np.float32)[keep], bad=bad)
-    check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
+    embedded = Embedded(records=records, paths=paths, embeddings=np.asarray(result.embeddings, np.float32),
+                        bad=bad, facts=list(scanned.facts), keys=list(result.keys),
+                        n_computed=result.n_computed).subset(keep)
+    if check:
+        check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
     return embedded
 
 
@@ -184,8 +206,9 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
         paths, trained_on, emb = embedded.paths, f"data-{data_fingerprint}", embedded.embeddings
     else:
         raise ValueError(f"projection.train_on must be 'background' or 'data', not {pc.train_on!r}")
+    spec = ReencodeSpec.parse(cfg.data.reencode)  # the projection sees images as the run does
     key = hash_obj({"enc": encoder.info.fingerprint, "data": trained_on, "cfg": cfg.fingerprint("projection"),
-                    "version": PROJECTION_VERSION})
+                    "reencode": spec.key if spec else None, "version": PROJECTION_VERSION})
     path = cfg.cache_path / "projection" / f"{key}.pt"
     if path.exists():
         try:
@@ -197,26 +220,57 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
         result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
                              num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
                              max_pixels=cfg.data.max_image_pixels,
-                             progress=lambda d, t: report("projection", 0, t))
+                             progress=lambda d, t: report("projection", 0, t), transform=spec)
         good = [i for i in range(len(paths)) if i not in {j for j, _ in result.failures}]
         paths, emb = [paths[i] for i in good], result.embeddings[good]
     projection, metrics = train_projection(
         encoder, paths, emb, pc,
         embed_images=lambda images: embed_pil(encoder, images, batch_size=cfg.encoder.batch_size),
-        max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("projection", d, t))
+        max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("projection", d, t),
+        transform=spec)
     metrics = {**metrics, "trained_on": trained_on, "n_images": len(paths)}
     atomic_write_bytes(path, torch_bytes({"state": projection.state(), "metrics": metrics}))
     return projection, metrics
 
 
-def head_stage(features: np.ndarray, embedded: Embedded, cfg: Config, report: Progress) -> HeadFit:
-    """Split train / held-out, fit the 16-d head on the training split (early stopping on a
-    validation part of it), score every image and measure the held-out split."""
+def split_stage(embedded: Embedded, cfg: Config) -> np.ndarray:
+    """Train / held-out per image (``pipeline.splits``: preset, by source, or stratified)."""
+    records = embedded.records
+    return assign_splits(embedded.labels, [r.generator for r in records], [r.source for r in records],
+                         [r.split for r in records], cfg.head.holdout_fraction, cfg.head.seed)
+
+
+def checks_stage(embedded: Embedded, splits: np.ndarray, cfg: Config,
+                 report: Progress) -> tuple[Embedded, np.ndarray, dict]:
+    """Duplicates and leakage, then the shortcut check of the file facts (``pipeline.validity``):
+    the images and splits the head is trained and measured on, and what was found."""
+    report("checks", 0, 2)
+    rels = [r.path for r in embedded.records]
+    checks: dict = {}
+    if embedded.keys:
+        splits, keep, checks["duplicates"] = validity.leakage(
+            embedded.keys, embedded.labels, splits, rels, cfg.checks.exclude_conflicts)
+        if not keep.all():
+            embedded, splits = embedded.subset(keep), splits[keep]
+            check_usable(embedded.records, "the data without the files under both labels")
+    report("checks", 1, 2)
+    if embedded.facts:
+        records = embedded.records
+        checks["shortcuts"] = validity.shortcuts(embedded.facts, embedded.labels, splits,
+                                                 [r.generator for r in records], [r.source for r in records], cfg)
+    report("checks", 2, 2)
+    return embedded, splits, checks
+
+
+def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg: Config,
+               report: Progress) -> HeadFit:
+    """Fit the 16-d head on the training split (early stopping on a validation part of it),
+    score every image and measure the held-out split."""
     records, labels = embedded.records, embedded.labels
+    if len(np.unique(labels[splits == TRAIN])) < 2:
+        raise ValueError("the training split holds one class only; both are needed")
     generators = [r.generator for r in records]
     hc = cfg.head
-    splits = assign_splits(labels, generators, [r.source for r in records], [r.split for r in records],
-                           hc.holdout_fraction, hc.seed)
     train_rows = np.flatnonzero(splits == TRAIN)
     val = validation_mask(labels, train_rows, 0.15, hc.seed)
     fit_rows, val_rows = train_rows[~val], train_rows[val]
@@ -263,7 +317,7 @@ def run_records(embedded: Embedded, fit: HeadFit, cell_of: np.ndarray) -> list[d
 
 def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Encoder, embedded: Embedded,
                 features: np.ndarray, projection: VisionOnlyProjection, proj_metrics: dict, fit: HeadFit,
-                cell_of: np.ndarray, cells: dict, report: Progress,
+                cell_of: np.ndarray, cells: dict, checks: dict, report: Progress,
                 started_by: str | None = None) -> RunStore:
     """Write the complete run folder (atomically, ``pipeline.store.write_run``); ``started_by``
     (who asked for the run, on a shared server) goes into ``meta.json``."""
@@ -280,13 +334,15 @@ def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Enco
                  "n_fake": int((labels == 1).sum())},
         "bad_files": embedded.bad,
         "metrics": {"projection": proj_metrics, "head": fit.metrics},
+        "checks": checks,
     }
     if started_by:
         meta["started_by"] = str(started_by)
     arrays = {"embeddings": embedded.embeddings, "features": features.astype(np.float32),
               "z16": fit.z.astype(np.float32), "logit": fit.logit.astype(np.float32)}
     written = write_run(store.path, meta=meta, records=run_records(embedded, fit, cell_of), cells=cells,
-                        arrays=arrays, models={PROJECTION: projection.state(), HEAD: fit.head.state()})
+                        arrays=arrays, models={PROJECTION: projection.state(), HEAD: fit.head.state()},
+                        facts=[f.to_row() for f in embedded.facts] if embedded.facts else None)
     report("write", 1, 1)
     return written
 
@@ -308,9 +364,12 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
     if (reused := finished_run(store, report)) is not None:
         return reused
     embedded = embed_stage(encoder, scanned, cfg, report)
+    embedded, splits, checks = checks_stage(embedded, split_stage(embedded, cfg), cfg, report)
     projection, proj_metrics = projection_stage(encoder, embedded, cfg, scanned.fingerprint, report)
     features = projection.transform(embedded.embeddings)
-    fit = head_stage(features, embedded, cfg, report)
+    fit = head_stage(features, embedded, splits, cfg, report)
+    checks["near_duplicates"] = validity.near_duplicate_report(
+        features, splits, embedded.labels, fit.prob, [r.path for r in embedded.records], cfg)
     cell_of, cells = cells_stage(fit, embedded.labels, cfg, report)
     return write_stage(cfg, store, scanned, encoder, embedded, features, projection, proj_metrics, fit,
-                       cell_of, cells, report, started_by)
+                       cell_of, cells, checks, report, started_by)

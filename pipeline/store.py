@@ -19,7 +19,65 @@ A run folder (``<runs_dir>/<run_id>/``) holds everything the app's views need:
 ``logit.npy``          (N,) float32 real/fake logit (> 0 means fake)
 ``cells.json``         cells of the representation view (see ``pipeline.cells``)
 ``projection.pt``      projection weights; ``head.pt`` head weights (torch state dicts)
+``facts.csv``          one row per image (row ``i`` = image ``i``): its file facts, read from the
+                       headers at scan (``pipeline.filefacts.ROW_COLUMNS``: container format from
+                       the bytes and from the extension, width, height, aspect, pixels, file size,
+                       bytes per pixel, JPEG quality and tables, subsampling, progressive, EXIF,
+                       camera make, software, ICC, mode, bit depth, DPI, text keys, generator hint)
+``checks/``            the bias probe (``bias-probe.json``, on demand, sealed)
+=====================  ===================================================================
+``meta.json`` also holds ``checks`` (``pipeline.validity``): ``duplicates`` (exact duplicates:
+files under both labels, left out; files on both sides of the split, kept on the training side),
+``shortcuts`` (how well each file fact predicts the label, flagged facts with reasons) and
+``near_duplicates`` (held-out images close to a training image, metrics with and without them).
+=======
+``crossgen.json``      (once asked for: ``python -m pipeline matrix``) the cross-generator matrix
+                       of the run, a derived file like ``relevance/``: written and read by
+                       ``pipeline.run_matrix``, sealed (``pipeline.sealed``: a damaged one is
+                       computed again), keyed by the checksums of ``features.npy`` and
+                       ``records.csv`` and the head settings
+``applied/<name>/``    (once asked for: ``python -m pipeline apply``) an applied set: other images
+                       scored with this run's models, see below
 =====================  ==========================================================================
+
+An applied set (:class:`AppliedStore`, written by ``pipeline.apply``) is a folder of the same kind
+inside its run, written atomically like a run (:func:`write_run`) and checked the same way:
+
+=====================  ==========================================================================
+``meta.json``          ``name``; ``run_id``; ``status``; ``key`` (the data's fingerprint and the
+                       run's model fingerprint: an unchanged data set is not scored again);
+                       ``data`` (root, manifest, fingerprint, ``n_images``, ``n_bad``, ``n_real``,
+                       ``n_fake``, ``n_unlabelled``, ``labelled``: true when every image has a
+                       label; ``n_embedded``: images not in the embedding cache, which went
+                       through the encoder); ``bad_files`` (as a run's); ``metrics``: None without labels, else
+                       the figures of ``pipeline.metrics.binary_metrics`` on the labelled images
+                       with ``per_generator`` (the keys of a run's ``metrics.head``);
+                       ``placement`` (how cells and positions were assigned, and how many images
+                       lie farther from their cell than 95 % of the run's own images in it);
+                       ``checksums``
+``records.csv``        one row per usable image; columns :data:`APPLIED_FIELDS`: the scan's
+                       (``label`` empty = not known, read as ``pipeline.data.UNLABELLED`` = -1;
+                       ``split`` is only the manifest's preset) and :data:`APPLIED_COLUMNS`:
+                       ``prob_fake``; ``pred``; ``correct`` (empty / -1 without a label);
+                       ``cell``, the run's cell whose 16-d centroid is nearest; ``x``, ``y``, the
+                       image's position in the run's representation view, inside its cell's
+                       glyph; ``distance``, to that centroid in the 16-d space; ``far``, 1 when it
+                       exceeds the 95th percentile of the run's own images' distances in that cell
+``z16.npy``            (N, 16) float32 distilled representation (the run's projection and head)
+``logit.npy``          (N,) float32 real/fake logit
+``cells.json``         the run's cells (same ``id``, ``x``, ``y``; ``run_r`` = the run's glyph
+                       radius) with this set's tallies: ``n``, ``real_correct``, ``real_wrong``,
+                       ``fake_correct``, ``fake_wrong``, ``unlabelled_pred_real``,
+                       ``unlabelled_pred_fake``, ``n_far``, ``mean_confidence``,
+                       ``mean_prob_fake`` and ``accuracy`` (None where they are undefined: a cell
+                       with no applied image has ``n`` 0; ``accuracy`` is over labelled images)
+=====================  ==========================================================================
+
+Image ``i`` of an applied set is ``AppliedStore.image_path(i)`` (its own data root); its
+``config()`` is its run's (the models that scored it). :func:`open_store` opens either kind of
+folder, so readers that take a folder (``pipeline.explain_cache``, ``pipeline.models``, the app)
+work on an applied set as on a run. Recomputing a run (a damaged file) replaces the run folder and
+with it its applied sets and matrix.
 
 Arrays are plain ``.npy`` so that ``numpy.load(..., mmap_mode="r")`` opens them without copying.
 Every write goes to a temporary file in the same folder and is renamed into place, so a crash or a
@@ -40,6 +98,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -50,11 +109,13 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import Config, from_dict
-from .data import PathRefused, Record, image_file
+from .data import UNLABELLED, PathRefused, Record, image_file
 from .diskcheck import StorageError, reason
 
-META, RECORDS, CELLS = "meta.json", "records.csv", "cells.json"
+META, RECORDS, CELLS, FACTS = "meta.json", "records.csv", "cells.json", "facts.csv"
 PROJECTION, HEAD = "projection.pt", "head.pt"
+APPLIED, MATRIX = "applied", "crossgen.json"
+APPLIED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")  # an applied set's folder name
 
 # Columns the run adds to the scan's records (pipeline.data.Record), with their defaults for
 # records that lack them. ``split`` is the scan's preset split, replaced by the split used.
@@ -69,6 +130,17 @@ COLUMN_TYPES: dict[str, tuple[type, Any]] = {
     **RUN_COLUMNS,
 }
 RECORD_FIELDS = list(COLUMN_TYPES)
+
+# An applied set's records: the scan's (a label may be missing) and what scoring adds.
+APPLIED_COLUMNS: dict[str, tuple[type, Any]] = {
+    "prob_fake": (float, math.nan), "pred": (int, 0), "correct": (int, -1), "cell": (int, -1),
+    "x": (float, math.nan), "y": (float, math.nan), "distance": (float, math.nan), "far": (int, 0),
+}
+APPLIED_COLUMN_TYPES: dict[str, tuple[type, Any]] = {
+    **{k: v for k, v in COLUMN_TYPES.items() if k not in RUN_COLUMNS or k == "split"},
+    "label": (int, UNLABELLED), **APPLIED_COLUMNS,
+}
+APPLIED_FIELDS = list(APPLIED_COLUMN_TYPES)
 
 
 class ArtifactError(RuntimeError):
@@ -149,20 +221,22 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def records_csv_bytes(records: Iterable[dict]) -> bytes:
+def records_csv_bytes(records: Iterable[dict], fields: list[str] = RECORD_FIELDS) -> bytes:
+    """``records`` as CSV with the columns ``fields``; None is written as an empty cell."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RECORD_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RECORD_FIELDS})
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     return buf.getvalue().encode("utf-8")
 
 
-def parse_records_csv(text: str) -> list[dict]:
-    """Rows of a ``records.csv``, typed by :data:`COLUMN_TYPES`; missing columns get defaults."""
+def parse_records_csv(text: str, types: dict[str, tuple[type, Any]] = COLUMN_TYPES) -> list[dict]:
+    """Rows of a ``records.csv``, typed by ``types`` (a run's: :data:`COLUMN_TYPES`); missing
+    columns and empty cells get the defaults."""
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     for r in rows:
-        for name, (kind, default) in COLUMN_TYPES.items():
+        for name, (kind, default) in types.items():
             value = r.get(name)
             if value in (None, ""):
                 r[name] = default
@@ -191,6 +265,8 @@ class RunStore:
     Writes are atomic and record the artifact's checksum; reads check it when the run recorded
     one (runs of older versions may not have), raising :class:`ArtifactError` for a damaged file.
     """
+
+    column_types = COLUMN_TYPES  # the columns of records.csv
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -253,10 +329,28 @@ class RunStore:
 
     def write_records(self, records: list[dict]) -> str:
         self._records = None
-        return self._write(RECORDS, records_csv_bytes(records))
+        return self._write(RECORDS, records_csv_bytes(records, list(self.column_types)))
 
     def write_cells(self, cells: dict) -> str:
         return self._write(CELLS, json_bytes(cells))
+
+    def write_facts(self, rows: list[dict]) -> str:
+        """``facts.csv``: one ``pipeline.filefacts.FileFacts.to_row()`` per image."""
+        from .filefacts import ROW_COLUMNS
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(ROW_COLUMNS), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return self._write(FACTS, buf.getvalue().encode("utf-8"))
+
+    def read_facts(self, verify: bool = True) -> list[dict] | None:
+        """The file facts per image (``FileFacts.from_row`` reads a row back), or None for a run
+        made before they were recorded."""
+        if not (self.path / FACTS).exists():
+            return None
+        text = self._checked(FACTS, verify).read_text(encoding="utf-8")
+        return list(csv.DictReader(io.StringIO(text, newline="")))
 
     def save_torch(self, name: str, obj: Any) -> str:
         """Write a torch object (a state dict) as ``name`` (e.g. :data:`HEAD`)."""
@@ -297,7 +391,7 @@ class RunStore:
 
     def read_records(self, verify: bool = True) -> list[dict]:
         """The image records (typed, defaults filled in); a fresh list the caller may change."""
-        return parse_records_csv(self._checked(RECORDS, verify).read_text(encoding="utf-8"))
+        return parse_records_csv(self._checked(RECORDS, verify).read_text(encoding="utf-8"), self.column_types)
 
     def read_cells(self, verify: bool = True) -> dict:
         path = self._checked(CELLS, verify)
@@ -354,17 +448,77 @@ class RunStore:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    # -- applied sets ---------------------------------------------------------------------------
+    def applied(self, name: str) -> "AppliedStore":
+        """The applied set ``name`` of this run (it may not exist yet).
+
+        Raises
+        ------
+        ValueError
+            ``name`` is not a plain folder name (letters, digits, ``_.-``; at most 80).
+        """
+        if not APPLIED_NAME.fullmatch(str(name)):
+            raise ValueError(f"applied set name {name!r} must be letters, digits, '_', '.' or '-' "
+                             f"(at most 80, not starting with '.' or '-')")
+        return AppliedStore(self.path / APPLIED / name)
+
+    def applied_sets(self) -> list["AppliedStore"]:
+        """The complete applied sets of this run, by name."""
+        folder = self.path / APPLIED
+        if not folder.is_dir():
+            return []
+        sets = [AppliedStore(p) for p in sorted(folder.iterdir()) if APPLIED_NAME.fullmatch(p.name)]
+        return [s for s in sets if s.exists() and s.read_meta().get("status") == "complete"]
+
+    def write_applied(self, name: str, *, meta: dict, records: list[dict], cells: dict,
+                      arrays: dict[str, np.ndarray]) -> "AppliedStore":
+        """Write applied set ``name`` atomically (replacing an older one of that name)."""
+        return write_run(self.applied(name).path, meta=meta, records=records, cells=cells, arrays=arrays,
+                         kind=AppliedStore)
+
+
+class AppliedStore(RunStore):
+    """An applied set inside a run folder (format: module docstring): images scored with the
+    run's models, read and written like a run (checksums, atomic folder) with its own columns."""
+
+    column_types = APPLIED_COLUMN_TYPES
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def run(self) -> RunStore:
+        return RunStore(self.path.parent.parent)
+
+    def config(self) -> Config:
+        """The configuration of the run whose models scored this set."""
+        return self.run.config()
+
+
+def is_applied_folder(path: str | Path) -> bool:
+    """True when ``path`` is an applied set's folder: ``<run>/applied/<name>`` inside a run."""
+    path = Path(path)
+    return (path.parent.name == APPLIED and bool(APPLIED_NAME.fullmatch(path.name))
+            and (path.parent.parent / META).is_file())
+
+
+def open_store(path: str | Path) -> RunStore:
+    """The store of a run folder, or an :class:`AppliedStore` for an applied set's folder."""
+    return AppliedStore(path) if is_applied_folder(path) else RunStore(path)
+
 
 def write_run(path: str | Path, *, meta: dict, records: list[dict], cells: dict,
-              arrays: dict[str, np.ndarray], models: dict[str, Any] | None = None) -> RunStore:
+              arrays: dict[str, np.ndarray], models: dict[str, Any] | None = None,
+              facts: list[dict] | None = None, kind: type[RunStore] = RunStore) -> RunStore:
     """Write a complete run folder at ``path``, atomically: built as ``.<name>.partial`` beside
     it and renamed into place, so a crash never leaves a half run that looks finished.
 
-    ``arrays``: name -> array (``<name>.npy``); ``models``: file name -> torch state. An existing
-    run at ``path`` is replaced.
+    ``arrays``: name -> array (``<name>.npy``); ``models``: file name -> torch state; ``kind``: the
+    store class (:class:`AppliedStore` for an applied set). An existing run at ``path`` is replaced.
     """
     path = Path(path)
-    partial = RunStore(path.parent / f".{path.name}.partial")
+    partial = kind(path.parent / f".{path.name}.partial")
     if partial.path.exists():
         shutil.rmtree(partial.path)
     partial.path.mkdir(parents=True)
@@ -374,11 +528,13 @@ def write_run(path: str | Path, *, meta: dict, records: list[dict], cells: dict,
     partial.write_cells(cells)
     for name, state in (models or {}).items():
         partial.save_torch(name, state)
+    if facts is not None:
+        partial.write_facts(facts)
     partial.write_meta(meta)
     if path.exists():
         shutil.rmtree(path)
     partial.path.rename(path)
-    return RunStore(path)
+    return kind(path)
 
 
 def list_runs(runs_dir: str | Path) -> list[RunStore]:

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .config import DataConfig
 from .data import BadImageError, PathRefused, load_image_rgb
 from .sealed import is_intact, write_sealed
-from .store import RunStore, atomic_write_bytes
+from .store import atomic_write_bytes, open_store
 
 THUMB_SIZE = 128  # pixels, side of the cached square thumbnails
 BACKGROUND = (236, 236, 236)  # letterbox colour around non-square images
@@ -116,7 +116,7 @@ class RunImages:
 
     def __init__(self, run_dir: str | Path, cache_root: str | Path, thumb_size: int = THUMB_SIZE,
                  max_pixels: int = DataConfig.max_image_pixels):
-        self.store = RunStore(run_dir)
+        self.store = open_store(run_dir)  # a run or an applied set (its own records and data root)
         meta = self.store.read_meta()
         self.run_dir = self.store.path
         self.root = self.store.data_root().resolve()

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import REPO_ROOT
+from pipeline.filefacts import read_facts
 from pipeline.metrics import binary_metrics, per_generator_metrics
 from pipeline.store import write_run
 
@@ -122,8 +123,9 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
         "metrics": {"head": head_metrics},
         "status": "complete",
     }
+    facts = [read_facts(data_root / r["path"]).to_row() for r in records] if write_images else None
     write_run(run_dir, meta=meta, records=records, cells=cells_json(cell_of, labels, prob, correct, rng),
-              arrays={"z16": z16, "logit": logits})
+              arrays={"z16": z16, "logit": logits}, facts=facts)
     return run_dir
 
 

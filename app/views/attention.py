@@ -23,7 +23,6 @@ from ..jobpanel import Job, JobPanel, JobView, Ready
 from .viewer import open_button
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
-WORDS = ("real", "fake")
 
 
 def layout() -> html.Div:
@@ -107,11 +106,12 @@ def header_row(order: list[int], contributions: list[list[float]], faithfulness:
 
 
 def _caption(view, index: int) -> list:
-    right = bool(view.correct[index])
-    label, pred = WORDS[int(view.label[index])], WORDS[int(view.pred[index])]
+    outcome = view.outcome(index)  # right / wrong / unlabelled (an applied set's image)
+    label, pred = view.label_word(index), view.pred_word(index)
     return [html.B(view.file_name(index), className="fx-attn-file"), html.Br(),
             html.Span(label, className=f"fx-badge {label}"), " predicted ", pred, " ",
-            html.Span("right" if right else "wrong", className=f"fx-badge {'right' if right else 'wrong'}"),
+            html.Span(outcome if outcome != "unlabelled" else "no label",
+                      className=f"fx-badge {outcome}"),
             html.Br(), f"p(fake) {view.prob[index]:.3f}"]
 
 
@@ -124,7 +124,7 @@ def _map_button(view, index: int, name: str, dim, alt: str, title: str):
 
 def image_row(view, index: int, meta: dict, order: list[int], failing: set[int]) -> list:
     """One selected image: its picture, its aggregate map, and its maps in the columns' order."""
-    frame = "right" if view.correct[index] else "wrong"
+    frame = view.outcome(index)
     picture = (html.Img(src=f"/files/thumb/{view.run_id}/{int(index)}.jpg", alt=view.file_name(index),
                         className="fx-attn-thumb") if meta.get("pending") else
                _map_button(view, index, "image", "image", view.file_name(index), "the image the model saw"))
@@ -167,6 +167,14 @@ def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[d
     ])
 
 
+def _outside(view, cell, chosen: list[int]) -> list[int]:
+    """The ``chosen`` images that are not in the open cell or image set ``cell``."""
+    if cell is None:
+        return list(chosen)
+    inside = view.in_cell(cell, chosen)
+    return [i for i, ok in zip(chosen, inside.tolist()) if not ok]
+
+
 def _chosen(view, sel) -> list[int]:
     n = view.n_images if view else 0
     return [int(i) for i in (sel or {}).get("ids") or [] if 0 <= int(i) < n]
@@ -194,20 +202,22 @@ def content(ctx: AppContext, view, chosen: list[int], partial: bool = False):
 def show(ctx: AppContext, sel, run_id, cell):
     """What the attention view shows for a selection: cached maps at once, else a job.
 
-    A selection must lie in the open cell (a link may carry any ids): otherwise it is refused
-    with a message and nothing is computed.
+    A selection must lie in the open cell or image set (a link may carry any ids): otherwise it is
+    refused with a message and nothing is computed.
     """
     view = ctx.run(run_id)
     chosen = _chosen(view, sel)
     if view is None or not chosen:
         return Ready(([], None), "Select images in the image view (box or lasso) to see their maps.")
-    outside = [i for i in chosen if cell is None or int(view.cell[i]) != int(cell)]
+    outside = _outside(view, cell, chosen)
     if outside:
-        where = f"cell {cell}" if cell is not None else "an open cell"
+        info = view.cell_info(cell) if cell is not None else None
+        where = ("an open cell" if info is None else
+                 f"the open image set ({info['title']})" if info.get("set") else f"cell {cell}")
         return Ready(([], None), html.Span(
             f"{len(outside)} of the {len(chosen)} selected images are not in {where} "
             f"(e.g. image {outside[0]} is in cell {int(view.cell[outside[0]])}); select images "
-            f"in the open cell's grid.", className="fx-error"))
+            f"in the open grid.", className="fx-error"))
     ready = content(ctx, view, chosen)
     if ready is not None:
         return Ready((ready[0], {"run": view.run_id}), ready[1])
@@ -240,8 +250,8 @@ def redraw(ctx: AppContext, checked, sel, run_id, cell):
     if view is None or checked != run_id:
         return no_update, no_update
     chosen = _chosen(view, sel)
-    ready = content(ctx, view, chosen) if chosen and cell is not None and all(
-        int(view.cell[i]) == int(cell) for i in chosen) else None
+    ready = content(ctx, view, chosen) if chosen and cell is not None and not _outside(view, cell, chosen) \
+        else None
     return (ready[0], ready[1]) if ready is not None else (no_update, no_update)
 
 

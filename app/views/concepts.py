@@ -3,12 +3,14 @@
 Each concept (a cluster of relevant image segments, ACE-style, computed by
 ``pipeline.explain_cache.get_concepts``) shows its most central patches, its size and its profile
 over the 16 dimensions. Computed in a background job on first request, then read from disk.
+Concepts are found per cell: an open image set (:mod:`app.imagesets`) has none, and the view says
+so. An applied set's cells (pseudo-run ``RUN@SET``) get concepts from the set's images there.
 """
 from __future__ import annotations
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from .. import artifacts, ids
+from .. import artifacts, ids, imagesets
 from ..context import AppContext
 from ..figures import profile_figure
 from ..jobpanel import Job, JobPanel, JobView, Ready
@@ -36,13 +38,18 @@ def plural(n: int, word: str) -> str:
 def label_share(concept: dict) -> html.Div:
     """How many of the concept's segments come from real and from fake images, as a bar."""
     real, fake = int(concept.get("segments_real", 0)), int(concept.get("segments_fake", 0))
-    total = real + fake or 1
+    unknown = int(concept.get("segments_unlabelled", 0))  # an applied set's images without a label
+    total = real + fake + unknown or 1
+    words = f"from real images {real} ({real / total:.0%}) · from fake images {fake} ({fake / total:.0%})"
+    if unknown:
+        words += f" · from images without a label {unknown} ({unknown / total:.0%})"
     return html.Div(className="fx-concept-share", children=[
-        html.Div(className="fx-share-bar", title=f"{real} segments from real images, {fake} from fake",
+        html.Div(className="fx-share-bar", title=f"{real} segments from real images, {fake} from fake"
+                 + (f", {unknown} without a label" if unknown else ""),
                  children=[html.Span(className="real", style={"width": f"{100 * real / total:.0f}%"}),
-                           html.Span(className="fake", style={"width": f"{100 * fake / total:.0f}%"})]),
-        html.Span(f"from real images {real} ({real / total:.0%}) · from fake images {fake} "
-                  f"({fake / total:.0%})", className="fx-muted"),
+                           html.Span(className="fake", style={"width": f"{100 * fake / total:.0f}%"}),
+                           html.Span(className="unlabelled", style={"width": f"{100 * unknown / total:.0f}%"})]),
+        html.Span(words, className="fx-muted"),
     ])
 
 
@@ -98,6 +105,11 @@ def show(ctx: AppContext, view_name, cell, run_id):
     view = ctx.run(run_id)
     if view is None or cell is None:
         return Ready(([],), "Click a cell to see its concepts.")
+    if imagesets.is_set(cell):
+        info = view.cell_info(cell)
+        name = info["title"] if info else "this image set"
+        return Ready(([],), f"Concepts are found per cell of the representation; the open image set "
+                            f"({name}) is not a cell. Click a cell to see its concepts.")
     ready = content(view, ctx.app_cache(view), cell)
     if ready is not None:
         return Ready((ready[0],), ready[1])
@@ -129,7 +141,8 @@ def highlight(ctx: AppContext, trigger, clicks, run_id, cell):
     if trigger == ids.HIGHLIGHT_CLEAR:
         return None
     view = ctx.run(run_id)
-    data = artifacts.read_concepts(ctx.app_cache(view), cell) if view and cell is not None else None
+    is_cell = cell is not None and not imagesets.is_set(cell)  # an image set has no concepts
+    data = artifacts.read_concepts(ctx.app_cache(view), cell) if view and is_cell else None
     k = int(trigger["index"]) if isinstance(trigger, dict) else -1
     if data is None or not 0 <= k < len(data.get("concepts", [])):
         return no_update

@@ -4,13 +4,22 @@ A cell is drawn from its prepared grid (:func:`app.artifacts.read_grid`): one sp
 an invisible selectable marker per thumbnail. A cell not prepared yet is prepared by a background
 job (thumbnails, arrangement, sprite) with a progress bar, which then draws the grid itself.
 Box or lasso selection feeds the attention view; selection restored from the URL is applied with a
-``dash.Patch`` of the marker trace only.
+``dash.Patch`` of the marker trace only. Under the analyst's image filter (``ids.STORE_FILTER``)
+the grid holds only the cell's matching images, arranged by similarity among themselves (its own
+grid file, keyed by the filter); a cell the filter leaves empty says so.
+
+The view opens an image set as it opens a cell (``STORE_CELL`` = ``"set:<hash>"``,
+:mod:`app.imagesets`, e.g. a matrix pair's misclassified images): prepared by the same job, named
+by its title ("misclassified: trained on gan, tested on diffusion · 23 images"), filtered alike.
+An applied set's images (pseudo-run ``RUN@SET``) without a label have a grey frame and a "?"
+badge: no right or wrong.
 """
 from __future__ import annotations
 
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
-from .. import artifacts, ids
+from .. import artifacts, ids, imagesets
+from ..filters import ImageFilter
 from ..context import AppContext
 from ..figures import (HIGHLIGHT_STYLE, empty_figure, image_grid_figure, selected_positions,
                        selection_shapes)
@@ -50,6 +59,9 @@ def layout() -> html.Div:
                           className="fx-legend-item"),
                 html.Span([html.Span(className="fx-frame wrong"), "prediction wrong"],
                           className="fx-legend-item"),
+                html.Span([html.Span(className="fx-frame unlabelled"), "no label (prediction only)"],
+                          id=ids.IMAGES_LEGEND_UNLABELLED, className="fx-legend-item",
+                          style={"display": "none"}),  # shown for a set with such images (app.views.applied)
                 html.Span([html.Span(className="fx-frame selected"), "selected"],
                           className="fx-legend-item"),
                 html.Span("click an image to open it · box/lasso-select images to compare their "
@@ -67,15 +79,13 @@ def sprite_url(run_id: str, key: str) -> str:
 
 def hover_texts(view, order: list[int]) -> list[str]:
     """Hover text per filled slot (lines): file, label, prediction, probability, generator, split."""
-    words = ("real", "fake")
     out = []
     for i in order:
         if i < 0:
             continue
         r = view.records[i]
-        mark = "✔" if view.correct[i] else "✘"
-        out.append(f"{r.get('path') or view.file_name(i)}\nlabel {words[int(view.label[i])]} · predicted "
-                   f"{words[int(view.pred[i])]} {mark}\np(fake) = {view.prob[i]:.3f}\n"
+        out.append(f"{r.get('path') or view.file_name(i)}\nlabel {view.label_word(i)} · predicted "
+                   f"{view.pred_word(i)} {view.outcome_mark(i)}\np(fake) = {view.prob[i]:.3f}\n"
                    f"generator: {r.get('generator') or '–'} · {r.get('split') or ''}")
     return out
 
@@ -91,7 +101,8 @@ def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids, highlight: 
     fig = image_grid_figure(grid, sprite_url(view.run_id, grid["sprite"]),
                             hover_texts(view, grid["order"]), selected=sel_ids,
                             highlighted=highlighted_in(highlight, view.run_id, cell))
-    return fig, {"run": view.run_id, "cell": int(cell), "sprite": grid["sprite"]}
+    return fig, {"run": view.run_id, "cell": imagesets.cell_key(cell), "sprite": grid["sprite"],
+                 "filter": grid.get("filter", "")}
 
 
 def highlight_note(run_id, cell, highlight: dict | None):
@@ -102,38 +113,62 @@ def highlight_note(run_id, cell, highlight: dict | None):
     return f"Highlighted (dotted purple): {highlight.get('why') or f'{len(ids_)} images'}", {}
 
 
-def title(ctx: AppContext, run_id, cell) -> str:
-    """The image view's title: the open cell, its size and accuracy."""
+def title(ctx: AppContext, run_id, cell, flt=None) -> str:
+    """The image view's title: the open cell (of an applied set: said so) or image set, its size
+    and accuracy (and how many images pass the filter ``flt``)."""
     view = ctx.run(run_id)
     info = view.cell_info(cell) if view is not None and cell is not None else None
     if info is None:
         return "Images"
-    return f"Cell {cell} · {info['n']} images · accuracy {info.get('accuracy', 0):.0%}"
+    accuracy = info.get("accuracy")
+    score = f"accuracy {accuracy:.0%}" if accuracy is not None else \
+        ("no labels: predictions only" if info["n"] else "no image")
+    if info.get("set"):
+        text = f"{info['title']} · {info['n']} images"
+    else:
+        where = f" of applied set {view.set_name}" if view.is_applied else ""
+        text = f"Cell {cell}{where} · {info['n']} images · {score}"
+    flt = ImageFilter.from_json(flt)
+    if not flt.keeps_all:
+        text += f" · {len(artifacts.filtered_members(view, cell, flt))} shown (filter)"
+    return text
 
 
-def show(ctx: AppContext, cell, run_id, sel, highlight=None):
+def show(ctx: AppContext, cell, run_id, sel, flt=None, highlight=None):
     """A prepared cell is drawn at once; otherwise a job prepares it (and then draws it)."""
     view = ctx.run(run_id)
     if view is None or cell is None:
         return Ready((empty_figure("Click a cell to see its images."), None))
-    if view.cell_info(cell) is None:
-        return Ready((empty_figure(f"Run {run_id} has no cell {cell}."), None))
-    grid = artifacts.read_grid(ctx.app_cache(view), cell)
+    info = view.cell_info(cell)
+    if info is None:
+        what = "image set" if imagesets.is_set(cell) else "cell"
+        where = view.describe()
+        return Ready((empty_figure(f"{where[0].upper()}{where[1:]} has no {what} {cell}."), None))
+    flt = ImageFilter.from_json(flt)
+    grid = artifacts.read_grid(ctx.app_cache(view), cell, flt.key())
     if grid is not None:
         return Ready(grid_view(ctx, view, cell, grid, (sel or {}).get("ids") or [], highlight))
-    return Job({"run": view.run_id, "cell": int(cell), "sel": (sel or {}).get("ids") or [],
-                "highlight": highlight},
+    if len(artifacts.filtered_members(view, cell, flt)) == 0:
+        name = info["title"] if info.get("set") else f"cell {cell}"
+        if flt.keeps_all:  # e.g. a cell no image of an applied set fell in
+            return Ready((empty_figure(f"No image of {view.describe()} is in {name}."), None))
+        return Ready((empty_figure(f"No image of {name} passes the filter<br>"
+                                   f"({flt.describe()})."), None))
+    return Job({"run": view.run_id, "cell": imagesets.cell_key(cell), "sel": (sel or {}).get("ids") or [],
+                "filter": flt.to_json(), "highlight": highlight},
                (empty_figure("Preparing thumbnails…"), None), "Preparing the cell's thumbnails…")
 
 
 def compute(ctx: AppContext, view, request: dict, progress):
     """The job: thumbnails, arrangement and sprite of the requested cell; returns the grid."""
-    from ..work import cell_lock
+    from ..cell_grids import cell_lock
 
-    cell = int(request["cell"])
+    cell = imagesets.cell_key(request["cell"])
+    flt = ImageFilter.from_json(request.get("filter"))
     cache = ctx.app_cache(view)
     with cell_lock(view.path, cell):  # a second request waits, then reads the grid
-        grid = artifacts.read_grid(cache, cell) or artifacts.prepare_grid(view, cache, cell, progress)
+        grid = (artifacts.read_grid(cache, cell, flt.key())
+                or artifacts.prepare_grid(view, cache, cell, progress, flt))
     return grid_view(ctx, view, cell, grid, request.get("sel") or [], request.get("highlight")), ""
 
 
@@ -148,7 +183,7 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
     if not shown or shown.get("run") != run_id or shown.get("cell") != cell:
         return no_update
     view = ctx.run(run_id)
-    grid = artifacts.read_grid(ctx.app_cache(view), cell) if view else None
+    grid = artifacts.read_grid(ctx.app_cache(view), cell, shown.get("filter", "")) if view else None
     if grid is None:
         return no_update
     chosen = (sel or {}).get("ids")
@@ -165,6 +200,7 @@ def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.grids, inputs=[Input(ids.STORE_CELL, "data"),
                                                    State(ids.STORE_RUN, "data"),
                                                    State(ids.STORE_SEL, "data"),
+                                                   Input(ids.STORE_FILTER, "data"),
                                                    State(ids.STORE_HIGHLIGHT, "data")])
 
     @app.callback(Output(ids.IMAGES_HIGHLIGHT, "children"), Output(ids.HIGHLIGHT_CLEAR, "style"),
@@ -174,9 +210,9 @@ def register(app, ctx: AppContext, managers) -> None:
         return highlight_note(run_id, cell, highlight)
 
     @app.callback(Output(ids.IMAGES_TITLE, "children"), Input(ids.STORE_CELL, "data"),
-                  State(ids.STORE_RUN, "data"))
-    def _title(cell, run_id):
-        return title(ctx, run_id, cell)
+                  State(ids.STORE_RUN, "data"), Input(ids.STORE_FILTER, "data"))
+    def _title(cell, run_id, flt):
+        return title(ctx, run_id, cell, flt)
 
     app.clientside_callback(
         ClientsideFunction(namespace="faxplainer", function_name="thumbnailTooltip"),

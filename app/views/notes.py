@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from pipeline.notes import NotesStore
 
-from .. import ids
+from .. import ids, imagesets
 from ..context import AppContext
 from ..roles import current_identity, may_delete_note
 
@@ -88,11 +88,18 @@ def add_note(ctx: AppContext, run_id, cell, sel, text, tag, on_images: bool):
         return html.Span("Open a cell first (click one in the representation view).",
                          className="fx-error"), False
     author, _role = current_identity(ctx.cfg)  # the login on the shared server; None locally
+    what = None
+    if not on_images and imagesets.is_set(cell):  # an image set is no cell: the note holds its images
+        view = ctx.run(run_id)
+        info = view.cell_info(cell) if view is not None else None
+        if info is None:
+            return html.Span("The open image set is gone; open it again.", className="fx-error"), False
+        cell, images, what = None, view.cell_members(cell).tolist(), f"the images of {info['title']}"
     try:
         note = NotesStore(path).add(text or "", tag or "", cell=cell, images=images, author=author)
     except ValueError as e:
         return html.Span(str(e), className="fx-error"), False
-    what = f"{len(note['images'])} image(s)" if on_images else f"cell {cell}"
+    what = what or (f"{len(note['images'])} image(s)" if on_images else f"cell {cell}")
     return f"Note saved on {what}.", True
 
 

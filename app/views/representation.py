@@ -4,16 +4,29 @@ The full figure is sent once per run; choosing a cell only moves the highlight r
 ``dash.Patch`` of that one trace. Past :data:`app.figures.GLYPH_CELLS` cells, the overview shows
 coloured markers, and each zoom or pan patches in the pies of the cells in view once they are
 few enough (level of detail), so the browser never holds more than that many pies.
+
+Under the analyst's image filter (``ids.STORE_FILTER``, :mod:`app.filters`) every glyph is
+recounted from its matching images (area ~ matching images), and a cell with no matching image is
+drawn as a pale grey disc; its tooltip says so. Cells that carry notes get a purple diamond, moved
+with a patch whenever the notes change (``ids.NOTES_VERSION``).
+
+An applied set (pseudo-run ``RUN@SET``) is drawn by :mod:`app.views.applied_map`: its own glyphs,
+or the run's glyphs with its images over them (``ids.REPR_LAYERS``); the switch between the
+training data and the run's applied sets is :mod:`app.views.applied`'s.
 """
 from __future__ import annotations
 
-from dash import Input, Output, Patch, State, dcc, html, no_update
+from dash import Input, Output, Patch, State, ctx as dash_ctx, dcc, html, no_update
 
-from .. import ids
+from pipeline.notes import NotesStore
+from pipeline.store import ArtifactError
+
+from .. import filters, ids
 from ..context import AppContext
-from .. import figures
-from ..figures import (HIGHLIGHT_INDEX, empty_figure, glyph_patch, highlight_ring,
-                       representation_figure)
+from .. import figures, imagesets
+from . import applied_map
+from ..figures import (EMPTY_INDEX, HIGHLIGHT_INDEX, NOTES_INDEX, CellArrays, cell_hover_texts,
+                       empty_figure, glyph_patch, highlight_ring, notes_marks, representation_figure)
 
 HOVER_INDEX = HIGHLIGHT_INDEX - 1
 
@@ -33,38 +46,91 @@ def legend() -> html.Div:
         item("fake solid", "fake, predicted fake"),
         item("fake hatched", "fake, predicted real"),
         item("saturation", "pale = unsure, vivid = confident (mean confidence)"),
-        html.Span("glyph area = number of images · dashed line = decision boundary",
+        item("empty", "no image matches the filter"),
+        html.Span([html.Span("◆", className="fx-notes-mark"), "cell with notes"],
+                  className="fx-legend-item"),
+        html.Span("glyph area = number of (matching) images · dashed line = decision boundary",
                   className="fx-legend-item fx-muted"),
     ])
 
 
 def layout() -> html.Div:
+    from . import applied
+
     return html.Div(className="fx-panel", children=[
         html.Div(className="fx-panel-head", children=[
-            html.Span("Representation", className="fx-panel-title"),
+            html.Span("Representation", id=ids.REPR_TITLE, className="fx-panel-title"),
             html.Span(id=ids.REPR_INFO, className="fx-muted"),
         ]),
+        applied.data_switch(),
         dcc.Graph(id=ids.REPR_GRAPH, figure=empty_figure(), config=GRAPH_CONFIG,
                   style={"height": "560px"}, clear_on_unhover=True),
         legend(),
+        html.Div(id=ids.REPR_APPLIED_NOTE, className="fx-legend fx-applied-note"),
         dcc.Store(id=ids.REPR_SHOWN),
         dcc.Store(id=ids.REPR_VIEW),
     ])
 
 
-def render(ctx: AppContext, run_id: str | None, cell: int | None):
-    """Full figure, info line and shown-run marker for ``run_id`` (callback body)."""
+def drawn_cells(view, flt) -> tuple[CellArrays, filters.CellCounts | None]:
+    """The cells as drawn under the filter ``flt`` (JSON or None): arrays, and the recounts
+    (None when the filter keeps every image: the run's own cells are drawn)."""
+    flt = filters.ImageFilter.from_json(flt)
+    if flt.keeps_all:
+        return view.cell_arrays, None
+    counts = filters.cell_counts(view, filters.mask(view, flt))
+    return view.cell_arrays.recounted(counts.drawn_counts, counts.confidence, counts.accuracy), counts
+
+
+def on_screen(ctx: AppContext, view, flt, layers=None) -> tuple[CellArrays, filters.CellCounts | None]:
+    """The glyphs on screen (:func:`drawn_cells`; an applied set's: ``applied_map.drawn_arrays``)."""
+    return applied_map.drawn_arrays(ctx, view, flt, layers) if view.is_applied else drawn_cells(view, flt)
+
+
+def noted_cells(view) -> set[int]:
+    """Ids of the cells that carry a note: its cell, or the cells of its images."""
+    try:
+        notes = NotesStore(view.path).list()
+    except (ArtifactError, OSError):  # a damaged notes file is reported by the notes panel
+        return set()
+    out = set()
+    for note in notes:
+        if note.get("cell") is not None:
+            out.add(int(note["cell"]))
+        out.update(int(view.cell[i]) for i in note.get("images") or () if 0 <= int(i) < view.n_images)
+    return out
+
+
+def render(ctx: AppContext, run_id: str | None, cell: int | None, flt=None, lod_view: dict | None = None,
+           layers=None):
+    """Full figure, info line and shown-run marker for ``run_id`` under the filter ``flt``
+    (callback body); ``lod_view``: the axis ranges on screen, kept when only the filter changed;
+    ``layers``: how an applied set is drawn (:mod:`app.views.applied_map`)."""
     view = ctx.run(run_id)
     if view is None:
         return empty_figure("No run open: pick one above or start a new run."), "", None
+    cell = None if imagesets.is_set(cell) else cell  # an image set has no ring on the map
+    if view.is_applied:
+        fig, info = applied_map.render(ctx, view, cell, flt, layers, lod_view, noted_cells(view))
+        return fig, info, view.run_id
+    arrays, counts = drawn_cells(view, flt)
+    mixes = (counts or filters.cell_counts(view)).mixes()
+    facts = view.cell_facts
+    text = cell_hover_texts(arrays, mixes, totals=counts.total if counts is not None else None,
+                            files=[facts.get(int(c), "") for c in arrays.ids] if facts else None)
     fig = representation_figure(view.cells, selected_cell=cell, uirevision=view.run_id,
-                                arrays=view.cell_arrays)
-    return fig, info_line(view, None), view.run_id
+                                arrays=arrays, hover_text=text, noted=noted_cells(view), view=lod_view)
+    drawn = int(figures.glyph_mask(arrays, lod_view).sum()) if lod_view else None
+    return fig, info_line(view, drawn, counts), view.run_id
 
 
-def info_line(view, drawn: int | None) -> str:
+def info_line(view, drawn: int | None, counts: filters.CellCounts | None = None) -> str:
     n_cells = len(view.cells.get("cells", []))
-    text = f"{n_cells:,} cells · {view.n_images:,} images · click a cell to open it"
+    if counts is None:
+        text = f"{n_cells:,} cells · {view.n_images:,} images · click a cell to open it"
+    else:
+        text = (f"filter: {int(counts.n.sum()):,} of {view.n_images:,} images, in "
+                f"{int((counts.n > 0).sum()):,} of {n_cells:,} cells · click a cell to open it")
     if n_cells > figures.GLYPH_CELLS:
         text += (f" · pies for the {drawn:,} cells in view" if drawn else
                  f" · zoom in to see pies (drawn when at most {figures.GLYPH_CELLS:,} cells are in view)")
@@ -95,7 +161,7 @@ def view_from_relayout(relayout: dict | None, previous: dict | None) -> dict | N
 
 
 def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
-                    relayout: dict | None, previous: dict | None):
+                    relayout: dict | None, previous: dict | None, flt=None, layers=None):
     """Patch of the pies in view, the info line and the new view after a zoom or pan."""
     view = ctx.run(run_id)
     if view is None or shown != run_id or len(view.cells.get("cells", [])) <= figures.GLYPH_CELLS:
@@ -103,17 +169,23 @@ def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
     new_view = view_from_relayout(relayout, previous)
     if new_view == previous and relayout and "xaxis.autorange" not in relayout:
         return no_update, no_update, no_update
-    lod = glyph_patch(view.cell_arrays, new_view)
+    arrays, counts = on_screen(ctx, view, flt, layers)
+    lod = glyph_patch(arrays, new_view)
     patch = Patch()
     for i, (x, y) in enumerate(lod["wedges"]):
         patch["data"][i]["x"] = x
         patch["data"][i]["y"] = y
     patch["data"][HOVER_INDEX]["marker"]["color"] = lod["colours"]
-    return patch, info_line(view, lod["drawn"]), new_view
+    patch["data"][EMPTY_INDEX]["x"], patch["data"][EMPTY_INDEX]["y"] = lod["empty"]
+    info = applied_map.info_line(view, applied_map.layers_of(layers), counts) if view.is_applied else \
+        info_line(view, lod["drawn"], counts)
+    return patch, info, new_view
 
 
-def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str | None):
-    """Patch that moves the highlight ring to ``cell`` (or hides it).
+def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str | None, flt=None,
+              layers=None):
+    """Patch that moves the highlight ring to ``cell`` (or hides it), around the glyph as drawn
+    under the filter ``flt``.
 
     Only when the figure on screen is this run's (``shown``); otherwise the full render, which
     draws the ring itself, is still on its way.
@@ -121,31 +193,59 @@ def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str 
     view = ctx.run(run_id)
     if view is None or shown != run_id:
         return no_update
-    hx, hy = highlight_ring(view.cells, cell)
+    arrays = on_screen(ctx, view, flt, layers)[0]
+    cell = None if imagesets.is_set(cell) else cell  # an image set has no ring on the map
+    hx, hy = highlight_ring(view.cells, cell, r_by_id=dict(zip(arrays.ids.tolist(), arrays.r.tolist())))
     patch = Patch()
     patch["data"][HIGHLIGHT_INDEX]["x"] = hx
     patch["data"][HIGHLIGHT_INDEX]["y"] = hy
     return patch
 
 
+def notes_patch(ctx: AppContext, run_id: str | None, shown: str | None, flt=None, layers=None):
+    """Patch that moves the "has notes" diamonds after a note was added or deleted."""
+    view = ctx.run(run_id)
+    if view is None or shown != run_id:
+        return no_update
+    x, y = notes_marks(on_screen(ctx, view, flt, layers)[0], noted_cells(view))
+    patch = Patch()
+    patch["data"][NOTES_INDEX]["x"] = x
+    patch["data"][NOTES_INDEX]["y"] = y
+    return patch
+
+
 def register(app, ctx: AppContext) -> None:
     @app.callback(Output(ids.REPR_GRAPH, "figure"), Output(ids.REPR_INFO, "children"),
                   Output(ids.REPR_SHOWN, "data"),
-                  Input(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"))
-    def _render(run_id, cell):
-        return render(ctx, run_id, cell)
+                  Input(ids.STORE_RUN, "data"), Input(ids.STORE_FILTER, "data"),
+                  Input(ids.REPR_LAYERS, "value"),
+                  State(ids.STORE_CELL, "data"), State(ids.REPR_SHOWN, "data"),
+                  State(ids.REPR_VIEW, "data"))
+    def _render(run_id, flt, layers, cell, shown, lod_view):
+        # a new filter (or drawing) on the same run keeps the zoom (uirevision) and so the pies in view
+        same_run = dash_ctx.triggered_id in (ids.STORE_FILTER, ids.REPR_LAYERS) and shown == run_id
+        return render(ctx, run_id, cell, flt, lod_view if same_run else None, layers)
 
     @app.callback(Output(ids.REPR_GRAPH, "figure", allow_duplicate=True),
                   Input(ids.STORE_CELL, "data"), State(ids.STORE_RUN, "data"),
-                  State(ids.REPR_SHOWN, "data"), prevent_initial_call=True)
-    def _highlight(cell, run_id, shown):
-        return highlight(ctx, run_id, cell, shown)
+                  State(ids.REPR_SHOWN, "data"), State(ids.STORE_FILTER, "data"),
+                  State(ids.REPR_LAYERS, "value"), prevent_initial_call=True)
+    def _highlight(cell, run_id, shown, flt, layers):
+        return highlight(ctx, run_id, cell, shown, flt, layers)
+
+    @app.callback(Output(ids.REPR_GRAPH, "figure", allow_duplicate=True),
+                  Input(ids.NOTES_VERSION, "data"), State(ids.STORE_RUN, "data"),
+                  State(ids.REPR_SHOWN, "data"), State(ids.STORE_FILTER, "data"),
+                  State(ids.REPR_LAYERS, "value"), prevent_initial_call=True)
+    def _notes(_version, run_id, shown, flt, layers):
+        return notes_patch(ctx, run_id, shown, flt, layers)
 
     @app.callback(Output(ids.REPR_GRAPH, "figure", allow_duplicate=True),
                   Output(ids.REPR_INFO, "children", allow_duplicate=True),
                   Output(ids.REPR_VIEW, "data"),
                   Input(ids.REPR_GRAPH, "relayoutData"), State(ids.STORE_RUN, "data"),
                   State(ids.REPR_SHOWN, "data"), State(ids.REPR_VIEW, "data"),
+                  State(ids.STORE_FILTER, "data"), State(ids.REPR_LAYERS, "value"),
                   prevent_initial_call=True)
-    def _level_of_detail(relayout, run_id, shown, stored):
-        return level_of_detail(ctx, run_id, shown, relayout, stored)
+    def _level_of_detail(relayout, run_id, shown, stored, flt, layers):
+        return level_of_detail(ctx, run_id, shown, relayout, stored, flt, layers)

@@ -13,10 +13,12 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from pipeline.data_roots import allowed_data_path
 from pipeline.notes import NotesStore
+from pipeline.validity import flagged, read_probe
 
-from .. import ids, last_run
+from .. import ids, imagesets, last_run
 from ..context import AppContext
-from ..jobs import job_user, stage_progress
+from ..jobpanel import start_cancel_progress
+from ..jobs import job_user, panel_state, stage_progress
 from ..roles import current_identity, may_start_runs, start_runs_refusal
 from ..work import new_run_config, run_new
 from ..runs import run_choices
@@ -57,13 +59,8 @@ def new_run_panel(ctx: AppContext) -> html.Div:
                   dcc.Input(id=ids.NEWRUN_CATEGORIES, type="text", placeholder="e.g. bird")]),
         html.Div([html.Label("Only these generators"),
                   dcc.Input(id=ids.NEWRUN_GENERATORS, type="text", placeholder="e.g. progan")]),
-        html.Button("Start", id=ids.NEWRUN_START, n_clicks=0, className="primary"),
-        html.Button("Cancel", id=ids.NEWRUN_CANCEL, n_clicks=0, disabled=True),
-        html.Div(className="fx-progress-row", children=[
-            html.Progress(id=ids.NEWRUN_PROGRESS, max="100", value="0"),
-            html.Span(id=ids.NEWRUN_PROGRESS_LABEL, className="fx-progress-label"),
-            html.Div(id=ids.NEWRUN_MESSAGE, className="fx-message"),
-        ]),
+        *start_cancel_progress(ids.NEWRUN_START, ids.NEWRUN_CANCEL, ids.NEWRUN_PROGRESS,
+                               ids.NEWRUN_PROGRESS_LABEL, ids.NEWRUN_MESSAGE),
     ])
 
 
@@ -83,6 +80,11 @@ def status(ctx: AppContext, run_id):
     line = (f"encoder: {enc.get('name', '?')} · {enc.get('model', '?')} ({enc.get('weights', '?')})"
             f" · {view.n_images} images · {len(view.cells.get('cells', []))} cells"
             + (f" · {data.get('n_bad')} unusable files skipped" if data.get("n_bad") else ""))
+    applied_metrics = None
+    if view.is_applied:  # "applied set X of run Y", and the set's own figures
+        from .applied import status_parts
+
+        line, applied_metrics = status_parts(view)
     notice, style = "", hidden
     if enc.get("fallback_reason"):  # one line; the reason on demand
         notice = html.Details(className="fx-badge-notice", children=[
@@ -91,7 +93,20 @@ def status(ctx: AppContext, run_id):
             html.Div(f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
                      f"CLIP because: {enc['fallback_reason'].rstrip('.')}.")])
         style = {}
-    return line, notice, style, metrics_block(view.meta.get("metrics") or {}, data)
+    warnings = flagged({**(view.meta.get("checks") or {}), "bias_probe": read_probe(view.path) or {}})
+    badge = [html.Span(f"⚠ {len(warnings)} data check warning(s): see Data checks",
+                       className="fx-checks-badge", title="; ".join(warnings))] if warnings else []
+    metrics = applied_metrics if applied_metrics is not None else \
+        metrics_block(view.meta.get("metrics") or {}, data)
+    return line, notice, style, badge + metrics
+
+
+def _int_or_none(value) -> int | None:
+    """An id sent by the browser as an int, or None when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewState, bool]:
@@ -107,8 +122,18 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
         if ctx.run_dir(state.run) is None:  # an unknown run: nothing opens, the status line says why
             return ViewState(run=state.run, view=state.view), False
         return state, False
-    if trigger == ids.RUN_PICKER:
-        return with_run(current, value), True
+    if trigger == ids.RUN_PICKER:  # (None: the picker dropped a value it has no option for)
+        return (with_run(current, value), True) if value else (current, False)
+    if trigger == ids.REPR_DATA:  # the training data or an applied set of the same run: same cells
+        if not value or value == current.run or ctx.run_dir(value) is None:
+            return current, False
+        keep = current.cell if isinstance(current.cell, int) else None
+        return ViewState(run=value, cell=keep, view=current.view), True
+    if trigger == ids.MATRIX_OPEN:  # a matrix pair's misclassified images, as an image set
+        run, cell = (value or {}).get("run"), imagesets.cell_key((value or {}).get("cell"))
+        if ctx.run_dir(run) is None or not imagesets.is_set(cell):
+            return current, False
+        return ViewState(run=run, cell=cell, view="images"), True
     if trigger == ids.REPR_GRAPH:
         points = (value or {}).get("points") or []
         if not points or points[0].get("customdata") is None:
@@ -125,6 +150,18 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
     if trigger == ids.STORE_HIGHLIGHT:  # a concept's images highlighted: show them in the grid
         return (dataclasses.replace(current, view="images"), True) if (value or {}).get("ids") \
             else (current, False)
+    if trigger == ids.FINDER_TABLE:  # a row of the cell table (cellClicked; row id = cell id)
+        row = _int_or_none((value or {}).get("rowId"))
+        view = ctx.run(current.run)
+        if row is None or view is None or view.cell_info(row) is None:
+            return current, False
+        return with_cell(current, row), True
+    if isinstance(trigger, dict) and trigger.get("type") == ids.finder_hit("")["type"]:
+        view = ctx.run(current.run)  # a file found by the name search: open its cell
+        index = _int_or_none(trigger.get("index"))
+        if view is None or index is None or not 0 <= index < view.n_images:
+            return current, False
+        return dataclasses.replace(with_cell(current, int(view.cell[index])), view="images"), True
     if isinstance(trigger, dict) and trigger.get("type") == ids.note_jump("")["type"]:
         path = ctx.run_dir(current.run)
         note = NotesStore(path).get(trigger["index"]) if path else None
@@ -152,10 +189,8 @@ def finished_run_message(ctx: AppContext, run_id: str, open_run: str | None):
 
 def new_run_state(trigger) -> tuple:
     """(message, progress label) when Start or Cancel is pressed: the previous job's words go."""
-    if trigger == ids.NEWRUN_CANCEL:
-        return (html.Span("Cancelled: the run stopped. Embeddings it had finished are kept in the "
-                          "cache, so starting it again resumes there.", className="fx-muted"), "")
-    return "", "starting…"
+    return panel_state(trigger == ids.NEWRUN_CANCEL, "Cancelled: the run stopped. Embeddings it had "
+                       "finished are kept in the cache, so starting it again resumes there.")
 
 
 def register(app, ctx: AppContext, managers) -> None:
@@ -212,19 +247,23 @@ def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.STORE_RUN, "data"), Output(ids.STORE_CELL, "data"),
                   Output(ids.STORE_SEL, "data"), Output(ids.STORE_VIEW, "data"),
                   Output(ids.URL, "search"), Output(ids.RUN_PICKER, "value"),
-                  Output(ids.VIEW_TOGGLE, "value"),
+                  Output(ids.VIEW_TOGGLE, "value"), Output(ids.REPR_DATA, "value"),
                   Input(ids.URL, "search"), Input(ids.RUN_PICKER, "value"),
                   Input(ids.REPR_GRAPH, "clickData"), Input(ids.IMAGES_GRAPH, "selectedData"),
                   Input(ids.VIEW_TOGGLE, "value"), Input(ids.note_jump(ALL), "n_clicks"),
                   Input(ids.STORE_HIGHLIGHT, "data"),
+                  Input(ids.FINDER_TABLE, "cellClicked"), Input(ids.finder_hit(ALL), "n_clicks"),
+                  Input(ids.REPR_DATA, "value"), Input(ids.MATRIX_OPEN, "data"),
                   State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
                   State(ids.STORE_SEL, "data"), State(ids.STORE_VIEW, "data"))
-    def _route(search, picked, click, selected, toggle, _jumps, highlight, run, cell, sel, view):
+    def _route(search, picked, click, selected, toggle, _jumps, highlight, row, _hits, data_choice,
+               matrix_pick, run, cell, sel, view):
         trigger = dash_ctx.triggered_id
         if isinstance(trigger, dict) and not dash_ctx.triggered[0].get("value"):
-            return (no_update,) * 7  # a jump button was (re)created, not clicked
+            return (no_update,) * 8  # a jump button was (re)created, not clicked
         values = {ids.URL: search, ids.RUN_PICKER: picked, ids.REPR_GRAPH: click,
-                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle, ids.STORE_HIGHLIGHT: highlight}
+                  ids.IMAGES_GRAPH: selected, ids.VIEW_TOGGLE: toggle, ids.STORE_HIGHLIGHT: highlight,
+                  ids.FINDER_TABLE: row, ids.REPR_DATA: data_choice, ids.MATRIX_OPEN: matrix_pick}
         current = ViewState(run=run, cell=cell, sel=tuple((sel or {}).get("ids") or ()),
                             view=view or "images")
         first_load = run is None and view is None
@@ -243,4 +282,6 @@ def register(app, ctx: AppContext, managers) -> None:
             sel_out = {"ids": list(state.sel), "from": source}
         return (changed(state.run, run), changed(state.cell, cell), sel_out,
                 changed(state.view, view), format_search(state) if write_url else no_update,
-                changed(state.run, picked), changed(state.view, toggle))
+                # the picker only shows runs it lists: an unknown run's id would be dropped by it
+                changed(state.run, picked) if ctx.run_dir(state.run) else no_update,
+                changed(state.view, toggle), changed(state.run, data_choice))

@@ -37,10 +37,10 @@ from .. import artifacts, ids, viewer_files
 from ..context import AppContext
 from ..figures import empty_figure
 from ..jobpanel import Job, JobPanel, JobView, Ready
+from ..runs import LABEL_WORDS
 from ..viewer_figure import image_figure
 from ..viewer_files import AGGREGATE
 
-WORDS = ("real", "fake")
 MAX_PAIRS = 12  # same-source images listed in the strip
 DEFAULT_OPACITY = 0.6
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
@@ -296,28 +296,36 @@ JOB = JobView(ids.VIEWER_JOB, outputs=[(ids.VIEWER_GRAPH, "figure")], show=show,
 
 
 def badge(label: int) -> html.Span:
-    return html.Span(WORDS[int(label)], className=f"fx-viewer-badge {WORDS[int(label)]}")
+    word = LABEL_WORDS[int(label)]  # -1: an applied set's image without a label
+    return html.Span(word, className=f"fx-viewer-badge {word}")
+
+
+def outcome_words(view, index: int) -> html.Span:
+    """✔ right / ✘ wrong, or that there is no label to judge the prediction by."""
+    outcome = view.outcome(index)
+    if outcome == "unlabelled":
+        return html.Span("no label: prediction only", className="fx-muted")
+    return html.Span("✔ right" if outcome == "right" else "✘ wrong",
+                     className="fx-viewer-right" if outcome == "right" else "fx-viewer-wrong")
 
 
 def facts(view, index: int, info, why: str = "") -> html.Table:
     """The facts of image ``index``: label, prediction, p(fake), generator, category, split, file
     (``info``, ``why``: :func:`picture`)."""
     r = view.records[index]
-    right = bool(view.correct[index])
     size = f"{info.width} × {info.height} px · {info.format}" if info else f"cannot be shown: {why}"
     if info and not info.as_is:
         size += f" (converted for the browser: {info.reason})"
     rows = [
         ("label", badge(view.label[index])),
-        ("prediction", [badge(view.pred[index]), " ",
-                        html.Span("✔ right" if right else "✘ wrong",
-                                  className="fx-viewer-right" if right else "fx-viewer-wrong")]),
+        ("prediction", [badge(view.pred[index]), " ", outcome_words(view, index)]),
         ("p(fake)", f"{view.prob[index]:.3f}"),
         ("generator", r.get("generator") or "–"),
         ("category", r.get("category") or "–"),
         ("split", r.get("split") or "–"),
         ("source", r.get("source") or "–"),
-        ("cell", str(int(view.cell[index]))),
+        ("cell", str(int(view.cell[index])) + (f" (of run {view.parent_id}, applied set {view.set_name})"
+                                               if view.is_applied else "")),
         ("file", html.Code(r.get("path") or view.file_name(index), className="fx-path")),
         ("size", size),
     ]
@@ -359,7 +367,7 @@ def pairs_strip(view, index: int, shown: int | None) -> list:
                            **{"aria-pressed": "true" if shown is None else "false",
                               "aria-label": "Show no image side by side"})]
     for j in matches[:MAX_PAIRS]:
-        word = WORDS[int(view.label[j])]
+        word = view.label_word(j)
         buttons.append(html.Button(
             [html.Img(src=thumb_url(view.run_id, j), alt=""), html.Span(word, className=f"fx-viewer-badge {word}")],
             id=ids.viewer_compare(j), n_clicks=0, className="fx-pair",
@@ -376,9 +384,10 @@ def pairs_strip(view, index: int, shown: int | None) -> list:
 def caption(view, index: int, which=None, link: bool = False) -> list:
     """One line over a picture shown side by side: label, prediction, p(fake), file name; with
     ``link``, a button that makes it the viewer's image (keeping the map ``which``)."""
-    right = bool(view.correct[index])
+    outcome = view.outcome(index)
     out = [badge(view.label[index]), " predicted ", badge(view.pred[index]),
-           html.Span(" ✔" if right else " ✘", className="fx-viewer-right" if right else "fx-viewer-wrong"),
+           html.Span(f" {view.outcome_mark(index)}",
+                     className={"right": "fx-viewer-right", "wrong": "fx-viewer-wrong"}.get(outcome, "fx-muted")),
            f" p(fake) {view.prob[index]:.3f} · ", html.Code(view.file_name(index),
                                                             title=view.records[index]["path"])]
     if link:

@@ -61,7 +61,7 @@ def load_encoder(cfg: EncoderConfig, cache_dir: Path,
     """
     cache_dir = Path(cache_dir)
     name = cfg.name
-    # fp32 on CPU unless configured (bf16 is faster there but shifts embeddings ~1%; bench/embed.py)
+    # auto: see precision.py (bf16 on CPU only where it was measured to agree with fp32)
     precision = cfg.precision
     if name == "tiny":
         return TinyEncoder(device=cfg.device, precision="fp32" if precision == "auto" else precision,

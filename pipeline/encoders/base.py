@@ -39,6 +39,9 @@ class Encoder(ABC):
     preprocess: Callable[[Image.Image], torch.Tensor]
     device: torch.device
     family: str  # "open_clip" or "timm": which attention layout ``pipeline.relevance`` taps
+    # Names the weights and the embedding (not the precision) in bf16_agreement.json; None for
+    # random weights, whose bf16 agreement says nothing about real images.
+    agreement_key: str | None = None
 
     @functools.cached_property
     def lock(self) -> threading.RLock:
@@ -54,6 +57,11 @@ class Encoder(ABC):
         Must stay differentiable (relevance maps backpropagate through it); callers that only
         need values wrap it in ``torch.inference_mode()``.
         """
+
+    def embed_for_maps(self, batch: torch.Tensor) -> torch.Tensor:
+        """``embed`` at the precision chosen for relevance maps, which may differ from the
+        embedding's (``pipeline.encoders.precision``); relevance code calls this one."""
+        return self.embed(batch)
 
     @property
     @abstractmethod

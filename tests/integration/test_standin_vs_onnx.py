@@ -49,7 +49,8 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def standin(cache_dir):
-    enc = DinoV2StandinEncoder(cache_dir, device="cpu")
+    # fp32: the conversion is checked against onnxruntime's fp32 numbers (auto may pick bf16)
+    enc = DinoV2StandinEncoder(cache_dir, device="cpu", precision="fp32")
     assert (cache_dir / "weights" / SAFETENSORS_NAME).is_file()
     return enc
 
@@ -123,7 +124,8 @@ def test_auto_falls_back_to_standin_when_clip_is_unavailable(standin, cache_dir,
     weights = cache_dir / "weights" / SAFETENSORS_NAME
     mtime = weights.stat().st_mtime_ns
     messages = []
-    enc = load_encoder(EncoderConfig(name="auto", device="cpu"), cache_dir, log=messages.append)
+    enc = load_encoder(EncoderConfig(name="auto", device="cpu", precision="fp32"), cache_dir,
+                       log=messages.append)
     assert enc.info.name == "dinov2_standin"
     assert "ViT-B-32/openai" in enc.info.fallback_reason and CHECKPOINT_ENV in enc.info.fallback_reason
     assert any("stand-in" in m for m in messages)

@@ -75,6 +75,8 @@ def test_representation_render_and_highlight_patch(ctx):
     hover = fig.data[representation.HIGHLIGHT_INDEX - 1]
     assert len(hover.x) == 3 and "3 cells · 30 images" in info and shown == "fake-run"
     assert len(fig.data[representation.HIGHLIGHT_INDEX].x) > 0  # ring drawn on the open cell
+    # the cell tooltip names the file facts that dominate the cell (all 40x32 PNGs here)
+    assert all("files: all PNG · all 40x32" in t for t in hover.text)
     fig, info, shown = representation.render(ctx, "missing", None)
     assert shown is None and info == ""
     assert representation.highlight(ctx, "fake-run", 2, shown=None) is no_update  # not drawn yet
@@ -254,7 +256,7 @@ def test_concepts_job_then_cached_view_and_patch_paths(ctx):
     h = concepts.highlight(ctx, ids.concept_show(0), 1, "fake-run", 2)
     assert h["ids"] == first and h["cell"] == 2 and "concept 1" in h["why"]
     assert concepts.highlight(ctx, ids.HIGHLIGHT_CLEAR, 1, "fake-run", 2) is None
-    request = images.JOB.render(ctx, 2, "fake-run", None, h)[-1]
+    request = images.JOB.render(ctx, 2, "fake-run", None, None, h)[-1]
     fig, shown, _ = images.JOB.prepare(ctx, request, Progress())
     dotted = [sh for sh in fig.layout.shapes if sh.line.dash == "dot"]
     assert len(dotted) == 6

@@ -37,8 +37,11 @@ def _class_traces(fig, cls):
 
 def test_trace_layout_and_names():
     fig = representation_figure({"cells": [_cell(0, 0, 0, (5, 1, 2, 2))], "boundary_x": 0.0})
-    assert len(fig.data) == len(CLASSES) * len(SATURATIONS) + 3
+    assert len(fig.data) == len(CLASSES) * len(SATURATIONS) + 5
     assert fig.data[HIGHLIGHT_INDEX].name == HIGHLIGHT_TRACE_NAME
+    # appended after the ring, so that the indices before it stay
+    assert fig.data[figures.EMPTY_INDEX].name == figures.EMPTY_TRACE_NAME
+    assert fig.data[figures.NOTES_INDEX].name == figures.NOTES_TRACE_NAME
     assert trace_index(fig, HOVER_TRACE_NAME) == HIGHLIGHT_INDEX - 1
     assert fig.data[trace_index(fig, HOVER_TRACE_NAME)].type == "scatter"  # SVG while all are pies
     assert fig.layout.yaxis.scaleanchor == "x"  # equal scaling: circles stay circles

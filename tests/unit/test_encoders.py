@@ -221,7 +221,7 @@ def test_file_hash_is_cached_by_size_and_mtime(tmp_path, monkeypatch):
 def test_device_resolution():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert common.resolve_device("auto").type == expected
-    assert common.resolve_precision(torch.device("cpu")) == "fp32"
+    assert common.resolve_precision(torch.device("cpu")).embed == "fp32"  # no agreement key
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             common.resolve_device("cuda")

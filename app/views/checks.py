@@ -1,0 +1,189 @@
+"""Data checks panel: what the analyst must know before reading any explanation.
+
+It sits above the views and opens by itself when something is flagged: the file facts that alone
+predict the label (shortcut risks, each with the reason in words and a small per-class histogram of
+the fact), exact duplicates and leakage across the split, held-out near-duplicates of training
+images (with the held-out AUC with and without them, and the pairs to open in the viewer), and the
+bias probe (how class-neutral re-encodings move p(fake) per class; a background job of its own,
+started from here, cached with the run). All of it comes from ``meta.json``'s ``checks`` and
+``<run>/checks/`` (``pipeline.validity``).
+"""
+from __future__ import annotations
+
+from dash import Input, Output, State, dcc, html, no_update
+import plotly.graph_objects as go
+
+from pipeline.validity import flagged, read_probe
+
+from .. import ids
+from ..context import AppContext
+from ..jobpanel import Job, JobPanel, JobView, Ready
+from .viewer import open_button
+
+MAX_PAIRS = 12  # near-duplicate pairs listed with open buttons
+
+
+def layout() -> html.Details:
+    return html.Details(id=ids.CHECKS_PANEL, className="fx-panel fx-checks", children=[
+        html.Summary(id=ids.CHECKS_SUMMARY, className="fx-checks-summary"),
+        html.Div(id=ids.CHECKS_CONTENT),
+        JobPanel(ids.PROBE_JOB, [html.Div(id=ids.PROBE_CONTENT)], className="fx-probe"),
+    ])
+
+
+def fact_histogram(hist: dict) -> go.Figure:
+    """Per-class counts of one fact's values (grouped bars: blue real, orange fake)."""
+    fig = go.Figure([go.Bar(name="real", x=hist["bins"], y=hist["real"], marker_color="rgb(31,119,180)"),
+                     go.Bar(name="fake", x=hist["bins"], y=hist["fake"], marker_color="rgb(255,127,14)")])
+    fig.update_layout(barmode="group", height=140, margin=dict(l=40, r=6, t=6, b=36), plot_bgcolor="white",
+                      legend=dict(orientation="h", y=1.15, x=1, xanchor="right", font=dict(size=10)),
+                      xaxis=dict(tickfont=dict(size=9), type="category"),
+                      yaxis=dict(title=dict(text="images", font=dict(size=10)), tickfont=dict(size=9)))
+    return fig
+
+
+def _auc(x) -> str:
+    return "–" if x is None or x != x else f"{x:.2f}"
+
+
+def shortcut_block(sc: dict, head_auc) -> list:
+    if not sc:
+        return []
+    if sc.get("status") == "too few":
+        return [html.Div(f"Shortcut check not scored: {sc.get('reason')}", className="fx-muted")]
+    out = [html.Div(f"File facts predicting the label (AUC cross-validated on training / on held-out; "
+                    f"the detector's held-out AUC is {_auc(head_auc)}):", className="fx-muted")]
+    flags = {f["fact"] for f in sc.get("flags", [])}
+    for f in sorted((f for f in sc.get("facts", []) if f.get("cv_auc") is not None), key=lambda f: -f["cv_auc"])[:6]:
+        row = [html.Span(f"{f['words']}", className="fx-check-fact"),
+               html.Span(f"{_auc(f['cv_auc'])} / {_auc(f['heldout_auc'])}", className="fx-check-auc")]
+        if f["fact"] in flags:
+            row.append(html.Span(f["reason"], className="fx-warning"))
+        out.append(html.Div(row, className=f"fx-check-row{' flagged' if f['fact'] in flags else ''}",
+                            **{"data-fact": f["fact"]}))
+        if f["fact"] in flags and f.get("histogram"):
+            out.append(dcc.Graph(figure=fact_histogram(f["histogram"]), config={"displayModeBar": False},
+                                 className="fx-check-hist"))
+    allf = sc.get("all_facts") or {}
+    out.append(html.Div(f"all facts together: {_auc(allf.get('cv_auc'))} / {_auc(allf.get('heldout_auc'))}"
+                        + (f" — {allf['reason']}" if allf.get("flagged") and allf.get("reason") else ""),
+                        className="fx-warning" if allf.get("flagged") else "fx-muted"))
+    for g, sub in (sc.get("per_generator") or {}).items():
+        for f in sub.get("flags", []):
+            out.append(html.Div(f"generator {g}: {f['reason']}", className="fx-warning"))
+    return out
+
+
+def duplicates_block(view, dup: dict, near: dict) -> list:
+    out = []
+    if dup:
+        out.append(html.Div(f"Exact duplicates: {dup.get('n_groups', 0)} group(s) of identical files; "
+                            f"{dup.get('n_conflicts', 0)} under both labels ({dup.get('n_excluded', 0)} copies "
+                            f"left out of training and metrics); {dup.get('n_cross_split', 0)} on both sides "
+                            f"of the split (held-out copies moved to training)", className="fx-muted"))
+        for c in dup.get("conflicts", [])[:5]:
+            out.append(html.Div("same bytes, both labels: " + " · ".join(f["path"] for f in c["files"]),
+                                className="fx-check-files"))
+    if near:
+        m = near.get("metrics") or {}
+        n = near.get("n_heldout_with_near_duplicate", 0)
+        other = f", {near.get('n_other_label')} of them of the other label" if n else ""
+        out.append(html.Div(
+            f"Near-duplicates (cosine ≥ {near.get('threshold')} in the vision-only features): {n} held-out "
+            f"image(s) close to a training image{other}; "
+            f"held-out AUC {_auc((m.get('all') or {}).get('auc'))} with them, "
+            f"{_auc((m.get('without_near_duplicates') or {}).get('auc'))} without",
+            className="fx-warning" if n else "fx-muted"))
+        pairs = near.get("pairs", [])[:MAX_PAIRS]
+        if pairs and view is not None:
+            out.append(html.Div(className="fx-check-pairs", children=[
+                html.Span([open_button(p["heldout_row"], "", f"held-out {view.file_name(p['heldout_row'])}"),
+                           " ≈ ", open_button(p["train_row"], "", f"train {view.file_name(p['train_row'])}"),
+                           html.Span(f" {p['similarity']:.3f}", className="fx-muted")], className="fx-check-pair")
+                for p in pairs]))
+    return out
+
+
+def probe_block(probe: dict | None) -> list:
+    """The bias probe's table, or a button to run it."""
+    if not probe:
+        return [html.Div(["Bias probe: not run yet. It re-encodes held-out images class-neutrally (JPEG, "
+                          "PNG, resize, crop) and shows how p(fake) moves for each class: ",
+                          html.Button("Run the bias probe", id=ids.PROBE_START, n_clicks=0)],
+                         className="fx-muted")]
+    head = html.Tr([html.Th("transformation"), html.Th("real: mean shift"), html.Th("flipped"),
+                    html.Th("fake: mean shift"), html.Th("flipped"), html.Th("verdict")])
+
+    def cells(c):
+        return [html.Td(f"{c['mean_shift']:+.3f}" if c.get("n") else "–"),
+                html.Td(f"{c['flip_fraction']:.0%}" if c.get("n") else "–")]
+
+    rows = [html.Tr([html.Td(t["words"]), *cells(t.get("real") or {}), *cells(t.get("fake") or {}),
+                     html.Td(t["verdict"], className=f"fx-verdict {t['verdict']}", title=t.get("reason", ""))])
+            for t in probe.get("transforms", [])]
+    return [html.Div(f"Bias probe on {probe['n']} held-out images ({probe['n_real']} real, {probe['n_fake']} "
+                     f"fake): mean shift of p(fake) and share of decisions flipped per class. bias = one "
+                     f"class moves towards the other (a learned shortcut); robustness = both degrade alike.",
+                     className="fx-muted"),
+            html.Table([html.Thead(head), html.Tbody(rows)], className="fx-metrics-table fx-probe-table"),
+            html.Button("Run the bias probe", id=ids.PROBE_START, n_clicks=0, style={"display": "none"})]
+
+
+def panel(ctx: AppContext, run_id):
+    """(summary, content, probe content, open?) for the run's checks."""
+    view = ctx.run(run_id)
+    if view is None:
+        return "Data checks", [], probe_block(None), False
+    if view.is_applied:  # the checks are of a run's training data; the bias probe re-scores its held-out
+        return (f"Data checks: made for runs; see run {view.parent_id} (its training data) for them",
+                [], [html.Button("Run the bias probe", id=ids.PROBE_START, n_clicks=0,
+                                 style={"display": "none"})], False)
+    checks = view.meta.get("checks")
+    if checks is None:
+        return ("Data checks: none for this run (made before they were part of every run)", [],
+                probe_block(read_probe(view.path)), False)
+    probe = read_probe(view.path)
+    warnings = flagged({**checks, "bias_probe": probe or {}})
+    summary = (html.Span([html.B(f"⚠ Data checks: {len(warnings)} warning(s) "), "— the detector's answer "
+                          "may be about the files, not the images"], className="fx-warning-strong")
+               if warnings else "Data checks: nothing flagged (file facts, duplicates, near-duplicates)")
+    head_auc = ((view.meta.get("metrics") or {}).get("head") or {}).get("auc")
+    content = ([html.Ul([html.Li(w) for w in warnings], className="fx-check-warnings")] if warnings else []) + \
+        shortcut_block(checks.get("shortcuts") or {}, head_auc) + \
+        duplicates_block(view, checks.get("duplicates") or {}, checks.get("near_duplicates") or {})
+    return summary, content, probe_block(probe), bool(warnings)
+
+
+def show_probe(ctx: AppContext, clicks, run_id):
+    """The bias probe on request (the button), as a background job; a cached one at once."""
+    view = ctx.run(run_id)
+    if view is None or not clicks:
+        return None
+    probe = read_probe(view.path)
+    if probe is not None:
+        return Ready((probe_block(probe),))
+    n = view.meta.get("config", {}).get("checks", {}).get("bias_images", 1000)
+    return Job({"run": view.run_id}, (no_update,), f"Bias probe: re-encoding up to {n} held-out images "
+               f"six ways and scoring them with the run's detector…")
+
+
+def compute_probe(ctx: AppContext, view, request: dict, progress, probe=None):
+    from pipeline.validity import run_bias_probe  # job side: loads the run's models
+
+    result = (probe or run_bias_probe)(view.path, progress=lambda d, t: progress("images probed", d, t))
+    return (probe_block(result),), ""
+
+
+PROBE = JobView(ids.PROBE_JOB, outputs=[(ids.PROBE_CONTENT, "children")], show=show_probe,
+                compute=compute_probe, blank=([],), failure="Could not run the bias probe")
+
+
+def register(app, ctx: AppContext, managers) -> None:
+    @app.callback(Output(ids.CHECKS_SUMMARY, "children"), Output(ids.CHECKS_CONTENT, "children"),
+                  Output(ids.PROBE_CONTENT, "children"), Output(ids.CHECKS_PANEL, "open"),
+                  Input(ids.STORE_RUN, "data"))
+    def _panel(run_id):
+        return panel(ctx, run_id)
+
+    PROBE.register(app, ctx, managers.views, inputs=[Input(ids.PROBE_START, "n_clicks"),
+                                                     State(ids.STORE_RUN, "data")])

@@ -1,0 +1,96 @@
+"""Time to the first insight on a fresh run, as the app's background jobs do it (callback level).
+
+On a run made with the stand-in encoder (the demo run by default, built and run when missing), with
+empty explanation caches: (1) loading the run's models (once per job process); (2) the attention
+job for 3 images of one cell, the moment its maps are shown (the deletion check is its own job
+afterwards, so no selection waits for it; timed too); (3) the concepts of a cell from a sample of
+``concepts.max_images`` (64) images. Targets: (2) < 10 s after (1), (3) < 25 s.
+
+    python bench/first_insight.py               # the demo run (stand-in), built if missing
+    python bench/first_insight.py --run RUN_DIR
+"""
+from __future__ import annotations
+
+if not __package__:  # started as `python bench/first_insight.py`
+    import _path  # noqa: F401
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench._options import parse_args
+from pipeline.config import REPO_ROOT, from_dict, load_config
+
+
+def demo_run() -> Path:
+    from pipeline.demo import ensure_demo_config
+    from pipeline.runner import run_pipeline
+
+    cfg = load_config(REPO_ROOT / "configs" / "default.yaml", ["encoder.name=dinov2_standin"])
+    return run_pipeline(ensure_demo_config(cfg, log=print)).path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", default=None, help="a run folder (default: the demo run)")
+    ap.add_argument("--images", type=int, default=3, help="images selected in the attention view")
+    ap.add_argument("--concept-images", type=int, default=64, help="images of the concepts' sample")
+    args = parse_args(ap, {"images": 2, "concept_images": 16}, argv)
+
+    from app.context import AppContext
+    from app.views import attention, concepts
+    from pipeline import models
+
+    source = Path(args.run) if args.run else demo_run()
+    work = Path(tempfile.mkdtemp(prefix="faxplainer-insight-"))
+    try:
+        run = work / "runs" / source.name  # a copy: its explanation caches start empty
+        shutil.copytree(source, run, ignore=shutil.ignore_patterns("relevance", "concepts", "checks", ".locks"))
+        cfg = from_dict({"runs_dir": str(work / "runs"), "cache_dir": str(work / "cache")})
+        ctx = AppContext(cfg)
+        view = ctx.run(run.name)
+        print(f"run {run.name}: {view.n_images} images, encoder {view.meta['encoder']['name']} "
+              f"({view.meta['encoder'].get('extra', {}).get('precision', '?')}), load average {os.getloadavg()[0]:.1f}")
+        t0 = time.perf_counter()
+        models.load_run_models(run)
+        t_models = time.perf_counter() - t0
+        print(f"(1) models loaded: {t_models:.1f} s (once per job process)")
+
+        cell = max(view.cell_ids(), key=lambda c: len(view.cell_members(c)))
+        chosen = view.cell_members(cell).tolist()[:args.images]
+        request = attention.JOB.render(ctx, {"ids": chosen}, run.name, cell)[-1]
+        t0 = time.perf_counter()
+        content, ready, message = attention.JOB.prepare(ctx, request, lambda _v: None)
+        t_maps = time.perf_counter() - t0
+        assert content and ready, message
+        print(f"(2) maps of {len(chosen)} images shown: {t_maps:.1f} s   (target < 10 s)")
+        check = attention.CHECK.render(ctx, ready, run.name, None)[-1]
+        t0 = time.perf_counter()
+        attention.CHECK.prepare(ctx, check, lambda _v: None)
+        print(f"    then the run's deletion check, its own job: {time.perf_counter() - t0:.1f} s")
+
+        from pipeline.store import RunStore
+
+        store = RunStore(run)
+        meta = store.read_meta()
+        meta["config"]["concepts"]["max_images"] = args.concept_images
+        store.write_meta(meta)
+        ctx = AppContext(cfg)  # meta.json changed: the run is read again
+        t0 = time.perf_counter()
+        request = concepts.JOB.render(ctx, "concepts", cell, run.name)[-1]
+        content, message = concepts.JOB.prepare(ctx, request, lambda _v: None)
+        t_concepts = time.perf_counter() - t0
+        assert content, message
+        print(f"(3) concepts of cell {cell} ({len(view.cell_members(cell))} images, a sample of "
+              f"{min(args.concept_images, len(view.cell_members(cell)))}): {t_concepts:.1f} s   (target < 25 s)")
+        print(f"load average {os.getloadavg()[0]:.1f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
