@@ -12,6 +12,7 @@ Usage::
     python bench/grids.py                         # the demo run (stand-in encoder; built if missing)
     python bench/grids.py --run /path/runs/RUN    # any run, e.g. bench/run_100k.py's
     python bench/grids.py --run ... --cells 200   # a sample of cells (times scale to all of them)
+    python bench/grids.py --quick                 # 12 cells of the demo run
 
 The figures depend on the machine's load (print ``uptime`` beside them): on a shared 2-core machine
 they are pessimistic.
@@ -28,7 +29,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:  # started as `python bench/grids.py`: the repository root on sys.path
+    import _path  # noqa: F401
+
+from bench._options import parse_args  # noqa: E402
 
 
 def demo_run_dir() -> Path:
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", type=int, default=0, help="time this many cells (0 = all), "
                     "spread over all sizes; totals are scaled to every cell")
     ap.add_argument("--work", type=Path, default=None, help="cold cache folder (default: a temporary one)")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, quick={"cells": 12}, argv=argv)
 
     import numpy as np
 
