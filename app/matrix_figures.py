@@ -26,9 +26,12 @@ DIAGONAL = dict(color="rgb(30,30,30)", width=2)
 
 
 def pair_title(table: str, train: str, test: str) -> str:
-    """The words of one pair: ``misclassified: trained on gan, tested on diffusion``."""
+    """The words of one pair: ``misclassified by the head trained on gan, tested on diffusion
+    (frames: the run's own head)``; the image grid frames right and wrong by the run's head, which
+    may get some of these images right, so the title says whose mistakes they are."""
     trained = f"all but {train}" if table == "all_but_one" else train
-    return f"misclassified: trained on {trained}, tested on {test}"
+    return (f"misclassified by the head trained on {trained}, tested on {test} "
+            f"(frames: the run's own head)")
 
 
 def pair_at(matrix: dict, curve: int, x, y) -> tuple[str, str, str] | None:

@@ -10,7 +10,7 @@ grid file, keyed by the filter); a cell the filter leaves empty says so.
 
 The view opens an image set as it opens a cell (``STORE_CELL`` = ``"set:<hash>"``,
 :mod:`app.imagesets`, e.g. a matrix pair's misclassified images): prepared by the same job, named
-by its title ("misclassified: trained on gan, tested on diffusion · 23 images"), filtered alike.
+by its title ("misclassified by the head trained on gan, tested on diffusion (frames: the run's own head) · 23 images"), filtered alike.
 An applied set's images (pseudo-run ``RUN@SET``) without a label have a grey frame and a "?"
 badge: no right or wrong.
 """

@@ -10,7 +10,8 @@ generator's held-out images. The panel shows the kept matrix at once
 
 Clicking a pair keeps its misclassified held-out images (the run's record indices) as an image set
 (:mod:`app.imagesets`) and writes ``ids.MATRIX_OPEN``; the shell's router then opens the run with
-that set in the image view, titled "misclassified: trained on gan, tested on diffusion".
+that set in the image view, titled "misclassified by the head trained on gan, tested on diffusion"
+(its frames stay those of the run's own head).
 """
 from __future__ import annotations
 
