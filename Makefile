@@ -48,6 +48,7 @@ bench: venv
 	$(PY) bench/app.py $(BENCH_ARGS)
 	$(PY) bench/scale.py $(BENCH_ARGS)
 	$(PY) bench/load.py $(BENCH_ARGS)
+	$(PY) bench/grids.py $(BENCH_ARGS)
 	$(PY) bench/run_100k.py $(BENCH_ARGS)
 	$(PY) bench/standin_probe.py $(BENCH_ARGS)
 	$(PY) bench/filefacts.py $(BENCH_ARGS)

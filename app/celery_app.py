@@ -34,7 +34,8 @@ from pipeline.config import REPO_ROOT, Config, load_config, to_dict, with_data
 
 log = logging.getLogger("faxplainer.celery")
 
-VIEWS_QUEUE = "faxplainer-views"  # grids, relevance maps, concepts
+VIEWS_QUEUE = "faxplainer-views"  # relevance maps, concepts, the deletion check (heavy)
+GRIDS_QUEUE = "faxplainer-grids"  # a cell's grid: thumbnails, arrangement, sprite (cheap)
 RUNS_QUEUE = "faxplainer-runs"  # whole pipeline runs (one worker process)
 EMBED_QUEUE = "faxplainer-embed"  # shards of a data set's embedding (``embed`` below)
 

@@ -15,7 +15,10 @@ functions and nothing else:
 nonce per request (the files on disk say what is ready, Dash remembers no result: ``app.jobs``);
 clearing a pending request when something is shown from disk, so that Dash cancels the older job
 and it cannot overwrite what is on screen; a run that cannot be opened; an error turned into a
-message in the panel (the app stays usable); progress reports that show the bar.
+message in the panel (the app stays usable); progress reports that show the bar; a job replaced
+while it waited (the heavy queue keeps one waiting job per analyst and view, ``app.fair_queue``)
+answering at once that it was; and, with every answer, when the job started and how long it
+computed (the panel's timing store, which the load test reads to split waiting from computing).
 
 Ids: the panel's ids are built from its name by :class:`JobPanel.ids` (plain strings, so browser
 tests and the load test address them like every other id; no ``MATCH`` is needed since each
@@ -23,11 +26,12 @@ panel's callbacks are its own).
 """
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update, set_props
 
 from .jobs import view_job, view_progress
 
@@ -50,6 +54,7 @@ class JobPanel(html.Div):
         message = staticmethod(lambda name: f"{name}-job-message")
         request = staticmethod(lambda name: f"{name}-job-request-store")
         partial = staticmethod(lambda name: f"{name}-job-partial-store")
+        timing = staticmethod(lambda name: f"{name}-job-timing-store")
 
     def __init__(self, name: str, content: Sequence[Any] = (), **div_props):
         ids = self.ids
@@ -61,6 +66,7 @@ class JobPanel(html.Div):
             html.Div(id=ids.message(name), className="fx-message"),
             *content,
             dcc.Store(id=ids.request(name)), dcc.Store(id=ids.partial(name)),
+            dcc.Store(id=ids.timing(name)),
         ], **div_props)
 
 
@@ -144,6 +150,12 @@ class JobView:
                                            className="fx-error"))
         return (*values, message)
 
+    def replaced(self, newer: str) -> tuple:
+        """The answer of a job replaced by the same analyst's newer request while it waited."""
+        return ((no_update,) * len(self.outputs) +
+                (html.Span("Replaced by your newer request of this view (each analyst keeps one "
+                           "waiting request per view).", className="fx-muted"),))
+
     def register(self, app, ctx, manager, inputs: Sequence[Input | State]) -> None:
         """Register both callbacks; ``inputs`` are the render callback's Inputs and States."""
         ids, name = JobPanel.ids, self.name
@@ -167,11 +179,19 @@ class JobView:
                 values, message = self.partial(ctx, value)
                 return (*values, message)
 
+        replaced_by = getattr(manager, "replaced_by", None)  # the shared server's heavy queue
+
         @app.callback(*[Output(c, p, allow_duplicate=True) for c, p in self.outputs],
                       Output(ids.message(name), "children", allow_duplicate=True),
                       Input(ids.request(name), "data"), **job)
         def _prepare(set_progress, request):
-            return self.prepare(ctx, request, set_progress)
+            started = time.time()
+            newer = replaced_by() if replaced_by is not None and request else None
+            answer = self.replaced(newer) if newer else self.prepare(ctx, request, set_progress)
+            if request:  # when it started and how long it took (wall clock, seconds)
+                set_props(ids.timing(name), {"data": {"started": started, "replaced": bool(newer),
+                                                      "seconds": round(time.time() - started, 4)}})
+            return answer
 
 
 def _with_partial(set_progress: Callable) -> tuple[Callable, Callable]:

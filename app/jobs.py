@@ -7,8 +7,11 @@ the work itself is in :mod:`app.work`, and a view's job panel in :mod:`app.jobpa
   grid, relevance maps, concepts) and one for new runs. The jobs run in a separate process (the app
   stays usable); "cancel" ends that process.
 * Shared mode (``server.mode: shared``): ``CeleryManager`` s on the Redis of ``server.redis_url``,
-  sending view jobs and runs to their own Celery queues (:mod:`app.celery_app`), so that a long run
-  never holds up the views.
+  sending each kind of job to its own Celery queue (:mod:`app.celery_app`) with workers of its own:
+  a cell's grid (cheap, seconds at most) never waits behind anyone's relevance maps or concepts
+  (heavy, seconds to minutes), and a long run never holds up either. On the heavy queue an analyst
+  has at most one waiting job per view (a newer request replaces the older, :mod:`app.fair_queue`);
+  on every queue a job that has not started says in its progress line how many jobs are ahead.
 
 No result is memoised by Dash (no ``cache_by``): each view request carries a nonce, and the files
 on disk (``app.artifacts``, ``pipeline.explain_cache``) are the cache, so a deleted or damaged
@@ -19,6 +22,7 @@ explainability stack) happen inside the jobs, never in the web process.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -27,38 +31,127 @@ from pipeline.config import Config
 
 @dataclasses.dataclass(frozen=True)
 class Managers:
-    views: object  # manager of the view jobs (grids, maps, concepts)
+    views: object  # manager of the heavy view jobs (relevance maps, concepts, deletion check)
     runs: object  # manager of new runs
+    grids: object  # manager of a cell's grid (local mode: the views' manager)
+
+
+USER_HEADER = "faxplainer_user"  # the Celery message header naming who asked for a job
+FINISHED = ("SUCCESS", "FAILURE")  # Celery states of a job that has ended
 
 
 def make_managers(cfg: Config) -> Managers:
     """The managers of ``cfg``'s mode (module docstring)."""
     if cfg.server.mode == "shared":
-        from .celery_app import RUNS_QUEUE, VIEWS_QUEUE, celery_for
+        from .celery_app import GRIDS_QUEUE, RUNS_QUEUE, VIEWS_QUEUE, celery_for
+        from .roles import current_identity
 
         celery = celery_for(cfg)
-        return Managers(views=queued_manager(celery, VIEWS_QUEUE), runs=queued_manager(celery, RUNS_QUEUE))
+
+        def who() -> str | None:
+            return current_identity(cfg)[0]
+
+        return Managers(views=queued_manager(celery, VIEWS_QUEUE, who, one_per_user=True),
+                        runs=queued_manager(celery, RUNS_QUEUE, who),
+                        grids=queued_manager(celery, GRIDS_QUEUE, who))
     import diskcache
     from dash import DiskcacheManager
 
     root = Path(cfg.cache_path) / "dash-jobs"
-    return Managers(views=DiskcacheManager(diskcache.Cache(str(root / "views"))),
-                    runs=DiskcacheManager(diskcache.Cache(str(root / "runs"))))
+    views = DiskcacheManager(diskcache.Cache(str(root / "views")))  # one process per job: no queue
+    return Managers(views=views, runs=DiskcacheManager(diskcache.Cache(str(root / "runs"))),
+                    grids=views)
 
 
-def queued_manager(celery, queue: str):
-    """A ``dash.CeleryManager`` that sends its jobs to the Celery queue ``queue``."""
+def queued_manager(celery, queue: str, who: Callable[[], str | None] = lambda: None,
+                   one_per_user: bool = False):
+    """A ``dash.CeleryManager`` that sends its jobs to the Celery queue ``queue``.
+
+    ``who()`` names the user asking (called in the web request that submits the job); the name
+    travels with the job (:data:`USER_HEADER`, read back by :func:`job_user`). A job that waits
+    reports its place in the queue as its progress (:class:`app.fair_queue.QueueBook`); with
+    ``one_per_user``, a user's newer job of a view replaces their older one still waiting, and
+    :meth:`replaced_by` tells the job so when it starts.
+    """
+    import uuid
+
+    import redis
     from dash import CeleryManager
 
+    from .fair_queue import QueueBook
+
     class QueuedCeleryManager(CeleryManager):
+        def __init__(self, celery_app):
+            super().__init__(celery_app)
+            self.queue = queue
+            self._book = None
+
+        @property
+        def book(self) -> QueueBook:
+            if self._book is None:  # connected on first use, in the process that uses it
+                self._book = QueueBook(redis.Redis.from_url(self.handle.conf.broker_url), queue)
+            return self._book
+
         def call_job_fn(self, key, job_fn, args, context):
+            task_id, user = uuid.uuid4().hex, who()
+            self.book.submitted(task_id, key, user=user, view=job_fn.name, replace=one_per_user)
             task = job_fn.apply_async((key, self._make_progress_key(key), args, context),
-                                      queue=queue)
+                                      queue=queue, task_id=task_id, headers={USER_HEADER: user})
             return task.task_id
 
-    manager = QueuedCeleryManager(celery)
-    manager.queue = queue
-    return manager
+        def get_result(self, key, job):
+            result = super().get_result(key, job)
+            if result is self.UNDEFINED and job and self.get_task(job).state in FINISHED:
+                # Dash reads the result, then asks whether the job still runs: a job that wrote
+                # its result and ended between the two would count as cancelled and its answer
+                # be lost. It writes the result before it ends, so read once more.
+                result = super().get_result(key, job)
+            return result
+
+        def get_updated_props(self, key):
+            # Dash's own deletes the *result* here (not the props), which loses an answer written
+            # between its two reads; the props expire with the other results (result_expires).
+            updated = self.handle.backend.get(self._make_set_props_key(key))
+            return json.loads(updated) if updated else {}
+
+        def get_progress(self, key):
+            progress = super().get_progress(key)
+            if progress is not None:
+                return progress
+            waiting = self.book.waiting_label(key)  # not started: its place in the queue
+            return None if waiting is None else waiting_progress(waiting)
+
+        def replaced_by(self) -> str | None:
+            """Inside a job: the newer job of the same user and view that replaced it, or None."""
+            from celery import current_task
+
+            return self.book.replaced_by(current_task.request.id) if current_task else None
+
+    return QueuedCeleryManager(celery)
+
+
+def job_user(cfg: Config) -> str | None:
+    """Who asked for the job running now: inside a Celery job the user its web request named
+    (:func:`queued_manager`), inside a web request the logged-in user; local mode: None."""
+    if cfg.server.mode != "shared":
+        return None
+    from celery import current_task
+
+    if current_task and current_task.request.id:
+        return getattr(current_task.request, USER_HEADER, None)
+    from .roles import current_identity
+
+    return current_identity(cfg)[0]
+
+
+def waiting_progress(words: str) -> list:
+    """Progress values of a job still in the queue: an empty bar, ``words`` as its label, shown.
+
+    A :func:`view_job` has these three progress outputs first (a panel's partial results, if any,
+    fourth: left empty), a new run's job the first two; Dash reads as many values as the callback
+    has progress outputs, so the list is longer than any of them.
+    """
+    return ["0", words, SHOWN] + [None] * 5
 
 
 SHOWN, HIDDEN = {"display": "block"}, {"display": "none"}

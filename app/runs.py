@@ -81,7 +81,8 @@ def applied_choices(store: RunStore) -> list[dict]:
 
 def run_choices(runs_path: Path) -> list[dict]:
     """Dropdown options for the runs under ``runs_path`` (newest first), each followed by its
-    applied sets; unfinished runs disabled."""
+    applied sets and, when it was started on the shared server, with who started it; unfinished
+    runs disabled."""
     options = []
     for store in list_runs(runs_path):
         try:
@@ -92,6 +93,8 @@ def run_choices(runs_path: Path) -> list[dict]:
         n = (meta.get("data") or {}).get("n_images", "?")
         enc = (meta.get("encoder") or {}).get("name", "?")
         label = f"{store.run_id} · {n} images · {enc}"
+        if meta.get("started_by"):
+            label += f" · by {meta['started_by']}"
         if status != "complete":
             label += f" · {status}"
         options.append({"label": label, "value": store.run_id, "disabled": status != "complete"})

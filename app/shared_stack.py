@@ -6,11 +6,14 @@
 1. ``redis-server`` bound to 127.0.0.1 on the port of ``server.redis_url``, its data (an
    append-only file, so queued jobs and results survive a crash) in ``<cache>/shared/redis/``.
    A non-loopback ``redis_url`` names an external Redis, which is only checked;
-2. the Celery workers: ``views@host`` (``server.job_workers`` processes) for grids, maps and
-   concepts, and ``runs@host`` (one process) for whole runs and embedding shards (workers on other
-   machines may take those too, see ``app.celery_app``). Before they start, the unfinished
-   tasks of workers that died with the last server are put back in their queues
-   (:func:`app.celery_app.recover`);
+2. the Celery workers: ``views@host`` (``server.job_workers`` processes) for relevance maps,
+   concepts and the deletion check; ``grids@host`` (``server.grid_workers`` processes, no torch)
+   for cells' grids only, so that opening a cell never waits behind anyone's maps; and
+   ``runs@host`` (one process) for whole runs and embedding shards (workers on other machines may
+   take those too, see ``app.celery_app``). The heavy workers run at a lower CPU priority
+   (``server.heavy_nice``), so the web processes and the grids are served first. Before they
+   start, the unfinished tasks of workers that died with the last server are put back in their
+   queues (:func:`app.celery_app.recover`);
 3. gunicorn with ``server.web_workers`` processes (threads for the polling requests) on
    ``server.host:server.port``.
 
@@ -43,7 +46,7 @@ from pipeline.data_roots import root_warnings
 
 from .auth import UserList, users_file
 from .celery_app import make_celery, recover, redis_url
-from .celery_app import EMBED_QUEUE, RUNS_QUEUE, VIEWS_QUEUE
+from .celery_app import EMBED_QUEUE, GRIDS_QUEUE, RUNS_QUEUE, VIEWS_QUEUE
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STOP_GRACE_S = 15
@@ -186,11 +189,13 @@ class SharedStack:
         return env
 
     def _spawn(self, name: str, cmd: list[str], stdin_text: str | None = None,
-               threads: int | None = None) -> Component:
+               threads: int | None = None, warm_up: bool = True) -> Component:
         log = self.logs / f"{name}.log"
         env = self._env()
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        if not warm_up:  # app.worker: no torch pre-import in its pool processes
+            env["FAXPLAINER_WARM_UP"] = "0"
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
@@ -223,10 +228,10 @@ class SharedStack:
 
         pools.reset()  # kombu keeps connections per URL process-wide: drop any to a former Redis
 
-    WORKERS = {"views": [VIEWS_QUEUE], "runs": [RUNS_QUEUE, EMBED_QUEUE]}
+    WORKERS = {"views": [VIEWS_QUEUE], "grids": [GRIDS_QUEUE], "runs": [RUNS_QUEUE, EMBED_QUEUE]}
 
     def start_workers(self) -> None:
-        """Start the two Celery workers (see :meth:`start_worker`)."""
+        """Start the three Celery workers (see :meth:`start_worker`)."""
         for name in self.WORKERS:
             self.start_worker(name, wait=False)
         for name in self.WORKERS:
@@ -236,22 +241,29 @@ class SharedStack:
                      concurrency: int | None = None) -> None:
         """Requeue what a dead ``name`` worker left unfinished, then start it.
 
-        ``views``: ``server.job_workers`` processes; ``runs`` (runs and embedding shards): one.
-        Other names need ``queues`` (e.g. one more embedding worker). Torch threads are shared
-        out between the processes (``OMP_NUM_THREADS``).
+        ``views``: ``server.job_workers`` processes; ``grids``: ``server.grid_workers`` processes
+        that never import torch; ``runs`` (runs and embedding shards): one. Other names need
+        ``queues`` (e.g. one more embedding worker). Torch threads are shared out between the
+        processes (``OMP_NUM_THREADS``). Every worker but ``grids`` runs at the lower CPU priority
+        ``server.heavy_nice``: on a busy machine the web processes and the grids get the CPU
+        first, so a click is answered while maps are computed (the maps take a little longer).
         """
         queues = queues or self.WORKERS[name]
         n = recover(make_celery(self.redis_url), queues)
         if n:
             print(f"restored {n} unfinished job(s) to {', '.join(queues)}", file=sys.stderr)
         job_workers = max(1, int(self.cfg.server.job_workers))
-        concurrency = concurrency or (job_workers if name == "views" else 1)
+        default = {"views": job_workers, "grids": max(1, int(self.cfg.server.grid_workers))}
+        concurrency = concurrency or default.get(name, 1)
         threads = max(1, (os.cpu_count() or 1) // (job_workers + 1))
+        heavy = name != "grids"  # maps, concepts, runs: behind the web and the grids on the CPU
+        nice = ["nice", "-n", str(int(self.cfg.server.heavy_nice))] if heavy and \
+            self.cfg.server.heavy_nice and shutil.which("nice") else []
         self._spawn(f"worker-{name}", [
-            sys.executable, "-m", "celery", "-A", self.worker_target, "worker",
+            *nice, sys.executable, "-m", "celery", "-A", self.worker_target, "worker",
             "-Q", ",".join(queues), "-c", str(concurrency), "-n", f"{name}@{self.host}",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            threads=threads)
+            threads=threads, warm_up=heavy)
         if wait:
             self.wait_worker(name)
 

@@ -17,6 +17,8 @@ from typing import Callable, Iterator
 from pipeline.config import Config, with_data
 from pipeline.locks import Locks, each_once, once, run_locks
 
+from .cell_grids import cell_lock, grids_with_run  # noqa: F401  (cell_lock: the grid job's lock)
+
 
 def split_names(text: str | None) -> tuple[str, ...] | None:
     """``"bird, cat"`` -> ``("bird", "cat")``; empty -> None (= all)."""
@@ -38,11 +40,14 @@ def new_run_config(cfg: Config, path_text: str | None, categories: str | None,
     return with_data(cfg, path_text, split_names(categories), split_names(generators))
 
 
-def run_new(cfg: Config, progress: Callable[[str, int, int], None]) -> str:
+def run_new(cfg: Config, progress: Callable[[str, int, int], None],
+            started_by: str | None = None) -> str:
     """Run the whole pipeline on ``cfg`` (demo set when no data is configured); returns the run id.
 
     Two requests for the same run at once compute it once: the second waits for the first
-    (:func:`run_lock`) and then reuses the finished run.
+    (:func:`run_lock`) and then reuses the finished run. ``started_by`` (the analyst who asked)
+    is recorded in a new run's ``meta.json``; a reused run keeps its author. A run of at most
+    ``server.grids_with_run_max_images`` images then gets every cell's grid (app.cell_grids).
     """
     from pipeline.runner import run_pipeline
 
@@ -51,7 +56,9 @@ def run_new(cfg: Config, progress: Callable[[str, int, int], None]) -> str:
             from pipeline.demo import ensure_demo_config
 
             cfg = ensure_demo_config(cfg, log=lambda *_: None, progress=progress)
-        return run_pipeline(cfg, progress=progress).run_id
+        run_id = run_pipeline(cfg, progress=progress, started_by=started_by).run_id
+    grids_with_run(cfg, run_id, progress)  # a cell click is then a file read (app.cell_grids)
+    return run_id
 
 
 def score_folder(cfg: Config, run_dir: str | Path, path_text: str | None, name: str | None,
@@ -143,13 +150,4 @@ def run_lock(cfg: Config) -> Iterator[None]:
     an unchanged run at once) instead of computing it again.
     """
     with Locks(Path(cfg.cache_path) / "locks").hold(run_request_key(cfg)):
-        yield
-
-
-@contextmanager
-def cell_lock(view_path: str | Path, cell) -> Iterator[None]:
-    """Hold the lock of a cell's (or an image set's) image grid (app side) for the ``with`` block."""
-    from .imagesets import slug
-
-    with run_locks(view_path).hold(f"grid-{slug(cell)}"):
         yield

@@ -46,7 +46,10 @@ def _import_explain_stack() -> None:
 def warm_up_pool_process(**_kwargs) -> None:
     """In each new pool process (after the fork): import torch and the explain code in the
     background, so the first job does not wait for it. Models are loaded by the first job that
-    needs them and then kept (``pipeline.models``)."""
+    needs them and then kept (``pipeline.models``). Not in a worker started with
+    ``FAXPLAINER_WARM_UP=0`` (the grids worker, whose jobs never touch torch)."""
+    if os.environ.get("FAXPLAINER_WARM_UP", "1") == "0":
+        return
     threading.Thread(target=_import_explain_stack, name="faxplainer-warm-up", daemon=True).start()
 
 

@@ -14,13 +14,30 @@ with a short pause between actions:
 * ``thumbnail``  fetch one image thumbnail.
 
 It reports per action the count, the errors (HTTP errors, timeouts, error messages in the answer)
-and the p50/p95/max latency of the whole action as the analyst waits for it.
+and the p50/p95/max latency of the whole action as the analyst waits for it; and, for the actions
+that needed a background job, how that time splits: **waiting** in the queue (from the moment the
+analyst asked until the job started, which the job records in its panel's timing store,
+``app.jobpanel``) and **computing** (the job's own duration); the rest is the web requests and
+polling. Each simulated analyst logs in as a user of their own (``analyst01``, ...), as a lab team
+does; the heavy queue's one-waiting-job-per-analyst rule (``app.fair_queue``) is per user.
 
-Without ``--url`` it builds a small generated data set, runs the pipeline on it (tiny encoder,
-``configs/test.yaml``) and starts the real shared server (Redis, Celery, gunicorn; needs
-``redis-server``) on free 127.0.0.1 ports, and stops it at the end. With ``--url`` it loads an
-already running server, which must be on loopback. Bounded: at most 50 analysts, 600 seconds and
-200,000 actions; it stops by itself.
+Servers:
+
+* default: a small generated data set, a run with the tiny random encoder (``configs/test.yaml``),
+  every job cheap;
+* ``--standin demo`` (or ``--standin PATH`` to a data set, e.g. ``/work/shared/data/faces``, or to
+  a run folder made before): a run made with the stand-in encoder (DINOv2 ViT-S/14, ``configs/standin.yaml``), so relevance maps and
+  concepts cost what they cost with a real encoder. The run is made (or reused) in the usual runs
+  folder, then copied without any derived file into the bench's own folders: the view cache is
+  cold (no relevance map or concept yet). Each cell's grid is made with the run, as the app does
+  for the runs it makes (``app.cell_grids``; ``--grids-on-demand``: not, so that each is made
+  when first opened);
+* ``--url``: an already running server, which must be on loopback.
+
+Without ``--url`` it starts the real shared server (Redis, Celery, gunicorn; needs
+``redis-server``) on free 127.0.0.1 ports and stops it at the end. Bounded: at most 50 analysts,
+600 seconds and 200,000 actions; it stops by itself (jobs still running at the end are waited for,
+up to ``--job-timeout``).
 
 Run: ``python bench/load.py`` (defaults: 20 analysts, 60 s; ``--quick``: 5 analysts, 15 s).
 Figures on a shared 2-core machine are pessimistic: the analysts, the web server and the workers
@@ -52,6 +69,7 @@ from bench._options import parse_args  # noqa: E402
 from tests.shared.dash_client import DashError, DashSession  # noqa: E402
 
 REQUEST = {name: JobPanel.ids.request(name) for name in (ids.IMAGES_JOB, ids.ATTN_JOB, ids.CONCEPTS_JOB)}
+TIMING = {name: f"{name}-job-timing-store" for name in REQUEST}  # app.jobpanel.JobPanel.ids.timing
 
 MAX_ANALYSTS, MAX_SECONDS, MAX_ACTIONS = 50, 600, 200_000
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -60,35 +78,55 @@ WEIGHTS = (0.05, 0.3, 0.3, 0.15, 0.2)
 ERROR_MARK = "fx-error"
 
 
+def quantile(values: list[float], p: float) -> float:
+    t = sorted(values)
+    return t[min(len(t) - 1, int(round(p * (len(t) - 1))))] if t else float("nan")
+
+
 class Recorder:
-    """Latencies and errors per action, shared by the analyst threads."""
+    """Latencies, job waits and errors per action, shared by the analyst threads."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.times: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, list[str]] = defaultdict(list)
+        self.waits: dict[str, list[float]] = defaultdict(list)  # asked -> job started
+        self.computes: dict[str, list[float]] = defaultdict(list)  # job started -> job done
+        self.untimed: dict[str, int] = defaultdict(int)  # actions whose jobs carried no timing
         self.actions = 0
 
-    def add(self, action: str, seconds: float, error: str | None) -> None:
+    def add(self, action: str, seconds: float, error: str | None,
+            jobs: list[tuple[float, float] | None] = ()) -> None:
         with self.lock:
             self.actions += 1
             if error is None:
                 self.times[action].append(seconds)
+                if jobs and None in jobs:  # a server whose jobs record no timing (older code)
+                    self.untimed[action] += 1
+                elif jobs:  # an action's jobs one after the other (e.g. a cell's grid, its concepts)
+                    self.waits[action].append(sum(w for w, _ in jobs))
+                    self.computes[action].append(sum(c for _, c in jobs))
             else:
                 self.errors[action].append(error)
 
     def table(self) -> list[dict]:
         rows = []
         for action in ACTIONS:
-            t = sorted(self.times.get(action, []))
+            t = self.times.get(action, [])
             n = len(t) + len(self.errors.get(action, []))
             if not n:
                 continue
-            q = (lambda p: t[min(len(t) - 1, int(round(p * (len(t) - 1))))] if t else float("nan"))
+            w, c = self.waits.get(action, []), self.computes.get(action, [])
             rows.append({"action": action, "count": n, "errors": len(self.errors.get(action, [])),
-                         "p50_ms": 1000 * q(0.5), "p95_ms": 1000 * q(0.95),
-                         "max_ms": 1000 * (t[-1] if t else float("nan")),
-                         "mean_ms": 1000 * (statistics.fmean(t) if t else float("nan"))})
+                         "p50_ms": 1000 * quantile(t, 0.5), "p95_ms": 1000 * quantile(t, 0.95),
+                         "max_ms": 1000 * (max(t) if t else float("nan")),
+                         "mean_ms": 1000 * (statistics.fmean(t) if t else float("nan")),
+                         "jobs": len(w) + self.untimed.get(action, 0),
+                         "wait_p50_ms": 1000 * quantile(w, 0.5), "wait_p95_ms": 1000 * quantile(w, 0.95),
+                         "compute_p50_ms": 1000 * quantile(c, 0.5),
+                         "compute_p95_ms": 1000 * quantile(c, 0.95),
+                         "wait_mean_ms": 1000 * (statistics.fmean(w) if w else float("nan")),
+                         "compute_mean_ms": 1000 * (statistics.fmean(c) if c else float("nan"))})
         return rows
 
 
@@ -99,10 +137,12 @@ def _customdata(figure: dict) -> list:
 class Analyst:
     """One simulated analyst: a page load and a loop of actions until ``deadline``."""
 
-    def __init__(self, url: str, auth, rec: Recorder, deadline: float, seed: int, think: float):
+    def __init__(self, url: str, auth, rec: Recorder, deadline: float, seed: int, think: float,
+                 job_timeout: float = 300):
         self.url, self.auth, self.rec, self.deadline = url, auth, rec, deadline
         self.rng = random.Random(seed)
-        self.think = think
+        self.think, self.job_timeout = think, job_timeout
+        self.jobs: list[tuple[float, float] | None] = []  # (wait, compute) of this action's jobs
         self.s: DashSession | None = None
         self.run: str | None = None
         self.cells: list[int] = []
@@ -122,8 +162,17 @@ class Analyst:
         return out
 
     def job(self, output: str, request_store: str, request) -> dict:
-        result = self.s.call_background(output, {f"{request_store}.data": request},
-                                        [f"{request_store}.data"], poll=0.3, timeout=300)
+        """Start the job, poll it as the page does (0.3 s), and note how long it waited in the
+        queue and computed (the job's timing store: when it started, how long it took)."""
+        asked = time.time()
+        body, handles = self.s.start_background(output, {f"{request_store}.data": request},
+                                                [f"{request_store}.data"])
+        if handles is None:
+            return {}
+        result = self.s.poll_background(body, handles, poll=0.3, timeout=self.job_timeout)
+        name = next(n for n, r in REQUEST.items() if r == request_store)
+        timing = (result.side.get(TIMING[name]) or {}).get("data")
+        self.jobs.append((max(0.0, timing["started"] - asked), timing["seconds"]) if timing else None)
         return result.response or {}
 
     def fetch(self, path: str) -> None:
@@ -209,13 +258,14 @@ class Analyst:
     def timed(self, action: str) -> None:
         t0 = time.perf_counter()
         error = None
+        self.jobs = []
         try:
             getattr(self, {"cell": "open_cell"}.get(action, action))()
         except Exception as e:  # every failure is counted with its message
             error = f"{type(e).__name__}: {e}"[:300]
             if self.s is not None:
                 self.s.close()
-        self.rec.add(action, time.perf_counter() - t0, error)
+        self.rec.add(action, time.perf_counter() - t0, error, self.jobs)
 
     def loop(self) -> None:
         self.timed("page")
@@ -231,46 +281,122 @@ class Analyst:
             self.s.close()
 
 
-def run_load(url: str, auth, analysts: int, seconds: float, think: float, seed: int = 0) -> Recorder:
+def analyst_auth(user: str, password: str, i: int) -> tuple[str, str]:
+    """Analyst ``i``'s login: ``user`` with ``{i}`` replaced by ``i + 1`` (two digits)."""
+    return user.replace("{i}", f"{i + 1:02d}"), password
+
+
+def run_load(url: str, auth, analysts: int, seconds: float, think: float, seed: int = 0,
+             job_timeout: float = 300) -> Recorder:
+    """Run the analysts; ``auth`` is ``(user, password)``, ``{i}`` in the user naming each one's."""
     host = urlparse(url).hostname
     if host not in LOOPBACK:
         raise SystemExit(f"refusing to load {url}: only loopback servers (127.0.0.1) are load-tested")
     analysts, seconds = min(analysts, MAX_ANALYSTS), min(seconds, MAX_SECONDS)
     rec = Recorder()
     deadline = time.monotonic() + seconds
-    threads = [threading.Thread(target=Analyst(url, auth, rec, deadline, seed + i, think).loop,
+    threads = [threading.Thread(target=Analyst(url, analyst_auth(*auth, i), rec, deadline, seed + i,
+                                               think, job_timeout).loop,
                                 daemon=True) for i in range(analysts)]
     for i, t in enumerate(threads):
         t.start()
         time.sleep(min(0.1, seconds / 50))  # a short ramp: not all pages in the same millisecond
-    for t in threads:
-        t.join(max(1.0, deadline - time.monotonic()) + 330)  # a job in flight may finish (300 s cap)
+    for t in threads:  # a job in flight may finish
+        t.join(max(1.0, deadline - time.monotonic()) + job_timeout + 30)
     return rec
 
 
-def _own_server(args):
-    """A generated run and a shared server on free loopback ports; returns (stack, tmp)."""
-    from app.shared_stack import SharedStack, free_port
-    from pipeline.config import REPO_ROOT, load_config
+OWN_USER, OWN_PASSWORD = "analyst{i}", "load-test-password"
+DERIVED = ("relevance", "concepts", ".locks", "notes.json", ".notes.json.lock")  # made by the views
+
+
+def tiny_run(args, tmp: Path) -> tuple[str, str]:
+    """A generated data set and its run with the tiny encoder: (run id, config file)."""
     from tests.fixtures_runs import make_dataset, run_pipeline_cli
 
-    tmp = Path(tempfile.mkdtemp(prefix="faxplainer-load-"))
     data = make_dataset(tmp / "data", n_per_folder=args.images_per_folder)
     t0 = time.perf_counter()
     run_id = run_pipeline_cli(data, tmp / "runs", tmp / "cache")
     print(f"run {run_id}: {8 * args.images_per_folder} images in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
+    return run_id, "test.yaml"
+
+
+def standin_run(args, tmp: Path) -> tuple[str, str]:
+    """A run with the stand-in encoder on ``--standin`` (``demo`` or a data set), made or reused
+    in the usual runs folder (or ``--standin`` names a run folder), then copied into ``tmp/runs`` without its derived files, so that
+    every view starts cold: (run id, config file)."""
+    from pipeline.config import REPO_ROOT, load_config, with_data
+    from pipeline.demo import ensure_demo_config
+    from pipeline.runner import run_pipeline
+    from pipeline.store import RunStore
+
+    t0 = time.perf_counter()
+    if (Path(args.standin) / "meta.json").is_file():  # a run folder made before
+        store = RunStore(args.standin)
+    else:
+        cfg = load_config(REPO_ROOT / "configs" / "standin.yaml")
+        cfg = ensure_demo_config(cfg, log=lambda *_: None) if args.standin == "demo" else \
+            with_data(cfg, args.standin, None, None)
+        store = run_pipeline(cfg)
+    shutil.copytree(store.path, tmp / "runs" / store.run_id, ignore=shutil.ignore_patterns(*DERIVED))
+    print(f"run {store.run_id}: {store.read_meta()['data']['n_images']} images, stand-in encoder, "
+          f"made or reused in {time.perf_counter() - t0:.0f} s; view cache cold", file=sys.stderr)
+    return store.run_id, "standin.yaml"
+
+
+def grids_with_the_run(args, cfg, run_id: str) -> None:
+    """Every cell's grid, made with the run as the app makes them for the runs it makes
+    (``app.cell_grids``), unless ``--grids-on-demand``: then each is made when first opened."""
+    if args.grids_on_demand:
+        return
+    try:
+        from app.cell_grids import grids_with_run
+    except ImportError:  # a checkout from before: grids are made on demand only
+        print("this checkout makes grids on demand only", file=sys.stderr)
+        return
+    summary = grids_with_run(cfg, run_id)
+    print("grids with the run: " + (f"{summary['made']} cells in {summary['seconds']:.0f} s" if summary
+                                    else "none (the run is larger than server.grids_with_run_max_images)"),
+          file=sys.stderr)
+
+
+def _own_server(args):
+    """A run (tiny or stand-in encoder) and a shared server on free loopback ports, one user per
+    analyst; returns (stack, tmp)."""
+    from app.shared_stack import SharedStack, free_port
+    from pipeline.config import REPO_ROOT, load_config
+
+    tmp = Path(tempfile.mkdtemp(prefix="faxplainer-load-"))
+    run_id, config = standin_run(args, tmp) if args.standin else tiny_run(args, tmp)
     from werkzeug.security import generate_password_hash
 
-    (tmp / "users").write_text(f"analyst:{generate_password_hash('load-test-password')}\n")
+    # one cheap hash for every analyst's line: 20 first logins at once would otherwise spend the
+    # first seconds in scrypt (the login cost has its own test, tests/shared/test_auth.py)
+    password = generate_password_hash(OWN_PASSWORD, method="pbkdf2:sha256:1000")
+    (tmp / "users").write_text("".join(f"{analyst_auth(OWN_USER, '', i)[0]}:analyst:{password}\n"
+                                       for i in range(args.analysts)))
     os.environ["FAXPLAINER_USERS_FILE"] = str(tmp / "users")
-    cfg = load_config(REPO_ROOT / "configs" / "test.yaml", [
+    cfg = load_config(REPO_ROOT / "configs" / config, [
         f"runs_dir={tmp / 'runs'}", f"cache_dir={tmp / 'cache'}", "server.mode=shared",
         "server.host=127.0.0.1", f"server.port={free_port()}",
         f"server.redis_url=redis://127.0.0.1:{free_port()}/0",
-        f"server.web_workers={args.web_workers}", f"server.job_workers={args.job_workers}"])
+        f"server.web_workers={args.web_workers}", f"server.job_workers={args.job_workers}",
+        *([f"server.heavy_nice={args.heavy_nice}"] if args.heavy_nice is not None else [])])
+    grids_with_the_run(args, cfg, run_id)
     stack = SharedStack(cfg, run_id=run_id, state_dir=tmp / "state").start()
     return stack, tmp
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'action':<10} {'count':>6} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
+          f" {'jobs':>5} {'wait p50':>9} {'wait p95':>9} {'comp p50':>9} {'comp p95':>9}")
+    for r in rows:
+        ms = [r[k] for k in ("wait_p50_ms", "wait_p95_ms", "compute_p50_ms", "compute_p95_ms")]
+        split = f" {r['jobs']:>5}" + "".join(f" {'-' if v != v else f'{v:.0f}':>9}" for v in ms) \
+            if r["jobs"] else ""  # "-": the server's jobs record no timing
+        print(f"{r['action']:<10} {r['count']:>6} {r['errors']:>6} {r['p50_ms']:>8.0f} "
+              f"{r['p95_ms']:>8.0f} {r['max_ms']:>8.0f}{split}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,11 +405,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60, help=f"at most {MAX_SECONDS}")
     parser.add_argument("--think", type=float, default=1.0, help="mean pause between actions (s)")
     parser.add_argument("--url", default=None, help="a running server on loopback (else one is started)")
-    parser.add_argument("--user", default="analyst")
+    parser.add_argument("--user", default="analyst",
+                        help="login with --url; '{i}' in it gives each analyst their own "
+                             "(analyst{i} -> analyst01, analyst02, ...; one password for all)")
     parser.add_argument("--password-env", default="FAXPLAINER_PASSWORD",
                         help="environment variable holding the password (with --url)")
     parser.add_argument("--images-per-folder", type=int, default=25,
                         help="size of the generated run: 8 folders x this many images")
+    parser.add_argument("--standin", default=None, metavar="demo|PATH",
+                        help="serve a run made with the stand-in encoder on the demo set or on "
+                             "this data set (or this run folder) instead of the tiny generated run "
+                             "(cold view cache)")
+    parser.add_argument("--grids-on-demand", action="store_true",
+                        help="do not make the grids with the run: every cell's grid is made when "
+                             "it is first opened (the view cache is then completely cold)")
+    parser.add_argument("--heavy-nice", type=int, default=None,
+                        help="server.heavy_nice of the bench's own server (default: the config's)")
+    parser.add_argument("--job-timeout", type=float, default=300,
+                        help="seconds an analyst waits for one job before counting an error")
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--job-workers", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
@@ -300,10 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         url, auth = args.url.rstrip("/"), (args.user, password)
     else:
         stack, tmp = _own_server(args)
-        url, auth = stack.url, ("analyst", "load-test-password")
+        url, auth = stack.url, (OWN_USER, OWN_PASSWORD)
+    load_before = os.getloadavg()
     try:
         t0 = time.perf_counter()
-        rec = run_load(url, auth, args.analysts, args.seconds, args.think)
+        rec = run_load(url, auth, args.analysts, args.seconds, args.think,
+                       job_timeout=min(args.job_timeout, 900))
         wall = time.perf_counter() - t0
     finally:
         if stack is not None:
@@ -312,19 +453,24 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     rows = rec.table()
     total_errors = sum(r["errors"] for r in rows)
+    load_after = os.getloadavg()
     print(f"\n{args.analysts} analysts, {args.seconds:.0f} s ({wall:.0f} s with the last jobs), "
-          f"{rec.actions} actions, {total_errors} errors, {os.cpu_count()} CPU cores")
-    print(f"{'action':<10} {'count':>6} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-    for r in rows:
-        print(f"{r['action']:<10} {r['count']:>6} {r['errors']:>6} {r['p50_ms']:>8.0f} "
-              f"{r['p95_ms']:>8.0f} {r['max_ms']:>8.0f}")
+          f"{rec.actions} actions, {total_errors} errors, {os.cpu_count()} CPU cores, load average "
+          f"{load_before[0]:.1f} before / {load_after[0]:.1f} after (1 min), {load_after[2]:.1f} (15 min)")
+    print("latency of the whole action as the analyst waits; 'jobs': how many of the actions ran "
+          "a background job, and for those the time their jobs waited in the queue and computed (ms)")
+    print_table(rows)
     for action, errors in rec.errors.items():
         for e in sorted(set(errors))[:3]:
             print(f"  {action} error: {e}")
     if args.json:
         Path(args.json).write_text(json.dumps({"analysts": args.analysts, "seconds": args.seconds,
-                                               "actions": rec.actions, "errors": total_errors,
-                                               "rows": rows}, indent=1))
+                                               "standin": args.standin, "actions": rec.actions,
+                                               "errors": total_errors, "wall_s": wall,
+                                               "load_before": load_before, "load_after": load_after,
+                                               "rows": rows,
+                                               "error_samples": {a: sorted(set(e))[:5] for a, e in
+                                                                 rec.errors.items()}}, indent=1))
     return 1 if total_errors else 0
 
 

@@ -1,7 +1,8 @@
 """Analyst notes attached to cells or images of a run, kept in ``<run>/notes.json``.
 
 A note is a short text and an optional tag ("bird in yellow grass, fools the model" / "grass")
-attached to a cell, to a set of images (by index), or to both. Every change re-reads the file,
+attached to a cell, to a set of images (by index), or to both, with the name of the analyst who
+wrote it (``author``; none in the single-user app). Every change re-reads the file,
 edits it and replaces it atomically, under a lock file, so two app workers (or two browser tabs)
 writing at the same time never lose a note and a crash never leaves a half-written file.
 Export as CSV (one row per note and image) or JSON, with the image paths.
@@ -24,8 +25,9 @@ from .store import ArtifactError, RunStore, atomic_write_json
 NOTES_FILE = "notes.json"
 MAX_TEXT = 2000
 MAX_TAG = 40
-EXPORT_FIELDS = ["note_id", "created", "tag", "text", "cell", "scope", "image_index", "image_id",
-                 "image_path", "abs_path", "label", "pred"]
+EXPORT_FIELDS = ["note_id", "created", "author", "tag", "text", "cell", "scope", "image_index",
+                 "image_id", "image_path", "abs_path", "label", "pred"]
+MAX_AUTHOR = 64
 
 
 class NotesStore:
@@ -69,16 +71,22 @@ class NotesStore:
 
     # -- writing ----------------------------------------------------------------------------------
     def add(self, text: str, tag: str = "", cell: int | None = None,
-            images: Iterable[int] = ()) -> dict:
+            images: Iterable[int] = (), author: str | None = None) -> dict:
         """Attach a note to ``cell`` and/or ``images``; returns the stored note.
+
+        ``author`` is the name of the user who writes it (the shared server's login); a note
+        without one has no ``author`` key.
 
         Raises
         ------
         ValueError
-            Empty text, text or tag too long, or nothing to attach the note to.
+            Empty text, text, tag or author too long, or nothing to attach the note to.
         """
         text = (text or "").strip()
         tag = (tag or "").strip()
+        author = (author or "").strip()
+        if len(author) > MAX_AUTHOR:
+            raise ValueError(f"an author name is at most {MAX_AUTHOR} characters (got {len(author)})")
         images = sorted({int(i) for i in images})
         if not text:
             raise ValueError("a note needs some text")
@@ -96,6 +104,8 @@ class NotesStore:
             "cell": None if cell is None else int(cell),
             "images": images,
         }
+        if author:
+            note["author"] = author
         with self._lock:
             notes = self._read()
             notes.append(note)
@@ -151,7 +161,7 @@ class NotesStore:
         writer.writeheader()
         for note, scope, indices in self._export_entries():
             base = {"note_id": note["id"], "created": note.get("created", ""),
-                    "tag": note.get("tag", ""), "text": note.get("text", ""),
+                    "author": note.get("author", ""), "tag": note.get("tag", ""), "text": note.get("text", ""),
                     "cell": "" if note.get("cell") is None else note["cell"], "scope": scope}
             if not indices:
                 writer.writerow(base)

@@ -317,8 +317,10 @@ def run_records(embedded: Embedded, fit: HeadFit, cell_of: np.ndarray) -> list[d
 
 def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Encoder, embedded: Embedded,
                 features: np.ndarray, projection: VisionOnlyProjection, proj_metrics: dict, fit: HeadFit,
-                cell_of: np.ndarray, cells: dict, checks: dict, report: Progress) -> RunStore:
-    """Write the complete run folder (atomically, ``pipeline.store.write_run``)."""
+                cell_of: np.ndarray, cells: dict, checks: dict, report: Progress,
+                started_by: str | None = None) -> RunStore:
+    """Write the complete run folder (atomically, ``pipeline.store.write_run``); ``started_by``
+    (who asked for the run, on a shared server) goes into ``meta.json``."""
     report("write", 0, 1)
     labels = embedded.labels
     meta = {
@@ -334,6 +336,8 @@ def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Enco
         "metrics": {"projection": proj_metrics, "head": fit.metrics},
         "checks": checks,
     }
+    if started_by:
+        meta["started_by"] = str(started_by)
     arrays = {"embeddings": embedded.embeddings, "features": features.astype(np.float32),
               "z16": fit.z.astype(np.float32), "logit": fit.logit.astype(np.float32)}
     written = write_run(store.path, meta=meta, records=run_records(embedded, fit, cell_of), cells=cells,
@@ -346,8 +350,10 @@ def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Enco
 # -- the pipeline ----------------------------------------------------------------------------------
 
 def run_pipeline(cfg: Config, progress: Progress | None = None,
-                 should_cancel: Callable[[], bool] | None = None) -> RunStore:
-    """Run every stage on ``cfg.data`` and return the completed run folder."""
+                 should_cancel: Callable[[], bool] | None = None,
+                 started_by: str | None = None) -> RunStore:
+    """Run every stage on ``cfg.data`` and return the completed run folder (``started_by``: the
+    user who asked, recorded in a new run's ``meta.json``)."""
     report = reporter(progress, should_cancel)
     writable_folder(cfg.cache_path, "cache folder (cache_dir)")
     writable_folder(cfg.runs_path, "runs folder (runs_dir)")
@@ -366,4 +372,4 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
         features, splits, embedded.labels, fit.prob, [r.path for r in embedded.records], cfg)
     cell_of, cells = cells_stage(fit, embedded.labels, cfg, report)
     return write_stage(cfg, store, scanned, encoder, embedded, features, projection, proj_metrics, fit,
-                       cell_of, cells, checks, report)
+                       cell_of, cells, checks, report, started_by)

@@ -63,6 +63,7 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
         "recover": "needs Redis",
     },
     "app.shared_stack": "starts Redis, Celery workers and gunicorn until stopped",
+    "app.cell_grids": "needs an existing run, and makes all its grids: minutes",
     "pytest": "the test suite itself (this test is part of it)",
     "pip": {"install": "installs packages into the virtual environment"},
     "venv": "creates a virtual environment",

@@ -161,7 +161,7 @@ def show(ctx: AppContext, cell, run_id, sel, flt=None, highlight=None):
 
 def compute(ctx: AppContext, view, request: dict, progress):
     """The job: thumbnails, arrangement and sprite of the requested cell; returns the grid."""
-    from ..work import cell_lock
+    from ..cell_grids import cell_lock
 
     cell = imagesets.cell_key(request["cell"])
     flt = ImageFilter.from_json(request.get("filter"))
@@ -197,7 +197,7 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
 
 
 def register(app, ctx: AppContext, managers) -> None:
-    JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_CELL, "data"),
+    JOB.register(app, ctx, managers.grids, inputs=[Input(ids.STORE_CELL, "data"),
                                                    State(ids.STORE_RUN, "data"),
                                                    State(ids.STORE_SEL, "data"),
                                                    Input(ids.STORE_FILTER, "data"),

@@ -1,7 +1,8 @@
 """Notes panel: attach a short note and a tag to the open cell or to the selected images.
 
 Notes live in ``<run>/notes.json`` (:class:`pipeline.notes.NotesStore`), so they survive restarts
-and are shared by every worker; the list jumps back to a note's cell and images (the jump buttons
+and are shared by every worker; on the shared server each note records who wrote it (the login),
+shown in the list, the exports and the findings sheet; the list jumps back to a note's cell and images (the jump buttons
 are handled by the shell's router) and exports as CSV or JSON with the image paths.
 """
 from __future__ import annotations
@@ -47,10 +48,11 @@ def note_item(note: dict, deletable: bool = True) -> html.Div:
         target.append(f"cell {note['cell']}")
     if note.get("images"):
         target.append(f"{len(note['images'])} image(s)")
+    by = f" · by {note['author']}" if note.get("author") else ""
     return html.Div(className="fx-note", **{"data-note": note["id"]}, children=[
         html.Span(note["tag"], className="fx-note-tag") if note.get("tag") else None,
         html.Span(note["text"]),
-        html.Div(className="fx-muted", children=f"{' · '.join(target)} · {note.get('created', '')}"),
+        html.Div(className="fx-muted", children=f"{' · '.join(target)} · {note.get('created', '')}{by}"),
         html.Div(className="fx-note-actions", children=[
             html.Button("show", id=ids.note_jump(note["id"]), n_clicks=0,
                         title="open this note's cell and images"),
@@ -85,6 +87,7 @@ def add_note(ctx: AppContext, run_id, cell, sel, text, tag, on_images: bool):
     if not on_images and cell is None:
         return html.Span("Open a cell first (click one in the representation view).",
                          className="fx-error"), False
+    author, _role = current_identity(ctx.cfg)  # the login on the shared server; None locally
     what = None
     if not on_images and imagesets.is_set(cell):  # an image set is no cell: the note holds its images
         view = ctx.run(run_id)
@@ -93,7 +96,7 @@ def add_note(ctx: AppContext, run_id, cell, sel, text, tag, on_images: bool):
             return html.Span("The open image set is gone; open it again.", className="fx-error"), False
         cell, images, what = None, view.cell_members(cell).tolist(), f"the images of {info['title']}"
     try:
-        note = NotesStore(path).add(text or "", tag or "", cell=cell, images=images)
+        note = NotesStore(path).add(text or "", tag or "", cell=cell, images=images, author=author)
     except ValueError as e:
         return html.Span(str(e), className="fx-error"), False
     what = what or (f"{len(note['images'])} image(s)" if on_images else f"cell {cell}")

@@ -15,10 +15,10 @@ from pipeline.data_roots import allowed_data_path
 from pipeline.notes import NotesStore
 from pipeline.validity import flagged, read_probe
 
-from .. import ids, imagesets
+from .. import ids, imagesets, last_run
 from ..context import AppContext
 from ..jobpanel import start_cancel_progress
-from ..jobs import panel_state, stage_progress
+from ..jobs import job_user, panel_state, stage_progress
 from ..roles import current_identity, may_start_runs, start_runs_refusal
 from ..work import new_run_config, run_new
 from ..runs import run_choices
@@ -117,7 +117,7 @@ def route(ctx: AppContext, trigger, value, current: ViewState) -> tuple[ViewStat
     if trigger in (None, ids.URL):
         state = parse_search(value)
         if state.run is None:  # no run named: the default run, with the rest of the URL's state
-            fallback = ctx.initial_run()
+            fallback = last_run.default_run(ctx)  # shared mode: the run this user last opened
             return dataclasses.replace(state, run=fallback), fallback is not None
         if ctx.run_dir(state.run) is None:  # an unknown run: nothing opens, the status line says why
             return ViewState(run=state.run, view=state.view), False
@@ -229,7 +229,7 @@ def register(app, ctx: AppContext, managers) -> None:
         progress = stage_progress(set_progress)
 
         try:
-            run_id = run_new(cfg, progress)
+            run_id = run_new(cfg, progress, started_by=job_user(ctx.cfg))
         except Exception as e:  # shown to the user; the app stays usable
             return no_update, html.Span(f"The run failed: {type(e).__name__}: {e}",
                                         className="fx-error"), no_update
@@ -269,6 +269,8 @@ def register(app, ctx: AppContext, managers) -> None:
         first_load = run is None and view is None
         value = None if isinstance(trigger, dict) else values.get(trigger)
         state, write_url = route(ctx, trigger, value, current)
+        if state.run != run:
+            last_run.remember(ctx, state.run)  # for this user's next bare URL (shared mode)
         # The image graph already shows a selection the user drew; any other source is patched in.
         source = "graph" if trigger == ids.IMAGES_GRAPH else "state"
 

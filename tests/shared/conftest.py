@@ -16,6 +16,7 @@ from pipeline.config import REPO_ROOT, load_config
 from tests.fixtures_runs import make_dataset, run_pipeline_cli
 
 USER, PASSWORD = "alice", "alice-password-1"
+OTHER_USER, OTHER_PASSWORD = "bob", "bob-password-1"  # a second analyst (one waiting job per analyst)
 NO_REDIS = "redis-server is not installed (apt-get install redis-server); the shared server needs it"
 
 
@@ -38,9 +39,9 @@ def write_users(path: Path, users: dict[str, str], roles: dict[str, str] | None 
 
 @pytest.fixture(scope="session")
 def users_file(tmp_path_factory) -> Path:
-    """alice, a maintainer (the stack tests start runs as alice)."""
-    return write_users(tmp_path_factory.mktemp("auth") / "users", {USER: PASSWORD},
-                       roles={USER: "maintainer"})
+    """alice, a maintainer (the stack tests start runs as alice), and bob, an analyst."""
+    return write_users(tmp_path_factory.mktemp("auth") / "users", {USER: PASSWORD, OTHER_USER: OTHER_PASSWORD},
+                       roles={USER: "maintainer", OTHER_USER: "analyst"})
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,7 @@ class BackgroundResult:
     response: dict | None  # {"component-id": {"prop": value}}; None when nothing was updated
     progress: list[dict] = field(default_factory=list)
     polls: int = 0
+    side: dict = field(default_factory=dict)  # what the job set with ``dash.set_props`` (sideUpdate)
 
 
 class DashSession:
@@ -213,6 +214,8 @@ class DashSession:
             data = r.json()
             if data.get("progress"):
                 result.progress.append(data["progress"])
+            for cid, props in (data.get("sideUpdate") or {}).items():
+                result.side.setdefault(cid, {}).update(props)
             if "response" in data:
                 result.response = data["response"]
                 return result

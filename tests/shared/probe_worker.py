@@ -4,6 +4,9 @@ what its jobs actually compute.
 With ``$FAXPLAINER_PROBE_FILE`` set, each worker process appends one JSON line per relevance map
 written (``{"kind": "maps", "index": i}``), per concept extraction (``"concepts"``), per model
 load (``"load_models"``) and per data scan (``"scan"``, with the folder or manifest), with its pid.
+With ``$FAXPLAINER_PROBE_HOLD`` naming a file, a job asking for relevance maps or concepts also
+records that it started (``"maps_started"`` with the images, ``"concepts_started"``) and then waits
+while that file exists: a test keeps the heavy workers busy for exactly as long as it wants.
 The explain counters are installed in the pool process when its first job asks for the explain
 functions, so the worker's main process still imports no torch; the scan counter at import
 (``pipeline.data`` is light), before the runner picks up ``scan``.
@@ -54,9 +57,27 @@ def _install_counters() -> None:
     explain_cache._probe_installed = True
 
 
+def _held(kind: str, fn):
+    """``fn`` that first records its start, then waits while the hold file exists."""
+    hold = os.environ.get("FAXPLAINER_PROBE_HOLD")
+    if not hold:
+        return fn
+
+    def held(run_dir, what, *args, **kwargs):
+        import time
+
+        record(f"{kind}_started", what=[int(i) for i in what] if kind == "maps" else int(what))
+        while os.path.exists(hold):
+            time.sleep(0.05)
+        return fn(run_dir, what, *args, **kwargs)
+
+    return held
+
+
 def probed_explain_functions(*args, **kwargs):
     _install_counters()
-    return _explain_functions(*args, **kwargs)
+    get_maps, get_concepts, get_faithfulness = _explain_functions(*args, **kwargs)
+    return _held("maps", get_maps), _held("concepts", get_concepts), get_faithfulness
 
 
 _work.explain_functions = probed_explain_functions

@@ -22,6 +22,9 @@ def test_local_mode_keeps_diskcache_and_shared_mode_uses_celery_queues(tmp_path)
                                                             "redis_url": "redis://127.0.0.1:1/3"}}))
     assert isinstance(shared.views, CeleryManager) and isinstance(shared.runs, CeleryManager)
     assert (shared.views.queue, shared.runs.queue) == ("faxplainer-views", "faxplainer-runs")
+    # a cell's grid has a queue (and a worker) of its own in shared mode; locally every job is
+    # its own process, so the grids share the views' manager
+    assert shared.grids.queue == "faxplainer-grids" and local.grids is local.views
     # no memo in either mode: each request has a nonce, the files on disk are the cache (app.jobs)
     assert not (shared.views.cache_by or shared.runs.cache_by or local.views.cache_by)
     assert shared.views.handle.conf.broker_url == "redis://127.0.0.1:1/3"
@@ -72,3 +75,40 @@ def test_local_mode_binds_to_loopback_only():
     assert r.returncode == 2 and "127.0.0.1 only" in r.stderr
     r = _app_cli("--config", str(REPO_ROOT / "configs" / "shared.yaml"))
     assert r.returncode == 2 and "serve-shared" in r.stderr
+
+
+def test_heavy_workers_run_behind_the_grids_on_the_cpu(tmp_path, monkeypatch):
+    """The launcher's command lines: views and runs at ``server.heavy_nice``, without it the grids
+    worker, which also skips the torch warm-up (its jobs never need torch)."""
+    import app.shared_stack as shared_stack
+
+    cfg = from_dict({"runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"),
+                     "server": {"mode": "shared", "redis_url": "redis://127.0.0.1:1/0",
+                                "job_workers": 2, "grid_workers": 1, "heavy_nice": 7}})
+    spawned = {}
+    monkeypatch.setattr(shared_stack, "recover", lambda celery, queues: 0)
+    stack = shared_stack.SharedStack(cfg, state_dir=tmp_path / "state")
+    monkeypatch.setattr(stack, "_spawn", lambda name, cmd, **kw: spawned.__setitem__(name, (cmd, kw)))
+    for name in stack.WORKERS:
+        stack.start_worker(name, wait=False)
+    for name, queue, concurrency in (("views", "faxplainer-views", "2"), ("grids", "faxplainer-grids", "1"),
+                                     ("runs", "faxplainer-runs,faxplainer-embed", "1")):
+        cmd, kw = spawned[f"worker-{name}"]
+        assert cmd[cmd.index("-Q") + 1] == queue and cmd[cmd.index("-c") + 1] == concurrency
+        heavy = name != "grids"
+        assert (cmd[:3] == ["nice", "-n", "7"]) is heavy, cmd
+        assert kw["warm_up"] is heavy
+
+
+def test_a_worker_started_without_warm_up_imports_nothing_heavy(monkeypatch):
+    import app.worker as worker
+
+    started = []
+    monkeypatch.setattr(worker.threading, "Thread", lambda **kw: started.append(kw) or
+                        type("T", (), {"start": lambda self: None})())
+    monkeypatch.setenv("FAXPLAINER_WARM_UP", "0")
+    worker.warm_up_pool_process()
+    assert started == []
+    monkeypatch.setenv("FAXPLAINER_WARM_UP", "1")
+    worker.warm_up_pool_process()
+    assert len(started) == 1 and started[0]["target"] is worker._import_explain_stack

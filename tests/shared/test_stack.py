@@ -34,7 +34,7 @@ from pipeline.store import RunStore
 from tests.fixtures_runs import make_dataset as make_small_dataset
 from tests.integration.test_pipeline_tiny import make_dataset as make_kill_dataset
 
-from .conftest import PASSWORD, USER, needs_redis, shared_config
+from .conftest import OTHER_PASSWORD, OTHER_USER, PASSWORD, USER, needs_redis, shared_config
 from .dash_client import DashSession
 from .probe_worker import read_records
 
@@ -68,8 +68,8 @@ def stack(shared_run, users_file, tmp_path_factory):
             s.stop()
 
 
-def session(stack) -> DashSession:
-    return DashSession(stack.url, (USER, PASSWORD)).open()
+def session(stack, login=(USER, PASSWORD)) -> DashSession:
+    return DashSession(stack.url, login).open()
 
 
 def probe_records(stack, kind: str) -> list[dict]:
@@ -171,8 +171,10 @@ def _together(n: int, fn):
 
 
 def test_same_request_from_two_sessions_is_computed_once(stack, shared_run):
+    """Two analysts ask for the same concepts, then the same maps, at once: one computation, both
+    answered. (Two requests of *one* analyst would replace each other: tests/shared/test_team.py.)"""
     run = shared_run["run_id"]
-    sessions = [session(stack), session(stack)]
+    sessions = [session(stack), session(stack, (OTHER_USER, OTHER_PASSWORD))]
     assert sessions[0].end_id != sessions[1].end_id  # two page loads
 
     # a cell's concepts

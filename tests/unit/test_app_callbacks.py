@@ -284,6 +284,16 @@ def test_notes_add_list_and_errors(ctx):
     assert any(getattr(a, "href", "") == "/files/notes/fake-run.csv" for a in export)
 
 
+def test_a_note_records_who_wrote_it_and_others_see_the_name(ctx, monkeypatch):
+    monkeypatch.setattr(notes, "current_identity", lambda cfg: ("alice", "analyst"))
+    msg, saved = notes.add_note(ctx, "fake-run", 1, None, "halo around the hair", "", False)
+    assert saved and NotesStore(ctx.run_dir("fake-run")).list()[0]["author"] == "alice"
+    monkeypatch.setattr(notes, "current_identity", lambda cfg: ("bob", "analyst"))
+    items, _ = notes.list_notes(ctx, "fake-run")
+    assert "cell 1 · " in _texts(items) and _texts(items).endswith("· by alice show")
+    assert "delete" not in _texts(items)  # bob, an analyst, may not delete alice's note
+
+
 def test_router_follows_clicks_selection_url_and_notes(ctx):
     start = ViewState(run="fake-run")
     state, write = shell.route(ctx, None, "", ViewState())

@@ -96,3 +96,27 @@ def test_a_corrupted_notes_file_is_reported_and_left_alone(run):
     with pytest.raises(ArtifactError):
         NotesStore(run).add("x", cell=0)
     assert (run / "notes.json").read_text() == "{not json"
+
+
+def test_a_note_keeps_its_author_in_the_list_and_both_exports(run):
+    store = NotesStore(run)
+    by_alice = store.add("halo around the hair", cell=1, author="alice")
+    anonymous = store.add("single-user note", images=[2])  # the local app has no login
+    assert by_alice["author"] == "alice" and "author" not in anonymous
+    assert [n.get("author") for n in NotesStore(run).list()] == ["alice", None]
+    rows = list(csv.DictReader(io.StringIO(store.export_csv())))
+    assert {r["author"] for r in rows if r["note_id"] == by_alice["id"]} == {"alice"}
+    assert [r["author"] for r in rows if r["note_id"] == anonymous["id"]] == [""]
+    exported = {n["id"]: n for n in json.loads(store.export_json())["notes"]}
+    assert exported[by_alice["id"]]["author"] == "alice" and "author" not in exported[anonymous["id"]]
+    with pytest.raises(ValueError, match="at most 64"):
+        store.add("x", cell=1, author="a" * 65)
+
+
+def test_the_findings_sheet_names_each_note_s_author(run, tmp_path):
+    from pipeline.findings import findings_html
+
+    NotesStore(run).add("halo around the hair", cell=1, author="alice")
+    NotesStore(run).add("nobody's", cell=2)
+    page = findings_html(run, tmp_path / "cache")
+    assert page.count("· by alice") == 1 and "halo around the hair" in page
