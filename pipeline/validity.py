@@ -222,6 +222,9 @@ def probe_lines(probe: dict | None) -> list[str]:
         lines.append(f"    {t['words'][:34]:<34} {cols(r)}  {cols(f)}  {t['verdict']}")
     if probe.get("bias"):
         lines.append(f"    bias (one class moves towards the other): {', '.join(probe['bias'])}")
+    if probe.get("slight"):
+        lines.append(f"    slight (the same, by less than {probe.get('min_effect', 0.1):.2f}; not a warning): "
+                     f"{', '.join(probe['slight'])}")
     return lines
 
 

@@ -93,7 +93,7 @@ def test_the_panel_names_a_file_shortcut_and_the_probe_runs_from_it(dash_br, che
     rows = driver.find_elements(By.CSS_SELECTOR, ".fx-probe-table tbody tr")
     assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [t.words for t in DEFAULT_TRANSFORMS]
     verdicts = {r.find_element(By.CSS_SELECTOR, ".fx-verdict").text for r in rows}
-    assert verdicts <= {"stable", "robustness", "bias"} and verdicts
+    assert verdicts <= {"stable", "slight", "robustness", "bias"} and verdicts
     n_heldout = sum(1 for r in RunStore(runs / run_a).read_records() if r["split"] == "heldout")
     assert f"Bias probe on {n_heldout} held-out images" in text_of(driver, ids.PROBE_CONTENT)
     shot(driver, "28-data-checks-probe")
