@@ -384,11 +384,15 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
                    tickfont=dict(size=10, color="#555"), showline=True, linecolor="#ccc",
                    scaleanchor="x", scaleratio=1,
                    title=dict(text=Y_TITLE, font=dict(size=11), standoff=2)),
+        # inside the top of the plot, on the boundary line: above it, the graph's toolbar covers
+        # them when the boundary sits near the right edge (a narrow screen)
         annotations=[
             dict(x=bx, y=1.0, xref="x", yref="paper", text="real ◀", xanchor="right",
-                 yanchor="bottom", showarrow=False, font=dict(color=class_colour("real_correct", 4))),
+                 yanchor="top", showarrow=False, bgcolor="rgba(255,255,255,0.8)",
+                 font=dict(color=class_colour("real_correct", 4))),
             dict(x=bx, y=1.0, xref="x", yref="paper", text="▶ fake", xanchor="left",
-                 yanchor="bottom", showarrow=False, font=dict(color=class_colour("fake_correct", 4))),
+                 yanchor="top", showarrow=False, bgcolor="rgba(255,255,255,0.8)",
+                 font=dict(color=class_colour("fake_correct", 4))),
         ])
     return fig
 
