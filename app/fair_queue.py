@@ -78,12 +78,12 @@ class QueueBook:
     def jobs_ahead(self, task_id: str) -> int | None:
         """How many jobs wait ahead of ``task_id`` (replaced ones not counted), or None when it is
         not waiting in the queue (taken by a worker, finished, or unknown)."""
-        messages = self.r.lrange(self.queue, 0, -1)
-        needle = task_id.encode()
-        mine = next((i for i, raw in enumerate(messages) if needle in raw), None)
+        tasks = [_task_id(raw) for raw in self.r.lrange(self.queue, 0, -1)]
+        # by the message's task id, never a substring of the raw message (its other ids are hex too)
+        mine = next((i for i, t in enumerate(tasks) if t == task_id), None)
         if mine is None:
             return None
-        ahead = [t for t in (_task_id(raw) for raw in messages[mine + 1:]) if t]  # popped first
+        ahead = [t for t in tasks[mine + 1:] if t]  # popped first
         if not ahead:
             return 0
         flags = self.r.mget([PREFIX + f"replaced:{t}" for t in ahead])
