@@ -372,6 +372,11 @@ _SAMPLING = {((1, 1), (1, 1), (1, 1)): "4:4:4", ((2, 1), (1, 1), (1, 1)): "4:2:2
 
 def _subsampling(im: Image.Image) -> str:
     layers = getattr(im, "layer", None) or ()  # JPEG components: (id, h, v, table)
+    return _sampling_of(tuple(layers))
+
+
+@functools.lru_cache(maxsize=64)  # a data set has few component layouts; this runs once per file
+def _sampling_of(layers: tuple) -> str:
     if len(layers) == 1:
         return "gray"
     return _SAMPLING.get(tuple((h, v) for _, h, v, _ in layers), "other")
@@ -427,7 +432,8 @@ def _text_facts(im: Image.Image, png: dict | None, exif_fields: dict[str, str]) 
 
 
 _INFO_TEXT_KEYS = ("comment", "Comment", "parameters", "prompt", "Software", "Description")
-_TEXT_GATE = _INFO_TEXT_KEYS + ("xmp",)  # any of these in Pillow's info: read the text metadata
+_NO_EXIF_GATE = frozenset(("exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"))
+_TEXT_GATE = frozenset(_INFO_TEXT_KEYS + ("xmp",))  # any of these in Pillow's info: read the text metadata
 
 
 def facts_from_image(im: Image.Image, path: str | Path, n_bytes: int) -> FileFacts:
@@ -446,12 +452,14 @@ def facts_from_image(im: Image.Image, path: str | Path, n_bytes: int) -> FileFac
     png = _png_chunks(path) if fmt == "PNG" else None
     info = im.info
 
-    exif = _exif_of(im, png)
+    # a JPEG without an EXIF, XMP or raw-profile block has no EXIF: skip building an empty one
+    # (Pillow's getexif looks in exactly these; this runs once per file of the scan)
+    exif = None if is_jpeg and _NO_EXIF_GATE.isdisjoint(info) else _exif_of(im, png)
     exif_fields = _exif_text(exif) if exif is not None else {}
     w, h = im.size
     if exif is not None and exif.get(0x0112, 1) in (5, 6, 7, 8):
         w, h = h, w
-    if png or exif_fields or "APP11" in getattr(im, "app", ()) or any(k in info for k in _TEXT_GATE):
+    if png or exif_fields or "APP11" in getattr(im, "app", ()) or not _TEXT_GATE.isdisjoint(info):
         text_keys, hint, software = _text_facts(im, png, exif_fields)
     else:  # the common case: no text metadata at all
         text_keys, hint, software = "", "", ""
