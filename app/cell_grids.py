@@ -27,6 +27,7 @@ from pipeline.locks import run_locks
 
 from . import artifacts
 from .context import AppContext
+from .imagesets import slug
 
 log = logging.getLogger("faxplainer.app")
 
@@ -37,8 +38,6 @@ Progress = Callable[[str, int, int], None]
 def cell_lock(view_path: str | Path, cell) -> Iterator[None]:
     """Hold the lock of a cell's (or an image set's) image grid for the ``with`` block (in
     ``<run>/.locks/``)."""
-    from .imagesets import slug
-
     with run_locks(view_path).hold(f"grid-{slug(cell)}"):
         yield
 

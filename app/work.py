@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from pipeline.config import Config, with_data
 from pipeline.locks import Locks, each_once, once, run_locks
 
-from .cell_grids import cell_lock, grids_with_run  # noqa: F401  (cell_lock: the grid job's lock)
+from .cell_grids import grids_with_run
 
 
 def split_names(text: str | None) -> tuple[str, ...] | None:

@@ -125,8 +125,9 @@ def probe_block(probe: dict | None) -> list:
             for t in probe.get("transforms", [])]
     return [html.Div(f"Bias probe on {probe['n']} held-out images ({probe['n_real']} real, {probe['n_fake']} "
                      f"fake): mean shift of p(fake) and share of decisions flipped per class. bias = one "
-                     f"class moves towards the other (a learned shortcut); slight = the same by less than 0.10 (a clean "
-                     f"detector drifts that much when fine detail is lost); robustness = both degrade alike.",
+                     f"class moves towards the other (a learned shortcut); slight = the same by less than "
+                     f"{probe.get('min_effect', 0.1):.2f} (a clean detector drifts that much when fine detail "
+                     f"is lost); robustness = both degrade alike.",
                      className="fx-muted"),
             html.Table([html.Thead(head), html.Tbody(rows)], className="fx-metrics-table fx-probe-table"),
             html.Button("Run the bias probe", id=ids.PROBE_START, n_clicks=0, style={"display": "none"})]

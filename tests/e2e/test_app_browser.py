@@ -124,6 +124,19 @@ def open_app(dash_br, app_server, query=""):
     wait_until(lambda: "encoder: tiny" in text_of(dash_br.driver, ids.STATUS), what="status line")
 
 
+def read_matrix(driver, n_rows):
+    """(column order, header order, row orders) of the attention matrix once all ``n_rows`` rows
+    are drawn and the deletion check's marks are in (it runs after the maps; retried on redraw)."""
+    matrix = driver.find_element(By.CSS_SELECTOR, ".fx-attn-matrix")
+    rows = [r.get_attribute("data-index") for r in matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")]
+    heads = matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head")
+    if len(rows) != n_rows or not all("✓" in h.text or "✗" in h.text for h in heads):
+        return None
+    dims = {i: [d.get_attribute("data-dim") for d in
+                matrix.find_elements(By.CSS_SELECTOR, f".fx-attn-dim[data-index='{i}']")] for i in rows}
+    return matrix.get_attribute("data-order").split(","), [h.get_attribute("data-dim") for h in heads], dims
+
+
 def wait_for_grid(driver, n):
     return wait_until(lambda: (lambda t: t if t and t["n"] == n and t["image"] else None)(
         trace_info(driver, ids.IMAGES_GRAPH)), timeout=JOB_TIMEOUT, what=f"a grid of {n} images")
@@ -208,20 +221,7 @@ def test_box_selection_shows_an_attention_matrix_in_one_column_order(dash_br, ap
     n_selected = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
                      for part in selected.split(",") for a, _, b in [part.partition("-")])
     assert 1 <= n_selected <= 4
-    def read_matrix():
-        """The matrix once complete: every row drawn and the deletion check's marks shown (the
-        check runs after the maps; the matrix is redrawn then, hence the retries)."""
-        matrix = driver.find_element(By.CSS_SELECTOR, ".fx-attn-matrix")
-        rows = [r.get_attribute("data-index") for r in
-                matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")]
-        heads = matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head")
-        if len(rows) != n_selected or not all("✓" in h.text or "✗" in h.text for h in heads):
-            return None
-        dims = {i: [d.get_attribute("data-dim") for d in
-                    matrix.find_elements(By.CSS_SELECTOR, f".fx-attn-dim[data-index='{i}']")] for i in rows}
-        return matrix.get_attribute("data-order").split(","), [h.get_attribute("data-dim") for h in heads], dims
-
-    order, heads, dims = wait_until(read_matrix, timeout=JOB_TIMEOUT,
+    order, heads, dims = wait_until(lambda: read_matrix(driver, n_selected), timeout=JOB_TIMEOUT,
                                     what=f"{n_selected} rows of the attention matrix, checked")
     assert len(order) == 16 and heads == order
     assert all(row == order for row in dims.values())  # every row in one order: a column reads down

@@ -15,23 +15,10 @@ from selenium.webdriver.common.keys import Keys
 
 from app import ids
 from pipeline.store import RunStore
-from tests.e2e.test_app_browser import (JOB_TIMEOUT, cells_of, click_point, drag_box, open_app, run_dir,
-                                        text_of, trace_info, wait_for_grid, wait_until)
+from tests.e2e.test_app_browser import (JOB_TIMEOUT, cells_of, click_point, drag_box, open_app, read_matrix,
+                                        run_dir, text_of, trace_info, wait_for_grid, wait_until)
 from tests.e2e.test_finder_browser import choose, table_rows
 from tests.e2e.test_viewer_browser import SLOTS_JS, facts, viewer_open
-
-
-def read_matrix(driver, n_rows):
-    """(column order, header order, row orders) of the attention matrix once all ``n_rows`` rows
-    are drawn and the deletion check's marks are in (it runs after the maps; retried on redraw)."""
-    matrix = driver.find_element(By.CSS_SELECTOR, ".fx-attn-matrix")
-    rows = [r.get_attribute("data-index") for r in matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")]
-    heads = matrix.find_elements(By.CSS_SELECTOR, ".fx-attn-head")
-    if len(rows) != n_rows or not all("✓" in h.text or "✗" in h.text for h in heads):
-        return None
-    dims = {i: [d.get_attribute("data-dim") for d in
-                matrix.find_elements(By.CSS_SELECTOR, f".fx-attn-dim[data-index='{i}']")] for i in rows}
-    return matrix.get_attribute("data-order").split(","), [h.get_attribute("data-dim") for h in heads], dims
 
 
 def test_the_papers_use_case_end_to_end(dash_br, app_server, shot):
