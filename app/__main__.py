@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bars.close()
     app = create_app(cfg, args.run)
+    if cfg.server.preload_job_stack:
+        from .jobs import preload_job_stack
+
+        print("loading torch & co. once for the app's background jobs ...", file=sys.stderr)
+        print(f"... loaded in {preload_job_stack():.1f} s", file=sys.stderr)
     print(f"FaXplainer on http://{args.host}:{args.port}", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=args.debug)
     return 0

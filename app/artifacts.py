@@ -205,14 +205,14 @@ def _record_failure(cache_dir: Path, index: int, message: str) -> None:
 
 
 def prepare_attention(view: RunView, cache_dir: Path, indices: Iterable[int], get_maps: Callable,
-                      progress: Progress | None = None, per_pass: int = 2,
+                      progress: Progress | None = None, per_pass: int = 1,
                       drawn: Callable[[list[int]], None] | None = None) -> list[int]:
     """Compute (through ``get_maps``) and draw the maps of the ``indices`` not drawn yet.
 
-    The images go through ``get_maps`` ``per_pass`` at a time (what one relevance pass holds),
-    and ``drawn(done)`` is told the indices drawn so far after each pass, so a view can show the
-    first images' maps while the others are computed. Returns the indices computed now.
-    Unreadable images are recorded with the reason.
+    The images go through ``get_maps`` ``per_pass`` at a time (one, by default: on a CPU two
+    images in one relevance pass cost as much per image as one), and ``drawn(done)`` is told the
+    indices drawn so far after each, so a view shows each image's maps as soon as they are ready.
+    Returns the indices computed now. Unreadable images are recorded with the reason.
     """
     progress = progress or _noop
     missing = [int(i) for i in indices if read_attention(cache_dir, int(i)) is None]

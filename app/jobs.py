@@ -16,8 +16,9 @@ the work itself is in :mod:`app.work`, and a view's job panel in :mod:`app.jobpa
 No result is memoised by Dash (no ``cache_by``): each view request carries a nonce, and the files
 on disk (``app.artifacts``, ``pipeline.explain_cache``) are the cache, so a deleted or damaged
 artifact is computed again instead of being reported ready from a remembered answer, and Dash's
-result store only holds a result until its page has read it. Heavy imports (torch, the
-explainability stack) happen inside the jobs, never in the web process.
+result store only holds a result until its page has read it. No web request imports torch or the
+explainability stack: the jobs do, or, in local mode, ``python -m app`` once before it serves
+(:func:`preload_job_stack`, ``server.preload_job_stack``), so that its forked jobs start loaded.
 """
 from __future__ import annotations
 
@@ -61,6 +62,28 @@ def make_managers(cfg: Config) -> Managers:
     views = DiskcacheManager(diskcache.Cache(str(root / "views")))  # one process per job: no queue
     return Managers(views=views, runs=DiskcacheManager(diskcache.Cache(str(root / "runs"))),
                     grids=views)
+
+
+def preload_job_stack() -> float:
+    """Import what the local jobs import (torch, timm, scikit-learn, scikit-image, the pipeline),
+    in the web process, before it serves; returns the seconds it took.
+
+    Local jobs are forked from the web process (``DiskcacheManager``: one process per job), so each
+    job then starts with these modules loaded instead of importing them again: 5-10 s of every
+    selection's maps on 2 cores (``bench/first_insight.py``, step 0). The price is the web
+    process's memory (about 0.8 GB more, shared with its jobs until they write to it). Nothing here
+    runs a torch operation, so no thread pool exists yet to be inherited by a forked job.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    import skimage.segmentation  # noqa: F401  (what pipeline.concepts imports when it runs)
+    import sklearn.cluster  # noqa: F401
+
+    import pipeline.explain_cache  # noqa: F401
+    import pipeline.models  # noqa: F401
+    import pipeline.runner  # noqa: F401
+    return time.perf_counter() - t0
 
 
 def queued_manager(celery, queue: str, who: Callable[[], str | None] = lambda: None,

@@ -24,8 +24,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.segmentation import slic
-from sklearn.cluster import KMeans
 from torch import nn
 
 from pipeline.relevance import decision_relevance, input_rgb, upsample
@@ -92,6 +90,8 @@ def segment_image(rgb: np.ndarray, importance: np.ndarray, resolutions: Sequence
     -------
     list of (mask (H, W) bool, resolution, score), best first within each resolution.
     """
+    from skimage.segmentation import slic  # here, not at the top: a maps job never needs it
+
     per_resolution = []
     mean_importance = float(importance.mean())
     for n_segments in resolutions:
@@ -193,6 +193,8 @@ def extract_concepts(encoder, projection: nn.Module, head: nn.Module, images: to
     if not segments:
         raise ValueError("no segment was kept in any image of the cell")
     z = np.concatenate(z_parts)
+
+    from sklearn.cluster import KMeans  # here, not at the top: importing it costs a maps job ~1.5 s
 
     report("cluster", 0, 1)
     n_clusters = min(k, len(segments))

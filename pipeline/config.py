@@ -121,6 +121,7 @@ class ServerConfig:
     grid_workers: int = 1  # Celery processes for cells' grids only, so a cell click never waits for maps
     heavy_nice: int = 10  # CPU priority (nice) of the maps/concepts and runs workers: clicks go first
     grids_with_run_max_images: int = 20000  # runs the app makes up to this size get every grid at once
+    preload_job_stack: bool = True  # local mode: torch & co. imported once, before serving (jobs.py)
     redis_url: str = "redis://127.0.0.1:6379/0"  # overridden by $FAXPLAINER_REDIS_URL
     users_file: str | None = None  # htpasswd-style user:hash lines; else $FAXPLAINER_USERS_FILE
     data_roots: tuple[str, ...] = ()  # shared mode: new runs read only under these (+ $FAXPLAINER_DATA_ROOTS)

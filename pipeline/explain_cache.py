@@ -137,6 +137,14 @@ def relevance_cache_path(run_dir: str | Path, image_id: str) -> Path:
     return Path(run_dir) / "relevance" / f"{safe}.npz"
 
 
+def maps_images_per_pass(device) -> int:
+    """Images per relevance pass: 1 on a CPU, where two in one pass cost as much per image as one
+    (bench/relevance.py; the 16 backward passes already run at the CPU's matrix-product peak), so
+    each image's maps are ready as early as possible; 8 on a GPU, where a pass is bound by kernel
+    launches and memory (~300 MB per image) allows it."""
+    return 8 if torch.device(device).type == "cuda" else 1
+
+
 def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progress | None = None,
              *, models: RunModels | None = None, on_error: OnError | None = None) -> dict[int, ImageMaps]:
     """Relevance maps of the run's images ``image_indices`` (rows of ``records.csv``).
@@ -176,7 +184,7 @@ def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progre
         progress(len(out), total)
     if todo:
         m = _models(run, models)
-        group = 2  # images per relevance pass (memory, see relevance_maps)
+        group = maps_images_per_pass(m.encoder.device)
         for s in range(0, len(todo), group):
             chunk = todo[s:s + group]
             good, batch = _load_inputs(m.encoder, [c[1] for c in chunk], cfg,

@@ -181,7 +181,7 @@ def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
     assert abs(arr[10:12].mean() - photo) > 40 and abs(arr[20:30].mean() - photo) < 8
 
 
-def test_attention_shows_each_pass_of_images_as_soon_as_it_is_drawn(ctx):
+def test_attention_shows_each_image_as_soon_as_its_maps_are_drawn(ctx):
     sel = {"ids": [0, 2, 4, 6], "from": "graph"}
     request = attention.JOB.render(ctx, sel, "fake-run", 0)[-1]
     view = ctx.run("fake-run")
@@ -193,8 +193,8 @@ def test_attention_shows_each_pass_of_images_as_soon_as_it_is_drawn(ctx):
         pushed.append((len(pending), note))
 
     attention.compute(ctx, view, request, lambda *a: None, explain=FAKE_EXPLAIN, partial=push)
-    assert [p[0] for p in pushed] == [2, 0]  # two images per pass: 2 still computing, then none
-    assert "Computing the maps of 2 more image(s)" in pushed[0][1] and pushed[1][1] == ""
+    assert [p[0] for p in pushed] == [3, 2, 1, 0]  # one image per pass: 3 still computing, ...
+    assert "Computing the maps of 3 more image(s)" in pushed[0][1] and pushed[-1][1] == ""
 
 
 def test_attention_shows_at_most_eight_images(ctx):

@@ -19,7 +19,7 @@ from pipeline.config import Config, EncoderConfig, RelevanceConfig, to_dict
 from pipeline.data import BadImageError
 from pipeline.encoders import TinyEncoder
 from pipeline.encoders.base import Encoder, EncoderInfo
-from pipeline.explain_cache import get_faithfulness, get_maps
+from pipeline.explain_cache import get_faithfulness, get_maps, maps_images_per_pass
 from pipeline.models import RunModels
 from pipeline.faithfulness import deletion_check
 from pipeline.head import DistilledHead, HeadModule
@@ -273,7 +273,9 @@ def test_get_maps_computes_caches_and_recomputes_on_config_change(tmp_path):
     assert sorted(maps) == [0, 2]
     x = torch.stack([models.encoder.preprocess(Image.open(tmp_path / "data" / p).convert("RGB"))
                      for p in ("0_real/img0.png", "0_real/img2.png")])
-    direct = relevance_maps(models.encoder, models.projection, models.head, x)
+    # the same images per pass as get_maps (batch size changes the matrix products' rounding)
+    direct = relevance_maps(models.encoder, models.projection, models.head, x,
+                            images_per_pass=maps_images_per_pass("cpu"))
     np.testing.assert_allclose(maps[2].patch_maps, direct.patch_maps[1], rtol=1e-5)
     np.testing.assert_allclose(maps[2].aggregate, direct.aggregate[1], rtol=1e-5, atol=1e-9)
     assert maps[0].rgb.shape == (224, 224, 3) and maps[0].maps.shape == (16, 224, 224)
