@@ -80,8 +80,7 @@ def preload_job_stack() -> float:
     import skimage.segmentation  # noqa: F401  (what pipeline.concepts imports when it runs)
     import sklearn.cluster  # noqa: F401
 
-    import pipeline.explain_cache  # noqa: F401
-    import pipeline.models  # noqa: F401
+    import pipeline.explain_cache  # noqa: F401  (and with it pipeline.models: torch, timm)
     import pipeline.runner  # noqa: F401
     return time.perf_counter() - t0
 

@@ -2,8 +2,8 @@
 
 On a run made with the stand-in encoder (the demo run by default, built and run when missing), with
 empty explanation caches: (1) loading the run's models (once per job process); (2) the attention
-job for 3 images of one cell, the moment its maps are shown (and when each image's maps appeared) (the deletion check is its own job
-afterwards, so no selection waits for it; timed too); (3) the concepts of a cell from a sample of
+job for 3 images of one cell, the moment all its maps are shown and when each image's row appeared
+(the deletion check is its own job afterwards, so no selection waits for it; timed too); (3) the concepts of a cell from a sample of
 ``concepts.max_images`` (64) images. Targets: (2) < 10 s after (1), (3) < 25 s.
 
     python bench/first_insight.py               # the demo run (stand-in), built if missing
@@ -73,21 +73,18 @@ def main(argv=None) -> int:
         cell = max(view.cell_ids(), key=lambda c: len(view.cell_members(c)))
         chosen = view.cell_members(cell).tolist()[:args.images]
         request = attention.JOB.render(ctx, {"ids": chosen}, run.name, cell)[-1]
-        shown: list[float] = []  # when each partial matrix (one more image's maps) was pushed
-
-        last = [None]
+        shown: list[tuple[float, object]] = []  # (time, partial value) of each image drawn
 
         def progress(value):  # (bar..., partial): each image drawn pushes a new partial object
-            if isinstance(value, (tuple, list)) and value and value[-1] is not None \
-                    and value[-1] is not last[0]:
-                last[0] = value[-1]
-                shown.append(time.perf_counter() - t0)
+            partial = value[-1] if isinstance(value, (tuple, list)) and value else None
+            if partial is not None and (not shown or partial is not shown[-1][1]):
+                shown.append((time.perf_counter() - t0, partial))
         t0 = time.perf_counter()
         content, ready, message = attention.JOB.prepare(ctx, request, progress)
         t_maps = time.perf_counter() - t0
         assert content and ready, message
         print(f"(2) maps of {len(chosen)} images shown: {t_maps:.1f} s   (target < 10 s); each image's "
-              f"maps appeared at {', '.join(f'{t:.1f}' for t in shown)} s")
+              f"maps appeared at {', '.join(f'{t:.1f}' for t, _ in shown)} s")
         check = attention.CHECK.render(ctx, ready, run.name, None)[-1]
         t0 = time.perf_counter()
         attention.CHECK.prepare(ctx, check, lambda _v: None)

@@ -48,6 +48,7 @@ from bench.relevance import random_models  # noqa: E402
 from bench.run_100k import supply_embeddings, timed_run, write_files  # noqa: E402
 from pipeline.config import REPO_ROOT, Config, from_dict, load_config, to_dict  # noqa: E402
 from pipeline.embed import embed_paths  # noqa: E402
+from pipeline.explain_cache import maps_images_per_pass  # noqa: E402
 from pipeline.relevance import relevance_maps, relevance_maps_sequential  # noqa: E402
 
 ENCODERS = ("vit_b32", "standin")
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args.precisions = ("fp16", "bf16") if cuda else ("fp32", "bf16")
     args.maps_precision = "bf16" if cuda else "fp32"
     args.map_images = 1 if quick else 16
-    args.images_per_pass = 8 if cuda else 1
+    args.images_per_pass = maps_images_per_pass(device)  # what the pipeline uses
     args.files = 400 if quick else 100_000
     sys.stdout.reconfigure(line_buffering=True)
 
