@@ -151,6 +151,36 @@
 
   function close(a, b) { return Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(a), Math.abs(b)); }
 
+  /* The link between the viewer's two pictures has one source of truth: the view box the analyst
+     last set on either picture, as fractions of that picture. It is applied to the other picture
+     once; the relayout that this causes is marked as ours and answered by nothing, and relayouts
+     that set no view (a resize, a new figure) are not passed on. So no relayout ever answers a
+     relayout: each picture's axes widen on their own to fill their graph (scaleanchor), and two
+     graphs of other shapes used to pass the widened ranges back and forth without end. */
+  function movedByHand(event) {
+    for (var key in event || {}) {
+      if (/^[xy]axis\.(range|autorange)/.test(key)) { return true; }
+    }
+    return false;
+  }
+
+  function follow(gd, other, event) {
+    if (gd._fxEcho > 0 || !movedByHand(event)) { return; }
+    var a = range(gd), b = range(other);
+    // only pictures of one shape are linked (e.g. a crop and its regeneration): a fraction of one
+    // is then the same spot of the other
+    if (!a || !b || !a.w || !b.w || other.offsetParent === null ||
+        Math.abs(a.w / a.h - b.w / b.h) > 0.01 * (b.w / b.h)) { return; }
+    var x = [a.x[0] / a.w * b.w, a.x[1] / a.w * b.w], y = [a.y[0] / a.h * b.h, a.y[1] / a.h * b.h];
+    if (close(x[0], b.x[0]) && close(x[1], b.x[1]) && close(y[0], b.y[0]) && close(y[1], b.y[1])) { return; }
+    other._fxEcho = (other._fxEcho || 0) + 1;  // plotly emits the event before its promise settles
+    var done = function () { other._fxEcho -= 1; }, applied;
+    try {
+      applied = window.Plotly.relayout(other, {"xaxis.range": x, "yaxis.range": y});
+    } catch (err) { done(); throw err; }
+    Promise.resolve(applied).then(done, done);
+  }
+
   /* Navigation keys of the open viewer: Left / Right = previous / next image. */
   document.addEventListener("keydown", function (e) {
     if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") { return; }
@@ -219,17 +249,9 @@
               pixelated(gd, r);
               if (gd === plot(byId(mainId)) && zoom) { zoom.textContent = "zoom " + Math.round(scaleOf(r) * 100) + "%"; }
             });
-            gd.on("plotly_relayout", function () {
+            gd.on("plotly_relayout", function (event) {
               var other = plot(byId(gd === plot(byId(mainId)) ? pairId : mainId));
-              var a = range(gd), b = range(other);
-              // only pictures of one shape are linked (e.g. a crop and its regeneration): a
-              // fraction of one is then the same spot of the other
-              if (!a || !b || !a.w || !b.w || other.offsetParent === null ||
-                  Math.abs(a.w / a.h - b.w / b.h) > 0.01 * (b.w / b.h)) { return; }
-              var x = [a.x[0] / a.w * b.w, a.x[1] / a.w * b.w], y = [a.y[0] / a.h * b.h, a.y[1] / a.h * b.h];
-              if (!(close(x[0], b.x[0]) && close(x[1], b.x[1]) && close(y[0], b.y[0]) && close(y[1], b.y[1]))) {
-                window.Plotly.relayout(other, {"xaxis.range": x, "yaxis.range": y});
-              }
+              follow(gd, other, event);
             });
           });
         }, 0);

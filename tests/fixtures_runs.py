@@ -43,7 +43,8 @@ def image_colour(index: int, label: int) -> tuple[int, int, int]:
 def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
                   cell_sizes: Sequence[int] | None = None, run_id: str = "fake-run",
                   image_size: tuple[int, int] = (40, 32), write_images: bool = True,
-                  encoder_fallback: str | None = None, seed: int = 0) -> Path:
+                  encoder_fallback: str | None = None, seed: int = 0,
+                  paired_sources: bool = False) -> Path:
     """Write a generated run and its data set under ``tmp_path``; return the run folder.
 
     Parameters
@@ -58,6 +59,9 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
         Write the image files (benchmarks of large runs may skip it and only need the records).
     encoder_fallback : str, optional
         Recorded as ``encoder.fallback_reason`` (the app must then show the stand-in notice).
+    paired_sources : bool
+        Give images 2k (real) and 2k + 1 (fake) one ``source`` (``photo-k``), as a real crop and
+        its regeneration, so the viewer shows them side by side.
     """
     rng = np.random.default_rng(seed)
     tmp_path = Path(tmp_path)
@@ -96,7 +100,8 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
             Image.new("RGB", image_size, image_colour(i, int(labels[i]))).save(path)
         records.append({
             "id": hashlib.sha1(rel.encode()).hexdigest()[:12], "path": rel, "label": int(labels[i]),
-            "generator": gen, "category": cat, "source": "", "width": image_size[0],
+            "generator": gen, "category": cat, "source": f"photo-{i // 2}" if paired_sources else "",
+            "width": image_size[0],
             "height": image_size[1], "format": "PNG", "bytes": 0,
             "split": "heldout" if i % 3 == 0 else "train", "prob_fake": round(float(prob[i]), 6),
             "pred": int(pred[i]), "correct": int(correct[i]), "cell": int(cell_of[i]),
