@@ -31,12 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"local mode serves on 127.0.0.1 only (got --host {args.host}); to serve other "
                      f"machines use the shared server, which asks for credentials")
 
-    from .context import AppContext
-    from .main import create_app
+    from app.state.context import AppContext
+    from app.main import create_app
 
     if args.build_if_missing and AppContext(cfg, args.run).initial_run() is None:
-        from .work import run_new
-        from pipeline.cli import StageBars
+        from app.jobs.work import run_new
+        from pipeline.cli.main import StageBars
 
         bars = StageBars()
         try:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             bars.close()
     app = create_app(cfg, args.run)
     if cfg.server.preload_job_stack:
-        from .jobs import preload_job_stack
+        from app.jobs.managers import preload_job_stack
 
         print("loading torch & co. once for the app's background jobs ...", file=sys.stderr)
         print(f"... loaded in {preload_job_stack():.1f} s", file=sys.stderr)

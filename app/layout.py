@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from . import ids
-from .context import AppContext
-from .views import applied, attention, checks, finder, images, matrix, notes, representation, shell, viewer
+from app.state import ids
+from app.state.context import AppContext
+from app.views import applied, attention, checks, finder, images, matrix, notes, representation, shell, viewer
 
 
 def build(ctx: AppContext) -> html.Div:

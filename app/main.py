@@ -13,10 +13,12 @@ import dash
 
 from pipeline.config import REPO_ROOT, Config, load_config
 
-from . import layout, routes
-from .context import AppContext
-from .jobs import make_managers
-from .views import (applied, attention, checks, concepts, finder, images, matrix, notes, representation,
+from app import layout
+
+from app.files import routes
+from app.state.context import AppContext
+from app.jobs.managers import make_managers
+from app.views import (applied, attention, checks, concepts, finder, images, matrix, notes, representation,
                     shell, viewer)
 
 
@@ -44,7 +46,7 @@ def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = Tru
     matrix.register(app, ctx, managers)
     routes.register(app.server, ctx)
     if cfg.server.mode == "shared" and serve_http:  # every route, callback and file needs credentials
-        from .auth import require_login
+        from app.shared.auth import require_login
 
         require_login(app.server, cfg)
     return app

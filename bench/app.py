@@ -15,7 +15,7 @@
     name-search hits), against the unfiltered figure of the same run. Target: interactive, i.e.
     the filtered figure well under 1 s.
 (c) the attention view for 8 images: "uncached" = the background job (relevance maps through
-    ``pipeline.explain_cache`` with the tiny encoder, overlays, faithfulness), "cached" = the plain
+    ``pipeline.explain.cache`` with the tiny encoder, overlays, faithfulness), "cached" = the plain
     callback once everything is on disk. Target: cached < 200 ms.
 
 (e) opening the image viewer on a 4000 x 3000 JPEG: the server time of the viewer's callbacks
@@ -46,10 +46,10 @@ import plotly.io.json as pio_json
 if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
     import _path  # noqa: F401
 
-from app import artifacts  # noqa: E402
+from app.files import artifacts  # noqa: E402
 from bench._options import parse_args  # noqa: E402
-from app.context import AppContext  # noqa: E402
-from app.figures import GLYPH_CELLS, CellArrays, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
+from app.state.context import AppContext  # noqa: E402
+from app.figures.glyph_map import GLYPH_CELLS, CellArrays, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
 from app.views import attention, finder, images, representation  # noqa: E402
 from pipeline.config import from_dict  # noqa: E402
 from tests.fixtures_runs import make_dataset, make_fake_run, run_pipeline_cli  # noqa: E402
@@ -291,7 +291,7 @@ def bench_filter(n_images: int, cell_counts, tmp: Path):
                      "gan · wrong · p .3-.7": {"generators": ["gan"], "outcomes": ["wrong"],
                                                "p_range": [0.3, 0.7]},
                      "name 'img_0001'": {"name": "img_0001"}}
-    from app import filters
+    from app.state import filters
 
     for n_cells in cell_counts:
         run_id = f"bench-filter-{n_cells}"
@@ -355,11 +355,11 @@ def bench_viewer(tmp: Path):
 
     from PIL import Image
 
-    from app import ids
+    from app.state import ids
     from app.main import create_app
     from app.views import viewer
     from dash._utils import to_json
-    from pipeline.store import RunStore
+    from pipeline.store.run_store import RunStore
     from tests.fixtures_runs import FAKE_EXPLAIN
 
     print("\n(e) image viewer on a 4000 x 3000 JPEG (median of 5)")

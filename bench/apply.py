@@ -6,9 +6,9 @@ layout over two generators, with the tiny encoder (``configs/test.yaml``). Timed
 
 * ``run``: ``pipeline.runner.run_pipeline`` on the folder: the baseline, a full run on the same
   images (it embeds them, which fills the embedding cache, then fits the projection and head);
-* ``apply``: ``pipeline.apply.apply_run`` of that run on the same folder, every embedding cached
+* ``apply``: ``pipeline.generalise.apply.apply_run`` of that run on the same folder, every embedding cached
   (scan, file hashes and cache lookup, scoring, cells and positions, metrics, writing the set),
-  with the run's models not yet loaded in the process (``pipeline.models.clear_cache``); it must
+  with the run's models not yet loaded in the process (``pipeline.model.run_models.clear_cache``); it must
   not load the encoder at all;
 * ``reapply``: the same call again (unchanged data: the existing set is returned).
 
@@ -18,8 +18,8 @@ gives a measured stand-in figure, hardfaces on the faces run).
 
 **matrix** (target: 10 generators x 10,000 cached images in under 60 s). A run folder whose
 ``features.npy`` and ``records.csv`` hold ``bench.crossgen.synthetic_run``'s features (written by
-``pipeline.store.write_run``), then ``pipeline.run_matrix.run_matrix`` timed: reading the run,
-the matrix (``pipeline.crossgen``), sealing it into the run; then again (kept: read back).
+``pipeline.store.run_store.write_run``), then ``pipeline.generalise.run_matrix.run_matrix`` timed: reading the run,
+the matrix (``pipeline.generalise.crossgen``), sealing it into the run; then again (kept: read back).
 Baseline in the same run: ``bench.crossgen.baseline_matrix`` (one head fitted after another) on
 the same rows (``--no-baseline`` skips it; ``python bench/crossgen.py`` times the matrix function
 alone).
@@ -80,11 +80,11 @@ class StageClock:
 
 
 def bench_apply(work: Path, n_images: int) -> None:
-    from pipeline.apply import apply_run
+    from pipeline.generalise.apply import apply_run
     from pipeline.config import REPO_ROOT, load_config
-    from pipeline.models import clear_cache, load_run_models
+    from pipeline.model.run_models import clear_cache, load_run_models
     from pipeline.runner import run_pipeline
-    from pipeline.torch_threads import torch_threads
+    from pipeline.model.torch_threads import torch_threads
 
     data = write_images(work / "data", n_images)
     cfg = load_config(REPO_ROOT / "configs" / "test.yaml",
@@ -119,7 +119,7 @@ def matrix_run(folder: Path, n_generators: int, n_images: int):
     """A run folder holding ``bench.crossgen.synthetic_run``'s features, labels, generators, splits."""
     from bench.crossgen import synthetic_run
     from pipeline.config import Config, to_dict
-    from pipeline.store import write_run
+    from pipeline.store.run_store import write_run
 
     x, y, gens, splits = synthetic_run(n_generators, n_images)
     records = [{"id": f"{i:06d}", "path": f"{g}/{'1_fake' if label else '0_real'}/{i:06d}.png",
@@ -134,8 +134,8 @@ def matrix_run(folder: Path, n_generators: int, n_images: int):
 def bench_matrix(work: Path, n_generators: int, n_images: int, baseline: bool) -> None:
     from bench.crossgen import baseline_matrix, differences
     from pipeline.config import Config
-    from pipeline.run_matrix import run_matrix
-    from pipeline.torch_threads import torch_threads
+    from pipeline.generalise.run_matrix import run_matrix
+    from pipeline.model.torch_threads import torch_threads
 
     run, (x, y, gens, splits) = matrix_run(work / "runs" / "matrix-bench", n_generators, n_images)
     print(f"matrix: run folder of {n_images} images x {x.shape[1]}-d features, {n_generators} generators; "

@@ -2,13 +2,13 @@
 ``bench/relevance.py --bf16`` (issue 17).
 
 * :func:`labelled_set`: a real-vs-fake folder (``../shared/data/faces``) with the pipeline's own
-  train / held-out split (``pipeline.splits``, the head's seed and hold-out fraction);
+  train / held-out split (``pipeline.data.splits``, the head's seed and hold-out fraction);
 * :func:`heldout_metrics`: the same two probes fit on each precision's embeddings with that split:
   a logistic regression (``bench.standin_probe.probe_scores``) and the pipeline's 16-d head behind
   a fixed orthogonal projection (the projection's initialisation; training it needs rendered words
   and would not change the comparison);
 * :func:`spearman_per_map`: rank correlation of two sets of relevance maps, map by map;
-* :func:`record`: writes a measured section into ``pipeline/encoders/bf16_agreement.json``, with
+* :func:`record`: writes a measured section into ``pipeline/model/encoders/bf16_agreement.json``, with
   the command line, data set, machine and load average, for ``encoder.precision: auto``.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 from pipeline.config import DataConfig, HeadConfig  # noqa: E402
-from pipeline.data import scan  # noqa: E402
-from pipeline.encoders.precision import (cpu_flags, native_bf16_flag,  # noqa: E402
+from pipeline.data.scan import scan  # noqa: E402
+from pipeline.model.encoders.precision import (cpu_flags, native_bf16_flag,  # noqa: E402
                                          record_agreement)
-from pipeline.head import DistilledHead  # noqa: E402
-from pipeline.metrics import binary_metrics  # noqa: E402
-from pipeline.project import ProjectionModule  # noqa: E402
-from pipeline.splits import HELDOUT, assign_splits, validation_mask  # noqa: E402
+from pipeline.model.head import DistilledHead  # noqa: E402
+from pipeline.model.metrics import binary_metrics  # noqa: E402
+from pipeline.model.projection import ProjectionModule  # noqa: E402
+from pipeline.data.splits import HELDOUT, assign_splits, validation_mask  # noqa: E402
 
 DATA_ROOT = REPO.parent / "shared" / "data"
 FACES = DATA_ROOT / "faces"
@@ -142,4 +142,4 @@ def record(encoder, section: str, figures: dict, data: LabelledSet) -> None:
              "command": command_line(), "measured": time.strftime("%Y-%m-%d"), **machine()}
     record_agreement(encoder.agreement_key, section, entry)
     print(f"  recorded {section} figures for {encoder.agreement_key} in "
-          "pipeline/encoders/bf16_agreement.json")
+          "pipeline/model/encoders/bf16_agreement.json")

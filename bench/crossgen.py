@@ -5,13 +5,13 @@ rows, like the projection's output): ``--images`` images over ``--generators`` g
 real and half fake in each generator's folder (CNNDetection layout, each generator with its own
 reals); a generator's fakes move along its own direction, which mixes a direction shared by its
 family (two families) with one of its own, so the matrix has carry-over within a family and little
-across. Splits: ``pipeline.splits.assign_splits`` (30 % held out, stratified). The head settings
+across. Splits: ``pipeline.data.splits.assign_splits`` (30 % held out, stratified). The head settings
 are the default ``HeadConfig`` (what a run uses: max_epochs 300, patience 20, batch 256).
 
 Timed, in one process:
 
-* ``matrix``: ``pipeline.crossgen.cross_generator_matrix`` (2 x generators heads, fitted together
-  by ``pipeline.stacked_heads.fit_stacked``, then scored on every generator's held-out images);
+* ``matrix``: ``pipeline.generalise.crossgen.cross_generator_matrix`` (2 x generators heads, fitted together
+  by ``pipeline.generalise.stacked_heads.fit_stacked``, then scored on every generator's held-out images);
 * ``baseline``: the straightforward implementation of the same matrix, on the same rows: one
   ``DistilledHead.fit`` per head, one after another (same settings, same validation parts), then
   the same scoring. Both run with 1 torch thread (the baseline's best setting on this 2-core
@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 def synthetic_run(n_generators: int, n_images: int, dim: int = 256, seed: int = 0):
     """(features, labels, generators, splits) of a synthetic run; see the module docstring."""
-    from pipeline.splits import assign_splits
+    from pipeline.data.splits import assign_splits
     rng = np.random.default_rng(seed)
     family = np.linalg.qr(rng.normal(size=(dim, 2)))[0].T  # two orthonormal family directions
     per = n_images // n_generators
@@ -68,8 +68,8 @@ def timed(fn):
 
 def baseline_matrix(x, y, gens, splits, head_config, seed=0):
     """The same matrix with one DistilledHead.fit per head, one after another."""
-    from pipeline.crossgen import head_template, matrix_tables, plan_matrix
-    from pipeline.head import DistilledHead
+    from pipeline.generalise.crossgen import head_template, matrix_tables, plan_matrix
+    from pipeline.model.head import DistilledHead
     plan = plan_matrix(y, gens, splits, seed)
     t = head_template(head_config, seed)
     heads = [DistilledHead(dim=t.dim, ortho_weight=t.ortho_weight, lr=t.lr, weight_decay=t.weight_decay,
@@ -81,8 +81,8 @@ def baseline_matrix(x, y, gens, splits, head_config, seed=0):
 
 def run_head(x, y, splits, head_config, seed=0):
     """One head on all training rows, as a run fits it."""
-    from pipeline.crossgen import VALIDATION_FRACTION, head_template
-    from pipeline.splits import TRAIN, validation_mask
+    from pipeline.generalise.crossgen import VALIDATION_FRACTION, head_template
+    from pipeline.data.splits import TRAIN, validation_mask
     train = np.flatnonzero(np.asarray(splits) == TRAIN)
     val = validation_mask(y, train, VALIDATION_FRACTION, seed)
     fit, held = train[~val], train[val]
@@ -117,8 +117,8 @@ def main(argv=None) -> None:
         args.generators, args.images = 3, 1500
 
     from pipeline.config import HeadConfig
-    from pipeline.crossgen import cross_generator_matrix
-    from pipeline.torch_threads import torch_threads
+    from pipeline.generalise.crossgen import cross_generator_matrix
+    from pipeline.model.torch_threads import torch_threads
     head_config = HeadConfig()
     print(f"load average before: {os.getloadavg()}")
     x, y, gens, splits = synthetic_run(args.generators, args.images)

@@ -1,4 +1,4 @@
-"""Benchmark ``pipeline.embed.embed_paths`` against baselines measured in the same run.
+"""Benchmark ``pipeline.model.embed.embed_paths`` against baselines measured in the same run.
 
 For each encoder and image set it prints images/second of:
 
@@ -16,8 +16,8 @@ the set, in chunks that alternate between the two precisions so that load from o
 both alike. Agreement: per-image cosine of the two embeddings (threshold 0.999), and held-out
 accuracy / AUC of a logistic probe and of the pipeline's head fit on each precision's embeddings
 with the pipeline's split (within 0.01). ``--write-agreement`` stores the figures of the faces set
-in ``pipeline/encoders/bf16_agreement.json``, where ``encoder.precision: auto`` reads them
-(``pipeline/encoders/precision.py``); random-weight encoders are never stored.
+in ``pipeline/model/encoders/bf16_agreement.json``, where ``encoder.precision: auto`` reads them
+(``pipeline/model/encoders/precision.py``); random-weight encoders are never stored.
 
 Usage::
 
@@ -50,11 +50,11 @@ if not __package__:  # started as `python bench/NAME.py`: the repository root on
 from bench.bf16_agreement import (DATA_ROOT, cosines, heldout_metrics, labelled_set,  # noqa: E402
                                   machine, record)
 from pipeline.config import Config  # noqa: E402
-from pipeline.data import load_image_rgb  # noqa: E402
-from pipeline.embed import DEFAULT_MAX_PIXELS, embed_paths  # noqa: E402
-from pipeline.encoders import (ClipWeights, DinoV2StandinEncoder, OpenClipEncoder,  # noqa: E402
+from pipeline.data.scan import load_image_rgb  # noqa: E402
+from pipeline.model.embed import DEFAULT_MAX_PIXELS, embed_paths  # noqa: E402
+from pipeline.model.encoders import (ClipWeights, DinoV2StandinEncoder, OpenClipEncoder,  # noqa: E402
                                TinyEncoder)
-from pipeline.encoders.precision import embedding_failures  # noqa: E402
+from pipeline.model.encoders.precision import embedding_failures  # noqa: E402
 from bench._options import parse_args  # noqa: E402
 
 
@@ -231,7 +231,7 @@ def main() -> None:
     ap.add_argument("--skip-baselines", action="store_true",
                     help="skip the naive / forward / embed_paths / dataloader table")
     ap.add_argument("--write-agreement", action="store_true",
-                    help="store the faces figures in pipeline/encoders/bf16_agreement.json")
+                    help="store the faces figures in pipeline/model/encoders/bf16_agreement.json")
     args = parse_args(ap, quick={"n": 128, "naive_n": 16, "batch_size": 32, "encoder": "standin",
                                  "data": "faces", "threads": "2"})
     args.threads = [int(t) for t in args.threads.split(",")]

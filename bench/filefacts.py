@@ -2,7 +2,7 @@
 
 Writes ``--files`` generated images in the CNNDetection layout under two generator folders,
 ``jpeg/`` (both classes JPEG, some with EXIF) and ``png/`` (both classes PNG, some fakes with a
-``parameters`` text chunk), then times ``pipeline.data.scan`` on each folder and on both, with the
+``parameters`` text chunk), then times ``pipeline.data.scan.scan`` on each folder and on both, with the
 facts (``with_facts=True``, what runs do) and without (the baseline, measured in the same run,
 alternating, best of ``--repeats`` after one warm-up scan that fills the page cache). Both wall
 time and this process's CPU time are printed: on a shared machine the CPU time is the steadier.
@@ -34,7 +34,7 @@ from PIL import Image, PngImagePlugin  # noqa: E402
 
 from bench._options import parse_args  # noqa: E402
 from pipeline.config import DataConfig  # noqa: E402
-from pipeline.data import scan  # noqa: E402
+from pipeline.data.scan import scan  # noqa: E402
 
 
 def write_files(root: Path, n: int, seed: int = 0) -> None:

@@ -28,7 +28,7 @@ from pipeline.config import REPO_ROOT, from_dict, load_config
 
 
 def demo_run() -> Path:
-    from pipeline.demo import ensure_demo_config
+    from pipeline.data.demo.builtin import ensure_demo_config
     from pipeline.runner import run_pipeline
 
     cfg = load_config(REPO_ROOT / "configs" / "default.yaml", ["encoder.name=dinov2_standin"])
@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--concept-images", type=int, default=64, help="images of the concepts' sample")
     args = parse_args(ap, {"images": 2, "concept_images": 16}, argv)
 
-    from app.context import AppContext
+    from app.state.context import AppContext
     from app.views import attention, concepts
-    from pipeline import models
+    from pipeline.model import run_models as models
 
     source = Path(args.run) if args.run else demo_run()
     work = Path(tempfile.mkdtemp(prefix="faxplainer-insight-"))
@@ -57,12 +57,12 @@ def main(argv=None) -> int:
         print(f"run {run.name}: {view.n_images} images, encoder {view.meta['encoder']['name']} "
               f"({view.meta['encoder'].get('extra', {}).get('precision', '?')}), load average {os.getloadavg()[0]:.1f}")
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import pipeline.explain_cache"], cwd=REPO_ROOT, check=True)
+        subprocess.run([sys.executable, "-c", "import pipeline.explain.cache"], cwd=REPO_ROOT, check=True)
         print(f"(0) a fresh process imports the explanation stack (torch, timm, the pipeline): "
               f"{time.perf_counter() - t0:.1f} s (what a local job no longer pays: `python -m app` "
               "imports it once before serving)")
         # a job process starts without the encoder that building the demo run loaded in this one
-        from pipeline import encoders
+        from pipeline.model import encoders
         encoders._shared.clear()
         models._load.cache_clear()
         t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         attention.CHECK.prepare(ctx, check, lambda _v: None)
         print(f"    then the run's deletion check, its own job: {time.perf_counter() - t0:.1f} s")
 
-        from pipeline.store import RunStore
+        from pipeline.store.run_store import RunStore
 
         store = RunStore(run)
         meta = store.read_meta()

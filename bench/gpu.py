@@ -5,7 +5,7 @@ Sections (each printed as a table; everything again as one JSON summary at the e
 1. **embedding**: ViT-B/32 (open_clip, random weights: the cost of the real model) and the
    DINOv2 stand-in, at batch 256, in fp16 and bf16 autocast (fp32 and bf16 on a CPU), images/s of
    * ``forward``: the model alone on batches already on the device;
-   * ``cpu_decode``: ``pipeline.embed.embed_paths`` (Pillow decoding in worker threads, pinned
+   * ``cpu_decode``: ``pipeline.model.embed.embed_paths`` (Pillow decoding in worker threads, pinned
      batches copied to the device), what a run does;
    * ``device_decode``: ``torchvision.io.decode_jpeg(..., device=...)`` (nvJPEG on CUDA), then
      resize / crop / normalise on the device, then the forward (``device_decode_only``: without
@@ -47,9 +47,9 @@ from bench.bf16_agreement import FACES, cosines  # noqa: E402
 from bench.relevance import random_models  # noqa: E402
 from bench.run_100k import supply_embeddings, timed_run, write_files  # noqa: E402
 from pipeline.config import REPO_ROOT, Config, from_dict, load_config, to_dict  # noqa: E402
-from pipeline.embed import embed_paths  # noqa: E402
-from pipeline.explain_cache import maps_images_per_pass  # noqa: E402
-from pipeline.relevance import relevance_maps, relevance_maps_sequential  # noqa: E402
+from pipeline.model.embed import embed_paths  # noqa: E402
+from pipeline.explain.cache import maps_images_per_pass  # noqa: E402
+from pipeline.explain.relevance import relevance_maps, relevance_maps_sequential  # noqa: E402
 
 ENCODERS = ("vit_b32", "standin")
 
@@ -91,7 +91,7 @@ def source_images(tmp: Path, n_generated: int = 64) -> tuple[list[Path], np.ndar
 
 
 def build_encoder(name: str, device: str, precision: str):
-    from pipeline.encoders import DinoV2StandinEncoder, OpenClipEncoder
+    from pipeline.model.encoders import DinoV2StandinEncoder, OpenClipEncoder
 
     if name == "vit_b32":
         return OpenClipEncoder("ViT-B-32", None, device=device, precision=precision)
@@ -197,7 +197,7 @@ def relevance_section(args, device: torch.device, skipped: dict) -> list[dict]:
 
 def run_section(args, work: Path, sources: list[Path], labels: np.ndarray, skipped: dict) -> dict:
     """A run on ``args.files`` files with supplied embeddings (``bench/run_100k.py``)."""
-    from pipeline.encoders import shared_encoder
+    from pipeline.model.encoders import shared_encoder
 
     base_cfg = load_config(REPO_ROOT / "configs" / ("test.yaml" if args.quick else "standin.yaml"))
     cache = work / "cache"  # the projection is cached per data set: a fresh cache trains it anew

@@ -3,7 +3,7 @@ grids with the run, or make them on demand on a queue and worker of their own?).
 
 For each cell of the run, from a cold cache folder (no thumbnail, no grid): the thumbnails of its
 images, the similarity arrangement and the sprite, exactly as the app's grid job makes them
-(``app.artifacts.prepare_grid``), timed per step; then the disk they take. Against that baseline,
+(``app.files.artifacts.prepare_grid``), timed per step; then the disk they take. Against that baseline,
 measured in the same run: reading a prepared grid (what a cell click costs once it exists) and a
 cell's on-demand job (the largest cell, and the median one).
 
@@ -38,7 +38,7 @@ from bench._options import parse_args  # noqa: E402
 def demo_run_dir() -> Path:
     """The demo run with the stand-in encoder (built and run when missing)."""
     from pipeline.config import load_config
-    from pipeline.demo import ensure_demo_config
+    from pipeline.data.demo.builtin import ensure_demo_config
     from pipeline.runner import run_pipeline
 
     cfg = ensure_demo_config(load_config("configs/standin.yaml"))
@@ -51,7 +51,7 @@ def folder_mb(path: Path) -> float:
 
 def prepare_all(view, cache: Path, cells: list[int]) -> tuple[dict[str, float], list[tuple[int, int, float]]]:
     """Prepare the grids of ``cells``: (seconds per step, [(cell, images, seconds)])."""
-    from app import artifacts
+    from app.files import artifacts
 
     steps: dict[str, float] = defaultdict(float)
     per_cell = []
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from app import artifacts
-    from app.context import AppContext
+    from app.files import artifacts
+    from app.state.context import AppContext
     from pipeline.config import from_dict
 
     run_dir = (args.run or demo_run_dir()).resolve()

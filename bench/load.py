@@ -17,9 +17,9 @@ It reports per action the count, the errors (HTTP errors, timeouts, error messag
 and the p50/p95/max latency of the whole action as the analyst waits for it; and, for the actions
 that needed a background job, how that time splits: **waiting** in the queue (from the moment the
 analyst asked until the job started, which the job records in its panel's timing store,
-``app.jobpanel``) and **computing** (the job's own duration); the rest is the web requests and
+``app.jobs.panel``) and **computing** (the job's own duration); the rest is the web requests and
 polling. Each simulated analyst logs in as a user of their own (``analyst01``, ...), as a lab team
-does; the heavy queue's one-waiting-job-per-analyst rule (``app.fair_queue``) is per user.
+does; the heavy queue's one-waiting-job-per-analyst rule (``app.jobs.fair_queue``) is per user.
 
 Servers:
 
@@ -30,7 +30,7 @@ Servers:
   concepts cost what they cost with a real encoder. The run is made (or reused) in the usual runs
   folder, then copied without any derived file into the bench's own folders: the view cache is
   cold (no relevance map or concept yet). Each cell's grid is made with the run, as the app does
-  for the runs it makes (``app.cell_grids``; ``--grids-on-demand``: not, so that each is made
+  for the runs it makes (``app.files.cell_grids``; ``--grids-on-demand``: not, so that each is made
   when first opened);
 * ``--url``: an already running server, which must be on loopback.
 
@@ -63,13 +63,13 @@ from urllib.parse import urlparse
 if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
     import _path  # noqa: F401
 
-from app import ids  # noqa: E402
-from app.jobpanel import JobPanel  # noqa: E402
+from app.state import ids  # noqa: E402
+from app.jobs.panel import JobPanel  # noqa: E402
 from bench._options import parse_args  # noqa: E402
 from tests.shared.dash_client import DashError, DashSession  # noqa: E402
 
 REQUEST = {name: JobPanel.ids.request(name) for name in (ids.IMAGES_JOB, ids.ATTN_JOB, ids.CONCEPTS_JOB)}
-TIMING = {name: f"{name}-job-timing-store" for name in REQUEST}  # app.jobpanel.JobPanel.ids.timing
+TIMING = {name: f"{name}-job-timing-store" for name in REQUEST}  # app.jobs.panel.JobPanel.ids.timing
 
 MAX_ANALYSTS, MAX_SECONDS, MAX_ACTIONS = 50, 600, 200_000
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -327,9 +327,9 @@ def standin_run(args, tmp: Path) -> tuple[str, str]:
     in the usual runs folder (or ``--standin`` names a run folder), then copied into ``tmp/runs`` without its derived files, so that
     every view starts cold: (run id, config file)."""
     from pipeline.config import REPO_ROOT, load_config, with_data
-    from pipeline.demo import ensure_demo_config
+    from pipeline.data.demo.builtin import ensure_demo_config
     from pipeline.runner import run_pipeline
-    from pipeline.store import RunStore
+    from pipeline.store.run_store import RunStore
 
     t0 = time.perf_counter()
     if (Path(args.standin) / "meta.json").is_file():  # a run folder made before
@@ -347,11 +347,11 @@ def standin_run(args, tmp: Path) -> tuple[str, str]:
 
 def grids_with_the_run(args, cfg, run_id: str) -> None:
     """Every cell's grid, made with the run as the app makes them for the runs it makes
-    (``app.cell_grids``), unless ``--grids-on-demand``: then each is made when first opened."""
+    (``app.files.cell_grids``), unless ``--grids-on-demand``: then each is made when first opened."""
     if args.grids_on_demand:
         return
     try:
-        from app.cell_grids import grids_with_run
+        from app.files.cell_grids import grids_with_run
     except ImportError:  # a checkout from before: grids are made on demand only
         print("this checkout makes grids on demand only", file=sys.stderr)
         return
@@ -364,7 +364,7 @@ def grids_with_the_run(args, cfg, run_id: str) -> None:
 def _own_server(args):
     """A run (tiny or stand-in encoder) and a shared server on free loopback ports, one user per
     analyst; returns (stack, tmp)."""
-    from app.shared_stack import SharedStack, free_port
+    from app.shared.stack import SharedStack, free_port
     from pipeline.config import REPO_ROOT, load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="faxplainer-load-"))

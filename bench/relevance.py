@@ -4,7 +4,7 @@ For the DINOv2 stand-in and open_clip ViT-B-32 (random weights), with random pro
 modules of the right shapes (timing does not depend on the weights), measured in the same run:
 
 * batched:        one forward, one ``autograd.grad(is_grads_batched=True)`` for the 16 targets
-                  (``pipeline.relevance.relevance_maps``);
+                  (``pipeline.explain.relevance.relevance_maps``);
 * per-dimension:  one forward, 16 backward passes (``relevance_maps_sequential``);
 * per-dimension, forward each time: what Chefer's notebooks do per target (16 x forward+backward).
 
@@ -24,7 +24,7 @@ photos, with a projection and head fit on the faces set's fp32 embeddings (so th
 mean something): seconds per image (the two precisions alternate image by image, so load from other
 jobs hits both alike; target >= 1.8x) and the Spearman correlation of each bf16 map with its fp32
 map (threshold 0.95 for every map). ``--write-agreement`` stores the figures in
-``pipeline/encoders/bf16_agreement.json`` for ``encoder.precision: auto``.
+``pipeline/model/encoders/bf16_agreement.json`` for ``encoder.precision: auto``.
 
 Usage: ``python bench/relevance.py [--images 2] [--threads 2] [--skip-concepts] [--skip-clip]
 [--skip-maps] [--concept-images N] [--quick] [--bf16 [--bf16-images 8] [--write-agreement]]``
@@ -46,12 +46,12 @@ if not __package__:  # started as `python bench/NAME.py`: the repository root on
 from bench._options import parse_args  # noqa: E402
 from bench.bf16_agreement import (FACES, fit_head, labelled_set, machine,  # noqa: E402
                                   record, spearman_per_map)
-from pipeline.attention_taps import tap_attention  # noqa: E402
-from pipeline.concepts import extract_concepts  # noqa: E402
+from pipeline.explain.taps import tap_attention  # noqa: E402
+from pipeline.explain.concepts import extract_concepts  # noqa: E402
 from pipeline.config import Config  # noqa: E402
-from pipeline.head import HeadModule  # noqa: E402
-from pipeline.project import ProjectionModule  # noqa: E402
-from pipeline.relevance import (RelevanceResult, relevance_maps,  # noqa: E402
+from pipeline.model.head import HeadModule  # noqa: E402
+from pipeline.model.projection import ProjectionModule  # noqa: E402
+from pipeline.explain.relevance import (RelevanceResult, relevance_maps,  # noqa: E402
                                 relevance_maps_sequential, rollout_cls_rows)
 
 
@@ -202,9 +202,9 @@ def bench_bf16_maps(n_images: int, write: bool) -> None:
     """Stand-in maps in bf16 vs fp32 on face photos: time per image and per-map Spearman."""
     from PIL import Image
 
-    from pipeline.embed import embed_paths
-    from pipeline.encoders import DinoV2StandinEncoder
-    from pipeline.encoders.precision import SPEARMAN_MIN, maps_failures
+    from pipeline.model.embed import embed_paths
+    from pipeline.model.encoders import DinoV2StandinEncoder
+    from pipeline.model.encoders.precision import SPEARMAN_MIN, maps_failures
 
     if not FACES.exists():
         print(f"\nbf16 maps: {FACES} absent, no agreement figures on real images")
@@ -281,12 +281,12 @@ def main():
     ap.add_argument("--bf16", action="store_true", help="stand-in maps in bf16 vs fp32 on faces")
     ap.add_argument("--bf16-images", type=int, default=8, help="held-out faces for --bf16")
     ap.add_argument("--write-agreement", action="store_true",
-                    help="store the --bf16 figures in pipeline/encoders/bf16_agreement.json")
+                    help="store the --bf16 figures in pipeline/model/encoders/bf16_agreement.json")
     args = parse_args(ap, quick={"images": 1, "concept_images": 16})
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     torch.set_num_threads(args.threads)
 
-    from pipeline.encoders import DinoV2StandinEncoder, OpenClipEncoder
+    from pipeline.model.encoders import DinoV2StandinEncoder, OpenClipEncoder
     standin = DinoV2StandinEncoder(Config().cache_path, device="cpu")
     if not args.skip_maps:
         bench_maps("DINOv2 ViT-S/14 stand-in", standin, args.images)

@@ -45,7 +45,7 @@ NOISE = 0.05  # noise std, as a fraction of each embedding dimension's spread ov
 def demo_run():
     """The demo run with the stand-in encoder (built and run when missing)."""
     from pipeline.config import load_config
-    from pipeline.demo import ensure_demo_config
+    from pipeline.data.demo.builtin import ensure_demo_config
     from pipeline.runner import run_pipeline
 
     cfg = ensure_demo_config(load_config("configs/standin.yaml"))
@@ -87,8 +87,8 @@ def write_files(out: Path, sources: list[Path], labels: np.ndarray, n: int, seed
 
 def supply_embeddings(cfg, files, base: np.ndarray, seed: int) -> int:
     """Write ``base[source] + noise`` for every file into the embedding cache; returns rows written."""
-    from pipeline.embed import EmbeddingCache, file_key
-    from pipeline.encoders import shared_encoder
+    from pipeline.model.embed import EmbeddingCache, file_key
+    from pipeline.model.encoders import shared_encoder
 
     enc = shared_encoder(cfg.encoder, cfg.cache_path)
     cache = EmbeddingCache(cfg.cache_path, enc.info.fingerprint, enc.info.embed_dim)
@@ -139,8 +139,8 @@ def timed_run(cfg):
 def app_on_run(cfg, store):
     from plotly.io import json as pio_json
 
-    from app.context import AppContext
-    from app.figures import representation_figure
+    from app.state.context import AppContext
+    from app.figures.glyph_map import representation_figure
     from app.views import images
 
     ctx = AppContext(cfg)
@@ -175,7 +175,7 @@ def main() -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from pipeline.config import from_dict, to_dict
-    from pipeline.store import RunStore
+    from pipeline.store.run_store import RunStore
 
     demo_cfg, demo = demo_run()
     records = demo.read_records()

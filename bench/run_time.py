@@ -4,7 +4,7 @@
 (``projection.train_on: data``) and fp32 everywhere (``encoder.precision: fp32``). *After* is the
 default: the projection trained once per encoder on the background photo set and reused
 (``train_on: background``) and ``precision: auto`` (bf16 where the CPU has it and the encoder
-passed the agreement check, ``pipeline.encoders``). Each configuration starts from an empty
+passed the agreement check, ``pipeline.model.encoders``). Each configuration starts from an empty
 embedding cache, so both embed every image; *after* is timed twice: the first run on a machine
 (it trains the background projection, once per encoder) and a later data set (projection cached).
 Each stage's share comes from the runner's progress reports.

@@ -37,7 +37,7 @@ def _synthetic(n, d, seed=0):
 
 def case_cells(n: int) -> dict:
     import numpy as np
-    from pipeline.cells import build_cells
+    from pipeline.represent.cells import build_cells
     z, label = _synthetic(n, 16)
     w = np.zeros(16)
     w[0] = 1.0
@@ -48,10 +48,10 @@ def case_cells(n: int) -> dict:
 
 def case_head(n: int) -> dict:
     import numpy as np
-    from pipeline.cells import build_cells
-    from pipeline.head import DistilledHead
-    from pipeline.project import VisionOnlyProjection
-    from pipeline.splits import assign_splits
+    from pipeline.represent.cells import build_cells
+    from pipeline.model.head import DistilledHead
+    from pipeline.model.projection import VisionOnlyProjection
+    from pipeline.data.splits import assign_splits
     emb, label = _synthetic(n, 512)
     t0 = time.perf_counter()
     proj = VisionOnlyProjection(dim=256, epochs=1).fit(emb[:2000], emb[:2000] + 0.1, emb[2000:4000])

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
-EMBED = [3, 5, 7, 11]  # pipeline.encoders.dinov2_standin.EMBED_BLOCKS
+EMBED = [3, 5, 7, 11]  # pipeline.model.encoders.dinov2_standin.EMBED_BLOCKS
 
 
 def block_features(encoder, paths, preprocess, batch_size=32):
@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--preprocess: resize and/or crop, not {args.preprocess!r}")
 
     from pipeline.config import load_config
-    from pipeline.demo import ensure_demo_config
-    from pipeline.encoders import shared_encoder
-    from pipeline.encoders.dinov2_standin import IMAGENET_MEAN, IMAGENET_STD
+    from pipeline.data.demo.builtin import ensure_demo_config
+    from pipeline.model.encoders import shared_encoder
+    from pipeline.model.encoders.dinov2_standin import IMAGENET_MEAN, IMAGENET_STD
 
     torch.set_num_threads(2)
     cfg = ensure_demo_config(load_config("configs/standin.yaml"))

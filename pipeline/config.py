@@ -29,11 +29,11 @@ class DataConfig:
     max_image_pixels: int = 89_478_485  # decompression-bomb guard (Pillow's own default)
     demo_size: int = 400  # images per class of the built-in demo set when no data is configured
     # controlled re-encoding before embedding, so format and size cannot be shortcuts:
-    # "jpeg[:QUALITY[:SIZE]]" or "png[:SIZE]", e.g. "jpeg:90:256" (pipeline/reencode.py); None = off
+    # "jpeg[:QUALITY[:SIZE]]" or "png[:SIZE]", e.g. "jpeg:90:256" (pipeline/data/reencode.py); None = off
     reencode: str | None = None
 
     def __post_init__(self):
-        from .reencode import ReencodeSpec  # validates the spec now, with a clear message
+        from pipeline.data.reencode import ReencodeSpec  # validates the spec now, with a clear message
         ReencodeSpec.parse(self.reencode)
 
 
@@ -45,7 +45,7 @@ class EncoderConfig:
     checkpoint: str | None = None  # local open_clip checkpoint; else $FAXPLAINER_CLIP_CHECKPOINT
     device: str = "auto"  # auto | cpu | cuda
     # auto: bf16 autocast on CUDA; on CPU bf16 only with native bf16 and measured agreement with
-    # fp32 (pipeline/encoders/precision.py), else fp32 | fp32 | bf16 | fp16
+    # fp32 (pipeline/model/encoders/precision.py), else fp32 | fp32 | bf16 | fp16
     precision: str = "auto"
     batch_size: int = 64
     num_workers: int = 2  # image-decoding worker processes

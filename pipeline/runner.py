@@ -1,12 +1,12 @@
 """The pipeline from an image folder to a run folder, as a list of stages.
 
 :func:`run_pipeline` reads as the stages it runs: scan (with each file's facts) -> encoder ->
-embed -> split -> checks (duplicates and leakage, shortcuts: ``pipeline.validity``) -> projection
+embed -> split -> checks (duplicates and leakage, shortcuts: ``pipeline.checks.validity``) -> projection
 -> head (fit, held-out metrics) -> near-duplicates -> cells -> write. Each stage is a function of what the earlier
 ones produced, so other commands reuse them (scoring new data with a run: the scan, the embedding
 and the run's models). Stages talk through files where the work is worth keeping: embeddings are
-cached per (encoder, file content) by ``pipeline.embed``, the projection per (encoder, data,
-projection settings), and the run folder is written by ``pipeline.store.write_run`` under a
+cached per (encoder, file content) by ``pipeline.model.embed``, the projection per (encoder, data,
+projection settings), and the run folder is written by ``pipeline.store.run_store.write_run`` under a
 temporary name and renamed when complete, so a crash or a kill never leaves a half run that looks
 finished. Re-running an unchanged configuration on unchanged data returns the existing run.
 """
@@ -24,22 +24,24 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import __version__, validity
-from .background import background_images
-from .cells import build_cells
-from .config import Config, to_dict
-from .data import Record, ScanResult, scan
-from .diskcheck import writable_folder
-from .encoders import shared_encoder
-from .encoders.base import Encoder
-from .embed import embed_paths, embed_pil
-from .head import DistilledHead, orthogonality_report
-from .metrics import binary_metrics, per_generator_metrics
-from .project import VisionOnlyProjection
-from .projection_training import VERSION as PROJECTION_VERSION, train_projection
-from .reencode import ReencodeSpec
-from .splits import HELDOUT, TRAIN, assign_splits, validation_mask
-from .store import HEAD, PROJECTION, RunStore, atomic_write_bytes, hash_obj, torch_bytes, write_run
+from pipeline import __version__
+
+from pipeline.checks import validity
+from pipeline.model.background import background_images
+from pipeline.represent.cells import build_cells
+from pipeline.config import Config, to_dict
+from pipeline.data.scan import Record, ScanResult, scan
+from pipeline.store.diskcheck import writable_folder
+from pipeline.model.encoders import shared_encoder
+from pipeline.model.encoders.base import Encoder
+from pipeline.model.embed import embed_paths, embed_pil
+from pipeline.model.head import DistilledHead, orthogonality_report
+from pipeline.model.metrics import binary_metrics, per_generator_metrics
+from pipeline.model.projection import VisionOnlyProjection
+from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, train_projection
+from pipeline.data.reencode import ReencodeSpec
+from pipeline.data.splits import HELDOUT, TRAIN, assign_splits, validation_mask
+from pipeline.store.run_store import HEAD, PROJECTION, RunStore, atomic_write_bytes, hash_obj, torch_bytes, write_run
 
 log = logging.getLogger("faxplainer")
 
@@ -59,7 +61,7 @@ class Embedded:
     paths: list[Path]
     embeddings: np.ndarray  # (N, D) float32
     bad: list[dict]  # the scan's bad files plus those that failed to decode: {"path", "reason"}
-    facts: list = dataclasses.field(default_factory=list)  # pipeline.filefacts.FileFacts per image
+    facts: list = dataclasses.field(default_factory=list)  # pipeline.data.filefacts.FileFacts per image
     keys: list[str] = dataclasses.field(default_factory=list)  # sha256 of each file's bytes
     n_computed: int = 0  # images that went through the encoder (the rest came from the cache)
 
@@ -119,7 +121,7 @@ def scan_stage(cfg: Config, report: Progress, allow_unlabelled: bool = False) ->
 
     Everything the scan can decide fails here, before any encoder is loaded: a data set with one
     class only, or too few usable images. ``allow_unlabelled`` (scoring new images with a run,
-    ``pipeline.apply``): images without labels are kept and neither check is made.
+    ``pipeline.generalise.apply``): images without labels are kept and neither check is made.
     """
     report("scan", 0, 1)
     scanned = scan(cfg.data, progress=lambda d, t: report("scan", d, t), allow_unlabelled=allow_unlabelled)
@@ -169,7 +171,7 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     """Embed the scan's images (cached); images that fail to decode join the bad files.
 
     ``check``: fail unless both classes and :data:`MIN_IMAGES` images are left (a run's needs;
-    ``pipeline.apply`` checks only that some image is left).
+    ``pipeline.generalise.apply`` checks only that some image is left).
     """
     records = scanned.records
     report("embed", 0, len(records))  # before the files are hashed for the cache lookup
@@ -196,7 +198,7 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
 def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fingerprint: str,
                      report: Progress) -> tuple[VisionOnlyProjection, dict]:
     """The vision-only projection: trained once per encoder on the background photo set
-    (``projection.train_on: background``, ``pipeline.background``) or on this data set
+    (``projection.train_on: background``, ``pipeline.model.background``) or on this data set
     (``train_on: data``); cached either way, keyed by what it was trained on."""
     pc = cfg.projection
     if pc.train_on == "background":
@@ -234,7 +236,7 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
 
 
 def split_stage(embedded: Embedded, cfg: Config) -> np.ndarray:
-    """Train / held-out per image (``pipeline.splits``: preset, by source, or stratified)."""
+    """Train / held-out per image (``pipeline.data.splits``: preset, by source, or stratified)."""
     records = embedded.records
     return assign_splits(embedded.labels, [r.generator for r in records], [r.source for r in records],
                          [r.split for r in records], cfg.head.holdout_fraction, cfg.head.seed)
@@ -242,7 +244,7 @@ def split_stage(embedded: Embedded, cfg: Config) -> np.ndarray:
 
 def checks_stage(embedded: Embedded, splits: np.ndarray, cfg: Config,
                  report: Progress) -> tuple[Embedded, np.ndarray, dict]:
-    """Duplicates and leakage, then the shortcut check of the file facts (``pipeline.validity``):
+    """Duplicates and leakage, then the shortcut check of the file facts (``pipeline.checks.validity``):
     the images and splits the head is trained and measured on, and what was found."""
     report("checks", 0, 2)
     rels = [r.path for r in embedded.records]
@@ -295,7 +297,7 @@ def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg
 
 
 def cells_stage(fit: HeadFit, labels: np.ndarray, cfg: Config, report: Progress) -> tuple[np.ndarray, dict]:
-    """Cells of the representation view (``pipeline.cells``): cell per image and ``cells.json``."""
+    """Cells of the representation view (``pipeline.represent.cells``): cell per image and ``cells.json``."""
     report("cells", 0, 1)
     cell_of, cells = build_cells(fit.z, fit.logit, labels,
                                  fit.head.module_.classifier.weight.detach().numpy(),
@@ -319,7 +321,7 @@ def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Enco
                 features: np.ndarray, projection: VisionOnlyProjection, proj_metrics: dict, fit: HeadFit,
                 cell_of: np.ndarray, cells: dict, checks: dict, report: Progress,
                 started_by: str | None = None) -> RunStore:
-    """Write the complete run folder (atomically, ``pipeline.store.write_run``); ``started_by``
+    """Write the complete run folder (atomically, ``pipeline.store.run_store.write_run``); ``started_by``
     (who asked for the run, on a shared server) goes into ``meta.json``."""
     report("write", 0, 1)
     labels = embedded.labels

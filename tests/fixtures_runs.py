@@ -1,14 +1,14 @@
-"""A small, fully generated run folder in the format of ``pipeline.store`` (for app and UI tests).
+"""A small, fully generated run folder in the format of ``pipeline.store.run_store`` (for app and UI tests).
 
 ``make_fake_run(tmp_path, n_images=40, n_cells=4)`` writes a data set of tiny coloured images
 (real ones bluish, fake ones reddish, so a thumbnail's colour says which image it shows) and a run
 folder beside it: ``meta.json``, ``records.csv``, ``z16.npy``, ``logit.npy`` and ``cells.json``
-with consistent counts, written through ``pipeline.store.write_run`` as the runner writes runs
-(metrics from ``pipeline.metrics``). Nothing is trained: predictions are drawn with a fixed seed so that every
+with consistent counts, written through ``pipeline.store.run_store.write_run`` as the runner writes runs
+(metrics from ``pipeline.model.metrics``). Nothing is trained: predictions are drawn with a fixed seed so that every
 cell holds right and wrong predictions of both classes. Use it where a test needs a run but not
 the pipeline that makes one.
 
-Also here: stand-ins for ``pipeline.explain_cache`` with known answers (``FAKE_EXPLAIN``), and a
+Also here: stand-ins for ``pipeline.explain.cache`` with known answers (``FAKE_EXPLAIN``), and a
 small real data set (``make_dataset``) with ``run_pipeline_cli`` to make a real run of it with the
 tiny encoder in a separate process (browser tests, ``bench/app.py``).
 """
@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import REPO_ROOT
-from pipeline.filefacts import read_facts
-from pipeline.metrics import binary_metrics, per_generator_metrics
-from pipeline.store import write_run
+from pipeline.data.filefacts import read_facts
+from pipeline.model.metrics import binary_metrics, per_generator_metrics
+from pipeline.store.run_store import write_run
 
 GENERATORS = ("gan", "diffusion")
 CATEGORIES = ("bird", "cat")
@@ -159,7 +159,7 @@ def cells_json(cell_of: np.ndarray, labels: np.ndarray, prob: np.ndarray, correc
             "cells": cells}
 
 
-# -- stand-ins for pipeline.explain_cache with known answers ----------------------------------------
+# -- stand-ins for pipeline.explain.cache with known answers ----------------------------------------
 MAP_SIZE = 32
 
 
@@ -196,9 +196,9 @@ def fake_get_faithfulness(run_dir, progress=None):
 def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
     """``k`` concepts of sizes 6, 4, 2 (one segment per image: the cell's first 6, 4, 2 images),
     each with 2 patch PNGs written inside the run folder."""
-    from pipeline.overlays import png_bytes
-    from pipeline.sealed import write_sealed
-    from pipeline.store import RunStore
+    from pipeline.explain.overlays import png_bytes
+    from pipeline.store.sealed import write_sealed
+    from pipeline.store.run_store import RunStore
 
     records = RunStore(run_dir).read_records()
     in_cell = [i for i, r in enumerate(records) if r["cell"] == int(cell)]
@@ -210,7 +210,7 @@ def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
         patches = []
         for r in range(2):
             rel = f"concepts/cell-{int(cell)}/c{j}-{r}.png"
-            # written as pipeline.explain_cache writes them: sealed with their checksum
+            # written as pipeline.explain.cache writes them: sealed with their checksum
             write_sealed(Path(run_dir) / rel, png_bytes(Image.new("RGB", (16, 16), (40 * j, 100, 200))))
             patches.append(rel)
         profile = [0.0] * 16

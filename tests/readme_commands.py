@@ -52,18 +52,18 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
         "demo-data": "builds 800 images into the repository: minutes",
     },
     "app": "serves the app until stopped",
-    "app.auth": {
+    "app.shared.auth": {
         "add-user": "writes the users file and asks for a password",
         "remove-user": "changes the users file",
         "set-role": "changes the users file",
         "list": "only reads the users file",
     },
-    "app.celery_app": {
+    "app.shared.celery_app": {
         "embed": "needs Redis and embedding workers",
         "recover": "needs Redis",
     },
-    "app.shared_stack": "starts Redis, Celery workers and gunicorn until stopped",
-    "app.cell_grids": "needs an existing run, and makes all its grids: minutes",
+    "app.shared.stack": "starts Redis, Celery workers and gunicorn until stopped",
+    "app.files.cell_grids": "needs an existing run, and makes all its grids: minutes",
     "pytest": "the test suite itself (this test is part of it)",
     "pip": {"install": "installs packages into the virtual environment"},
     "venv": "creates a virtual environment",
@@ -80,7 +80,7 @@ NOT_RUN = {
 }
 RECIPE_UTILITIES = {"test", "touch", "rm", "mkdir", "true", "echo", "cd"}
 # (module, subcommand) -> the environment it runs in: quick and harmless, so run as written.
-RUN_AS_WRITTEN = {("app.auth", "list"): {"FAXPLAINER_USERS_FILE": os.devnull}}  # an empty users file
+RUN_AS_WRITTEN = {("app.shared.auth", "list"): {"FAXPLAINER_USERS_FILE": os.devnull}}  # an empty users file
 
 REPO_FILE = re.compile(r"^(?!/)[\w.\-/]+\.(ya?ml|py|sh|txt|toml|cfg|csv)$")
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")

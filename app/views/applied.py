@@ -1,8 +1,8 @@
 """A run's applied sets in the app: the data switch of the representation view, what an open set is
 (status line, titles, legend), and "score a folder with this run" as a background job.
 
-An applied set (``pipeline.apply``: new images scored with a run's encoder, projection and head)
-opens as the pseudo-run ``RUN@SET`` (:mod:`app.runs`), so the image grid, the attention maps, the
+An applied set (``pipeline.generalise.apply``: new images scored with a run's encoder, projection and head)
+opens as the pseudo-run ``RUN@SET`` (:mod:`app.state.runs`), so the image grid, the attention maps, the
 viewer and the concepts work on its images as on a run's. The switch (``ids.REPR_DATA``) lists the
 run's training data and its applied sets; the shell's router turns a choice into ``STORE_RUN``
 (the open cell is kept: the cells are the run's) and sets the switch's value, as it sets the run
@@ -15,25 +15,25 @@ say "applied set X of run Y".
 ``0_real``/``1_fake`` or a manifest's labels the set gets metrics, without them predictions only)
 or a CSV manifest, an optional name, Start / Cancel and a progress bar. The job runs on the runs
 manager (a long job never holds up the views); in shared mode the path must pass
-``pipeline.data_roots.allowed_data_path`` in the job, and the panel is offered to the roles that
-may apply models (``app.roles.may_apply``: analysts may). When it finishes, the set is listed in
+``pipeline.data.roots.allowed_data_path`` in the job, and the panel is offered to the roles that
+may apply models (``app.shared.roles.may_apply``: analysts may). When it finishes, the set is listed in
 the run picker and the switch, with a link that opens it.
 """
 from __future__ import annotations
 
 from dash import Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from pipeline.data_roots import data_roots, describe_roots
-from pipeline.store import RunStore
+from pipeline.data.roots import data_roots, describe_roots
+from pipeline.store.run_store import RunStore
 
-from .. import ids
-from ..context import AppContext
-from ..jobpanel import start_cancel_progress
-from ..jobs import panel_state, stage_progress
-from ..roles import current_identity, may_apply
-from ..runs import applied_choices, applied_id, run_choices, split_run_id
-from ..urlstate import ViewState, format_search
-from .metrics import generator_table, num, pct
+from app.state import ids
+from app.state.context import AppContext
+from app.jobs.panel import start_cancel_progress
+from app.jobs.managers import panel_state, stage_progress
+from app.shared.roles import current_identity, may_apply
+from app.state.runs import applied_choices, applied_id, run_choices, split_run_id
+from app.state.urlstate import ViewState, format_search
+from app.views.metrics import generator_table, num, pct
 
 HIDDEN = {"display": "none"}
 
@@ -60,7 +60,7 @@ def data_switch() -> html.Div:
 def score_panel(ctx: AppContext) -> html.Div:
     """The "score a folder" panel (hidden until the button opens it)."""
     user, role = current_identity(ctx.cfg)
-    if not may_apply(role):  # no role lacks it today; the panel follows app.roles all the same
+    if not may_apply(role):  # no role lacks it today; the panel follows app.shared.roles all the same
         return html.Div(id=ids.APPLY_COLLAPSE, className="fx-newrun", style=HIDDEN, children=[
             html.Div("Scoring new images needs the analyst or maintainer role.", className="fx-muted")])
     where = ("" if ctx.cfg.server.mode != "shared" else
@@ -239,7 +239,7 @@ def register(app, ctx: AppContext, managers) -> None:
 
 def score(ctx: AppContext, path, name, run_id, progress) -> tuple:
     """The job's body: (message, run picker options, switch options). Errors become a message."""
-    from ..work import score_folder
+    from app.jobs.work import score_folder
 
     run = training_run(run_id)
     run_dir = ctx.run_dir(run)

@@ -1,13 +1,13 @@
-"""The representation view of an applied set (a pseudo-run ``RUN@SET``, :mod:`app.runs`).
+"""The representation view of an applied set (a pseudo-run ``RUN@SET``, :mod:`app.state.runs`).
 
-Two ways to draw it (``ids.REPR_LAYERS``; :mod:`app.applied_figures` has the encodings):
+Two ways to draw it (``ids.REPR_LAYERS``; :mod:`app.figures.applied` has the encodings):
 
 * ``"set"``: the set's own glyphs in the run's cells, recounted from its images (under the
   analyst's filter, from its matching images); cells no image of the set reached are empty discs;
 * ``"both"``: the run's training glyphs, faded, with the set's images drawn over them as markers
   at their place in their cell (the filter picks the markers; the glyphs stay the run's).
 
-The figure keeps the trace order of ``app.figures.representation_figure`` (the markers are
+The figure keeps the trace order of ``app.figures.glyph_map.representation_figure`` (the markers are
 appended last), so the representation view's patches (highlight ring, notes marks, level of
 detail) work on it unchanged; :func:`drawn_arrays` tells them which glyphs are on screen.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import filters
-from ..applied_figures import APPLIED_TEMPLATE, applied_hover_texts, image_markers, set_lines
-from ..figures import CLASSES, CellArrays, cell_hover_texts, representation_figure
+from app.state import filters
+from app.figures.applied import APPLIED_TEMPLATE, applied_hover_texts, image_markers, set_lines
+from app.figures.glyph_map import CLASSES, CellArrays, cell_hover_texts, representation_figure
 
 SET, BOTH = "set", "both"
 WEDGE_TRACES = len(CLASSES) * 5  # the 20 wedge traces come first in the figure

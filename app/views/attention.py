@@ -1,11 +1,11 @@
 """Attention view: the selected images' relevance maps as a matrix (Chefer et al. 2021 rollout,
-computed by ``pipeline.explain_cache``).
+computed by ``pipeline.explain.cache``).
 
 Rows are the selected images; columns are the 16 dimensions in ONE order for the whole selection
 (by mean |contribution to the logit| over it), so a column reads down: what one dimension looks at
 in each image. A summary row on top shows the selection's mean contribution per dimension (orange
 pushes towards fake, blue towards real), and each column states once, in words, whether its maps
-pass the deletion check (``pipeline.faithfulness``): a failing dimension is marked, and its maps
+pass the deletion check (``pipeline.explain.faithfulness``): a failing dimension is marked, and its maps
 should not be read as "what the model looks at". Clicking a map opens it in the image viewer.
 Maps not computed yet are computed in a background job with a progress bar; cached ones show at
 once (the callback only writes image URLs).
@@ -15,12 +15,14 @@ from __future__ import annotations
 import numpy as np
 from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
-from pipeline.overlays import FAKE_RGB, REAL_RGB, colour_scale
+from pipeline.explain.overlays import FAKE_RGB, REAL_RGB, colour_scale
 
-from .. import artifacts, ids
-from ..context import AppContext
-from ..jobpanel import Job, JobPanel, JobView, Ready
-from .viewer import open_button
+from app.files import artifacts
+
+from app.state import ids
+from app.state.context import AppContext
+from app.jobs.panel import Job, JobPanel, JobView, Ready
+from app.views.viewer import open_button
 
 MAX_IMAGES = 8  # images shown at once (16 maps each); a larger selection shows its first ones
 
@@ -229,7 +231,7 @@ def compute(ctx: AppContext, view, request: dict, progress, explain=None, partia
     """The job: compute and draw the requested maps, showing each pass's images as they are
     drawn (``partial``); returns ((content, ready), message). The deletion check is another
     job (:data:`CHECK`), started once maps exist, so no selection waits for it."""
-    from .. import work
+    from app.jobs import work
 
     chosen = [int(i) for i in request["indices"]]
     get_maps = (explain or work.explain_functions())[0]
@@ -284,7 +286,7 @@ def show_check(ctx: AppContext, ready, run_id, checked):
 
 
 def compute_check(ctx: AppContext, view, request: dict, progress, explain=None):
-    from .. import work
+    from app.jobs import work
 
     get_faithfulness = (explain or work.explain_functions())[2]
     artifacts.prepare_faithfulness(view, ctx.app_cache(view), get_faithfulness, progress)

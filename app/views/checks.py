@@ -6,19 +6,19 @@ the fact), exact duplicates and leakage across the split, held-out near-duplicat
 images (with the held-out AUC with and without them, and the pairs to open in the viewer), and the
 bias probe (how class-neutral re-encodings move p(fake) per class; a background job of its own,
 started from here, cached with the run). All of it comes from ``meta.json``'s ``checks`` and
-``<run>/checks/`` (``pipeline.validity``).
+``<run>/checks/`` (``pipeline.checks.validity``).
 """
 from __future__ import annotations
 
 from dash import Input, Output, State, dcc, html, no_update
 import plotly.graph_objects as go
 
-from pipeline.validity import flagged, read_probe
+from pipeline.checks.validity import flagged, read_probe
 
-from .. import ids
-from ..context import AppContext
-from ..jobpanel import Job, JobPanel, JobView, Ready
-from .viewer import open_button
+from app.state import ids
+from app.state.context import AppContext
+from app.jobs.panel import Job, JobPanel, JobView, Ready
+from app.views.viewer import open_button
 
 MAX_PAIRS = 12  # near-duplicate pairs listed with open buttons
 
@@ -172,7 +172,7 @@ def show_probe(ctx: AppContext, clicks, run_id):
 
 
 def compute_probe(ctx: AppContext, view, request: dict, progress, probe=None):
-    from pipeline.validity import run_bias_probe  # job side: loads the run's models
+    from pipeline.checks.validity import run_bias_probe  # job side: loads the run's models
 
     result = (probe or run_bias_probe)(view.path, progress=lambda d, t: progress("images probed", d, t))
     return (probe_block(result),), ""

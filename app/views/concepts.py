@@ -1,19 +1,21 @@
 """Concept view (toggle of the image view): the cell's visual concepts.
 
 Each concept (a cluster of relevant image segments, ACE-style, computed by
-``pipeline.explain_cache.get_concepts``) shows its most central patches, its size and its profile
+``pipeline.explain.cache.get_concepts``) shows its most central patches, its size and its profile
 over the 16 dimensions. Computed in a background job on first request, then read from disk.
-Concepts are found per cell: an open image set (:mod:`app.imagesets`) has none, and the view says
+Concepts are found per cell: an open image set (:mod:`app.state.imagesets`) has none, and the view says
 so. An applied set's cells (pseudo-run ``RUN@SET``) get concepts from the set's images there.
 """
 from __future__ import annotations
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from .. import artifacts, ids, imagesets
-from ..context import AppContext
-from ..figures import profile_figure
-from ..jobpanel import Job, JobPanel, JobView, Ready
+from app.files import artifacts
+
+from app.state import ids, imagesets
+from app.state.context import AppContext
+from app.figures.glyph_map import profile_figure
+from app.jobs.panel import Job, JobPanel, JobView, Ready
 
 CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",
                    "rgb(129,114,179)", "rgb(147,120,96)")
@@ -118,7 +120,7 @@ def show(ctx: AppContext, view_name, cell, run_id):
 
 def compute(ctx: AppContext, view, request: dict, progress, explain=None):
     """The job: compute the requested cell's concepts; returns ((content,), message)."""
-    from .. import work
+    from app.jobs import work
 
     cell = int(request["cell"])
     _, get_concepts, _ = explain or work.explain_functions()

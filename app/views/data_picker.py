@@ -1,14 +1,14 @@
 """The "New run" data picker of a shared server: a list of the data sets under its data roots
-instead of a free path (:mod:`pipeline.data_roots`; the job checks the path again, since the
+instead of a free path (:mod:`pipeline.data.roots`; the job checks the path again, since the
 browser can send anything)."""
 from __future__ import annotations
 
 from dash import dcc, html
 
 from pipeline.config import Config
-from pipeline.data_roots import data_choices, data_roots, describe_roots
+from pipeline.data.roots import data_choices, data_roots, describe_roots
 
-from .. import ids
+from app.state import ids
 
 
 def data_picker(cfg: Config) -> html.Div:

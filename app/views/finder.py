@@ -1,7 +1,7 @@
 """Cell finder: the image filter bar, the file-name search and the sortable table of cells.
 
 The filter bar (generator, category, label, right/wrong, split, p(fake) range, file name) is the
-one writer of ``ids.STORE_FILTER`` (:class:`app.filters.ImageFilter` as JSON); the
+one writer of ``ids.STORE_FILTER`` (:class:`app.state.filters.ImageFilter` as JSON); the
 representation view, the image grid and the table below read it. The file-name search lists the
 first matching files; a click opens the file's cell (through the shell's router) and the image
 in the viewer (``ids.STORE_VIEWER``).
@@ -18,9 +18,9 @@ import dash_ag_grid as dag
 import numpy as np
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from .. import filters, ids, imagesets
-from ..context import AppContext
-from ..filters import LABELS, OUTCOMES, ImageFilter
+from app.state import filters, ids, imagesets
+from app.state.context import AppContext
+from app.state.filters import LABELS, OUTCOMES, ImageFilter
 
 MAX_HITS = 8  # files listed by the name search
 

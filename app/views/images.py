@@ -1,6 +1,6 @@
 """Image view: a cell's images as framed thumbnails on a grid arranged by similarity.
 
-A cell is drawn from its prepared grid (:func:`app.artifacts.read_grid`): one sprite picture plus
+A cell is drawn from its prepared grid (:func:`app.files.artifacts.read_grid`): one sprite picture plus
 an invisible selectable marker per thumbnail. A cell not prepared yet is prepared by a background
 job (thumbnails, arrangement, sprite) with a progress bar, which then draws the grid itself.
 Box or lasso selection feeds the attention view; selection restored from the URL is applied with a
@@ -9,7 +9,7 @@ the grid holds only the cell's matching images, arranged by similarity among the
 grid file, keyed by the filter); a cell the filter leaves empty says so.
 
 The view opens an image set as it opens a cell (``STORE_CELL`` = ``"set:<hash>"``,
-:mod:`app.imagesets`, e.g. a matrix pair's misclassified images): prepared by the same job, named
+:mod:`app.state.imagesets`, e.g. a matrix pair's misclassified images): prepared by the same job, named
 by its title ("misclassified by the head trained on gan, tested on diffusion (frames: the run's own head) · 23 images"), filtered alike.
 An applied set's images (pseudo-run ``RUN@SET``) without a label have a grey frame and a "?"
 badge: no right or wrong.
@@ -18,19 +18,21 @@ from __future__ import annotations
 
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
-from .. import artifacts, ids, imagesets
-from ..filters import ImageFilter
-from ..context import AppContext
-from ..figures import (HIGHLIGHT_STYLE, empty_figure, image_grid_figure, selected_positions,
+from app.files import artifacts
+
+from app.state import ids, imagesets
+from app.state.filters import ImageFilter
+from app.state.context import AppContext
+from app.figures.glyph_map import (HIGHLIGHT_STYLE, empty_figure, image_grid_figure, selected_positions,
                        selection_shapes)
-from ..jobpanel import Job, JobPanel, JobView, Ready
+from app.jobs.panel import Job, JobPanel, JobView, Ready
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
                 "modeBarButtonsToRemove": ["autoScale2d", "toImage"]}
 
 
 def layout() -> html.Div:
-    from . import concepts
+    from app.views import concepts
 
     return html.Div(className="fx-panel", children=[
         html.Div(className="fx-panel-head", children=[
@@ -161,7 +163,7 @@ def show(ctx: AppContext, cell, run_id, sel, flt=None, highlight=None):
 
 def compute(ctx: AppContext, view, request: dict, progress):
     """The job: thumbnails, arrangement and sprite of the requested cell; returns the grid."""
-    from ..cell_grids import cell_lock
+    from app.files.cell_grids import cell_lock
 
     cell = imagesets.cell_key(request["cell"])
     flt = ImageFilter.from_json(request.get("filter"))

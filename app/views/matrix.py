@@ -1,15 +1,15 @@
 """Cross-generator matrix panel: does what the detector learned carry over to other generators?
 
-For a run whose fakes come from two or more generators, ``pipeline.run_matrix`` trains heads of
+For a run whose fakes come from two or more generators, ``pipeline.generalise.run_matrix`` trains heads of
 the run's kind on its cached features (no image is read): one per generator on that generator's
 training images, and one per generator on all the others' training images, each tested on every
 generator's held-out images. The panel shows the kept matrix at once
-(``pipeline.run_matrix.cached_matrix``, which imports no torch) as two heatmaps
-(:mod:`app.matrix_figures`, AUC or accuracy); otherwise a button computes it as a background job
+(``pipeline.generalise.run_matrix.cached_matrix``, which imports no torch) as two heatmaps
+(:mod:`app.figures.matrix`, AUC or accuracy); otherwise a button computes it as a background job
 (``JobView``), kept with the run for the next time. An applied set shows its run's matrix.
 
 Clicking a pair keeps its misclassified held-out images (the run's record indices) as an image set
-(:mod:`app.imagesets`) and writes ``ids.MATRIX_OPEN``; the shell's router then opens the run with
+(:mod:`app.state.imagesets`) and writes ``ids.MATRIX_OPEN``; the shell's router then opens the run with
 that set in the image view, titled "misclassified by the head trained on gan, tested on diffusion"
 (its frames stay those of the run's own head).
 """
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from pipeline.run_matrix import cached_matrix
+from pipeline.generalise.run_matrix import cached_matrix
 
-from .. import ids, imagesets
-from ..context import AppContext
-from ..figures import empty_figure
-from ..jobpanel import Job, JobPanel, JobView, Ready
-from ..matrix_figures import matrix_figure, pair_at, pair_title
-from ..runs import split_run_id
+from app.state import ids, imagesets
+from app.state.context import AppContext
+from app.figures.glyph_map import empty_figure
+from app.jobs.panel import Job, JobPanel, JobView, Ready
+from app.figures.matrix import matrix_figure, pair_at, pair_title
+from app.state.runs import split_run_id
 
 HIDDEN, SHOWN = {"display": "none"}, {}
 
@@ -107,8 +107,8 @@ def show(ctx: AppContext, asked, run_id, figure):
 
 
 def compute(ctx: AppContext, view, request: dict, progress):
-    """The job: the run's matrix (``pipeline.run_matrix.run_matrix``, kept with the run)."""
-    from pipeline.run_matrix import run_matrix
+    """The job: the run's matrix (``pipeline.generalise.run_matrix.run_matrix``, kept with the run)."""
+    from pipeline.generalise.run_matrix import run_matrix
 
     matrix = run_matrix(view.path, progress=lambda done, total: progress("heads trained (epochs)", done, total))
     gens = fake_generators(view)

@@ -4,7 +4,7 @@ A summary line (held-out accuracy, AP, AUC and what they were measured on), the 
 the data, the training figures next to the held-out ones (a large gap means the head learned its
 training images rather than a pattern), and per generator: how many real and fake held-out
 images, the accuracy on each class, AP and AUC. Pure functions of ``meta.json``'s ``metrics`` and
-``data`` (``pipeline.metrics`` computes them); the shell's status callback shows them.
+``data`` (``pipeline.model.metrics`` computes them); the shell's status callback shows them.
 """
 from __future__ import annotations
 

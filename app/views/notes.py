@@ -1,6 +1,6 @@
 """Notes panel: attach a short note and a tag to the open cell or to the selected images.
 
-Notes live in ``<run>/notes.json`` (:class:`pipeline.notes.NotesStore`), so they survive restarts
+Notes live in ``<run>/notes.json`` (:class:`pipeline.report.notes.NotesStore`), so they survive restarts
 and are shared by every worker; on the shared server each note records who wrote it (the login),
 shown in the list, the exports and the findings sheet; the list jumps back to a note's cell and images (the jump buttons
 are handled by the shell's router) and exports as CSV or JSON with the image paths.
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
-from pipeline.notes import NotesStore
+from pipeline.report.notes import NotesStore
 
-from .. import ids, imagesets
-from ..context import AppContext
-from ..roles import current_identity, may_delete_note
+from app.state import ids, imagesets
+from app.state.context import AppContext
+from app.shared.roles import current_identity, may_delete_note
 
 
 def layout() -> html.Div:

@@ -1,11 +1,11 @@
 """Representation view: every cell as a pie glyph at its 2-D position; a click opens the cell.
 
 The full figure is sent once per run; choosing a cell only moves the highlight ring, sent as a
-``dash.Patch`` of that one trace. Past :data:`app.figures.GLYPH_CELLS` cells, the overview shows
+``dash.Patch`` of that one trace. Past :data:`app.figures.glyph_map.GLYPH_CELLS` cells, the overview shows
 coloured markers, and each zoom or pan patches in the pies of the cells in view once they are
 few enough (level of detail), so the browser never holds more than that many pies.
 
-Under the analyst's image filter (``ids.STORE_FILTER``, :mod:`app.filters`) every glyph is
+Under the analyst's image filter (``ids.STORE_FILTER``, :mod:`app.state.filters`) every glyph is
 recounted from its matching images (area ~ matching images), and a cell with no matching image is
 drawn as a pale grey disc; its tooltip says so. Cells that carry notes get a purple diamond, moved
 with a patch whenever the notes change (``ids.NOTES_VERSION``).
@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from dash import Input, Output, Patch, State, ctx as dash_ctx, dcc, html, no_update
 
-from pipeline.notes import NotesStore
-from pipeline.store import ArtifactError
+from pipeline.report.notes import NotesStore
+from pipeline.store.run_store import ArtifactError
 
-from .. import filters, ids
-from ..context import AppContext
-from .. import figures, imagesets
-from . import applied_map
-from ..figures import (EMPTY_INDEX, HIGHLIGHT_INDEX, NOTES_INDEX, CellArrays, cell_hover_texts,
+from app.state import filters, ids
+from app.state.context import AppContext
+from app.figures import glyph_map as figures
+from app.state import imagesets
+from app.views import applied_map
+from app.figures.glyph_map import (EMPTY_INDEX, HIGHLIGHT_INDEX, NOTES_INDEX, CellArrays, cell_hover_texts,
                        empty_figure, glyph_patch, highlight_ring, notes_marks, representation_figure)
 
 HOVER_INDEX = HIGHLIGHT_INDEX - 1
@@ -55,7 +56,7 @@ def legend() -> html.Div:
 
 
 def layout() -> html.Div:
-    from . import applied
+    from app.views import applied
 
     return html.Div(className="fx-panel", children=[
         html.Div(className="fx-panel-head", children=[

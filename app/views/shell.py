@@ -11,19 +11,19 @@ import dataclasses
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from pipeline.data_roots import allowed_data_path
-from pipeline.notes import NotesStore
-from pipeline.validity import flagged, read_probe
+from pipeline.data.roots import allowed_data_path
+from pipeline.report.notes import NotesStore
+from pipeline.checks.validity import flagged, read_probe
 
-from .. import ids, imagesets, last_run
-from ..context import AppContext
-from ..jobpanel import start_cancel_progress
-from ..jobs import job_user, panel_state, stage_progress
-from ..roles import current_identity, may_start_runs, start_runs_refusal
-from ..work import new_run_config, run_new
-from ..runs import run_choices
-from .metrics import metrics_block
-from ..urlstate import ViewState, format_search, parse_search, with_cell, with_run
+from app.state import ids, imagesets, last_run
+from app.state.context import AppContext
+from app.jobs.panel import start_cancel_progress
+from app.jobs.managers import job_user, panel_state, stage_progress
+from app.shared.roles import current_identity, may_start_runs, start_runs_refusal
+from app.jobs.work import new_run_config, run_new
+from app.state.runs import run_choices
+from app.views.metrics import metrics_block
+from app.state.urlstate import ViewState, format_search, parse_search, with_cell, with_run
 
 
 def navbar(ctx: AppContext) -> html.Div:
@@ -40,11 +40,11 @@ def new_run_panel(ctx: AppContext) -> html.Div:
     cfg = ctx.cfg
     user, role = current_identity(cfg)
     hidden = {"display": "none"}
-    if not may_start_runs(role):  # the server refuses the job too (app.roles)
+    if not may_start_runs(role):  # the server refuses the job too (app.shared.roles)
         return html.Div(id=ids.NEWRUN_COLLAPSE, className="fx-newrun", style=hidden, children=[
             html.Div(start_runs_refusal(user), className="fx-muted")])
     if cfg.server.mode == "shared":  # only the data sets under the server's data roots
-        from .data_picker import data_picker
+        from app.views.data_picker import data_picker
 
         path_field = data_picker(cfg)
     else:
@@ -82,7 +82,7 @@ def status(ctx: AppContext, run_id):
             + (f" · {data.get('n_bad')} unusable files skipped" if data.get("n_bad") else ""))
     applied_metrics = None
     if view.is_applied:  # "applied set X of run Y", and the set's own figures
-        from .applied import status_parts
+        from app.views.applied import status_parts
 
         line, applied_metrics = status_parts(view)
     notice, style = "", hidden

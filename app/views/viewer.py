@@ -17,11 +17,11 @@ a hand-made overlay would have to reimplement; its look comes from ``assets/styl
 Bootstrap stylesheet: the app runs offline and keeps its own style).
 
 The picture is the original file (``/files/image/<run>/<i>``, converted once when a browser cannot
-show it: :mod:`pipeline.originals`) on a plotly figure with wheel zoom and drag pan
-(:mod:`app.viewer_figure`). The relevance maps were computed on the model input, the centre square
-of the original (:func:`pipeline.originals.model_input_box`), so the map is laid over that square
+show it: :mod:`pipeline.represent.originals`) on a plotly figure with wheel zoom and drag pan
+(:mod:`app.figures.viewer`). The relevance maps were computed on the model input, the centre square
+of the original (:func:`pipeline.represent.originals.model_input_box`), so the map is laid over that square
 and the border outside it is shaded and said to be unseen. A map not drawn yet is computed by a
-background job for this one image (:class:`app.jobpanel.JobView`); a drawn one shows at once.
+background job for this one image (:class:`app.jobs.panel.JobView`); a drawn one shows at once.
 """
 from __future__ import annotations
 
@@ -30,16 +30,18 @@ from pathlib import Path
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Input, Output, State, callback_context, dcc, html, no_update
 
-from pipeline.data import BadImageError, PathRefused
-from pipeline.originals import inspect, model_input_box
+from pipeline.data.scan import BadImageError, PathRefused
+from pipeline.represent.originals import inspect, model_input_box
 
-from .. import artifacts, ids, viewer_files
-from ..context import AppContext
-from ..figures import empty_figure
-from ..jobpanel import Job, JobPanel, JobView, Ready
-from ..runs import LABEL_WORDS
-from ..viewer_figure import image_figure
-from ..viewer_files import AGGREGATE
+from app.files import artifacts, viewer_files
+
+from app.state import ids
+from app.state.context import AppContext
+from app.figures.glyph_map import empty_figure
+from app.jobs.panel import Job, JobPanel, JobView, Ready
+from app.state.runs import LABEL_WORDS
+from app.figures.viewer import image_figure
+from app.files.viewer_files import AGGREGATE
 
 MAX_PAIRS = 12  # same-source images listed in the strip
 DEFAULT_OPACITY = 0.6
@@ -283,7 +285,7 @@ def show(ctx: AppContext, payload, run_id, opacity):
 
 def compute(ctx: AppContext, view, request: dict, progress, explain=None):
     """The job: compute and draw the image's relevance layers; returns the figure with the map."""
-    from .. import work
+    from app.jobs import work
 
     index = int(request["index"])
     get_maps = (explain or work.explain_functions())[0]

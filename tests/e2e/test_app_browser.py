@@ -20,10 +20,10 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from app import ids
-from app.jobpanel import JobPanel
-from app.figures import HIGHLIGHT_INDEX
-from pipeline.store import RunStore
+from app.state import ids
+from app.jobs.panel import JobPanel
+from app.figures.glyph_map import HIGHLIGHT_INDEX
+from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import make_dataset
 
 JOB_TIMEOUT = 180

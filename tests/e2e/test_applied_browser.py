@@ -11,13 +11,13 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
-from app import ids
-from app.applied_figures import MARKERS_NAME
-from app.figures import CLASSES, EMPTY_INDEX
-from app.matrix_figures import pair_title
-from app.runs import applied_id
-from pipeline.sealed import read_sealed_json
-from pipeline.store import MATRIX, RunStore
+from app.state import ids
+from app.figures.applied import MARKERS_NAME
+from app.figures.glyph_map import CLASSES, EMPTY_INDEX
+from app.figures.matrix import pair_title
+from app.state.runs import applied_id
+from pipeline.store.sealed import read_sealed_json
+from pipeline.store.run_store import MATRIX, RunStore
 from tests.e2e.test_app_browser import (HOVER, JOB_TIMEOUT, click_point, largest_cell, open_app, run_dir,
                                         text_of, trace_info, type_into, wait_for_grid, wait_until)
 from tests.e2e.test_finder_browser import choose

@@ -11,10 +11,10 @@ import shutil
 import pytest
 from selenium.webdriver.common.by import By
 
-from app import ids
-from pipeline.bias_probe import DEFAULT_TRANSFORMS
+from app.state import ids
+from pipeline.checks.bias_probe import DEFAULT_TRANSFORMS
 from pipeline.config import REPO_ROOT
-from pipeline.store import RunStore
+from pipeline.store.run_store import RunStore
 from tests.e2e.conftest import AppServer
 from tests.e2e.test_app_browser import JOB_TIMEOUT, text_of, wait_until
 from tests.e2e.test_viewer_browser import viewer_open

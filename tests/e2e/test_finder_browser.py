@@ -6,9 +6,9 @@ from __future__ import annotations
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from app import ids
-from app.figures import NOTES_INDEX
-from pipeline.store import RunStore
+from app.state import ids
+from app.figures.glyph_map import NOTES_INDEX
+from pipeline.store.run_store import RunStore
 from tests.e2e.test_app_browser import (HOVER, JOB_TIMEOUT, cells_of, click_point, largest_cell, open_app,
                                         run_dir, text_of, trace_info, wait_for_grid, wait_until)
 

@@ -13,8 +13,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from app import ids
-from pipeline.store import RunStore
+from app.state import ids
+from pipeline.store.run_store import RunStore
 from tests.e2e.test_app_browser import (JOB_TIMEOUT, cells_of, click_point, drag_box, open_app, read_matrix,
                                         run_dir, text_of, trace_info, wait_for_grid, wait_until)
 from tests.e2e.test_finder_browser import choose, table_rows

@@ -12,8 +12,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from app import ids
-from pipeline.store import RunStore
+from app.state import ids
+from pipeline.store.run_store import RunStore
 from tests.e2e.test_app_browser import (JOB_TIMEOUT, click_point, largest_cell, open_app, run_dir,
                                         text_of, wait_for_grid, wait_until)
 

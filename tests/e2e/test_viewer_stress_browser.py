@@ -17,7 +17,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.remote_connection import RemoteConnection
 
-from app import ids
+from app.state import ids
 from pipeline.config import REPO_ROOT
 from tests.e2e.conftest import AppServer
 from tests.e2e.test_app_browser import click_point, text_of, wait_for_grid, wait_until

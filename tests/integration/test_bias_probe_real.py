@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipeline.config import REPO_ROOT, load_config, with_data
 from pipeline.runner import run_pipeline
-from pipeline.validity import run_bias_probe
+from pipeline.checks.validity import run_bias_probe
 
 FACES = REPO_ROOT.parent / "shared" / "data" / "faces"
 N_PER_CLASS = 60

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.context import AppContext
+from app.state.context import AppContext
 from app.views import checks
 from pipeline.config import REPO_ROOT, load_config
 from pipeline.runner import run_pipeline

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Config
-from pipeline.demo_data.build import HOLDOUT_FRACTION, MIN_REAL_DOWNSCALE, build_demo_dataset
-from pipeline.demo_data.generators import GENERATOR_NAMES
-from pipeline.demo_data.sources import debian_wallpapers
+from pipeline.data.demo.build import HOLDOUT_FRACTION, MIN_REAL_DOWNSCALE, build_demo_dataset
+from pipeline.data.demo.generators import GENERATOR_NAMES
+from pipeline.data.demo.sources import debian_wallpapers
 
 pytest.importorskip("ncnn")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from pipeline.config import REPO_ROOT, load_config
-from pipeline.demo import ensure_demo_config
+from pipeline.data.demo.builtin import ensure_demo_config
 from pipeline.runner import run_pipeline
 
 pytestmark = pytest.mark.slow

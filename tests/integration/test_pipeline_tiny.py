@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from pipeline import runner
-from pipeline.cli import main as cli_main
+from pipeline.cli.main import main as cli_main
 from pipeline.config import REPO_ROOT, load_config
 from pipeline.runner import run_pipeline
-from pipeline.store import RunStore
+from pipeline.store.run_store import RunStore
 
 
 def _image(rng, fake: bool, size=48) -> Image.Image:

@@ -59,7 +59,7 @@ def _same_split_probe_accuracy(meta) -> float:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from pipeline.store import RunStore
+    from pipeline.store.run_store import RunStore
     store = RunStore(meta["_path"])
     records = store.read_records()
     y = np.array([r["label"] for r in records])

@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 
 from pipeline.config import Config
-from pipeline.encoders import DinoV2StandinEncoder, StandinUnavailableError
-from pipeline.faithfulness import deletion_check
-from pipeline.head import DistilledHead
-from pipeline.project import ProjectionModule
-from pipeline.relevance import relevance_maps
+from pipeline.model.encoders import DinoV2StandinEncoder, StandinUnavailableError
+from pipeline.explain.faithfulness import deletion_check
+from pipeline.model.head import DistilledHead
+from pipeline.model.projection import ProjectionModule
+from pipeline.explain.relevance import relevance_maps
 from tests.helpers import torch_threads
 
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import REPO_ROOT, DataConfig
-from pipeline.data import scan
-from pipeline.shortcuts import shortcut_check
-from pipeline.splits import assign_splits
+from pipeline.data.scan import scan
+from pipeline.checks.shortcuts import shortcut_check
+from pipeline.data.splits import assign_splits
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 

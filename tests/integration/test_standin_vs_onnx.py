@@ -12,9 +12,9 @@ from PIL import Image
 from timm.models.vision_transformer import Block
 
 from pipeline.config import Config, EncoderConfig
-from pipeline.embed import embed_pil
-from pipeline.encoders import CHECKPOINT_ENV, DinoV2StandinEncoder, load_encoder
-from pipeline.encoders.dinov2_standin import (ONNX_MEMBER, SAFETENSORS_NAME,
+from pipeline.model.embed import embed_pil
+from pipeline.model.encoders import CHECKPOINT_ENV, DinoV2StandinEncoder, load_encoder
+from pipeline.model.encoders.dinov2_standin import (ONNX_MEMBER, SAFETENSORS_NAME,
                                               StandinUnavailableError, ensure_wheel)
 from tests.helpers import torch_threads
 

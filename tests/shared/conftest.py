@@ -56,7 +56,7 @@ def shared_run(tmp_path_factory) -> dict:
 
 def shared_config(runs: Path, cache: Path, *extra: str):
     """configs/test.yaml in shared mode on free ports, folders ``runs`` and ``cache``."""
-    from app.shared_stack import free_port
+    from app.shared.stack import free_port
 
     return load_config(REPO_ROOT / "configs" / "test.yaml", [
         f"runs_dir={runs}", f"cache_dir={cache}", "server.mode=shared", "server.host=127.0.0.1",

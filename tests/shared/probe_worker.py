@@ -1,4 +1,4 @@
-"""Celery worker entry for the shared-server tests: ``app.worker``'s worker, plus a record of
+"""Celery worker entry for the shared-server tests: ``app.shared.worker``'s worker, plus a record of
 what its jobs actually compute.
 
 With ``$FAXPLAINER_PROBE_FILE`` set, each worker process appends one JSON line per relevance map
@@ -9,7 +9,7 @@ records that it started (``"maps_started"`` with the images, ``"concepts_started
 while that file exists: a test keeps the heavy workers busy for exactly as long as it wants.
 The explain counters are installed in the pool process when its first job asks for the explain
 functions, so the worker's main process still imports no torch; the scan counter at import
-(``pipeline.data`` is light), before the runner picks up ``scan``.
+(``pipeline.data.scan`` is light), before the runner picks up ``scan``.
 Start with ``celery -A tests.shared.probe_worker:celery worker ...``.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import os
 
-from app import celery_app as _celery_app
-from app import work as _work
-from app import worker as _worker
+from app.shared import celery_app as _celery_app
+from app.jobs import work as _work
+from app.shared import worker as _worker
 
 _explain_functions = _work.explain_functions
 
@@ -32,7 +32,8 @@ def record(kind: str, **fields) -> None:
 
 
 def _install_counters() -> None:
-    from pipeline import explain_cache, models
+    from pipeline.explain import cache as explain_cache
+    from pipeline.model import run_models as models
 
     if getattr(explain_cache, "_probe_installed", False):
         return
@@ -86,7 +87,7 @@ _work.explain_functions = probed_explain_functions
 def _count_scans() -> None:
     import sys
 
-    from pipeline import data
+    from pipeline.data import scan as data
 
     # the runner binds ``scan`` when it is imported: it must not have been yet, or scans would
     # go uncounted and "nothing was scanned" would prove nothing

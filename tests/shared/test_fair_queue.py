@@ -1,4 +1,4 @@
-"""app.fair_queue on a real redis-server with real Celery messages (no worker takes them): the
+"""app.jobs.fair_queue on a real redis-server with real Celery messages (no worker takes them): the
 place of a job in its queue, and a user's newer job of a view replacing their older one."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from app.celery_app import make_celery
-from app.fair_queue import QueueBook, jobs_ahead_words
-from app.shared_stack import free_port
+from app.shared.celery_app import make_celery
+from app.jobs.fair_queue import QueueBook, jobs_ahead_words
+from app.shared.stack import free_port
 
 from .conftest import needs_redis
 

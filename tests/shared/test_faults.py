@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.context import AppContext
+from app.state.context import AppContext
 from pipeline.config import REPO_ROOT, load_config
-from pipeline.diskcheck import StorageError, writable_folder
+from pipeline.store.diskcheck import StorageError, writable_folder
 from pipeline.runner import run_pipeline
-from pipeline.store import ArtifactError, RunStore
+from pipeline.store.run_store import ArtifactError, RunStore
 
 
 def _copy_run(shared_run, tmp_path) -> tuple[Path, Path]:
@@ -144,7 +144,7 @@ def test_run_stopped_by_a_full_disk_says_so_and_damages_no_cache(shared_run, tmp
 
 def test_the_app_reports_a_storage_error_of_a_run(tmp_path):
     """What the "new run" job shows: the exception's message, which names the folder."""
-    from app.work import run_new
+    from app.jobs.work import run_new
 
     blocker = tmp_path / "cache"
     blocker.write_text("x")

@@ -1,6 +1,6 @@
-"""``pipeline.locks`` across real processes: overlapping requests compute each item once, a holder
+"""``pipeline.store.locks`` across real processes: overlapping requests compute each item once, a holder
 killed with SIGKILL frees its lock at once, and an unusable lock folder is a clear error. Also the
-app's wrappers of the explain getters (``app.work.explain_once``)."""
+app's wrappers of the explain getters (``app.jobs.work.explain_once``)."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.work import explain_once
-from pipeline.locks import LockFolderError, Locks, each_once, once
+from app.jobs.work import explain_once
+from pipeline.store.locks import LockFolderError, Locks, each_once, once
 
 ctx = mp.get_context("fork")
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from app.jobs import make_managers
+from app.jobs.managers import make_managers
 from pipeline.config import REPO_ROOT, from_dict
 
 
@@ -25,7 +25,7 @@ def test_local_mode_keeps_diskcache_and_shared_mode_uses_celery_queues(tmp_path)
     # a cell's grid has a queue (and a worker) of its own in shared mode; locally every job is
     # its own process, so the grids share the views' manager
     assert shared.grids.queue == "faxplainer-grids" and local.grids is local.views
-    # no memo in either mode: each request has a nonce, the files on disk are the cache (app.jobs)
+    # no memo in either mode: each request has a nonce, the files on disk are the cache (app.jobs.managers)
     assert not (shared.views.cache_by or shared.runs.cache_by or local.views.cache_by)
     assert shared.views.handle.conf.broker_url == "redis://127.0.0.1:1/3"
     assert shared.views.handle is shared.runs.handle
@@ -41,7 +41,7 @@ def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, m
                                   "server": {"mode": "shared", "redis_url": "redis://127.0.0.1:1/0"}}))
     script = textwrap.dedent("""
         import json, sys
-        from app.worker import celery
+        from app.shared.worker import celery
         names = sorted(n for n in celery.tasks if n.startswith("background_callback_"))
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "open_clip", "timm"))
         print(json.dumps({"tasks": names, "heavy": heavy}))
@@ -59,7 +59,7 @@ def test_worker_main_process_registers_the_jobs_and_imports_no_torch(tmp_path, m
 
 def test_worker_refuses_a_local_config(tmp_path):
     env = dict(os.environ, FAXPLAINER_CONFIG=str(REPO_ROOT / "configs" / "test.yaml"))
-    r = subprocess.run([sys.executable, "-c", "from app.worker import celery"], cwd=REPO_ROOT,
+    r = subprocess.run([sys.executable, "-c", "from app.shared.worker import celery"], cwd=REPO_ROOT,
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "server.mode: shared" in r.stderr
 
@@ -80,7 +80,7 @@ def test_local_mode_binds_to_loopback_only():
 def test_heavy_workers_run_behind_the_grids_on_the_cpu(tmp_path, monkeypatch):
     """The launcher's command lines: views and runs at ``server.heavy_nice``, without it the grids
     worker, which also skips the torch warm-up (its jobs never need torch)."""
-    import app.shared_stack as shared_stack
+    import app.shared.stack as shared_stack
 
     cfg = from_dict({"runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"),
                      "server": {"mode": "shared", "redis_url": "redis://127.0.0.1:1/0",
@@ -101,7 +101,7 @@ def test_heavy_workers_run_behind_the_grids_on_the_cpu(tmp_path, monkeypatch):
 
 
 def test_a_worker_started_without_warm_up_imports_nothing_heavy(monkeypatch):
-    import app.worker as worker
+    import app.shared.worker as worker
 
     started = []
     monkeypatch.setattr(worker.threading, "Thread", lambda **kw: started.append(kw) or

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.celery_app import embed_in_shards, make_celery, unacked_tasks
-from app.celery_app import EMBED_QUEUE, RUNS_QUEUE
-from app.shared_stack import SharedStack
-from app import ids
-from app.jobpanel import JobPanel
-from pipeline.store import RunStore
+from app.shared.celery_app import embed_in_shards, make_celery, unacked_tasks
+from app.shared.celery_app import EMBED_QUEUE, RUNS_QUEUE
+from app.shared.stack import SharedStack
+from app.state import ids
+from app.jobs.panel import JobPanel
+from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import make_dataset as make_small_dataset
 from tests.integration.test_pipeline_tiny import make_dataset as make_kill_dataset
 

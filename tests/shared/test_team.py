@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from app import artifacts, ids
-from app.context import AppContext
-from app.jobpanel import JobPanel
-from app.shared_stack import SharedStack
-from pipeline.store import RunStore
+from app.files import artifacts
+
+from app.state import ids
+from app.state.context import AppContext
+from app.jobs.panel import JobPanel
+from app.shared.stack import SharedStack
+from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import make_dataset
 
 from .conftest import needs_redis, shared_config, write_users

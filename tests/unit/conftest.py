@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.encoders import TinyEncoder
+from pipeline.model.encoders import TinyEncoder
 from tests.helpers import torch_threads
 
 

@@ -4,13 +4,15 @@ import pytest
 from dash import Patch, no_update
 from PIL import Image
 
-from app import artifacts, ids
-from app.context import AppContext
-from app.work import new_run_config
-from app.urlstate import ViewState
+from app.files import artifacts
+
+from app.state import ids
+from app.state.context import AppContext
+from app.jobs.work import new_run_config
+from app.state.urlstate import ViewState
 from app.views import attention, concepts, images, notes, representation, shell
-from pipeline.notes import NotesStore
-from pipeline.overlays import muted
+from pipeline.report.notes import NotesStore
+from pipeline.explain.overlays import muted
 from tests.fixtures_runs import FAKE_EXPLAIN, known_contributions
 
 
@@ -372,7 +374,7 @@ def decoded(typed: dict) -> np.ndarray:
 
 
 def test_level_of_detail_draws_pies_only_for_the_cells_in_view(ctx, monkeypatch):
-    from app import figures
+    from app.figures import glyph_map as figures
 
     monkeypatch.setattr(figures, "GLYPH_CELLS", 1)  # the 3 cells of the fake run are "many"
     view = ctx.run("fake-run")

@@ -1,10 +1,10 @@
-"""app.figures: pie glyphs encode counts, classes, correctness and confidence; grid figure."""
+"""app.figures.glyph_map: pie glyphs encode counts, classes, correctness and confidence; grid figure."""
 import numpy as np
 import plotly.io.json as pio_json
 import pytest
 
-from app import figures
-from app.figures import (CLASSES, class_colour, glyph_patch, HIGHLIGHT_INDEX, HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME,
+from app.figures import glyph_map as figures
+from app.figures.glyph_map import (CLASSES, class_colour, glyph_patch, HIGHLIGHT_INDEX, HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME,
                          SATURATIONS, arc_vertices, confidence_bins, highlight_ring,
                          image_grid_figure, representation_figure, trace_index, wedge_polygons)
 

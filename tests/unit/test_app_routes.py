@@ -1,4 +1,4 @@
-"""app.routes: files are served by run id and integers only; browser paths are never opened."""
+"""app.files.routes: files are served by run id and integers only; browser paths are never opened."""
 import csv
 import io
 
@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from app.main import create_app
-from pipeline.notes import NotesStore
-from pipeline.store import RunStore
+from pipeline.report.notes import NotesStore
+from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import image_colour
 
 

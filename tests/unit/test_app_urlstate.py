@@ -1,7 +1,7 @@
-"""app.urlstate: the view state survives a round trip through the query string."""
+"""app.state.urlstate: the view state survives a round trip through the query string."""
 import pytest
 
-from app.urlstate import ViewState, format_ids, format_search, parse_ids, parse_search, with_cell, with_run
+from app.state.urlstate import ViewState, format_ids, format_search, parse_ids, parse_search, with_cell, with_run
 
 
 def test_id_ranges_round_trip():

@@ -4,11 +4,13 @@ import pytest
 from dash import no_update
 from PIL import Image
 
-from app import ids, viewer_files
-from app.context import AppContext
+from app.state import ids
+
+from app.files import viewer_files
+from app.state.context import AppContext
 from app.views import images, viewer
-from pipeline.overlays import FAKE_RGB, REAL_RGB
-from pipeline.store import RunStore
+from pipeline.explain.overlays import FAKE_RGB, REAL_RGB
+from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import FAKE_EXPLAIN
 from tests.unit.test_app_callbacks import Progress, _texts
 
@@ -60,7 +62,7 @@ def test_previous_and_next_follow_the_grid_order_and_stop_at_the_ends(ctx):
     view = ctx.run("fake-run")
     request = images.JOB.render(ctx, 1, "fake-run", None)[-1]
     images.JOB.prepare(ctx, request, Progress())  # the cell's grid, arranged by similarity
-    from app import artifacts
+    from app.files import artifacts
 
     order = [i for i in artifacts.read_grid(ctx.app_cache(view), 1)["order"] if i >= 0]
     assert sorted(order) == view.cell_members(1).tolist() and order != sorted(order)
@@ -265,7 +267,7 @@ def test_the_image_route_refuses_indices_and_records_outside_the_run(client, ctx
 
 
 def test_a_tiff_is_converted_once_and_the_conversion_cached(client, ctx, monkeypatch):
-    from pipeline import originals
+    from pipeline.represent import originals
 
     pixels = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
     _replace(ctx, 5, "tiffs/five.tif", lambda p: Image.fromarray(pixels).save(p, format="TIFF"))

@@ -3,7 +3,7 @@ applied sets opened as pseudo-runs ``RUN@SET`` (representation, grid, routes, ex
 "score a folder" job, and a matrix pair's misclassified images opened as an image set.
 
 Known answers come from a real run of a generated data set with the tiny encoder and applied sets
-made by ``pipeline.apply`` (as tests/unit/test_apply.py makes them): the set's ``cells.json``
+made by ``pipeline.generalise.apply`` (as tests/unit/test_apply.py makes them): the set's ``cells.json``
 tallies, the run's own predictions for its own images, the matrix's misclassified indices.
 """
 from __future__ import annotations
@@ -16,22 +16,22 @@ import numpy as np
 import pytest
 from dash import no_update
 
-from app import ids, imagesets
-from app.applied_figures import MARKERS_NAME, applied_radii
-from app.context import AppContext
-from app.figures import CLASSES, EMPTY_INDEX, HIGHLIGHT_INDEX, trace_index
+from app.state import ids, imagesets
+from app.figures.applied import MARKERS_NAME, applied_radii
+from app.state.context import AppContext
+from app.figures.glyph_map import CLASSES, EMPTY_INDEX, HIGHLIGHT_INDEX, trace_index
 from app.main import create_app
-from app.matrix_figures import TABLES, matrix_figure, pair_title
-from app.runs import applied_id, run_choices, valid_run_id
-from app.urlstate import ViewState, format_search, parse_search
+from app.figures.matrix import TABLES, matrix_figure, pair_title
+from app.state.runs import applied_id, run_choices, valid_run_id
+from app.state.urlstate import ViewState, format_search, parse_search
 from app.views import applied, attention, concepts, images, matrix, representation, shell
-from pipeline.apply import apply_run
+from pipeline.generalise.apply import apply_run
 from pipeline.config import REPO_ROOT, from_dict, load_config
-from pipeline.crossgen import TABLES as PIPELINE_TABLES
-from pipeline.models import clear_cache, load_run_models, model_fingerprint
-from pipeline.run_matrix import run_matrix
+from pipeline.generalise.crossgen import TABLES as PIPELINE_TABLES
+from pipeline.model.run_models import clear_cache, load_run_models, model_fingerprint
+from pipeline.generalise.run_matrix import run_matrix
 from pipeline.runner import run_pipeline
-from pipeline.store import RunStore
+from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import FAKE_EXPLAIN, make_dataset
 
 HOVER = HIGHLIGHT_INDEX - 1  # the cells' hover/click layer
@@ -143,7 +143,7 @@ def test_an_unlabelled_set_is_drawn_by_prediction_with_no_right_or_wrong(ctx, ma
     assert set(view.outcome(i) for i in range(view.n_images)) == {"unlabelled"}
     assert images.title(ctx, rid, int(view.cell[0])).endswith("no labels: predictions only")
     # no image without a label passes a label or right/wrong filter
-    from app.filters import mask
+    from app.state.filters import mask
     assert not mask(view, {"outcomes": ["wrong"]}).any() and not mask(view, {"labels": ["real"]}).any()
 
 
@@ -214,7 +214,7 @@ def test_the_pseudo_run_opens_its_cells_grid_with_the_sets_images(ctx, made, tmp
 def test_explanations_of_an_applied_image_are_its_runs(ctx, made):
     """Same file, same models: an applied image's relevance maps equal the run's own maps of it,
     cached inside the set's folder."""
-    from pipeline.explain_cache import get_maps
+    from pipeline.explain.cache import get_maps
 
     _, run, picked = made
     set_dir = run.path / "applied" / "one-cell"
@@ -235,7 +235,7 @@ def test_explanations_of_an_applied_image_are_its_runs(ctx, made):
 
 
 def test_concepts_of_an_applied_cell_count_its_unlabelled_segments(ctx, made):
-    from pipeline.explain_cache import get_concepts
+    from pipeline.explain.cache import get_concepts
 
     _, run, _ = made
     set_dir = run.path / "applied" / "blind"

@@ -1,5 +1,5 @@
-"""Scoring new images with a finished run (``pipeline.apply``) and the run's cross-generator matrix
-(``pipeline.run_matrix``), on a real run of a generated data set with the tiny encoder."""
+"""Scoring new images with a finished run (``pipeline.generalise.apply``) and the run's cross-generator matrix
+(``pipeline.generalise.run_matrix``), on a real run of a generated data set with the tiny encoder."""
 from __future__ import annotations
 
 import csv
@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import apply as apply_module
-from pipeline import crossgen as crossgen_module
-from pipeline.apply import apply_run
-from pipeline.cli import main as cli_main
+from pipeline.generalise import apply as apply_module
+from pipeline.generalise import crossgen as crossgen_module
+from pipeline.generalise.apply import apply_run
+from pipeline.cli.main import main as cli_main
 from pipeline.config import REPO_ROOT, load_config
-from pipeline.crossgen import cross_generator_matrix
-from pipeline.data import UNLABELLED
-from pipeline.models import clear_cache, load_run_models
-from pipeline.run_matrix import cached_matrix, run_matrix
+from pipeline.generalise.crossgen import cross_generator_matrix
+from pipeline.data.scan import UNLABELLED
+from pipeline.model.run_models import clear_cache, load_run_models
+from pipeline.generalise.run_matrix import cached_matrix, run_matrix
 from pipeline.runner import run_pipeline
-from pipeline.store import MATRIX, RunStore
+from pipeline.store.run_store import MATRIX, RunStore
 from tests.fixtures_runs import make_dataset
 
 HEAD_FIGURES = ("n", "n_real", "n_fake", "accuracy", "real_accuracy", "fake_accuracy", "ap", "auc")

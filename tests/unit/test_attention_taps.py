@@ -7,7 +7,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from pipeline.attention_taps import tap_attention, tap_encoder
+from pipeline.explain.taps import tap_attention, tap_encoder
 
 
 @pytest.fixture(scope="module")

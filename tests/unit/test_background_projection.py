@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pipeline import runner
-from pipeline.background import build_background
+from pipeline.model.background import build_background
 from pipeline.config import REPO_ROOT, load_config
 from tests.integration.test_pipeline_tiny import make_dataset
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.bias_probe import DEFAULT_TRANSFORMS, Transform, bias_probe, verdict
-from pipeline.data import BadImageError
+from pipeline.checks.bias_probe import DEFAULT_TRANSFORMS, Transform, bias_probe, verdict
+from pipeline.data.scan import BadImageError
 
 
 def _scene(rng, n=64, red=0.0) -> Image.Image:

@@ -1,10 +1,10 @@
-"""app.cell_grids: every cell's grid made with the run, so that a cell click is a file read."""
+"""app.files.cell_grids: every cell's grid made with the run, so that a cell click is a file read."""
 from __future__ import annotations
 
 import dataclasses
 
-from app import artifacts, cell_grids
-from app.context import AppContext
+from app.files import artifacts, cell_grids
+from app.state.context import AppContext
 from app.views import images
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.cells import build_cells, default_n_cells
-from pipeline.splits import HELDOUT, TRAIN, assign_splits, validation_mask
+from pipeline.represent.cells import build_cells, default_n_cells
+from pipeline.data.splits import HELDOUT, TRAIN, assign_splits, validation_mask
 
 
 def test_cells_recover_separated_groups_and_count_correctly():

@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline.concepts import cut_out, extract_concepts, segment_image
+from pipeline.explain.concepts import cut_out, extract_concepts, segment_image
 from pipeline.config import Config, ConceptsConfig, EncoderConfig, to_dict
-from pipeline.encoders import TinyEncoder
-from pipeline.explain_cache import get_concepts
-from pipeline.models import RunModels
-from pipeline.explain_cli import cmd_concepts
-from pipeline.sealed import is_intact, read_sealed_json
-from pipeline.head import DistilledHead, HeadModule
-from pipeline.project import ProjectionModule, VisionOnlyProjection
-from pipeline.store import RunStore
+from pipeline.model.encoders import TinyEncoder
+from pipeline.explain.cache import get_concepts
+from pipeline.model.run_models import RunModels
+from pipeline.cli.explain import cmd_concepts
+from pipeline.store.sealed import is_intact, read_sealed_json
+from pipeline.model.head import DistilledHead, HeadModule
+from pipeline.model.projection import ProjectionModule, VisionOnlyProjection
+from pipeline.store.run_store import RunStore
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 230)}
 

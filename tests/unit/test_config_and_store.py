@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.data import PathRefused, Record
-from pipeline.store import (RECORD_FIELDS, RUN_COLUMNS, ArtifactError, RunStore, read_records_csv,
+from pipeline.data.scan import PathRefused, Record
+from pipeline.store.run_store import (RECORD_FIELDS, RUN_COLUMNS, ArtifactError, RunStore, read_records_csv,
                             write_records_csv, write_run)
 
 

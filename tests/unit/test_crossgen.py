@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from pipeline.config import HeadConfig
-from pipeline.crossgen import VALIDATION_FRACTION, cross_generator_matrix
-from pipeline.head import DistilledHead, HeadModule, orthogonality_penalty
-from pipeline.metrics import binary_metrics
-from pipeline.splits import validation_mask
-from pipeline.stacked_heads import _gradients, fit_stacked
+from pipeline.generalise.crossgen import VALIDATION_FRACTION, cross_generator_matrix
+from pipeline.model.head import DistilledHead, HeadModule, orthogonality_penalty
+from pipeline.model.metrics import binary_metrics
+from pipeline.data.splits import validation_mask
+from pipeline.generalise.stacked_heads import _gradients, fit_stacked
 
 DIM, SHIFT = 16, 3.0
 CONFIG = HeadConfig(lr=1e-2, max_epochs=150, patience=10)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.config import DataConfig
-from pipeline.data import BadImageError, load_image_rgb, probe_image, scan
+from pipeline.data.scan import BadImageError, load_image_rgb, probe_image, scan
 
 
 def _photo(w=64, h=48, seed=0) -> Image.Image:

@@ -1,4 +1,4 @@
-"""The data-roots rule of a shared server (pipeline.data_roots): what a new run may read, and the
+"""The data-roots rule of a shared server (pipeline.data.roots): what a new run may read, and the
 bounded listing of the data sets under the roots."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline.config import from_dict
-from pipeline.data_roots import (DataRootError, allowed_data_path, check_data_path, data_choices,
+from pipeline.data.roots import (DataRootError, allowed_data_path, check_data_path, data_choices,
                                  data_roots)
 
 

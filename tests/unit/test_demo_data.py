@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.demo_data import build as B
-from pipeline.demo_data.build import build_demo_dataset
-from pipeline.demo_data.generators import GENERATOR_NAMES, SuperResolutionNet, get_spec
-from pipeline.demo_data.sources import (debian_wallpapers, dep5_lookup, fetch_debian_package,
+from pipeline.data.demo import build as B
+from pipeline.data.demo.build import build_demo_dataset
+from pipeline.data.demo.generators import GENERATOR_NAMES, SuperResolutionNet, get_spec
+from pipeline.data.demo.sources import (debian_wallpapers, dep5_lookup, fetch_debian_package,
                                         package_photos, parse_dep5, to_srgb, user_photos)
 
 pytestmark = pytest.mark.timeout(300)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.duplicates import exact_duplicates, metrics_with_and_without, near_duplicates
-from pipeline.embed import embed_paths
+from pipeline.checks.duplicates import exact_duplicates, metrics_with_and_without, near_duplicates
+from pipeline.model.embed import embed_paths
 
 
 def test_the_same_file_under_both_labels_is_a_conflict_and_excluded(tmp_path, tiny):

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.data import load_image_rgb
-from pipeline.embed import EmbeddingCacheWarning, embed_paths, embed_pil
-from pipeline.encoders import TinyEncoder
-from pipeline.encoders.base import Encoder
+from pipeline.data.scan import load_image_rgb
+from pipeline.model.embed import EmbeddingCacheWarning, embed_paths, embed_pil
+from pipeline.model.encoders import TinyEncoder
+from pipeline.model.encoders.base import Encoder
 
 N_IMAGES = 30
 

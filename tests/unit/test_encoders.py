@@ -11,13 +11,13 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock
 from PIL import Image
 
-import pipeline.encoders.common as common
+import pipeline.model.encoders.common as common
 from pipeline.config import EncoderConfig
-from pipeline.encoders import (CHECKPOINT_ENV, OpenClipEncoder, TinyEncoder,
+from pipeline.model.encoders import (CHECKPOINT_ENV, OpenClipEncoder, TinyEncoder,
                                WeightsUnavailableError, load_encoder, resolve_clip_weights)
-from pipeline.encoders.dinov2_standin import IMAGENET_MEAN, IMAGENET_STD, standin_preprocess
-from pipeline.encoders.open_clip_encoder import _force_kwargs
-from pipeline.encoders.tiny import TINY_MODEL_NAME, register_tiny_config
+from pipeline.model.encoders.dinov2_standin import IMAGENET_MEAN, IMAGENET_STD, standin_preprocess
+from pipeline.model.encoders.open_clip_encoder import _force_kwargs
+from pipeline.model.encoders.tiny import TINY_MODEL_NAME, register_tiny_config
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin, WebPImagePlugin
 
 from pipeline.config import DataConfig
-from pipeline.data import scan
-from pipeline.filefacts import ROW_COLUMNS, FileFacts, estimate_jpeg_quality, facts_from_image, ijg_table, \
+from pipeline.data.scan import scan
+from pipeline.data.filefacts import ROW_COLUMNS, FileFacts, estimate_jpeg_quality, facts_from_image, ijg_table, \
     IJG_LUMA, read_facts
 
 
@@ -195,7 +195,7 @@ def test_a_metadata_reader_failure_keeps_the_image_with_probe_facts(tmp_path, mo
     def broken(*args, **kwargs):
         raise ValueError("unexpected metadata")
 
-    monkeypatch.setattr("pipeline.data.facts_from_image", broken)
+    monkeypatch.setattr("pipeline.data.scan.facts_from_image", broken)
     result = scan(DataConfig(root=str(tmp_path / "data")))
     assert len(result.records) == 1 and result.facts[0].size == "33x21" and result.facts[0].format == "JPEG"
 

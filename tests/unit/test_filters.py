@@ -1,9 +1,9 @@
-"""app.filters: the image filter, its mask over a run's images and the per-cell recounts."""
+"""app.state.filters: the image filter, its mask over a run's images and the per-cell recounts."""
 import numpy as np
 import pytest
 
-from app.context import AppContext
-from app.filters import NO_GENERATOR, ImageColumns, ImageFilter, cell_counts, mask, matching_images
+from app.state.context import AppContext
+from app.state.filters import NO_GENERATOR, ImageColumns, ImageFilter, cell_counts, mask, matching_images
 
 
 @pytest.fixture

@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 from dash import Patch, no_update
 
-from app import artifacts, figures, ids
-from app.context import AppContext
-from app.filters import ImageFilter
-from app.urlstate import ViewState
+from app.files import artifacts
+
+from app.figures import glyph_map as figures
+
+from app.state import ids
+from app.state.context import AppContext
+from app.state.filters import ImageFilter
+from app.state.urlstate import ViewState
 from app.views import finder, images, representation, shell
-from pipeline.notes import NotesStore
-from pipeline.store import RunStore
+from pipeline.report.notes import NotesStore
+from pipeline.store.run_store import RunStore
 
 FAKES = {"labels": ["fake"]}
 

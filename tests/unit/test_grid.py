@@ -1,9 +1,9 @@
-"""pipeline.grid: similar items end up in neighbouring slots, each item exactly once."""
+"""pipeline.represent.grid: similar items end up in neighbouring slots, each item exactly once."""
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from pipeline.grid import (arrange, assign_points_to_slots, embed_2d, grid_shape,
+from pipeline.represent.grid import (arrange, assign_points_to_slots, embed_2d, grid_shape,
                            mean_neighbour_distance)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.head import DistilledHead, orthogonality_report
-from pipeline.project import VisionOnlyProjection
-from pipeline.projection_training import _probe_accuracy
+from pipeline.model.head import DistilledHead, orthogonality_report
+from pipeline.model.projection import VisionOnlyProjection
+from pipeline.model.projection_training import _probe_accuracy
 
 
 def _two_classes(n=600, d=64, shift=1.2, seed=0):

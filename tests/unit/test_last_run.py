@@ -1,4 +1,4 @@
-"""app.last_run: each user's last opened run, kept server side, so that on a shared server a bare
+"""app.state.last_run: each user's last opened run, kept server side, so that on a shared server a bare
 URL opens the run that user last opened and not the newest run anyone made."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from app import last_run
-from app.context import AppContext
-from app.last_run import LastRuns
-from app.urlstate import ViewState
+from app.state import last_run
+from app.state.context import AppContext
+from app.state.last_run import LastRuns
+from app.state.urlstate import ViewState
 from app.views import shell
 
 fork = mp.get_context("fork")

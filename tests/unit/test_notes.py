@@ -1,4 +1,4 @@
-"""pipeline.notes: notes persist, concurrent writers lose nothing, exports carry image paths."""
+"""pipeline.report.notes: notes persist, concurrent writers lose nothing, exports carry image paths."""
 import csv
 import io
 import json
@@ -6,8 +6,8 @@ import multiprocessing as mp
 
 import pytest
 
-from pipeline.notes import NotesStore
-from pipeline.store import ArtifactError, RunStore
+from pipeline.report.notes import NotesStore
+from pipeline.store.run_store import ArtifactError, RunStore
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_a_note_keeps_its_author_in_the_list_and_both_exports(run):
 
 
 def test_the_findings_sheet_names_each_note_s_author(run, tmp_path):
-    from pipeline.findings import findings_html
+    from pipeline.report.findings import findings_html
 
     NotesStore(run).add("halo around the hair", cell=1, author="alice")
     NotesStore(run).add("nobody's", cell=2)

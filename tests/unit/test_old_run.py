@@ -1,5 +1,5 @@
 """A run folder written by an older version (commit f38e286, before ``RunStore`` owned the format
-and ``pipeline.models`` loaded the models) still opens and explains.
+and ``pipeline.model.run_models`` loaded the models) still opens and explains.
 
 ``tests/fixtures/run-f38e286.tar.gz`` holds a 24-image data set (``tests.fixtures_runs
 .make_dataset(seed=3, n_per_folder=3)``) and the run that commit's ``python -m pipeline run
@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import artifacts
-from app.context import AppContext
+from app.files import artifacts
+from app.state.context import AppContext
 from app.views import attention, concepts, images
 from pipeline.config import REPO_ROOT, from_dict
-from pipeline.notes import NotesStore
-from pipeline.store import RunStore
+from pipeline.report.notes import NotesStore
+from pipeline.store.run_store import RunStore
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-f38e286.tar.gz"
 RUN_ID = "data-df36470771"

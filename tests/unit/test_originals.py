@@ -1,4 +1,4 @@
-"""pipeline.originals: which files a browser is sent as they are, conversions, and the square of
+"""pipeline.represent.originals: which files a browser is sent as they are, conversions, and the square of
 the original that the encoders see."""
 import struct
 import zlib
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data import BadImageError, load_image_rgb
-from pipeline.originals import convert, inspect, model_input_box
+from pipeline.data.scan import BadImageError, load_image_rgb
+from pipeline.represent.originals import convert, inspect, model_input_box
 
 MAX = 89_478_485
 
@@ -73,8 +73,8 @@ def test_the_box_is_the_part_of_the_original_the_encoders_see(tiny):
     """The tiny encoder's own preprocessing (open_clip's: shorter side to 224, centre crop) keeps
     exactly ``model_input_box`` of a wide and of a tall picture (and so does the DINOv2
     stand-in's, which is built the same way)."""
-    from pipeline.encoders.dinov2_standin import standin_preprocess
-    from pipeline.relevance import input_rgb
+    from pipeline.model.encoders.dinov2_standin import standin_preprocess
+    from pipeline.explain.relevance import input_rgb
 
     rng = np.random.default_rng(0)
     for w, h in ((300, 200), (180, 260)):

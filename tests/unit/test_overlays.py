@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pipeline.overlays import overlay_relevance, overlay_signed
+from pipeline.explain.overlays import overlay_relevance, overlay_signed
 
 COLOURS = {"yellow": (255, 220, 0), "orange": (250, 140, 20), "white": (255, 255, 255),
            "black": (0, 0, 0), "blue": (30, 60, 200), "green": (40, 160, 60)}

@@ -1,4 +1,4 @@
-"""Precision choice (``pipeline.encoders.precision``): CPU bf16 detection, the agreement table,
+"""Precision choice (``pipeline.model.encoders.precision``): CPU bf16 detection, the agreement table,
 separate embedding and map precisions, and precision as part of the embedding cache key."""
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-import pipeline.encoders.precision as precision
-from pipeline.embed import embed_paths
-from pipeline.encoders import TinyEncoder
-from pipeline.encoders.dinov2_standin import AGREEMENT_KEY as STANDIN_KEY
-from pipeline.encoders.precision import (COSINE_MIN, SPEARMAN_MIN, choose_precision, cpu_flags,
+import pipeline.model.encoders.precision as precision
+from pipeline.model.embed import embed_paths
+from pipeline.model.encoders import TinyEncoder
+from pipeline.model.encoders.dinov2_standin import AGREEMENT_KEY as STANDIN_KEY
+from pipeline.model.encoders.precision import (COSINE_MIN, SPEARMAN_MIN, choose_precision, cpu_flags,
                                          load_agreement, native_bf16_flag, record_agreement)
-from pipeline.head import HeadModule
-from pipeline.project import ProjectionModule
-from pipeline.relevance import relevance_maps, rollout_cls_rows
+from pipeline.model.head import HeadModule
+from pipeline.model.projection import ProjectionModule
+from pipeline.explain.relevance import relevance_maps, rollout_cls_rows
 
 EPYC = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n"
         "flags\t\t: fpu vme avx2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\n")

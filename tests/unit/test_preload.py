@@ -12,13 +12,13 @@ from pipeline.config import REPO_ROOT
 # whether torch still computes on both threads and backpropagates in the fork (no inherited pool).
 FORKED_JOB = textwrap.dedent("""
     import json, sys
-    from app.jobs import preload_job_stack
+    from app.jobs.managers import preload_job_stack
     took = preload_job_stack()
     from multiprocess import Process, Queue
 
     def job(out):
         loaded = {m: m in sys.modules for m in ("torch", "timm", "sklearn.cluster",
-                                                "pipeline.explain_cache", "pipeline.runner")}
+                                                "pipeline.explain.cache", "pipeline.runner")}
         import torch
         torch.set_num_threads(2)
         a = torch.randn(512, 512, requires_grad=True)
@@ -45,7 +45,7 @@ def test_a_job_forked_after_the_preload_finds_the_stack_loaded_and_torch_working
 
 def _serve(monkeypatch, *args):
     """``python -m app`` with the server replaced: returns (preloaded?, served?)."""
-    import app.jobs
+    import app.jobs.managers
     import app.main
     from app.__main__ import main
 
@@ -56,7 +56,7 @@ def _serve(monkeypatch, *args):
             calls.append("serve")
 
     monkeypatch.setattr(app.main, "create_app", lambda cfg, run=None: FakeApp())
-    monkeypatch.setattr(app.jobs, "preload_job_stack", lambda: calls.append("preload") or 0.0)
+    monkeypatch.setattr(app.jobs.managers, "preload_job_stack", lambda: calls.append("preload") or 0.0)
     assert main(["--config", str(REPO_ROOT / "configs" / "test.yaml"), *args]) == 0
     return calls
 

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from pipeline.config import DataConfig, from_dict
-from pipeline.data import load_image_rgb
-from pipeline.embed import cache_fingerprint, embed_paths
-from pipeline.reencode import ReencodeSpec
+from pipeline.data.scan import load_image_rgb
+from pipeline.model.embed import cache_fingerprint, embed_paths
+from pipeline.data.reencode import ReencodeSpec
 
 
 @pytest.mark.parametrize("text,expected", [

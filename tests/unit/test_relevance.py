@@ -14,19 +14,19 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torchvision import transforms
 
-from pipeline import models
+from pipeline.model import run_models as models
 from pipeline.config import Config, EncoderConfig, RelevanceConfig, to_dict
-from pipeline.data import BadImageError
-from pipeline.encoders import TinyEncoder
-from pipeline.encoders.base import Encoder, EncoderInfo
-from pipeline.explain_cache import get_faithfulness, get_maps, maps_images_per_pass
-from pipeline.models import RunModels
-from pipeline.faithfulness import deletion_check
-from pipeline.head import DistilledHead, HeadModule
-from pipeline.project import ProjectionModule, VisionOnlyProjection
-from pipeline.relevance import (decision_relevance, input_rgb, relevance_maps,
+from pipeline.data.scan import BadImageError
+from pipeline.model.encoders import TinyEncoder
+from pipeline.model.encoders.base import Encoder, EncoderInfo
+from pipeline.explain.cache import get_faithfulness, get_maps, maps_images_per_pass
+from pipeline.model.run_models import RunModels
+from pipeline.explain.faithfulness import deletion_check
+from pipeline.model.head import DistilledHead, HeadModule
+from pipeline.model.projection import ProjectionModule, VisionOnlyProjection
+from pipeline.explain.relevance import (decision_relevance, input_rgb, relevance_maps,
                                 relevance_maps_sequential, rollout_cls_rows)
-from pipeline.store import RunStore
+from pipeline.store.run_store import RunStore
 
 
 class TimmTestEncoder(Encoder):
@@ -322,8 +322,8 @@ def test_get_faithfulness_is_cached(tmp_path):
 
 
 def test_cli_explain_through_the_runner(tmp_path):
-    """The default path: models loaded by pipeline.models from the run folder (kept per process)."""
-    from pipeline.explain_cli import cmd_explain
+    """The default path: models loaded by pipeline.model.run_models from the run folder (kept per process)."""
+    from pipeline.cli.explain import cmd_explain
 
     run, _ = write_tiny_run(tmp_path)
     models.clear_cache()

@@ -8,7 +8,7 @@ import os
 from PIL import Image
 
 from pipeline.config import DataConfig
-from pipeline.data import scan
+from pipeline.data.scan import scan
 
 
 def _data(tmp_path):

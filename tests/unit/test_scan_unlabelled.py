@@ -1,13 +1,13 @@
 """``scan(..., allow_unlabelled=True)``: images without labels are kept only when asked for, and a
-label is never guessed (pipeline.apply scores folders of suspicious images with a run)."""
+label is never guessed (pipeline.generalise.apply scores folders of suspicious images with a run)."""
 from __future__ import annotations
 
 import pytest
 from PIL import Image
 
 from pipeline.config import DataConfig
-from pipeline.data import UNLABELLED, scan
-from pipeline.store import AppliedStore
+from pipeline.data.scan import UNLABELLED, scan
+from pipeline.store.run_store import AppliedStore
 
 
 def _img(path, colour=(90, 120, 200)):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import artifacts
-from app.context import AppContext
+from app.files import artifacts
+from app.state.context import AppContext
 from app.main import create_app
-from pipeline.sealed import is_intact, read_sealed, read_sealed_json, seal, unseal, write_sealed_json
+from pipeline.store.sealed import is_intact, read_sealed, read_sealed_json, seal, unseal, write_sealed_json
 from tests.fixtures_runs import fake_get_maps
 
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import torch
 
 from pipeline.config import EncoderConfig
-from pipeline.encoders import shared_encoder
-import pipeline.encoders as encoders
+from pipeline.model.encoders import shared_encoder
+import pipeline.model.encoders as encoders
 
 
 def test_same_configuration_gives_the_same_encoder(tmp_path):

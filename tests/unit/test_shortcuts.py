@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from pipeline.filefacts import read_facts
-from pipeline.shortcuts import shortcut_check
+from pipeline.data.filefacts import read_facts
+from pipeline.checks.shortcuts import shortcut_check
 
 N = 30  # per class; 70% train -> 21 per class, just above min_per_class
 

@@ -1,12 +1,12 @@
-"""pipeline.thumbnails: images by index only, thumbnails cached, paths outside the root refused."""
+"""pipeline.represent.thumbnails: images by index only, thumbnails cached, paths outside the root refused."""
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.store import RunStore
-from pipeline.thumbnails import BACKGROUND, PathRefused, RunImages
+from pipeline.store.run_store import RunStore
+from pipeline.represent.thumbnails import BACKGROUND, PathRefused, RunImages
 from tests.fixtures_runs import image_colour
 
 

@@ -1,0 +1,2 @@
+"""Pure figure builders (plotly), one module per view family; no callbacks here.
+"""

@@ -1,0 +1,3 @@
+"""The app's derived files for a run (grids, sprites, viewer layers) and the Flask routes that
+serve them.
+"""

@@ -1,0 +1,91 @@
+"""The image viewer's derived files: one image's relevance maps as transparent layers.
+
+Under ``<cache>/app/<run key>/viewer/<i>/`` (see :meth:`app.state.context.AppContext.app_cache`):
+
+=====================  ===========================================================================
+``aggregate.png``       the signed aggregate map (orange: evidence for fake, blue: for real), RGBA
+``d00.png`` .. ``d15``  each dimension's map (``inferno``, bright = relevant), RGBA
+``meta.json``           ``{"index", "height", "width", "names"}``, written last (= ready)
+=====================  ===========================================================================
+
+The layers are drawn at the model-input size (the maps' own resolution) with transparency in
+place of the photo, so the viewer lays them over the centre square of the full-resolution
+original (:func:`pipeline.represent.originals.model_input_box`), with an opacity the analyst chooses.
+Every file is sealed (:mod:`pipeline.store.sealed`): a damaged one makes the entry "not ready".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.explain.overlays import png_bytes, relevance_layer, signed_layer
+from pipeline.store.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
+
+from app.state.runs import RunView
+
+AGGREGATE = "aggregate"
+
+
+def layer_name(which: str | int) -> str:
+    """File stem of a map: ``"aggregate"`` or dimension ``k`` -> ``"d07"``."""
+    return AGGREGATE if which == AGGREGATE else f"d{int(which):02d}"
+
+
+def layers_dir(cache_dir: Path, index: int) -> Path:
+    return Path(cache_dir) / "viewer" / str(int(index))
+
+
+def read_layers(cache_dir: Path, index: int) -> dict | None:
+    """Image ``index``'s layers (their meta), or None when not drawn or any file is damaged."""
+    folder = layers_dir(cache_dir, index)
+    meta = read_sealed_json(folder / "meta.json")
+    if not isinstance(meta, dict) or not all(is_intact(folder / f"{n}.png") for n in meta.get("names", [])):
+        return None
+    return meta
+
+
+def layer_file(cache_dir: Path, index: int, name: str) -> Path | None:
+    """Layer ``name`` of image ``index`` if it is one of its drawn layers (never another file)."""
+    meta = read_sealed_json(layers_dir(cache_dir, index) / "meta.json")
+    if not isinstance(meta, dict) or name not in meta.get("names", []):
+        return None
+    path = layers_dir(cache_dir, index) / f"{name}.png"
+    return path if is_intact(path) else None
+
+
+def prepare_layers(view: RunView, cache_dir: Path, index: int, get_maps: Callable,
+                   progress: Callable[[str, int, int], None]) -> dict:
+    """Compute (through ``get_maps``, which reads its own cache first) and draw image ``index``'s
+    layers; returns their meta.
+
+    Raises
+    ------
+    ValueError
+        The image's maps cannot be computed (unreadable file); the message says why.
+    """
+    index = int(index)
+    errors: dict[int, str] = {}
+    results = get_maps(view.path, [index], progress=lambda done, total, *_: progress("relevance map", done, total),
+                       on_error=lambda i, message: errors.__setitem__(int(i), message))
+    if index not in results:
+        raise ValueError(errors.get(index, f"no relevance maps were returned for image {index}"))
+    result = results[index]
+
+    def field(name):  # get_maps returns ImageMaps; stand-ins may return plain dicts
+        return result[name] if isinstance(result, dict) else getattr(result, name)
+
+    maps = np.asarray(field("maps"), dtype=np.float32)
+    aggregate = np.asarray(field("aggregate"), dtype=np.float32)
+    folder = layers_dir(cache_dir, index)
+    names = [AGGREGATE] + [layer_name(k) for k in range(len(maps))]
+    progress("drawing the map", 0, len(names))
+    write_sealed(folder / f"{AGGREGATE}.png", png_bytes(signed_layer(aggregate)))
+    for k in range(len(maps)):
+        write_sealed(folder / f"{layer_name(k)}.png", png_bytes(relevance_layer(maps[k])))
+    meta = {"index": index, "height": int(aggregate.shape[0]), "width": int(aggregate.shape[1]),
+            "names": names}
+    write_sealed_json(folder / "meta.json", meta)
+    progress("drawing the map", len(names), len(names))
+    return meta

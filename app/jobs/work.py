@@ -1,0 +1,153 @@
+"""The work the app's jobs do, whichever manager runs them (``app.jobs.managers``): new runs and
+explanations, each computed once when several jobs ask for the same thing at once.
+
+Two analysts on one shared server (or two browser tabs) asking for the same maps, the same cell's
+concepts or grid, or the same run start two jobs (each request carries a nonce, ``app.jobs.panel``).
+The wrappers here make the expensive part run once: they hold a lock (:mod:`pipeline.store.locks`, files
+beside the artifacts) around the cached getters of ``pipeline.explain.cache`` and around a run,
+so the second job waits and then reads what the first one wrote.
+"""
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from pipeline.config import Config, with_data
+from pipeline.store.locks import Locks, each_once, once, run_locks
+
+from app.files.cell_grids import grids_with_run
+
+
+def split_names(text: str | None) -> tuple[str, ...] | None:
+    """``"bird, cat"`` -> ``("bird", "cat")``; empty -> None (= all)."""
+    items = tuple(t.strip() for t in (text or "").replace(";", ",").split(",") if t.strip())
+    return items or None
+
+
+def new_run_config(cfg: Config, path_text: str | None, categories: str | None,
+                   generators: str | None) -> Config:
+    """``cfg`` for the data the "new run" panel names (``pipeline.config.with_data``): a folder
+    or a CSV manifest typed by the user (empty keeps the configured data, or the demo set);
+    ``categories`` / ``generators`` are comma-separated names to keep (empty = all).
+
+    Raises
+    ------
+    ValueError
+        The path does not exist or is neither a folder nor a ``.csv`` manifest.
+    """
+    return with_data(cfg, path_text, split_names(categories), split_names(generators))
+
+
+def run_new(cfg: Config, progress: Callable[[str, int, int], None],
+            started_by: str | None = None) -> str:
+    """Run the whole pipeline on ``cfg`` (demo set when no data is configured); returns the run id.
+
+    Two requests for the same run at once compute it once: the second waits for the first
+    (:func:`run_lock`) and then reuses the finished run. ``started_by`` (the analyst who asked)
+    is recorded in a new run's ``meta.json``; a reused run keeps its author. A run of at most
+    ``server.grids_with_run_max_images`` images then gets every cell's grid (app.files.cell_grids).
+    """
+    from pipeline.runner import run_pipeline
+
+    with run_lock(cfg):
+        if not cfg.data.root and not cfg.data.manifest:
+            from pipeline.data.demo.builtin import ensure_demo_config
+
+            cfg = ensure_demo_config(cfg, log=lambda *_: None, progress=progress)
+        run_id = run_pipeline(cfg, progress=progress, started_by=started_by).run_id
+    grids_with_run(cfg, run_id, progress)  # a cell click is then a file read (app.files.cell_grids)
+    return run_id
+
+
+def score_folder(cfg: Config, run_dir: str | Path, path_text: str | None, name: str | None,
+                 progress: Callable[[str, int, int], None]):
+    """Score the folder or manifest ``path_text`` with the run in ``run_dir`` ("score a folder with
+    this run"): ``pipeline.generalise.apply.apply_run``; returns the applied set (``AppliedStore``).
+
+    In shared mode the path must lie under the server's data roots
+    (``pipeline.data.roots.allowed_data_path``), checked here, in the job, since the browser can
+    send anything. Two requests for the same set compute it once (``apply_run`` holds its lock).
+
+    Raises
+    ------
+    ValueError
+        No path, a path outside the data roots (``DataRootError``), a bad name, no usable image.
+    """
+    from pipeline.generalise.apply import apply_run
+    from pipeline.data.roots import allowed_data_path
+
+    path = allowed_data_path(cfg, path_text)
+    if not path:
+        raise ValueError("name the folder or CSV manifest to score")
+    if not Path(path).exists():
+        raise ValueError(f"{path} does not exist")
+    return apply_run(run_dir, path, (name or "").strip() or None, progress)
+
+
+def explain_functions() -> tuple[Callable, Callable, Callable]:
+    """``(get_maps, get_concepts, get_faithfulness)`` of ``pipeline.explain.cache``, each run once.
+
+    Looked up at call time (inside the job process), so the torch stack is never imported by the
+    web process, and tests can substitute the functions.
+    """
+    from pipeline.explain import cache as explain_cache
+
+    return explain_once(explain_cache.get_maps, explain_cache.get_concepts,
+                        explain_cache.get_faithfulness)
+
+
+def explain_once(get_maps: Callable, get_concepts: Callable, get_faithfulness: Callable
+                 ) -> tuple[Callable, Callable, Callable]:
+    """The three cached getters of ``pipeline.explain.cache``, each computing a thing only once.
+
+    Same signatures as the originals. An image's maps, a cell's concepts and a run's deletion
+    check are each computed under their own lock in ``<run>/.locks/``; a caller that finds the lock
+    taken waits and then reads the cached answer.
+    """
+
+    @functools.wraps(get_maps)
+    def maps_once(run_dir, image_indices, progress=None, **kwargs):
+        locks = run_locks(run_dir)
+        total = len(set(int(i) for i in image_indices))
+        done_before = [0]
+
+        def compute(subset):
+            def step(done, _total, *rest):
+                if progress is not None:
+                    progress(done_before[0] + done, total)
+
+            result = get_maps(run_dir, subset, progress=step, **kwargs)
+            done_before[0] += len(subset)
+            return result
+
+        return each_once(locks, (int(i) for i in image_indices), compute, name=lambda i: f"maps-{i}")
+
+    @functools.wraps(get_concepts)
+    def concepts_once(run_dir, cell, progress=None, **kwargs):
+        return once(run_locks(run_dir), f"concepts-{int(cell)}",
+                    lambda: get_concepts(run_dir, cell, progress=progress, **kwargs))
+
+    @functools.wraps(get_faithfulness)
+    def faithfulness_once(run_dir, progress=None, **kwargs):
+        return once(run_locks(run_dir), "faithfulness",
+                    lambda: get_faithfulness(run_dir, progress=progress, **kwargs))
+
+    return maps_once, concepts_once, faithfulness_once
+
+
+def run_request_key(cfg: Config) -> str:
+    """Identity of a request for a run: the data asked for and every setting the run depends on."""
+    return "run-" + cfg.fingerprint("data", "encoder", "projection", "head", "cells")
+
+
+@contextmanager
+def run_lock(cfg: Config) -> Iterator[None]:
+    """Hold the lock of ``cfg``'s run (under ``<cache>/locks``) for the ``with`` block.
+
+    A second request for the same run waits here, then finds the finished run (the runner reuses
+    an unchanged run at once) instead of computing it again.
+    """
+    with Locks(Path(cfg.cache_path) / "locks").hold(run_request_key(cfg)):
+        yield

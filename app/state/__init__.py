@@ -1,0 +1,3 @@
+"""What the app knows: the shared context, loaded runs, the image filter, URL state, image sets and
+every component id.
+"""

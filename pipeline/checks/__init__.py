@@ -1,0 +1,3 @@
+"""Is the detector's answer about the images or about the files? The shortcut check on file facts,
+duplicates and leakage, the bias probe under re-encoding, and the validity report that joins them.
+"""

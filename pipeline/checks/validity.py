@@ -1,0 +1,255 @@
+"""Forensic validity of a run: is the detector's answer about the images or about the files?
+
+The checks every run makes before anything is explained (method.md section 8), stored in
+``meta.json`` under ``checks`` (see ``pipeline.store.run_store``):
+
+* **duplicates and leakage** (``pipeline.checks.duplicates``): the same bytes under both labels are left
+  out of training and metrics (``checks.exclude_conflicts``) and listed; the same bytes on both
+  sides of the split are kept on the training side; held-out images that are near-duplicates of a
+  training image (cosine of the vision-only features, ``checks.near_duplicate_cos``) are counted
+  and the held-out metrics are reported with and without them;
+* **shortcuts** (``pipeline.checks.shortcuts``): how well each file fact (``pipeline.data.filefacts``) alone,
+  and all facts together, predict the label, next to the head's own AUC; a fact at or above
+  ``checks.shortcut_auc`` is flagged with the reason in words;
+* **the bias probe** (``pipeline.checks.bias_probe``, on demand: ``python -m pipeline probe RUN`` or the
+  app's data-checks panel): class-neutral re-encodings of held-out images and how p(fake) moves for
+  each class, cached in ``<run>/checks/bias-probe.json``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.data.reencode import ReencodeSpec
+from pipeline.store.sealed import read_sealed_json, write_sealed_json
+from pipeline.data.splits import HELDOUT
+from pipeline.store.run_store import RunStore, hash_obj
+
+# The checks' own modules (torch, scikit-learn) are imported where they run: the app's web
+# process reads the results (flagged, read_probe, the report lines) and must not load them.
+
+PROBE_VERSION = 1
+Progress = Callable[[int, int], None]
+
+
+def leakage(keys: Sequence[str], labels: np.ndarray, splits: np.ndarray, paths: Sequence[str],
+            exclude_conflicts: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(new splits, keep mask, report) of the exact duplicates among a run's images."""
+    from pipeline.checks.duplicates import exact_duplicates
+
+    found = exact_duplicates(keys, labels, splits, exclude_conflicts=exclude_conflicts)
+    new_splits, keep = found.apply(splits)
+    return np.asarray(new_splits), keep, found.to_dict(paths=list(paths))
+
+
+def shortcuts(facts: Sequence, labels: np.ndarray, splits: np.ndarray, generators: Sequence[str],
+              sources: Sequence[str], cfg: Config) -> dict:
+    """The shortcut check of the run's file facts (re-encoded fact groups reported, not flagged)."""
+    from pipeline.checks.shortcuts import shortcut_check
+
+    spec = ReencodeSpec.parse(cfg.data.reencode)
+    return shortcut_check(facts, labels, splits, generators, groups=sources,
+                          threshold=cfg.checks.shortcut_auc, seed=cfg.head.seed,
+                          neutralised=spec.neutralised_groups() if spec else (),
+                          neutralised_by=f"controlled re-encoding ({spec.words})" if spec else "")
+
+
+def near_duplicate_report(features: np.ndarray, splits: np.ndarray, labels: np.ndarray, prob: np.ndarray,
+                          paths: Sequence[str], cfg: Config) -> dict:
+    """Held-out images with a near-duplicate in training, and the held-out metrics without them.
+
+    Cosines are taken after removing the training images' mean feature: every image shares a large
+    common component, which would make unrelated images look alike."""
+    from pipeline.checks.duplicates import metrics_with_and_without, near_duplicates
+
+    centred = features - features[splits != HELDOUT].mean(axis=0)
+    near = near_duplicates(centred, splits, threshold=cfg.checks.near_duplicate_cos)
+    return {**near.to_dict(labels=labels, paths=list(paths)), "space": "vision-only features, centred",
+            "metrics": metrics_with_and_without(labels, prob, splits == HELDOUT, near.mask)}
+
+
+def flagged(checks: dict | None) -> list[str]:
+    """One line per thing an analyst must know before reading the explanations."""
+    checks = checks or {}
+    out = [f["reason"] for f in (checks.get("shortcuts") or {}).get("flags", [])]
+    dup = checks.get("duplicates") or {}
+    if dup.get("n_conflicts"):
+        out.append(f"{dup['n_conflicts']} file(s) appear under both labels ({dup.get('n_excluded', 0)} "
+                   f"copies left out of training and metrics)")
+    if dup.get("n_cross_split"):
+        out.append(f"{dup['n_cross_split']} file(s) were on both sides of the split "
+                   f"({dup.get('n_moved_to_train', 0)} held-out copies moved to training)")
+    near = checks.get("near_duplicates") or {}
+    if near.get("n_heldout_with_near_duplicate"):
+        m = near.get("metrics") or {}
+        a, b = (m.get("all") or {}).get("auc"), (m.get("without_near_duplicates") or {}).get("auc")
+        change = f"; held-out AUC {a:.3f} with them, {b:.3f} without" if a is not None and b is not None \
+            and a == a and b == b else ""
+        out.append(f"{near['n_heldout_with_near_duplicate']} held-out image(s) are near-duplicates of "
+                   f"training images (cosine >= {near.get('threshold')}){change}")
+    for name in (checks.get("bias_probe") or {}).get("bias", []):
+        out.append(f"bias under {name}: see the bias probe")
+    return out
+
+
+# -- the bias probe of a run -----------------------------------------------------------------------
+
+def probe_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checks" / "bias-probe.json"
+
+
+def read_probe(run_dir: str | Path) -> dict | None:
+    data = read_sealed_json(probe_path(run_dir))
+    return data if isinstance(data, dict) and data.get("version") == PROBE_VERSION else None
+
+
+def probe_sample(records: list[dict], n: int, seed: int = 0) -> list[int]:
+    """Up to ``n`` held-out images, half real and half fake where there are enough (seeded)."""
+    rng = np.random.default_rng(seed)
+    held = [i for i, r in enumerate(records) if r["split"] == HELDOUT]
+    by_label = [[i for i in held if records[i]["label"] == lab] for lab in (0, 1)]
+    take = [min(len(by_label[0]), n // 2), min(len(by_label[1]), n - n // 2)]
+    take[0] = min(len(by_label[0]), n - take[1])  # one class short: the other fills in
+    picks = [rng.choice(pool, k, replace=False).tolist() for pool, k in zip(by_label, take) if k]
+    return sorted(int(i) for p in picks for i in p)
+
+
+def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: Progress | None = None,
+                   models=None) -> dict:
+    """The bias probe of a run's detector on its held-out images (cached with the run).
+
+    Each sampled image is loaded as the run loaded it (with the run's controlled re-encoding, if
+    any), transformed class-neutrally and scored by the run's own encoder, projection and head.
+    """
+    from pipeline.checks.bias_probe import bias_probe
+    from pipeline.data.scan import BadImageError, PathRefused, load_image_rgb
+    from pipeline.model.run_models import load_run_models, model_fingerprint
+
+    store = RunStore(run_dir)
+    cfg = store.config()
+    records = store.read_records()
+    n = int(n_images or cfg.checks.bias_images)
+    indices = probe_sample(records, n, seed=cfg.head.seed)
+    key = hash_obj({"v": PROBE_VERSION, "model": model_fingerprint(run_dir), "indices": indices,
+                    "reencode": cfg.data.reencode})
+    cached = read_probe(run_dir)
+    if cached is not None and cached.get("key") == key:
+        return cached
+    m = models or load_run_models(run_dir)
+    spec = ReencodeSpec.parse(cfg.data.reencode)
+
+    def load(i: int):
+        try:
+            im = load_image_rgb(store.image_path(i), cfg.data.max_image_pixels)
+        except PathRefused as e:
+            raise BadImageError(records[i]["path"], str(e)) from e
+        return spec(im) if spec else im
+
+    def score(images):
+        return 1.0 / (1.0 + np.exp(-m.score_images(images)[1].astype(np.float64)))
+
+    with m.lock:
+        result = bias_probe(load, indices, [records[i]["label"] for i in indices], score, progress=progress)
+    result = {**result, "version": PROBE_VERSION, "key": key, "indices": indices}
+    write_sealed_json(probe_path(run_dir), result)
+    return result
+
+
+# -- in words, for `pipeline info` and `pipeline compare` -------------------------------------------
+
+def _auc(x) -> str:
+    return "–" if x is None or x != x else f"{x:.3f}"
+
+
+def report_lines(meta: dict, probe: dict | None = None) -> list[str]:
+    """The data checks of a run as text lines (``pipeline info``)."""
+    checks = meta.get("checks")
+    if checks is None:
+        return ["data checks: none (a run made before they were part of every run)"]
+    lines = []
+    warnings = flagged({**checks, "bias_probe": probe or {}})
+    lines.append("data checks: " + ("WARNING, the answer may be about the files, not the images:"
+                                    if warnings else "nothing flagged"))
+    lines += [f"  ! {w}" for w in warnings]
+    sc = checks.get("shortcuts") or {}
+    if sc.get("status") == "too few":
+        lines.append(f"  shortcut check: not scored ({sc.get('reason')})")
+    elif sc:
+        head_auc = ((meta.get("metrics") or {}).get("head") or {}).get("auc")
+        scored = sorted((f for f in sc.get("facts", []) if f.get("cv_auc") is not None),
+                        key=lambda f: -f["cv_auc"])
+        allf = sc.get("all_facts") or {}
+        lines.append(f"  file facts predicting the label (AUC, cross-validated on train / held-out; the head's "
+                     f"held-out AUC is {_auc(head_auc)}): all facts together {_auc(allf.get('cv_auc'))} / "
+                     f"{_auc(allf.get('heldout_auc'))}")
+        for f in scored[:5]:
+            lines.append(f"    {f['fact']:<18} {_auc(f['cv_auc'])} / {_auc(f['heldout_auc'])}"
+                         f"{'  FLAGGED' if f.get('flagged') else ''}")
+        for g, sub in (sc.get("per_generator") or {}).items():
+            for f in sub.get("flags", []):
+                lines.append(f"    generator {g}: {f['reason']}")
+    dup = checks.get("duplicates") or {}
+    if dup:
+        lines.append(f"  exact duplicates: {dup.get('n_groups', 0)} group(s); {dup.get('n_conflicts', 0)} under "
+                     f"both labels; {dup.get('n_cross_split', 0)} across the split")
+    near = checks.get("near_duplicates") or {}
+    if near:
+        m = near.get("metrics") or {}
+        lines.append(f"  near-duplicates (cosine >= {near.get('threshold')}): "
+                     f"{near.get('n_heldout_with_near_duplicate', 0)} held-out image(s); held-out AUC "
+                     f"{_auc((m.get('all') or {}).get('auc'))} with them, "
+                     f"{_auc((m.get('without_near_duplicates') or {}).get('auc'))} without")
+    lines += probe_lines(probe)
+    return lines
+
+
+def probe_lines(probe: dict | None) -> list[str]:
+    """The bias probe as a table: per transformation and class, mean shift of p(fake) and flips."""
+    if not probe:
+        return ["  bias probe: not run yet (python -m pipeline probe RUN)"]
+    lines = [f"  bias probe on {probe['n']} held-out images ({probe['n_real']} real, {probe['n_fake']} "
+             f"fake) in {probe.get('seconds', 0):.0f} s: mean shift of p(fake) and decisions flipped",
+             f"    {'transformation':<34} {'real: shift':>11} {'flips':>6}  {'fake: shift':>11} {'flips':>6}  verdict"]
+    for t in probe.get("transforms", []):
+        r, f = t.get("real") or {}, t.get("fake") or {}
+
+        def cols(c):
+            return (f"{c['mean_shift']:+11.3f} {c['flip_fraction']:6.0%}" if c.get("n") else f"{'–':>11} {'–':>6}")
+
+        lines.append(f"    {t['words'][:34]:<34} {cols(r)}  {cols(f)}  {t['verdict']}")
+    if probe.get("bias"):
+        lines.append(f"    bias (one class moves towards the other): {', '.join(probe['bias'])}")
+    if probe.get("slight"):
+        lines.append(f"    slight (the same, by less than {probe.get('min_effect', 0.1):.2f}; not a warning): "
+                     f"{', '.join(probe['slight'])}")
+    return lines
+
+
+def compare_lines(meta_a: dict, meta_b: dict) -> list[str]:
+    """Two runs' held-out metrics and flags side by side (``pipeline compare``)."""
+    def head(m):
+        return (m.get("metrics") or {}).get("head") or {}
+
+    a, b = head(meta_a), head(meta_b)
+    name_a, name_b = meta_a.get("run_id", "A"), meta_b.get("run_id", "B")
+    w = max(len(name_a), len(name_b), 12)
+    lines = [f"{'':<26} {name_a:>{w}} {name_b:>{w}}"]
+    data_a, data_b = meta_a.get("config", {}).get("data", {}), meta_b.get("config", {}).get("data", {})
+    lines.append(f"{'re-encoding':<26} {str(data_a.get('reencode') or 'off'):>{w}} "
+                 f"{str(data_b.get('reencode') or 'off'):>{w}}")
+    for key in ("accuracy", "real_accuracy", "fake_accuracy", "ap", "auc", "n"):
+        va, vb = a.get(key), b.get(key)
+        fmt = (lambda v: "–" if v is None else (f"{v}" if key == "n" else _auc(v)))
+        lines.append(f"{'held-out ' + key:<26} {fmt(va):>{w}} {fmt(vb):>{w}}")
+    gens = sorted(set(a.get("per_generator", {})) | set(b.get("per_generator", {})))
+    for g in gens:
+        ga, gb = a.get("per_generator", {}).get(g, {}), b.get("per_generator", {}).get(g, {})
+        lines.append(f"{'  ' + g + ' AUC':<26} {_auc(ga.get('auc')):>{w}} {_auc(gb.get('auc')):>{w}}")
+    fa, fb = flagged(meta_a.get("checks")), flagged(meta_b.get("checks"))
+    lines.append(f"{'flagged checks':<26} {len(fa):>{w}} {len(fb):>{w}}")
+    for name, flags in ((name_a, fa), (name_b, fb)):
+        lines += [f"  {name}: {x}" for x in flags]
+    return lines

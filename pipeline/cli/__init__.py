@@ -1,0 +1,2 @@
+"""``python -m pipeline ...``: argument parsing and the text each command prints.
+"""

@@ -1,0 +1,4 @@
+"""What the images are and where they come from: scanning a folder or manifest, file facts,
+the lab's data roots, the train / held-out split, controlled re-encoding,
+and the offline demo set (:mod:`pipeline.data.demo`).
+"""

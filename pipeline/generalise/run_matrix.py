@@ -1,0 +1,128 @@
+"""The cross-generator matrix of a run, from its cached features, kept with the run.
+
+``pipeline.generalise.crossgen.cross_generator_matrix`` computes the train-on-one and leave-one-out tables
+from features, labels, generators and splits; this module feeds it a run's own ``features.npy``
+and ``records.csv`` (labels, generators and the splits the run used) and the run's head settings,
+and keeps the answer in the run folder (``crossgen.json``, sealed: ``pipeline.store.sealed``). The key is the
+checksums the run recorded for those two files, the head settings and :data:`MATRIX_VERSION`,
+so the matrix is computed once per run; no image is read or embedded.
+
+Reading a kept matrix (:func:`cached_matrix`) imports no torch (the app's web process calls it);
+the training code (``pipeline.generalise.crossgen``) is imported when a matrix is computed or printed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.store.locks import once, run_locks
+from pipeline.store.sealed import read_sealed_json, write_sealed_json
+from pipeline.store.run_store import MATRIX, RECORDS, RunStore, hash_obj, sha256_file
+
+log = logging.getLogger("faxplainer")
+
+MATRIX_VERSION = 1  # bump when the matrix's method changes: kept matrices are recomputed
+
+
+def matrix_key(store: RunStore) -> str:
+    """What the run's matrix depends on (see the module docstring)."""
+    checksums = store.read_meta().get("checksums") or {}
+    inputs = {name: checksums.get(name) or sha256_file(store.path / name)
+              for name in ("features.npy", RECORDS)}
+    return hash_obj({"inputs": inputs, "head": dataclasses.asdict(store.config().head),
+                     "version": MATRIX_VERSION})
+
+
+def _kept(store: RunStore, key: str) -> dict | None:
+    """The kept matrix computed for ``key``, or None: none kept, damaged, or for other inputs."""
+    saved = read_sealed_json(store.path / MATRIX)
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        return None
+    return saved.get("matrix")
+
+
+def cached_matrix(run_dir: str | Path) -> dict | None:
+    """The run's kept matrix if it is current, else None (nothing is computed)."""
+    store = RunStore(run_dir)
+    if not store.has_array("features"):
+        return None
+    return _kept(store, matrix_key(store))
+
+
+def run_matrix(run_dir: str | Path, progress: Callable[[int, int], None] | None = None,
+               recompute: bool = False) -> dict:
+    """The run's cross-generator matrix: kept one if current, else computed and kept.
+
+    Parameters
+    ----------
+    run_dir : a complete run folder with ``features.npy``.
+    progress : ``progress(done, total)`` over the heads' epochs (``pipeline.generalise.stacked_heads``).
+    recompute : compute it again even if a current one is kept.
+
+    Returns
+    -------
+    dict
+        ``pipeline.generalise.crossgen.cross_generator_matrix``'s result (``seconds``: the time it took when
+        it was computed).
+
+    Raises
+    ------
+    ValueError
+        The run has fakes of fewer than two generators, or no head can be trained.
+    pipeline.store.run_store.ArtifactError
+        ``features.npy`` or ``records.csv`` is missing or damaged.
+    """
+    store = RunStore(run_dir)
+    key = matrix_key(store)
+
+    def compute() -> dict:
+        if not recompute and (kept := _kept(store, key)) is not None:
+            return kept
+        from pipeline.generalise import crossgen  # torch: only when a matrix is computed
+
+        records = store.read_records()
+        features = np.asarray(store.load_array("features", mmap=False), dtype=np.float32)
+        matrix = crossgen.cross_generator_matrix(
+            features, [r["label"] for r in records], [r["generator"] for r in records],
+            [r["split"] for r in records], store.config().head, progress=progress)
+        write_sealed_json(store.path / MATRIX, {"key": key, "matrix": matrix})
+        log.info("cross-generator matrix of run %s: %.1f s", store.run_id, matrix["seconds"])
+        return matrix
+
+    return once(run_locks(store.path), "crossgen", compute)
+
+
+def matrix_text(matrix: dict) -> str:
+    """The matrix as plain-text tables: AUC and accuracy, rows = trained on, columns = tested on."""
+    from pipeline.generalise.crossgen import TABLES
+
+    gens = matrix["generators"]
+    width = max(12, *(len(g) + 4 for g in gens)) + 1  # row labels (+ "not " of the leave-one-out rows)
+    col = max(7, *(len(g) for g in gens)) + 2
+    titles = {"one": "trained on one generator (row), tested on each generator's held-out images (column)",
+              "all_but_one": "trained on all generators but the row's, tested on each (the diagonal is "
+                             "the generator left out)"}
+    lines, corner = [], "train \\ test"
+    for table in TABLES:
+        for figure in ("auc", "accuracy"):
+            lines.append(f"{figure.upper() if figure == 'auc' else figure}: {titles[table]}")
+            lines.append(f"{corner:<{width}}" + "".join(f"{g:>{col}}" for g in gens))
+            for g in gens:
+                row = matrix[table].get(g)
+                label = g if table == "one" else f"not {g}"
+                if row is None:
+                    lines.append(f"{label:<{width}}  not trained: {matrix['skipped'][table].get(g, '')}")
+                    continue
+                cells = [row.get(t) for t in gens]
+                lines.append(f"{label:<{width}}" + "".join(
+                    f"{'-' if c is None or c.get(figure) is None else format(c[figure], '.3f'):>{col}}"
+                    for c in cells))
+            lines.append("")
+    lines.append(f"reals: {matrix['reals']}")
+    lines += [f"note: {n}" for n in matrix.get("notes", [])]
+    lines.append(f"computed in {matrix['seconds']:.1f} s ({sum(len(t) for t in matrix['heads'].values())} heads)")
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Train the vision-only projection on a data set's own images and measure that it works.
+
+Images are split in two: the projection is trained on one part (random words from a training vocabulary), and measured
+on the other with a fixed vocabulary of evaluation words that training never drew:
+
+* ``cosine_before`` / ``cosine_after``: mean cosine similarity between an image and the same image
+  with a word drawn on it, in raw embedding space and after the projection, each space centred on
+  its mean training image (should rise);
+* ``word_probe_before`` / ``word_probe_after``: accuracy of a logistic-regression probe that reads
+  which evaluation word was drawn, trained and tested on different images (should fall towards
+  ``word_probe_chance``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.config import ProjectionConfig
+from pipeline.data.scan import BadImageError, load_image_rgb
+from pipeline.model.projection import VisionOnlyProjection
+from pipeline.model.words import draw_word, random_words, word_alone
+
+N_EVAL_WORDS = 10
+TRAIN_VOCAB = 128
+VERSION = 2  # bump when training changes, so cached projections are retrained
+
+
+def _cos(a: np.ndarray, b: np.ndarray, center: np.ndarray) -> float:
+    """Mean cosine of row pairs after removing the space's mean image: raw embeddings share a large
+    common component (every cosine near 1), which would make spaces incomparable."""
+    a, b = a - center, b - center
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float(np.mean(np.sum(a * b, axis=1)))
+
+
+def _probe_accuracy(x: np.ndarray, word_ids: np.ndarray, image_ids: np.ndarray) -> float:
+    """Train on the words drawn on the first half of the images, test on the other half."""
+    images = np.unique(image_ids)
+    test_images = set(images[len(images) // 2:].tolist())
+    test = np.array([i in test_images for i in image_ids])
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    x = (x - x[~test].mean(0)) / (x[~test].std(0) + 1e-6)
+    probe = LogisticRegression(max_iter=2000, C=1.0).fit(x[~test], word_ids[~test])
+    return float(probe.score(x[test], word_ids[test]))
+
+
+def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg: ProjectionConfig,
+                     embed_images: Callable, max_pixels: int,
+                     progress: Callable[[int, int], None] | None = None,
+                     transform: Callable | None = None) -> tuple[VisionOnlyProjection, dict]:
+    """Fit the projection on ``paths`` (whose clean embeddings are given) and measure it.
+
+    ``embed_images(list[PIL.Image]) -> np.ndarray`` embeds in-memory images with ``encoder``;
+    ``transform`` (controlled re-encoding) is applied to each image as it is loaded, as the clean
+    embeddings were made. Returns the fitted projection and its metrics dict.
+    """
+    def load(path):
+        if transform is None:
+            return load_image_rgb(path, max_pixels, min_side=encoder.decode_min_side)
+        return transform(load_image_rgb(path, max_pixels))
+
+    rng = np.random.default_rng(cfg.seed)
+    n = len(paths)
+    order = rng.permutation(n)
+    n_eval = min(max(8, n // 5), 120)
+    eval_idx, train_idx = order[:n_eval], order[n_eval:n_eval + cfg.max_train_images]
+    if len(train_idx) < 8:
+        raise ValueError(f"the projection needs at least {n_eval + 8} images; the data set has {n}")
+    eval_words = random_words(np.random.default_rng(cfg.seed + 10_000), N_EVAL_WORDS)
+    # progress counts images rendered plus images embedded (train: 2 per word, eval: 2 per image)
+    steps = len(train_idx) * (1 + cfg.words_per_image) + TRAIN_VOCAB + len(eval_idx) * 3 + 2
+    done = 0
+
+    def tick(k=1):
+        nonlocal done
+        done += k
+        if progress:
+            progress(done, steps)
+
+    def embed_ticking(images, chunk=64):
+        out = []
+        for start in range(0, len(images), chunk):
+            out.append(embed_images(images[start:start + chunk]))
+            tick(len(images[start:start + chunk]))
+        return np.concatenate(out)
+
+    # --- training tuples -------------------------------------------------------------------
+    # words come from a training vocabulary, so each word is rendered alone (and embedded) once
+    vocab = random_words(rng, TRAIN_VOCAB)
+    ww_imgs, word_ids, clean_rows = [], [], []
+    for i in train_idx:
+        try:
+            image = load(paths[i])
+        except BadImageError:
+            continue
+        for w in rng.integers(0, len(vocab), cfg.words_per_image):
+            ww_imgs.append(draw_word(image, vocab[w], rng))
+            word_ids.append(int(w))
+            clean_rows.append(i)
+        tick()
+    with_word = embed_ticking(ww_imgs)
+    alone = embed_ticking([word_alone(w, rng) for w in vocab])[word_ids]
+    text = None
+    if encoder.has_text_tower:
+        with torch.inference_mode():
+            text = encoder.encode_text(vocab).float().cpu().numpy()[word_ids]
+    projection = VisionOnlyProjection(dim=cfg.dim, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                                      ortho_weight=cfg.ortho_weight, temperature=cfg.temperature,
+                                      seed=cfg.seed)
+    projection.fit(clean_embeddings[clean_rows], with_word, alone,
+                   text)
+    tick()
+
+    # --- evaluation on images and words training never saw ------------------------------------
+    ev_imgs, ev_word_ids, ev_image_ids, ev_clean_rows = [], [], [], []
+    for i in eval_idx:
+        try:
+            image = load(paths[i])
+        except BadImageError:
+            continue
+        for w in rng.choice(N_EVAL_WORDS, size=2, replace=False):
+            ev_imgs.append(draw_word(image, eval_words[w], rng))
+            ev_word_ids.append(int(w))
+            ev_image_ids.append(int(i))
+            ev_clean_rows.append(i)
+        tick()
+    ev_ww = embed_ticking(ev_imgs)
+    ev_clean = clean_embeddings[ev_clean_rows]
+    word_ids, image_ids = np.array(ev_word_ids), np.array(ev_image_ids)
+    metrics = {
+        "n_train_pairs": len(word_ids),
+        "n_eval_pairs": len(ev_imgs),
+        "text_terms": text is not None,
+        "cosine_before": _cos(ev_clean, ev_ww, clean_embeddings[train_idx].mean(0)),
+        "cosine_after": _cos(projection.transform(ev_clean), projection.transform(ev_ww),
+                             projection.transform(clean_embeddings[train_idx]).mean(0)),
+        "word_probe_before": _probe_accuracy(ev_ww, word_ids, image_ids),
+        "word_probe_after": _probe_accuracy(projection.transform(ev_ww), word_ids, image_ids),
+        "word_probe_chance": 1.0 / N_EVAL_WORDS,
+        "final_loss": projection.loss_history_[-1],
+    }
+    tick()
+    return projection, metrics
