@@ -23,7 +23,7 @@ serve: venv
 	$(PY) -m app --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 ## Shared lab server: Redis (loopback), Celery workers, gunicorn, HTTP Basic auth (see README).
-## First: $(PY) -m app.shared.auth add-user NAME
+## First: $(PY) -m app.access.auth add-user NAME
 SHARED_CONFIG ?= configs/shared.yaml
 serve-shared: venv
 	scripts/serve_shared.sh --config $(SHARED_CONFIG) $(ARGS)

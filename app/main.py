@@ -46,7 +46,7 @@ def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = Tru
     matrix.register(app, ctx, managers)
     routes.register(app.server, ctx)
     if cfg.server.mode == "shared" and serve_http:  # every route, callback and file needs credentials
-        from app.shared.auth import require_login
+        from app.access.auth import require_login
 
         require_login(app.server, cfg)
     return app

@@ -52,13 +52,13 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
         "demo-data": "builds 800 images into the repository: minutes",
     },
     "app": "serves the app until stopped",
-    "app.shared.auth": {
+    "app.access.auth": {
         "add-user": "writes the users file and asks for a password",
         "remove-user": "changes the users file",
         "set-role": "changes the users file",
         "list": "only reads the users file",
     },
-    "app.shared.celery_app": {
+    "app.jobs.celery_app": {
         "embed": "needs Redis and embedding workers",
         "recover": "needs Redis",
     },
@@ -80,7 +80,7 @@ NOT_RUN = {
 }
 RECIPE_UTILITIES = {"test", "touch", "rm", "mkdir", "true", "echo", "cd"}
 # (module, subcommand) -> the environment it runs in: quick and harmless, so run as written.
-RUN_AS_WRITTEN = {("app.shared.auth", "list"): {"FAXPLAINER_USERS_FILE": os.devnull}}  # an empty users file
+RUN_AS_WRITTEN = {("app.access.auth", "list"): {"FAXPLAINER_USERS_FILE": os.devnull}}  # an empty users file
 
 REPO_FILE = re.compile(r"^(?!/)[\w.\-/]+\.(ya?ml|py|sh|txt|toml|cfg|csv)$")
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")

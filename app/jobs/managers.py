@@ -7,7 +7,7 @@ the work itself is in :mod:`app.jobs.work`, and a view's job panel in :mod:`app.
   grid, relevance maps, concepts) and one for new runs. The jobs run in a separate process (the app
   stays usable); "cancel" ends that process.
 * Shared mode (``server.mode: shared``): ``CeleryManager`` s on the Redis of ``server.redis_url``,
-  sending each kind of job to its own Celery queue (:mod:`app.shared.celery_app`) with workers of its own:
+  sending each kind of job to its own Celery queue (:mod:`app.jobs.celery_app`) with workers of its own:
   a cell's grid (cheap, seconds at most) never waits behind anyone's relevance maps or concepts
   (heavy, seconds to minutes), and a long run never holds up either. On the heavy queue an analyst
   has at most one waiting job per view (a newer request replaces the older, :mod:`app.jobs.fair_queue`);
@@ -44,8 +44,8 @@ FINISHED = ("SUCCESS", "FAILURE")  # Celery states of a job that has ended
 def make_managers(cfg: Config) -> Managers:
     """The managers of ``cfg``'s mode (module docstring)."""
     if cfg.server.mode == "shared":
-        from app.shared.celery_app import GRIDS_QUEUE, RUNS_QUEUE, VIEWS_QUEUE, celery_for
-        from app.shared.roles import current_identity
+        from app.jobs.celery_app import GRIDS_QUEUE, RUNS_QUEUE, VIEWS_QUEUE, celery_for
+        from app.state.roles import current_identity
 
         celery = celery_for(cfg)
 
@@ -161,7 +161,7 @@ def job_user(cfg: Config) -> str | None:
 
     if current_task and current_task.request.id:
         return getattr(current_task.request, USER_HEADER, None)
-    from app.shared.roles import current_identity
+    from app.state.roles import current_identity
 
     return current_identity(cfg)[0]
 

@@ -1,3 +1,4 @@
-"""The lab team's shared server: HTTP Basic auth, login throttling, roles, the Celery app and
-worker, and the stack that starts Redis, the workers and gunicorn.
+"""The lab team's shared server as processes: the Celery worker entry and the stack that starts
+Redis, the workers and the app under gunicorn (access control: :mod:`app.access`; the Celery app and
+its queues: :mod:`app.jobs.celery_app`).
 """

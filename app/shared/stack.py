@@ -10,14 +10,14 @@
    concepts and the deletion check; ``grids@host`` (``server.grid_workers`` processes, no torch)
    for cells' grids only, so that opening a cell never waits behind anyone's maps; and
    ``runs@host`` (one process) for whole runs and embedding shards (workers on other machines may
-   take those too, see ``app.shared.celery_app``). The heavy workers run at a lower CPU priority
+   take those too, see ``app.jobs.celery_app``). The heavy workers run at a lower CPU priority
    (``server.heavy_nice``), so the web processes and the grids are served first. Before they
    start, the unfinished tasks of workers that died with the last server are put back in their
-   queues (:func:`app.shared.celery_app.recover`);
+   queues (:func:`app.jobs.celery_app.recover`);
 3. gunicorn with ``server.web_workers`` processes (threads for the polling requests) on
    ``server.host:server.port``.
 
-It refuses to start without a users file (:mod:`app.shared.auth`). Logs and pid files go to
+It refuses to start without a users file (:mod:`app.access.auth`). Logs and pid files go to
 ``<cache>/shared/``. Ctrl-C (or SIGTERM) stops everything, web first; a component that dies stops
 the others and the launcher exits with an error, so that a supervisor (systemd) can restart it.
 The tests and ``bench/load.py`` use :class:`SharedStack` to run the real thing on free ports.
@@ -44,9 +44,9 @@ import yaml
 from pipeline.config import REPO_ROOT, Config, load_config, to_dict
 from pipeline.data.roots import root_warnings
 
-from app.shared.auth import UserList, users_file
-from app.shared.celery_app import make_celery, recover, redis_url
-from app.shared.celery_app import EMBED_QUEUE, GRIDS_QUEUE, RUNS_QUEUE, VIEWS_QUEUE
+from app.access.auth import UserList, users_file
+from app.jobs.celery_app import make_celery, recover, redis_url
+from app.jobs.celery_app import EMBED_QUEUE, GRIDS_QUEUE, RUNS_QUEUE, VIEWS_QUEUE
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STOP_GRACE_S = 15

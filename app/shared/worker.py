@@ -2,7 +2,7 @@
 
 A worker builds the Dash app of ``$FAXPLAINER_CONFIG`` (default ``configs/shared.yaml``) so that
 its background callbacks are registered as Celery tasks, plus the app's own tasks
-(:func:`app.shared.celery_app.register_tasks`). ``scripts/serve_shared.sh`` / ``python -m app.shared.stack``
+(:func:`app.jobs.celery_app.register_tasks`). ``scripts/serve_shared.sh`` / ``python -m app.shared.stack``
 start the workers with the right queues and concurrency.
 
 The worker's main process only imports Dash and the app: torch, CUDA and the encoders are first
@@ -17,7 +17,7 @@ import threading
 
 from pipeline.config import Config
 
-from app.shared.celery_app import celery_for, config_from_environment, register_tasks
+from app.jobs.celery_app import celery_for, config_from_environment, register_tasks
 from app.main import create_app
 
 log = logging.getLogger("faxplainer.celery")

@@ -1,3 +1,3 @@
-"""What the app knows: the shared context, loaded runs, the image filter, URL state, image sets and
-every component id.
+"""What the app knows: the shared context, loaded runs, the image filter, URL state, image sets,
+who the user is and what their role allows, and every component id.
 """

@@ -25,7 +25,7 @@ from filelock import FileLock
 from pipeline.store.run_store import atomic_write_json
 
 from app.state.context import AppContext
-from app.shared.roles import current_identity
+from app.state.roles import current_identity
 
 log = logging.getLogger("faxplainer.app")
 

@@ -16,7 +16,7 @@ say "applied set X of run Y".
 or a CSV manifest, an optional name, Start / Cancel and a progress bar. The job runs on the runs
 manager (a long job never holds up the views); in shared mode the path must pass
 ``pipeline.data.roots.allowed_data_path`` in the job, and the panel is offered to the roles that
-may apply models (``app.shared.roles.may_apply``: analysts may). When it finishes, the set is listed in
+may apply models (``app.state.roles.may_apply``: analysts may). When it finishes, the set is listed in
 the run picker and the switch, with a link that opens it.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from app.state import ids
 from app.state.context import AppContext
 from app.jobs.panel import start_cancel_progress
 from app.jobs.managers import panel_state, stage_progress
-from app.shared.roles import current_identity, may_apply
+from app.state.roles import current_identity, may_apply
 from app.state.runs import applied_choices, applied_id, run_choices, split_run_id
 from app.state.urlstate import ViewState, format_search
 from app.views.metrics import generator_table, num, pct
@@ -60,7 +60,7 @@ def data_switch() -> html.Div:
 def score_panel(ctx: AppContext) -> html.Div:
     """The "score a folder" panel (hidden until the button opens it)."""
     user, role = current_identity(ctx.cfg)
-    if not may_apply(role):  # no role lacks it today; the panel follows app.shared.roles all the same
+    if not may_apply(role):  # no role lacks it today; the panel follows app.state.roles all the same
         return html.Div(id=ids.APPLY_COLLAPSE, className="fx-newrun", style=HIDDEN, children=[
             html.Div("Scoring new images needs the analyst or maintainer role.", className="fx-muted")])
     where = ("" if ctx.cfg.server.mode != "shared" else

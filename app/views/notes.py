@@ -13,7 +13,7 @@ from pipeline.report.notes import NotesStore
 
 from app.state import ids, imagesets
 from app.state.context import AppContext
-from app.shared.roles import current_identity, may_delete_note
+from app.state.roles import current_identity, may_delete_note
 
 
 def layout() -> html.Div:

@@ -19,7 +19,7 @@ from app.state import ids, imagesets, last_run
 from app.state.context import AppContext
 from app.jobs.panel import start_cancel_progress
 from app.jobs.managers import job_user, panel_state, stage_progress
-from app.shared.roles import current_identity, may_start_runs, start_runs_refusal
+from app.state.roles import current_identity, may_start_runs, start_runs_refusal
 from app.jobs.work import new_run_config, run_new
 from app.state.runs import run_choices
 from app.views.metrics import metrics_block
@@ -40,7 +40,7 @@ def new_run_panel(ctx: AppContext) -> html.Div:
     cfg = ctx.cfg
     user, role = current_identity(cfg)
     hidden = {"display": "none"}
-    if not may_start_runs(role):  # the server refuses the job too (app.shared.roles)
+    if not may_start_runs(role):  # the server refuses the job too (app.state.roles)
         return html.Div(id=ids.NEWRUN_COLLAPSE, className="fx-newrun", style=hidden, children=[
             html.Div(start_runs_refusal(user), className="fx-muted")])
     if cfg.server.mode == "shared":  # only the data sets under the server's data roots

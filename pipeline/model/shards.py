@@ -7,7 +7,7 @@ afterwards anywhere finds every embedding in the cache and goes straight to the 
 
 A shard is the images whose path hashes to it (``stable_shard``), so the split does not depend on
 listing order, and a shard that failed or was never run is simply embedded by the run itself.
-``app.shared.celery_app`` sends shards to Celery workers; here is only the work of one shard.
+``app.jobs.celery_app`` sends shards to Celery workers; here is only the work of one shard.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from app.shared import celery_app as _celery_app
+from app.jobs import celery_app as _celery_app
 from app.jobs import work as _work
 from app.shared import worker as _worker
 

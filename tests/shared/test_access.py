@@ -215,7 +215,7 @@ def test_wrong_passwords_are_throttled_while_other_logins_stay_fast(access):
 
 
 def _guess_in_process(url: str, key_address: str, n: int, out) -> None:
-    from app.shared.login_throttle import WRONG, LoginLocked, LoginThrottle, RedisStore, ThrottlePolicy
+    from app.access.login_throttle import WRONG, LoginLocked, LoginThrottle, RedisStore, ThrottlePolicy
     import redis
 
     throttle = LoginThrottle(ThrottlePolicy(free_failures=FREE, lock_s=60, max_lock_s=60, window_s=60),

@@ -1,4 +1,4 @@
-"""Access control without Redis: the users file, the ``python -m app.shared.auth`` command, and the Flask
+"""Access control without Redis: the users file, the ``python -m app.access.auth`` command, and the Flask
 hook that guards every route of a shared-mode app (the live server is checked in test_stack)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from app.shared import auth
-from app.shared.auth import AuthConfigError, UserList, parse_users
+from app.access import auth
+from app.access.auth import AuthConfigError, UserList, parse_users
 from pipeline.config import REPO_ROOT, from_dict
 
 from .conftest import write_users
@@ -21,7 +21,7 @@ def _cli(tmp_path, *args, password=None):
     env = {k: v for k, v in os.environ.items() if k != "FAXPLAINER_PASSWORD"}
     if password is not None:
         env["FAXPLAINER_PASSWORD"] = password
-    return subprocess.run([sys.executable, "-m", "app.shared.auth", "--users-file", str(tmp_path / "users"),
+    return subprocess.run([sys.executable, "-m", "app.access.auth", "--users-file", str(tmp_path / "users"),
                            *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.shared.celery_app import make_celery
+from app.jobs.celery_app import make_celery
 from app.jobs.fair_queue import QueueBook, jobs_ahead_words
 from app.shared.stack import free_port
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.shared.celery_app import embed_in_shards, make_celery, unacked_tasks
-from app.shared.celery_app import EMBED_QUEUE, RUNS_QUEUE
+from app.jobs.celery_app import embed_in_shards, make_celery, unacked_tasks
+from app.jobs.celery_app import EMBED_QUEUE, RUNS_QUEUE
 from app.shared.stack import SharedStack
 from app.state import ids
 from app.jobs.panel import JobPanel

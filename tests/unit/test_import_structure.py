@@ -96,3 +96,67 @@ def test_pipeline_never_imports_dash_or_the_app():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             assert not [n for n in names if n.split(".")[0] in ("dash", "app", "flask")], path
+
+
+# The layers, lowest first: a module may import its own package and any lower layer, never a
+# higher one, nor another package of its own layer. A package's __init__ (the front door) may
+# import anything below it; `import pipeline.x` always runs pipeline/__init__ first, so an edge to
+# a top package's __init__ is no dependency.
+LAYERS = [
+    ["pipeline.config"],
+    ["pipeline.data"],
+    ["pipeline.store"],
+    ["pipeline.model", "pipeline.represent"],
+    ["pipeline.explain", "pipeline.checks", "pipeline.report"],
+    ["pipeline.runner"],
+    ["pipeline.generalise"],
+    ["pipeline.cli"],
+    ["pipeline.__main__"],
+    ["app.figures"],
+    ["app.state"],
+    ["app.files"],
+    ["app.jobs"],
+    ["app.access", "app.views"],
+    ["app.layout"],
+    ["app.main"],
+    ["app.shared", "app.__main__"],
+]
+TOPS = ("pipeline", "app")
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    """(rank, package) of a module: its subpackage's layer, or its own for a top-level module."""
+    for rank, packages in enumerate(LAYERS):
+        for package in packages:
+            if module == package or module.startswith(package + "."):
+                return rank, package
+    raise AssertionError(f"{module} is in no layer: add its package to LAYERS")
+
+
+def layer_violations(edges: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for source, targets in edges.items():
+        if source in TOPS:
+            continue  # the front doors re-export lazily from every layer
+        rank, package = layer_of(source)
+        for target in targets - set(TOPS):
+            their_rank, their_package = layer_of(target)
+            if their_package != package and their_rank >= rank:
+                bad.append(f"{source} ({package}) imports {target} ({their_package}), "
+                           f"{'a higher' if their_rank > rank else 'a same'} layer")
+    return sorted(bad)
+
+
+def test_finds_a_planted_layer_violation():
+    edges = {"pipeline.store.run_store": {"pipeline.explain.cache"},
+             "pipeline.explain.cache": {"pipeline.checks.validity"},
+             "pipeline.model.head": {"pipeline.config"}}
+    assert layer_violations(edges) == [
+        "pipeline.explain.cache (pipeline.explain) imports pipeline.checks.validity (pipeline.checks), a same layer",
+        "pipeline.store.run_store (pipeline.store) imports pipeline.explain.cache (pipeline.explain), a higher layer"]
+
+
+def test_lower_layers_never_import_upper_ones():
+    edges = graph()
+    assert all(layer_of(m) for m in edges if m not in TOPS)  # every module has a layer
+    assert layer_violations(edges) == []

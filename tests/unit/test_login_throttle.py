@@ -1,4 +1,4 @@
-"""Failed-login throttling rules (app.shared.login_throttle) on the in-memory store with a fake clock:
+"""Failed-login throttling rules (app.access.login_throttle) on the in-memory store with a fake clock:
 the lockout arithmetic, what is counted, the lockout holding for a right password, parallel
 bursts, and which address is counted. (Redis across processes: tests/shared/test_access.py.)"""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from app.shared.login_throttle import (RIGHT, UNKNOWN, WRONG, LoginLocked, LoginThrottle, MemoryStore,
+from app.access.login_throttle import (RIGHT, UNKNOWN, WRONG, LoginLocked, LoginThrottle, MemoryStore,
                                 ThrottlePolicy, client_address, decide, lock_seconds, pair_key,
                                 wait_seconds)
 
@@ -129,7 +129,7 @@ def test_the_counted_address():
 
 
 def test_single_flight_shares_one_result_and_one_error():
-    from app.shared.login_throttle import SingleFlight
+    from app.access.login_throttle import SingleFlight
 
     flight, calls, barrier = SingleFlight(), [], threading.Barrier(8)
     results = []

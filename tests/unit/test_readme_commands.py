@@ -39,7 +39,7 @@ def test_extracts_the_commands_the_readme_shows():
     texts = [c.text for c in COMMANDS]
     for expected in ("make serve", "make test", "make bench", "make serve-shared",
                      ".venv/bin/python -m pipeline run --data /path/to/dataset",
-                     ".venv/bin/python -m app.shared.auth add-user alice --role maintainer",
+                     ".venv/bin/python -m app.access.auth add-user alice --role maintainer",
                      "apt-get install redis-server"):
         assert expected in texts
     celery = next(t for t in texts if "celery -A" in t)
@@ -107,7 +107,7 @@ def test_extractor_finds_exactly_the_planted_commands():
     ".venv/bin/python -m somewhere.else --help",      # an unknown module
     "scripts/no_such_script.sh",                      # a script not in the table
     "rm -rf runs",                                    # a recipe utility outside a recipe
-    ".venv/bin/celery -A app.shared.celery_app:celery beat",  # a celery command not in the table
+    ".venv/bin/celery -A app.jobs.celery_app:celery beat",  # a celery command not in the table
 ])
 def test_unknown_commands_are_refused(text):
     with pytest.raises(UnknownCommand):

@@ -1,4 +1,4 @@
-"""Roles (app.shared.roles): who may start runs and delete notes, and the notes callback's check."""
+"""Roles (app.state.roles): who may start runs and delete notes, and the notes callback's check."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import flask
 import pytest
 
 from app.state.context import AppContext
-from app.shared.roles import (ANALYST, MAINTAINER, current_identity, may_delete_note, may_start_runs,
+from app.state.roles import (ANALYST, MAINTAINER, current_identity, may_delete_note, may_start_runs,
                        start_runs_refusal)
 from app.views import notes as notes_view
 from pipeline.config import from_dict

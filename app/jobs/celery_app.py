@@ -8,7 +8,7 @@ imports nothing of the app, so the web process, the workers and the CLI below al
 without a cycle.
 
 Several machines: workers on other machines that reach the same Redis and mount the runs and cache
-folders at the same paths can take jobs too; ``python -m app.shared.celery_app embed --data PATH --shards
+folders at the same paths can take jobs too; ``python -m app.jobs.celery_app embed --data PATH --shards
 N`` splits the embedding of a data set into N tasks on the ``faxplainer-embed`` queue
 (:func:`pipeline.model.shards.embed_shard`), so that every machine's worker embeds part of it into the
 shared cache before the run.
@@ -188,7 +188,7 @@ def recover(celery, queues: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.shared.celery_app")
+    parser = argparse.ArgumentParser(prog="python -m app.jobs.celery_app")
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("recover", help="requeue the tasks of workers that died (no worker running)")
     rec.add_argument("--config", default=None)

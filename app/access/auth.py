@@ -9,13 +9,13 @@ password hashes (scrypt).
 
 The users file (``$FAXPLAINER_USERS_FILE``, else ``server.users_file``, else
 ``~/.config/faxplainer/users``) holds one ``name:role:hash`` line per user, ``#`` comments
-allowed; ``role`` is ``analyst`` or ``maintainer`` (:mod:`app.shared.roles`), and a ``name:hash`` line
+allowed; ``role`` is ``analyst`` or ``maintainer`` (:mod:`app.state.roles`), and a ``name:hash`` line
 (written before roles existed) is an analyst::
 
     alice:maintainer:scrypt:32768:8:1$mGq0...$5c1e...
     bob:scrypt:32768:8:1$Jr3b...$90af...
 
-Write it with ``python -m app.shared.auth add-user NAME [--role maintainer]`` (asks for the password, or
+Write it with ``python -m app.access.auth add-user NAME [--role maintainer]`` (asks for the password, or
 reads ``$FAXPLAINER_PASSWORD`` in scripts); ``set-role NAME ROLE``, ``remove-user NAME`` and
 ``list`` manage it. It is re-read when it changes, so adding a user needs no restart. It must not
 live in the repository (a file git would track is refused). Basic authentication sends the
@@ -24,7 +24,7 @@ password with every request: beyond loopback, serve through a TLS reverse proxy.
 A scrypt check costs about 0.2 s of CPU, far too much for every polling request, so a process
 remembers, for a few minutes, the salted digests of credentials it has already accepted. Wrong
 passwords are counted per (client address, user name) across all web processes, and a pair with
-too many is locked out for a while (:mod:`app.shared.login_throttle`); the lockout is checked before
+too many is locked out for a while (:mod:`app.access.login_throttle`); the lockout is checked before
 that memory, so that it holds for a right password too.
 """
 from __future__ import annotations
@@ -48,9 +48,9 @@ from typing import NamedTuple
 from pipeline.config import REPO_ROOT, Config, load_config, resolve_path
 from pipeline.store.run_store import atomic_write_bytes
 
-from app.shared.login_throttle import RIGHT, UNKNOWN, WRONG, LoginLocked, LoginThrottle, SingleFlight, \
+from app.access.login_throttle import RIGHT, UNKNOWN, WRONG, LoginLocked, LoginThrottle, SingleFlight, \
     ThrottlePolicy, client_address, redis_store
-from app.shared.roles import DEFAULT_ROLE, MAINTAINER, ROLES, guard_maintainer_callbacks
+from app.state.roles import DEFAULT_ROLE, MAINTAINER, ROLES, guard_maintainer_callbacks
 
 USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
 HASH_METHODS = ("scrypt:", "pbkdf2:")
@@ -67,7 +67,7 @@ class AuthConfigError(RuntimeError):
 
 class Account(NamedTuple):
     hash: str  # werkzeug password hash
-    role: str  # app.shared.roles.ANALYST or MAINTAINER
+    role: str  # app.state.roles.ANALYST or MAINTAINER
 
 
 def users_file(cfg: Config) -> Path:
@@ -106,7 +106,7 @@ def parse_users(text: str, where: str = "users file") -> dict[str, Account]:
             role, hashed = DEFAULT_ROLE, rest
         if not sep or not USER_NAME.match(name) or not hashed.startswith(HASH_METHODS):
             raise AuthConfigError(f"{where} line {n}: expected 'name:role:hash' with a password hash "
-                                  f"made by `python -m app.shared.auth add-user NAME` (plain passwords are "
+                                  f"made by `python -m app.access.auth add-user NAME` (plain passwords are "
                                   f"refused)")
         users[name] = Account(hashed, role)
     return users
@@ -157,7 +157,7 @@ class UserList:
             st = self.path.stat()
         except OSError as e:
             raise AuthConfigError(f"users file {self.path} cannot be read ({e.strerror or e}); create "
-                                  f"it with `python -m app.shared.auth add-user NAME --users-file {self.path}`"
+                                  f"it with `python -m app.access.auth add-user NAME --users-file {self.path}`"
                                   ) from e
         stamp = (st.st_mtime_ns, st.st_size)
         with self._lock:
@@ -169,7 +169,7 @@ class UserList:
         users = parse_users(self.path.read_text(encoding="utf-8"), str(self.path))
         if not users:
             raise AuthConfigError(f"users file {self.path} lists no user; add one with "
-                                  f"`python -m app.shared.auth add-user NAME --users-file {self.path}`")
+                                  f"`python -m app.access.auth add-user NAME --users-file {self.path}`")
         with self._lock:
             self._users, self._stamp, self._accepted = users, stamp, {}
         return users
@@ -236,7 +236,7 @@ class UserList:
 def require_login(server, cfg: Config) -> UserList:
     """Make every route of the Flask ``server`` answer 401 without valid credentials, 429 while
     the client's address is locked out for the user name it gives, and 403 to an analyst asking
-    for a maintainer's callback (:func:`app.shared.roles.guard_maintainer_callbacks`).
+    for a maintainer's callback (:func:`app.state.roles.guard_maintainer_callbacks`).
 
     Idempotent. Returns the :class:`UserList` in use.
 
@@ -252,12 +252,12 @@ def require_login(server, cfg: Config) -> UserList:
     from flask_httpauth import HTTPBasicAuth
     from werkzeug.exceptions import TooManyRequests
 
-    from app.shared.celery_app import redis_url
+    from app.jobs.celery_app import redis_url
 
     _log_to_stderr()
     users = UserList(users_file(cfg))
     if not any(a.role == MAINTAINER for a in users.reload().values()):
-        log.warning("users file %s names no maintainer: nobody can start runs (python -m app.shared.auth "
+        log.warning("users file %s names no maintainer: nobody can start runs (python -m app.access.auth "
                     "set-role NAME maintainer)", users.path)
     throttle = LoginThrottle(ThrottlePolicy.from_server(cfg.server), redis_store(redis_url(cfg)))
     trusted_proxies = int(cfg.server.trusted_proxies)
@@ -316,7 +316,7 @@ def _read_users(path: Path) -> dict[str, Account]:
 
 
 def _write_users(path: Path, users: dict[str, Account]) -> None:
-    body = "# FaXplainer users: name:role:password-hash (python -m app.shared.auth add-user NAME)\n" + \
+    body = "# FaXplainer users: name:role:password-hash (python -m app.access.auth add-user NAME)\n" + \
         "".join(f"{n}:{a.role}:{a.hash}\n" for n, a in sorted(users.items()))
     atomic_write_bytes(path, body.encode("utf-8"))  # created 0600 by mkstemp
     os.chmod(path, 0o600)
@@ -334,7 +334,7 @@ def _new_password(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.shared.auth", description="shared-server users")
+    parser = argparse.ArgumentParser(prog="python -m app.access.auth", description="shared-server users")
     parser.add_argument("--config", default=None, help="YAML config (for server.users_file)")
     parser.add_argument("--users-file", default=None, help="users file (default: see the config)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -4,7 +4,7 @@
   only notes without an author or their own (once notes record an ``author``).
 * ``maintainer``: all of that, plus starting runs and managing (deleting any note).
 
-The role is a field of the users file (:mod:`app.shared.auth`); a line without one is an analyst (least
+The role is a field of the users file (:mod:`app.access.auth`); a line without one is an analyst (least
 privilege: a users file written before roles existed grants nobody new powers; the server says at
 start when nobody can start runs). Local mode has one user, who may do everything.
 
@@ -47,7 +47,7 @@ def start_runs_refusal(user: str | None) -> str:
     """Why ``user`` may not start a run, and what to do about it (the 403 and the page say it)."""
     who = f"{user} is" if user else "you are"
     return (f"Starting a run needs the maintainer role; {who} an analyst. A maintainer of this "
-            f"server can change that: python -m app.shared.auth set-role {user or 'NAME'} maintainer")
+            f"server can change that: python -m app.access.auth set-role {user or 'NAME'} maintainer")
 
 
 def current_identity(cfg) -> tuple[str | None, str]:
@@ -70,7 +70,7 @@ def current_identity(cfg) -> tuple[str | None, str]:
 
 def guard_maintainer_callbacks(server, cfg) -> None:
     """Answer 403 (with :func:`start_runs_refusal`) to a non-maintainer's request for a
-    maintainer-only callback. Runs after the credentials check (:func:`app.shared.auth.require_login`)."""
+    maintainer-only callback. Runs after the credentials check (:func:`app.access.auth.require_login`)."""
     from flask import Response, request
 
     def _maintainer_only():
