@@ -3,7 +3,8 @@
 A summary line (held-out accuracy, AP, AUC and what they were measured on), the class balance of
 the data, the training figures next to the held-out ones (a large gap means the head learned its
 training images rather than a pattern), and per generator: how many real and fake held-out
-images, the accuracy on each class, AP and AUC. Pure functions of ``meta.json``'s ``metrics`` and
+images, the accuracy on each class, AP and AUC. Each figure carries its 95% bootstrap interval
+where the run recorded one (runs made before the intervals have none). Pure functions of ``meta.json``'s ``metrics`` and
 ``data`` (``pipeline.model.metrics`` computes them); the shell's status callback shows them.
 """
 from __future__ import annotations
@@ -24,6 +25,15 @@ def pct(v) -> str:
 
 def num(v) -> str:
     return "–" if _missing(v) else f"{v:.3f}"
+
+
+def interval(m: dict, key: str, fmt=num):
+    """The 95% interval of ``m[key]`` as a small muted span, or nothing (older runs have none)."""
+    ci = (m.get("ci95") or {}).get(key)
+    if not ci:
+        return []
+    return [html.Span(f" [{fmt(ci[0])}, {fmt(ci[1])}]", className="fx-ci",
+                      title="95% bootstrap interval (held-out images resampled 1,000 times)")]
 
 
 def balance_words(n_real: int, n_fake: int) -> str | None:
@@ -51,7 +61,9 @@ def generator_table(per_generator: dict) -> html.Table:
     head = ["generator", "n real", "n fake", "real acc.", "fake acc.", "accuracy", "AP", "AUC"]
     rows = [html.Tr([html.Td(g), html.Td(m.get("n_real", "")), html.Td(m.get("n_fake", "")),
                      html.Td(pct(m.get("real_accuracy"))), html.Td(pct(m.get("fake_accuracy"))),
-                     html.Td(pct(m.get("accuracy"))), html.Td(num(m.get("ap"))), html.Td(num(m.get("auc")))])
+                     html.Td([pct(m.get("accuracy")), *interval(m, "accuracy", pct)]),
+                     html.Td([num(m.get("ap")), *interval(m, "ap")]),
+                     html.Td([num(m.get("auc")), *interval(m, "auc")])])
             for g, m in sorted(per_generator.items())]
     return html.Table(className="fx-metrics-table", children=[
         html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)])
@@ -64,9 +76,10 @@ def metrics_block(metrics: dict, data: dict | None = None) -> list:
         return []
     data = data or {}
     train = head.get("train") or {}
-    out = [html.Span(["held-out accuracy ", html.B(pct(head.get("accuracy")))], className="fx-metric"),
-           html.Span(["AP ", html.B(num(head.get("ap")))], className="fx-metric"),
-           html.Span(["AUC ", html.B(num(head.get("auc")))], className="fx-metric"),
+    out = [html.Span(["held-out accuracy ", html.B(pct(head.get("accuracy"))), *interval(head, "accuracy", pct)],
+                     className="fx-metric"),
+           html.Span(["AP ", html.B(num(head.get("ap"))), *interval(head, "ap")], className="fx-metric"),
+           html.Span(["AUC ", html.B(num(head.get("auc"))), *interval(head, "auc")], className="fx-metric"),
            html.Span(f"on {head.get('n', '?')} held-out images ({head.get('n_real', '?')} real, "
                      f"{head.get('n_fake', '?')} fake; real acc. {pct(head.get('real_accuracy'))}, "
                      f"fake acc. {pct(head.get('fake_accuracy'))})", className="fx-muted")]

@@ -45,6 +45,8 @@ def _config_from_args(args):
 
 
 def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
+    from pipeline.model.metrics import with_interval
+
     out = out or sys.stdout
     enc = meta["encoder"]
     print(f"run {meta['run_id']}  ({meta['data']['n_images']} images: {meta['data'].get('n_real')} real, "
@@ -54,11 +56,12 @@ def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
     if enc.get("fallback_reason"):
         print(f"         NOTE: CLIP was replaced by the offline stand-in: {enc['fallback_reason']}", file=out)
     h = meta["metrics"]["head"]
-    print(f"held-out accuracy {h['accuracy']:.3f}  AP {h['ap']:.3f}  AUC {h['auc']:.3f}  "
-          f"(n={h['n']}: {h['n_real']} real, {h['n_fake']} fake)", file=out)
+    print(f"held-out accuracy {with_interval(h, 'accuracy')}  AP {with_interval(h, 'ap')}  "
+          f"AUC {with_interval(h, 'auc')}  (n={h['n']}: {h['n_real']} real, {h['n_fake']} fake"
+          f"{'; [95% bootstrap intervals]' if h.get('ci95') else ''})", file=out)
     for g, m in h.get("per_generator", {}).items():
-        print(f"  {g:<24} acc {m['accuracy']:.3f}  AP {m['ap']:.3f}  AUC {m['auc']:.3f}  "
-              f"(fake acc {m['fake_accuracy']:.3f}, n={m['n']})", file=out)
+        print(f"  {g:<24} acc {with_interval(m, 'accuracy')}  AP {with_interval(m, 'ap')}  "
+              f"AUC {with_interval(m, 'auc')}  (fake acc {m['fake_accuracy']:.3f}, n={m['n']})", file=out)
     o = h["orthogonality"]
     print(f"16-d orthogonality: max |cos| {o['max_abs_cosine']:.3f}, mean |cos| {o['mean_abs_cosine']:.3f}",
           file=out)
