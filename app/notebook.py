@@ -61,11 +61,12 @@ def free_port(host: str = "127.0.0.1", first: int = 8050, last: int = 8099) -> i
         return s.getsockname()[1]
 
 
-def app_run_id(run) -> tuple[Path, str]:
-    """(runs folder, the app's id of ``run``): ``RUN``, or ``RUN@SET`` for an applied set."""
+def app_run_id(run, config=None) -> tuple[Path, str]:
+    """(runs folder, the app's id of ``run``): ``RUN``, or ``RUN@SET`` for an applied set; a run
+    id is looked up in the runs folder of ``config`` (``pipeline.open_run``)."""
     import pipeline
 
-    r = pipeline.open_run(run)
+    r = pipeline.open_run(run, config)
     if r.is_applied:
         return r.store.run.path.resolve().parent, r.id
     return r.path.resolve().parent, r.id
@@ -101,7 +102,7 @@ def show(run, mode: str = "inline", *, config=None, host: str = "127.0.0.1", por
     import pipeline
     from pipeline.config import load_config
 
-    runs_dir, run_id = app_run_id(run)
+    runs_dir, run_id = app_run_id(run, config)
     if config is None:
         cfg = load_config(None)
     else:
