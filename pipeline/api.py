@@ -165,7 +165,8 @@ def make_config(config: str | os.PathLike | Config | None = None, **overrides) -
     if isinstance(config, Config):
         cfg = config
     else:
-        cfg = load_config(_config_path(config if config is not None else REPO_ROOT / "configs" / "default.yaml"))
+        default = REPO_ROOT / "configs" / "default.yaml"  # as the CLI's --config
+        cfg = load_config(_config_path(config if config is not None else default))
     if not overrides:
         return cfg
     values = to_dict(cfg)
