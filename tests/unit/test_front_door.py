@@ -154,3 +154,44 @@ def test_show_outside_jupyter_serves_the_run_in_a_thread_until_stopped(make_fake
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(shown.url, timeout=5)
     shown.stop()  # a second stop does nothing
+
+
+def test_show_in_jupyter_hands_the_app_to_dashs_jupyter_mode(make_fake_run, tmp_path, monkeypatch):
+    """In a kernel, Dash's own Jupyter mode serves and displays the app (no kernel here: the
+    check is that show asks it with the mode, the run opened by default, and that stop ends it)."""
+    import dash
+    from dash._jupyter import jupyter_dash
+
+    import app
+    import app.notebook
+    import pipeline
+
+    monkeypatch.delenv("FAXPLAINER_RUNS_DIR", raising=False)
+    monkeypatch.setenv("FAXPLAINER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(app.notebook, "_in_jupyter", lambda: True)
+    calls, stopped = [], []
+
+    class Server:
+        def shutdown(self):
+            stopped.append(True)
+
+    def fake_run(self, **kwargs):
+        calls.append((self, kwargs))
+        jupyter_dash._servers[(kwargs["host"], kwargs["port"])] = Server()
+
+    monkeypatch.setattr(dash.Dash, "run", fake_run)
+    import app.main
+    made, create_app = [], app.main.create_app
+    monkeypatch.setattr(app.main, "create_app",
+                        lambda cfg, run_id: made.append((cfg, run_id)) or create_app(cfg, run_id))
+    folder = make_fake_run(n_images=8, n_cells=2, run_id="in-jupyter")
+    cfg = pipeline.make_config(None, server__preload_job_stack=False)
+    shown = app.show(folder, "inline", config=cfg, port=8123, height=500)
+    (dash_app, kwargs), = calls
+    assert kwargs == {"host": "127.0.0.1", "port": 8123, "jupyter_mode": "inline",
+                      "jupyter_width": "100%", "jupyter_height": 500}
+    assert shown.url == "http://127.0.0.1:8123/?run=in-jupyter" and shown.app is dash_app
+    (cfg_made, run_id), = made
+    assert run_id == "in-jupyter" and cfg_made.runs_path == folder.parent  # opened by default
+    shown.stop()
+    assert stopped == [True] and ("127.0.0.1", 8123) not in jupyter_dash._servers
