@@ -110,7 +110,7 @@ LAYERS = [
     ["pipeline.explain", "pipeline.checks", "pipeline.report"],
     ["pipeline.runner"],
     ["pipeline.generalise"],
-    ["pipeline.cli"],
+    ["pipeline.cli", "pipeline.api"],
     ["pipeline.__main__"],
     ["app.figures"],
     ["app.state"],
@@ -119,7 +119,7 @@ LAYERS = [
     ["app.access", "app.views"],
     ["app.layout"],
     ["app.main"],
-    ["app.shared", "app.__main__"],
+    ["app.shared", "app.__main__", "app.notebook"],
 ]
 TOPS = ("pipeline", "app")
 
