@@ -14,7 +14,7 @@ from app.files import artifacts
 
 from app.state import ids, imagesets
 from app.state.context import AppContext
-from app.figures.glyph_map import profile_figure
+from app.figures.common import profile_figure
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 
 CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",

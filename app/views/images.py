@@ -23,8 +23,9 @@ from app.files import artifacts
 from app.state import ids, imagesets
 from app.state.filters import ImageFilter
 from app.state.context import AppContext
-from app.figures.glyph_map import (HIGHLIGHT_STYLE, empty_figure, image_grid_figure, selected_positions,
-                       selection_shapes)
+from app.figures.common import empty_figure, trace_index
+from app.figures.grid import (GRID_TRACE_NAME, GRID_TRACES, HIGHLIGHT_STYLE, image_grid_figure, selected_positions,
+                              selection_shapes)
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
@@ -194,7 +195,8 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
         grid, highlighted_in(highlight, run_id, cell), HIGHLIGHT_STYLE))
     if (sel or {}).get("from") != "graph":  # the graph already shows what the user selected
         slots = [i for i in grid["order"] if i >= 0]
-        patch["data"][0]["selectedpoints"] = selected_positions(slots, chosen)
+        markers = trace_index(GRID_TRACES, GRID_TRACE_NAME)
+        patch["data"][markers]["selectedpoints"] = selected_positions(slots, chosen)
     return patch
 
 

@@ -37,7 +37,7 @@ from app.files import artifacts, viewer_files
 
 from app.state import ids
 from app.state.context import AppContext
-from app.figures.glyph_map import empty_figure
+from app.figures.common import empty_figure
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 from app.state.runs import LABEL_WORDS
 from app.figures.viewer import image_figure
