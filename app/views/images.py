@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
-from app.files import artifacts
+from app.files import artifacts, urls
 
 from app.state import ids, imagesets
 from app.state.filters import ImageFilter
@@ -76,10 +76,6 @@ def layout() -> html.Div:
     ])
 
 
-def sprite_url(run_id: str, key: str) -> str:
-    return f"/files/sprite/{run_id}/{key}.jpg"
-
-
 def hover_texts(view, order: list[int]) -> list[str]:
     """Hover text per filled slot (lines): file, label, prediction, probability, generator, split."""
     out = []
@@ -101,7 +97,7 @@ def highlighted_in(highlight: dict | None, run_id, cell) -> list[int]:
 
 def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids, highlight: dict | None = None):
     """(figure, shown marker) of a prepared grid."""
-    fig = image_grid_figure(grid, sprite_url(view.run_id, grid["sprite"]),
+    fig = image_grid_figure(grid, urls.sprite(view.run_id, grid["sprite"]),
                             hover_texts(view, grid["order"]), selected=sel_ids,
                             highlighted=highlighted_in(highlight, view.run_id, cell))
     return fig, {"run": view.run_id, "cell": imagesets.cell_key(cell), "sprite": grid["sprite"],

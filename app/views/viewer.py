@@ -16,7 +16,7 @@ The dialog is ``dash_bootstrap_components.Modal`` (react-bootstrap): it gives ``
 a hand-made overlay would have to reimplement; its look comes from ``assets/style.css`` (no
 Bootstrap stylesheet: the app runs offline and keeps its own style).
 
-The picture is the original file (``/files/image/<run>/<i>``, converted once when a browser cannot
+The picture is the original file (:func:`app.files.urls.image`, converted once when a browser cannot
 show it: :mod:`pipeline.represent.originals`) on a plotly figure with wheel zoom and drag pan
 (:mod:`app.figures.viewer`). The relevance maps were computed on the model input, the centre square
 of the original (:func:`pipeline.represent.originals.model_input_box`), so the map is laid over that square
@@ -33,7 +33,7 @@ from dash import ALL, ClientsideFunction, Input, Output, State, callback_context
 from pipeline.data.scan import BadImageError, PathRefused
 from pipeline.represent.originals import inspect, model_input_box
 
-from app.files import artifacts, viewer_files
+from app.files import artifacts, urls, viewer_files
 
 from app.state import ids
 from app.state.context import AppContext
@@ -48,19 +48,6 @@ DEFAULT_OPACITY = 0.6
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
                 "modeBarButtonsToRemove": ["autoScale2d", "toImage", "select2d", "lasso2d", "sendChartToCloud"],
                 "responsive": True}
-
-
-# -- URLs ------------------------------------------------------------------------------------------
-def image_url(run_id: str, index: int) -> str:
-    return f"/files/image/{run_id}/{int(index)}"
-
-
-def layer_url(run_id: str, index: int, which) -> str:
-    return f"/files/layer/{run_id}/{int(index)}/{viewer_files.layer_name(which)}.png"
-
-
-def thumb_url(run_id: str, index: int) -> str:
-    return f"/files/thumb/{run_id}/{int(index)}.jpg"
 
 
 # -- layout ----------------------------------------------------------------------------------------
@@ -259,8 +246,9 @@ def figure_of(view, index: int, which=None, opacity: float = DEFAULT_OPACITY, la
     info, why = picture(view, index)
     if info is None:
         return empty_figure(f"{view.file_name(index)} cannot be shown: {why}")
-    return image_figure(image_url(view.run_id, index), info.width, info.height,
-                        layer=layer_url(view.run_id, index, which) if layer and which is not None else None,
+    return image_figure(urls.image(view.run_id, index), info.width, info.height,
+                        layer=urls.layer(view.run_id, index, viewer_files.layer_name(which))
+                        if layer and which is not None else None,
                         opacity=DEFAULT_OPACITY if opacity is None else float(opacity),
                         box=model_input_box(info.width, info.height),
                         uirevision=f"{view.run_id}-{index}")
@@ -371,7 +359,7 @@ def pairs_strip(view, index: int, shown: int | None) -> list:
     for j in matches[:MAX_PAIRS]:
         word = view.label_word(j)
         buttons.append(html.Button(
-            [html.Img(src=thumb_url(view.run_id, j), alt=""), html.Span(word, className=f"fx-viewer-badge {word}")],
+            [html.Img(src=urls.thumb(view.run_id, j), alt=""), html.Span(word, className=f"fx-viewer-badge {word}")],
             id=ids.viewer_compare(j), n_clicks=0, className="fx-pair",
             title=f"{view.records[j]['path']} ({word})",
             **{"aria-pressed": "true" if j == shown else "false",
