@@ -386,14 +386,44 @@ def caption(view, index: int, which=None, link: bool = False) -> list:
     return out
 
 
-def content(ctx: AppContext, payload, run_id) -> tuple:
-    """Everything around the picture (callback body): title, position, previous/next disabled,
-    facts, legend, same-source strip, the side-by-side picture, its visibility, and the captions
-    over both pictures (only while two are shown)."""
+# The outputs of the callbacks, by name (Dash's dict form: each callback returns a dict with these
+# keys). Their order is the order Dash sends them in.
+NAVIGATE_OUTPUTS = dict(state=Output(ids.STORE_VIEWER, "data"), is_open=Output(ids.VIEWER_MODAL, "is_open"),
+                        overlay=Output(ids.VIEWER_OVERLAY, "value"), map=Output(ids.VIEWER_MAP, "value"))
+CONTENT_OUTPUTS = dict(
+    title=Output(ids.VIEWER_TITLE, "children"), position=Output(ids.VIEWER_POSITION, "children"),
+    prev_disabled=Output(ids.VIEWER_PREV, "disabled"), next_disabled=Output(ids.VIEWER_NEXT, "disabled"),
+    facts=Output(ids.VIEWER_FACTS, "children"), legend=Output(ids.VIEWER_LEGEND, "children"),
+    pairs=Output(ids.VIEWER_PAIRS, "children"), pair_figure=Output(ids.VIEWER_PAIR_GRAPH, "figure"),
+    pair_style=Output(ids.VIEWER_PAIR_WRAP, "style"), pair_head=Output(ids.VIEWER_PAIR_HEAD, "children"),
+    main_head=Output(ids.VIEWER_MAIN_HEAD, "children"))
+
+
+def navigate_outputs(ctx: AppContext, trigger, value, current: dict | None, run_id, overlay, which) -> dict:
+    """The navigation callback's outputs (:data:`NAVIGATE_OUTPUTS`) for one trigger: the new
+    ``STORE_VIEWER`` (:func:`navigate`), whether the dialog is open, and the overlay controls
+    set from a newly opened image's map."""
+    unchanged = dict.fromkeys(NAVIGATE_OUTPUTS, no_update)
+    if isinstance(trigger, dict) and not value:
+        return unchanged  # a button was (re)created, not clicked
+    state = navigate(ctx, trigger, value, current, run_id, overlay, which)
+    if state is no_update:
+        return unchanged
+    if state is None:
+        return dict(unchanged, state=None, is_open=False)
+    m = state.get("map")
+    return dict(state=state, is_open=True, overlay=["on"] if m is not None else [],
+                map=m if m is not None else no_update)
+
+
+def content(ctx: AppContext, payload, run_id) -> dict:
+    """Everything around the picture (callback body), by the names of :data:`CONTENT_OUTPUTS`:
+    title, position, previous/next disabled, facts, legend, same-source strip, the side-by-side
+    picture, its visibility, and the captions over both pictures (only while two are shown)."""
     view = ctx.run(run_id)
     index = _valid(view, (payload or {}).get("index"))
     if index is None:
-        return (no_update,) * 11
+        return dict.fromkeys(CONTENT_OUTPUTS, no_update)
     order = sequence(ctx, view, index)
     pos = order.index(index) if index in order else -1
     which = payload.get("map")
@@ -406,9 +436,10 @@ def content(ctx: AppContext, payload, run_id) -> tuple:
         pair_fig, pair_style = figure_of(view, pair), {}
         head, main_head = caption(view, pair, which, link=True), caption(view, index)
     info, why = picture(view, index)
-    return (title, position, pos <= 0, pos < 0 or pos >= len(order) - 1, facts(view, index, info, why),
-            legend(view, info, which), pairs_strip(view, index, pair), pair_fig, pair_style, head,
-            main_head)
+    return dict(title=title, position=position, prev_disabled=pos <= 0,
+                next_disabled=pos < 0 or pos >= len(order) - 1, facts=facts(view, index, info, why),
+                legend=legend(view, info, which), pairs=pairs_strip(view, index, pair),
+                pair_figure=pair_fig, pair_style=pair_style, pair_head=head, main_head=main_head)
 
 
 def register(app, ctx: AppContext, managers) -> None:
@@ -416,36 +447,22 @@ def register(app, ctx: AppContext, managers) -> None:
                                                    State(ids.STORE_RUN, "data"),
                                                    State(ids.VIEWER_OPACITY, "value")])
 
-    @app.callback(Output(ids.STORE_VIEWER, "data"), Output(ids.VIEWER_MODAL, "is_open"),
-                  Output(ids.VIEWER_OVERLAY, "value"), Output(ids.VIEWER_MAP, "value"),
-                  Input(ids.IMAGES_GRAPH, "clickData"), Input(ids.VIEWER_KEY, "data"),
-                  Input(ids.viewer_open(ALL, ALL), "n_clicks"), Input(ids.viewer_compare(ALL), "n_clicks"),
-                  Input(ids.VIEWER_PREV, "n_clicks"), Input(ids.VIEWER_NEXT, "n_clicks"),
-                  Input(ids.VIEWER_CLOSE, "n_clicks"), Input(ids.VIEWER_MODAL, "is_open"),
-                  Input(ids.VIEWER_OVERLAY, "value"), Input(ids.VIEWER_MAP, "value"),
-                  Input(ids.STORE_RUN, "data"), State(ids.STORE_VIEWER, "data"),
+    @app.callback(output=NAVIGATE_OUTPUTS,
+                  inputs=dict(grid_click=Input(ids.IMAGES_GRAPH, "clickData"), key=Input(ids.VIEWER_KEY, "data"),
+                              open_clicks=Input(ids.viewer_open(ALL, ALL), "n_clicks"),
+                              compare_clicks=Input(ids.viewer_compare(ALL), "n_clicks"),
+                              prev=Input(ids.VIEWER_PREV, "n_clicks"), next=Input(ids.VIEWER_NEXT, "n_clicks"),
+                              close=Input(ids.VIEWER_CLOSE, "n_clicks"), is_open=Input(ids.VIEWER_MODAL, "is_open"),
+                              overlay=Input(ids.VIEWER_OVERLAY, "value"), which=Input(ids.VIEWER_MAP, "value"),
+                              run_id=Input(ids.STORE_RUN, "data"), current=State(ids.STORE_VIEWER, "data")),
                   prevent_initial_call=True)
-    def _navigate(*_inputs):
+    def _navigate(overlay, which, run_id, current, **_triggers):
         trigger = callback_context.triggered_id
         value = callback_context.triggered[0].get("value") if callback_context.triggered else None
-        if isinstance(trigger, dict) and not value:
-            return (no_update,) * 4  # a button was (re)created, not clicked
-        overlay, which, current = _inputs[-4], _inputs[-3], _inputs[-1]
-        state = navigate(ctx, trigger, value, current, _inputs[-2], overlay, which)
-        if state is no_update:
-            return (no_update,) * 4
-        if state is None:
-            return None, False, no_update, no_update
-        m = state.get("map")
-        return state, True, ["on"] if m is not None else [], m if m is not None else no_update
+        return navigate_outputs(ctx, trigger, value, current, run_id, overlay, which)
 
-    @app.callback(Output(ids.VIEWER_TITLE, "children"), Output(ids.VIEWER_POSITION, "children"),
-                  Output(ids.VIEWER_PREV, "disabled"), Output(ids.VIEWER_NEXT, "disabled"),
-                  Output(ids.VIEWER_FACTS, "children"), Output(ids.VIEWER_LEGEND, "children"),
-                  Output(ids.VIEWER_PAIRS, "children"), Output(ids.VIEWER_PAIR_GRAPH, "figure"),
-                  Output(ids.VIEWER_PAIR_WRAP, "style"), Output(ids.VIEWER_PAIR_HEAD, "children"),
-                  Output(ids.VIEWER_MAIN_HEAD, "children"),
-                  Input(ids.STORE_VIEWER, "data"), State(ids.STORE_RUN, "data"))
+    @app.callback(output=CONTENT_OUTPUTS,
+                  inputs=dict(payload=Input(ids.STORE_VIEWER, "data"), run_id=State(ids.STORE_RUN, "data")))
     def _content(payload, run_id):
         return content(ctx, payload, run_id)
 
