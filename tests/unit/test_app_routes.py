@@ -158,3 +158,12 @@ def test_no_view_writes_a_file_url_by_hand():
     for path in Path(app.views.__file__).parent.glob("*.py"):
         code = re.sub(r'"""(?:.|\n)*?"""', "", path.read_text())  # docstrings may name a URL shape
         assert "/files/" not in code, f"{path.name} writes a /files/ URL: use app.files.urls"
+
+
+def test_the_browsers_thumbnail_url_has_the_builders_shape():
+    from pathlib import Path
+
+    # assets/clientside.js builds the tooltip's thumbnail URL in the browser, as urls.thumb does
+    js = (Path(__file__).resolve().parents[2] / "assets" / "clientside.js").read_text()
+    assert '"/files/thumb/" + encodeURIComponent(run) + "/" + parseInt(index, 10) + ".jpg"' in js
+    assert urls.thumb("RUN", 7) == "/files/thumb/" + "RUN" + "/" + str(7) + ".jpg"
