@@ -46,7 +46,7 @@ import plotly.io.json as pio_json
 if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
     import _path  # noqa: F401
 
-from app.files import artifacts  # noqa: E402
+from app.files import artifacts, urls  # noqa: E402
 from bench._options import parse_args  # noqa: E402
 from app.state.context import AppContext  # noqa: E402
 from app.figures.glyph_map import GLYPH_CELLS, CellArrays, glyph_patch, CLASSES, arc_vertices, cell_radii, representation_figure  # noqa: E402
@@ -231,7 +231,7 @@ def bench_browser(sizes, tmp: Path):
 def layout_images_baseline(view, grid) -> go.Figure:
     """One layout image per thumbnail (what the sprite replaces)."""
     cols = grid["cols"]
-    imgs = [dict(source=f"/files/thumb/{view.run_id}/{i}.jpg", xref="x", yref="y", x=s % cols,
+    imgs = [dict(source=urls.thumb(view.run_id, i), xref="x", yref="y", x=s % cols,
                  y=-(s // cols), sizex=1, sizey=1, xanchor="left", yanchor="top", layer="below")
             for s, i in enumerate(grid["order"]) if i >= 0]
     fig = go.Figure()
@@ -394,7 +394,7 @@ def bench_viewer(tmp: Path):
         return out
 
     def route():
-        r = client.get("/files/image/bench-viewer/0")
+        r = client.get(urls.image("bench-viewer", 0))
         assert r.status_code == 200 and r.mimetype == "image/jpeg"
         return len(r.data)
 
@@ -409,9 +409,9 @@ def bench_viewer(tmp: Path):
     t_route, size = timed(route, repeat=5)
     t_base, _ = timed(reencode, repeat=5)
     t0 = time.perf_counter()
-    assert client.get("/files/image/bench-viewer/1").mimetype == "image/png"
+    assert client.get(urls.image("bench-viewer", 1)).mimetype == "image/png"
     t_tiff = time.perf_counter() - t0
-    t_tiff_again, _ = timed(lambda: client.get("/files/image/bench-viewer/1").data, repeat=3)
+    t_tiff_again, _ = timed(lambda: client.get(urls.image("bench-viewer", 1)).data, repeat=3)
     total, total_map = t_cb + t_route, t_cb_map + t_route
     print(f"  callbacks (open, facts, figure), map off:   {t_cb * 1e3:7.1f} ms, {len(payload) / 1e3:.1f} kB JSON")
     print(f"  callbacks, map on (drawn before):          {t_cb_map * 1e3:7.1f} ms")

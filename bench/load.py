@@ -63,6 +63,7 @@ from urllib.parse import urlparse
 if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
     import _path  # noqa: F401
 
+from app.files import urls  # noqa: E402
 from app.state import ids  # noqa: E402
 from app.jobs.panel import JobPanel  # noqa: E402
 from bench._options import parse_args  # noqa: E402
@@ -246,7 +247,7 @@ class Analyst:
 
     def thumbnail(self) -> None:
         pool = self.images or list(range(8))
-        self.fetch(f"/files/thumb/{self.run}/{self.rng.choice(pool)}.jpg")
+        self.fetch(urls.thumb(self.run, self.rng.choice(pool)))
 
     @staticmethod
     def _check(out: dict) -> None:

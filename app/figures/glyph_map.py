@@ -1,4 +1,4 @@
-"""Pure functions from run artifacts to plotly figures.
+"""The representation view's figure: pure functions from ``cells.json`` to the glyph map.
 
 Representation view (method.md section 6): each cell is a pie glyph whose *area* is proportional
 to its image count, with up to four wedges (real-correct, real-wrong, fake-correct, fake-wrong):
@@ -16,9 +16,6 @@ invisible markers it alone took ~230 ms per frame, against ~57 ms for the whole 
 with SVG markers, which pan as one moved layer; at 20,000 overview markers, ~940 ms (WebGL)
 against ~100 ms (SVG). With a GPU both are fast. Far past that, SVG's one DOM node per marker
 costs more than WebGL does.
-
-Image view: the cell's framed thumbnails are one sprite picture (a layout image); an invisible
-``scattergl`` marker per thumbnail carries hover text and box/lasso selection.
 """
 from __future__ import annotations
 
@@ -35,16 +32,26 @@ CLASS_LABELS = {"real_correct": "real, predicted real", "real_wrong": "real, pre
 REAL_HUE, FAKE_HUE = 208 / 360, 28 / 360  # blue, orange
 CONFIDENCE_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)  # 5 saturation bins of mean confidence
 SATURATIONS = (0.18, 0.38, 0.58, 0.78, 0.98)
+BOUNDARY_TRACE_NAME = "decision boundary"
 HOVER_TRACE_NAME = "cells"
 HIGHLIGHT_TRACE_NAME = "selected cell"
-# Trace order of the representation figure: 20 wedge traces, boundary, hover layer, highlight ring,
-# then (appended, so that the indices above stay) the discs of cells that no image of the filter
-# matches and the marks of cells that carry notes.
-HIGHLIGHT_INDEX = len(CLASSES) * len(SATURATIONS) + 2
-EMPTY_INDEX = HIGHLIGHT_INDEX + 1
-NOTES_INDEX = HIGHLIGHT_INDEX + 2
 EMPTY_TRACE_NAME = "cells without matching images"
 NOTES_TRACE_NAME = "cells with notes"
+
+
+def wedge_trace_name(cls: str, saturation_bin: int) -> str:
+    """Name of the wedge trace of class ``cls`` at one saturation bin."""
+    return f"{cls} confidence bin {saturation_bin}"
+
+
+WEDGE_TRACE_NAMES = tuple(wedge_trace_name(cls, b) for cls in CLASSES for b in range(len(SATURATIONS)))
+# Every trace of the representation figure by name, in the order it draws them (later on top):
+# the wedges, the boundary, the hover/click layer, the highlight ring, the discs of cells that no
+# image of the filter matches, the marks of cells that carry notes. A caller that patches the
+# figure without holding it (``dash.Patch``) finds a trace's index here with
+# :func:`app.figures.common.trace_index`.
+REPRESENTATION_TRACES = (*WEDGE_TRACE_NAMES, BOUNDARY_TRACE_NAME, HOVER_TRACE_NAME,
+                         HIGHLIGHT_TRACE_NAME, EMPTY_TRACE_NAME, NOTES_TRACE_NAME)
 EMPTY_COLOUR = "rgba(175,180,188,0.45)"  # a cell the filter leaves empty: a pale grey disc
 NOTES_COLOUR = "rgb(110,64,201)"  # the diamond on a cell with notes
 # A filtered glyph's area follows its matching images, but its radius stays at least this share
@@ -227,7 +234,7 @@ def wedge_traces(a: CellArrays, drawn: np.ndarray) -> list[dict]:
             colour = class_colour(cls, b)
             trace = dict(x=xs.astype(np.float32), y=ys.astype(np.float32), mode="lines",
                          fill="toself", line=dict(width=0), hoverinfo="skip", showlegend=False,
-                         name=f"{cls} confidence bin {b}")
+                         name=wedge_trace_name(cls, b))
             if wrong:
                 trace["fillcolor"] = "rgba(255,255,255,0.9)"
                 trace["fillpattern"] = dict(shape="/", fgcolor=colour, bgcolor="white",
@@ -292,11 +299,12 @@ def cell_hover_texts(a: CellArrays, mixes: list[str] | None = None,
 
 def glyph_patch(a: CellArrays, view: dict | None) -> dict | None:
     """What a zoom or pan changes in a figure with more than :data:`GLYPH_CELLS` cells: the 20
-    wedge traces' ``x``/``y`` and the marker colours. None when the figure draws all pies anyway."""
+    wedge traces' ``x``/``y`` (``wedges``: trace name -> (x, y)), the marker colours and the
+    empty discs. None when the figure draws all pies anyway."""
     if len(a.x) <= GLYPH_CELLS:
         return None
     drawn = glyph_mask(a, view)
-    return {"wedges": [(typed_array(t["x"]), typed_array(t["y"])) for t in wedge_traces(a, drawn)],
+    return {"wedges": {t["name"]: (typed_array(t["x"]), typed_array(t["y"])) for t in wedge_traces(a, drawn)},
             "colours": overview_colours(a, drawn), "drawn": int(drawn.sum()),
             "empty": tuple(typed_array(v) for v in empty_discs(a, drawn))}
 
@@ -321,9 +329,10 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
                           hovertemplate: str | None = None) -> go.Figure:
     """Pie-glyph map of all cells (``cells.json`` content) -> figure.
 
-    Trace order: 20 wedge traces, the boundary line, the hover/click marker layer, the
-    highlight ring of the selected cell (updated alone with ``dash.Patch``), the grey discs of
-    cells left empty by a filter, the diamonds of cells with notes. With more than
+    Traces, named and in the order of :data:`REPRESENTATION_TRACES`: 20 wedge traces, the
+    boundary line, the hover/click marker layer, the highlight ring of the selected cell (updated
+    alone with ``dash.Patch``), the grey discs of cells left empty by a filter, the diamonds of
+    cells with notes. With more than
     :data:`GLYPH_CELLS` cells this is the overview: no pies (zooming patches them in,
     :func:`glyph_patch`), every cell a coloured marker. ``arrays``: ``CellArrays.of(cells)`` when
     the caller keeps it (or its :meth:`CellArrays.recounted` form under a filter);
@@ -344,7 +353,7 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
     bx = float(cells.get("boundary_x", 0.0))
     fig.add_trace(go.Scatter(x=[bx, bx], y=[ylo, yhi], mode="lines", hoverinfo="skip",
                              line=dict(color="rgba(80,80,80,0.6)", width=1, dash="dash"),
-                             showlegend=False, name="decision boundary"))
+                             showlegend=False, name=BOUNDARY_TRACE_NAME))
 
     # customdata as plain lists: plotly leaves typed-array customdata out of click/selection events
     custom = [[int(i), *map(int, cnt), round(float(ac), 4), round(float(c), 4)]
@@ -397,15 +406,6 @@ def representation_figure(cells: dict, selected_cell: int | None = None,
     return fig
 
 
-def trace_index(fig_or_data, name: str) -> int:
-    """Index of the trace called ``name`` in a figure (dict or go.Figure) or its data list."""
-    data = fig_or_data["data"] if not isinstance(fig_or_data, list) else fig_or_data
-    for i, t in enumerate(data):
-        if (t.get("name") if isinstance(t, dict) else t.name) == name:
-            return i
-    raise KeyError(name)
-
-
 def highlight_ring(cells: dict, cell_id: int | None, r_by_id: dict | None = None,
                    k: int = 48) -> tuple[list, list]:
     """Circle around ``cell_id``'s glyph (empty lists when no cell is selected)."""
@@ -423,104 +423,3 @@ def highlight_ring(cells: dict, cell_id: int | None, r_by_id: dict | None = None
     rad = 1.15 * r_by_id[int(cell_id)]
     t = np.linspace(0, 2 * np.pi, k)
     return (cell["x"] + rad * np.cos(t)).tolist(), (cell["y"] + rad * np.sin(t)).tolist()
-
-
-# -- image grid ---------------------------------------------------------------------------------
-def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
-                      selected: list[int] | None = None, highlighted: list[int] | None = None) -> go.Figure:
-    """The cell's sprite on a grid, with one invisible selectable marker per thumbnail.
-
-    Parameters
-    ----------
-    grid : dict
-        ``rows``, ``cols``, ``order`` (slot -> image index, -1 empty; reading order).
-    sprite_url : str
-        URL of the sprite picture.
-    hover : list of str
-        Hover text per *filled slot*, in slot order (shown by the app's tooltip, not by plotly).
-    selected : list of int, optional
-        Image indices to show as selected (outlined).
-    highlighted : list of int, optional
-        Image indices to highlight (dashed outlines: e.g. a concept's images).
-    """
-    rows, cols = int(grid["rows"]), int(grid["cols"])
-    order = np.asarray(grid["order"], dtype=np.int64)
-    slots = np.flatnonzero(order >= 0)
-    idx = order[slots]
-    px = (slots % cols + 0.5).astype(np.float32)
-    py = (-(slots // cols) - 0.5).astype(np.float32)  # row 0 at the top: y = 0 .. -rows
-    marker_px = max(4, min(22, int(600 / max(cols, 1) * 0.5)))
-    sel = selected_positions(idx, selected)
-    fig = go.Figure(go.Scattergl(
-        x=px, y=py, mode="markers", customdata=idx.tolist(), text=hover, name="images",
-        hoverinfo="none",  # the app's tooltip shows the thumbnail and this text
-        marker=dict(size=marker_px, color="rgba(255,255,255,0)", symbol="square"),
-        # a selection is drawn as outlines around the tiles (selection_shapes), never over them
-        selected=dict(marker=dict(color="rgba(0,0,0,0)")),
-        unselected=dict(marker=dict(opacity=0)),
-        selectedpoints=sel))
-    fig.update_layout(
-        images=[dict(source=sprite_url, xref="x", yref="y", x=0, y=0, sizex=cols, sizey=rows,
-                     xanchor="left", yanchor="top", sizing="stretch", layer="below")],
-        shapes=selection_shapes(grid, selected) + selection_shapes(grid, highlighted, HIGHLIGHT_STYLE),
-        xaxis=dict(range=[0, cols], showgrid=False, zeroline=False, showticklabels=False,
-                   constrain="domain"),
-        yaxis=dict(range=[-rows, 0], showgrid=False, zeroline=False, showticklabels=False,
-                   scaleanchor="x", scaleratio=1, constrain="domain"),
-        margin=dict(l=4, r=4, t=30, b=4), dragmode="select", hovermode="closest",
-        plot_bgcolor="rgb(250,250,250)", paper_bgcolor="white", showlegend=False,
-        uirevision=f"{grid.get('run_id')}-{grid.get('cell')}")
-    return fig
-
-
-SELECTION_STYLE = dict(color="#ffd60a", width=3)  # selected tiles: apart from the green/red frames
-HIGHLIGHT_STYLE = dict(color="#9c27b0", width=3, dash="dot")  # highlighted (a concept's images)
-MAX_OUTLINES = 1000  # outlines drawn at most (a larger selection still selects every image)
-
-
-def selection_shapes(grid: dict, images: list[int] | None, line: dict = SELECTION_STYLE) -> list[dict]:
-    """Outlines around the tiles of ``images`` (layout shapes in the grid's data units), so the
-    pictures themselves stay visible."""
-    if not images:
-        return []
-    cols = int(grid["cols"])
-    want = set(int(i) for i in images)
-    slots = [s for s, i in enumerate(grid["order"]) if i in want][:MAX_OUTLINES]
-    inset = 0.03 if line is SELECTION_STYLE else 0.1  # a highlight inside a selection outline
-    return [dict(type="rect", xref="x", yref="y", x0=s % cols + inset, x1=s % cols + 1 - inset,
-                 y0=-(s // cols) - inset, y1=-(s // cols) - 1 + inset, layer="above", line=line)
-            for s in slots]
-
-
-def selected_positions(slot_indices, selected: list[int] | None) -> list[int] | None:
-    """Marker positions (in slot order) of the ``selected`` image indices; None = no selection."""
-    if not selected:
-        return None
-    want = set(int(i) for i in selected)
-    return [p for p, i in enumerate(np.asarray(slot_indices).tolist()) if i in want]
-
-
-def empty_figure(message: str = "") -> go.Figure:
-    """Blank axes with a centred message (a panel before anything is chosen)."""
-    fig = go.Figure()
-    fig.update_layout(
-        xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white",
-        margin=dict(l=4, r=4, t=4, b=4),
-        annotations=[dict(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                          yref="paper", font=dict(size=14, color="grey"))] if message else [])
-    return fig
-
-
-def profile_figure(profile: list[float], colour: str = "rgb(90,90,90)") -> go.Figure:
-    """Small bar chart of a concept's profile: the mean value of each of the 16 dimensions over
-    the concept's segments (labelled axes, zero line)."""
-    k = len(profile)
-    fig = go.Figure(go.Bar(x=[f"d{i}" for i in range(k)], y=profile, marker_color=colour,
-                           hovertemplate="%{x}: mean %{y:.3f}<extra></extra>"))
-    fig.update_layout(margin=dict(l=46, r=4, t=4, b=34), height=150, plot_bgcolor="white",
-                      xaxis=dict(tickfont=dict(size=9), title=dict(text="dimension", font=dict(size=10),
-                                                                   standoff=2)),
-                      yaxis=dict(tickfont=dict(size=9), zeroline=True, zerolinecolor="#8c959f",
-                                 title=dict(text="mean value", font=dict(size=10), standoff=2)),
-                      bargap=0.15)
-    return fig

@@ -4,6 +4,7 @@ No route takes a path from the browser. Every URL names a run id (checked agains
 folder) and integers or fixed words; the file is then found through the run's records
 (``pipeline.represent.thumbnails.RunImages``, which refuses anything outside the data root) or inside the
 app's cache for the run. Anything else under ``/files/`` is a 404, never the app's index page.
+The URL shapes (rules) and their builders, used by the views, are :mod:`app.files.urls`.
 Pictures are immutable for a given run, so they are sent with long-lived caching headers. Every
 picture is checked against its own checksum (:mod:`pipeline.store.sealed`) before it is sent.
 """
@@ -20,7 +21,7 @@ from pipeline.represent.originals import browser_file
 from pipeline.store.sealed import is_intact
 from pipeline.represent.thumbnails import PathRefused
 
-from app.files import artifacts, viewer_files
+from app.files import artifacts, urls, viewer_files
 from app.state.context import AppContext
 
 THUMB_MAX_AGE = 7 * 24 * 3600
@@ -43,7 +44,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             abort(404, description="no such run")
         return view
 
-    @bp.route("/files/thumb/<run_id>/<int:index>.jpg")
+    @bp.route(urls.THUMB_RULE)
     def thumbnail(run_id: str, index: int):
         view = run_or_404(run_id)
         try:
@@ -52,7 +53,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             abort(403, description=str(e))
         return _send(path, "image/jpeg")
 
-    @bp.route("/files/sprite/<run_id>/<key>.jpg")
+    @bp.route(urls.SPRITE_RULE)
     def sprite(run_id: str, key: str):
         view = run_or_404(run_id)
         if not SPRITE_KEY.match(key):
@@ -62,7 +63,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             abort(404)
         return _send(path, "image/jpeg", IMMUTABLE_MAX_AGE)
 
-    @bp.route("/files/attn/<run_id>/<int:index>/<name>.jpg")
+    @bp.route(urls.ATTENTION_RULE)
     def attention(run_id: str, index: int, name: str):
         view = run_or_404(run_id)
         if index >= view.n_images:
@@ -72,7 +73,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             abort(404)
         return _send(path, "image/jpeg")
 
-    @bp.route("/files/image/<run_id>/<int:index>")
+    @bp.route(urls.IMAGE_RULE)
     def original(run_id: str, index: int):
         """Image ``index`` at full resolution: the file itself when a browser shows it as the
         model read it, else its cached conversion (:func:`pipeline.represent.originals.browser_file`)."""
@@ -88,7 +89,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
                             mimetype="text/plain")
         return _send(found.path, found.mimetype)
 
-    @bp.route("/files/layer/<run_id>/<int:index>/<name>.png")
+    @bp.route(urls.LAYER_RULE)
     def layer(run_id: str, index: int, name: str):
         view = run_or_404(run_id)
         path = viewer_files.layer_file(ctx.app_cache(view), index, name) if index < view.n_images else None
@@ -96,7 +97,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             abort(404)
         return _send(path, "image/png")
 
-    @bp.route("/files/concept/<run_id>/<int:cell>/<int:k>/<int:j>")
+    @bp.route(urls.CONCEPT_RULE)
     def concept_patch(run_id: str, cell: int, k: int, j: int):
         view = run_or_404(run_id)
         path = artifacts.concept_patch(view, ctx.app_cache(view), cell, k, j)
@@ -104,10 +105,10 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             abort(404)
         return _send(path)
 
-    @bp.route("/files/notes/<run_id>.<fmt>")
+    @bp.route(urls.NOTES_RULE)
     def notes_export(run_id: str, fmt: str):
         path = ctx.run_dir(run_id)
-        if path is None or fmt not in ("csv", "json", "html"):
+        if path is None or fmt not in urls.NOTES_FORMATS:
             abort(404)
         if fmt == "html":  # the findings sheet, opened in the browser (not downloaded)
             response = Response(findings_html(path, ctx.cache_path), mimetype="text/html")
@@ -121,8 +122,8 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @bp.route("/files/", defaults={"rest": ""})
-    @bp.route("/files/<path:rest>")
+    @bp.route(urls.PREFIX, defaults={"rest": ""})
+    @bp.route(urls.PREFIX + "<path:rest>")
     def not_a_file(rest: str):
         abort(404, description="not a file of this app")
 
@@ -137,5 +138,5 @@ def register(server, ctx: AppContext) -> None:
     @server.before_request
     def _files_only_from_the_blueprint():
         # e.g. "/files//etc/passwd" would otherwise reach Dash's catch-all page route
-        if request.path.startswith("/files/") and request.blueprint != bp.name:
+        if request.path.startswith(urls.PREFIX) and request.blueprint != bp.name:
             abort(404, description="not a file of this app")

@@ -17,10 +17,9 @@ import numpy as np
 
 from app.state import filters
 from app.figures.applied import APPLIED_TEMPLATE, applied_hover_texts, image_markers, set_lines
-from app.figures.glyph_map import CLASSES, CellArrays, cell_hover_texts, representation_figure
+from app.figures.glyph_map import CLASSES, WEDGE_TRACE_NAMES, CellArrays, cell_hover_texts, representation_figure
 
 SET, BOTH = "set", "both"
-WEDGE_TRACES = len(CLASSES) * 5  # the 20 wedge traces come first in the figure
 FADED = 0.35  # opacity of the run's glyphs under the set's markers
 
 
@@ -66,8 +65,9 @@ def render(ctx, view, cell, flt, layers, lod_view, noted) -> tuple:
         text = [f"{b}<br>{m}" for b, m in zip(base, mine)]
         fig = representation_figure(view.parent_cells, selected_cell=cell, uirevision=view.run_id,
                                     arrays=arrays, hover_text=text, noted=noted, view=lod_view)
-        for trace in fig.data[:WEDGE_TRACES]:
-            trace.opacity = FADED
+        for trace in fig.data:
+            if trace.name in WEDGE_TRACE_NAMES:
+                trace.opacity = FADED
         keep = np.ones(view.n_images, dtype=bool) if counts is None else \
             filters.mask(view, filters.ImageFilter.from_json(flt))
         fig.add_trace(image_markers(view, np.flatnonzero(keep)))

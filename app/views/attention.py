@@ -17,7 +17,7 @@ from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
 from pipeline.explain.overlays import FAKE_RGB, REAL_RGB, colour_scale
 
-from app.files import artifacts
+from app.files import artifacts, urls
 
 from app.state import ids
 from app.state.context import AppContext
@@ -38,10 +38,6 @@ def layout() -> html.Div:
         JobPanel(ids.ATTN_JOB, [html.Div(id=ids.ATTN_CONTENT), dcc.Store(id=ids.ATTN_READY)]),
         dcc.Store(id=ids.ATTN_SCROLL),
     ])
-
-
-def file_url(run_id: str, index: int, name: str) -> str:
-    return f"/files/attn/{run_id}/{int(index)}/{name}.jpg"
 
 
 def column_order(contributions: list[list[float]]) -> list[int]:
@@ -120,14 +116,14 @@ def _caption(view, index: int) -> list:
 def _map_button(view, index: int, name: str, dim, alt: str, title: str):
     """A map that opens the image viewer on its image with this map as the overlay."""
     return open_button(index, "" if dim == "image" else dim,
-                       html.Img(src=file_url(view.run_id, index, name), alt=alt),
+                       html.Img(src=urls.attention(view.run_id, index, name), alt=alt),
                        className="fx-attn-map", title=title)
 
 
 def image_row(view, index: int, meta: dict, order: list[int], failing: set[int]) -> list:
     """One selected image: its picture, its aggregate map, and its maps in the columns' order."""
     frame = view.outcome(index)
-    picture = (html.Img(src=f"/files/thumb/{view.run_id}/{int(index)}.jpg", alt=view.file_name(index),
+    picture = (html.Img(src=urls.thumb(view.run_id, index), alt=view.file_name(index),
                         className="fx-attn-thumb") if meta.get("pending") else
                _map_button(view, index, "image", "image", view.file_name(index), "the image the model saw"))
     first = html.Div(className=f"fx-attn-big {frame}", **{"data-index": str(index)},

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from app.files import artifacts
+from app.files import artifacts, urls
 
 from app.state import ids, imagesets
 from app.state.context import AppContext
-from app.figures.glyph_map import profile_figure
+from app.figures.common import profile_figure
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 
 CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",
@@ -24,10 +24,6 @@ CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb
 def layout() -> html.Div:
     return JobPanel(ids.CONCEPTS_JOB, [html.Div(id=ids.CONCEPTS_CONTENT)], id=ids.CONCEPTS_PANEL,
                     style={"display": "none"})
-
-
-def patch_url(run_id: str, cell: int, k: int, j: int) -> str:
-    return f"/files/concept/{run_id}/{int(cell)}/{int(k)}/{int(j)}"
 
 
 MIN_SHARE = 0.10  # a concept with a smaller share of the cell's segments is marked as small
@@ -69,7 +65,7 @@ def concept_block(run_id: str, cell: int, k: int, concept: dict, total: int) -> 
         if small else None,
         label_share(concept),
         html.Div(className="fx-patches", children=[
-            html.Img(src=patch_url(run_id, cell, k, j), alt=f"concept {k + 1} patch {j + 1}")
+            html.Img(src=urls.concept_patch(run_id, cell, k, j), alt=f"concept {k + 1} patch {j + 1}")
             for j in range(len(concept.get("patches", [])))]),
         dcc.Graph(id=ids.concept_profile(k), figure=profile_figure(concept["profile"], colour),
                   config={"displayModeBar": False}, style={"height": "150px"}),

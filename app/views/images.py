@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
-from app.files import artifacts
+from app.files import artifacts, urls
 
 from app.state import ids, imagesets
 from app.state.filters import ImageFilter
 from app.state.context import AppContext
-from app.figures.glyph_map import (HIGHLIGHT_STYLE, empty_figure, image_grid_figure, selected_positions,
-                       selection_shapes)
+from app.figures.common import empty_figure, trace_index
+from app.figures.grid import (GRID_TRACE_NAME, GRID_TRACES, HIGHLIGHT_STYLE, image_grid_figure, selected_positions,
+                              selection_shapes)
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
@@ -75,10 +76,6 @@ def layout() -> html.Div:
     ])
 
 
-def sprite_url(run_id: str, key: str) -> str:
-    return f"/files/sprite/{run_id}/{key}.jpg"
-
-
 def hover_texts(view, order: list[int]) -> list[str]:
     """Hover text per filled slot (lines): file, label, prediction, probability, generator, split."""
     out = []
@@ -100,7 +97,7 @@ def highlighted_in(highlight: dict | None, run_id, cell) -> list[int]:
 
 def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids, highlight: dict | None = None):
     """(figure, shown marker) of a prepared grid."""
-    fig = image_grid_figure(grid, sprite_url(view.run_id, grid["sprite"]),
+    fig = image_grid_figure(grid, urls.sprite(view.run_id, grid["sprite"]),
                             hover_texts(view, grid["order"]), selected=sel_ids,
                             highlighted=highlighted_in(highlight, view.run_id, cell))
     return fig, {"run": view.run_id, "cell": imagesets.cell_key(cell), "sprite": grid["sprite"],
@@ -194,7 +191,8 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
         grid, highlighted_in(highlight, run_id, cell), HIGHLIGHT_STYLE))
     if (sel or {}).get("from") != "graph":  # the graph already shows what the user selected
         slots = [i for i in grid["order"] if i >= 0]
-        patch["data"][0]["selectedpoints"] = selected_positions(slots, chosen)
+        markers = trace_index(GRID_TRACES, GRID_TRACE_NAME)
+        patch["data"][markers]["selectedpoints"] = selected_positions(slots, chosen)
     return patch
 
 

@@ -21,7 +21,7 @@ from pipeline.generalise.run_matrix import cached_matrix
 
 from app.state import ids, imagesets
 from app.state.context import AppContext
-from app.figures.glyph_map import empty_figure
+from app.figures.common import empty_figure
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 from app.figures.matrix import matrix_figure, pair_at, pair_title
 from app.state.runs import split_run_id

@@ -11,6 +11,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from pipeline.report.notes import NotesStore
 
+from app.files import urls
 from app.state import ids, imagesets
 from app.state.context import AppContext
 from app.state.roles import current_identity, may_delete_note
@@ -36,10 +37,10 @@ def layout() -> html.Div:
 
 
 def export_links(run_id: str) -> list:
-    return [html.A("findings sheet", href=f"/files/notes/{run_id}.html", target="_blank",
+    return [html.A("findings sheet", href=urls.notes_export(run_id, "html"), target="_blank",
                    title="the notes with their images on one page, to share or archive"), " · export: ",
-            html.A("CSV", href=f"/files/notes/{run_id}.csv", download=f"{run_id}-notes.csv"), " · ",
-            html.A("JSON", href=f"/files/notes/{run_id}.json", download=f"{run_id}-notes.json")]
+            html.A("CSV", href=urls.notes_export(run_id, "csv"), download=f"{run_id}-notes.csv"), " · ",
+            html.A("JSON", href=urls.notes_export(run_id, "json"), download=f"{run_id}-notes.json")]
 
 
 def note_item(note: dict, deletable: bool = True) -> html.Div:

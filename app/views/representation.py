@@ -26,10 +26,15 @@ from app.state.context import AppContext
 from app.figures import glyph_map as figures
 from app.state import imagesets
 from app.views import applied_map
-from app.figures.glyph_map import (EMPTY_INDEX, HIGHLIGHT_INDEX, NOTES_INDEX, CellArrays, cell_hover_texts,
-                       empty_figure, glyph_patch, highlight_ring, notes_marks, representation_figure)
+from app.figures.common import empty_figure, trace_index
+from app.figures.glyph_map import (EMPTY_TRACE_NAME, HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME, NOTES_TRACE_NAME,
+                                   REPRESENTATION_TRACES, CellArrays, cell_hover_texts, glyph_patch,
+                                   highlight_ring, notes_marks, representation_figure)
 
-HOVER_INDEX = HIGHLIGHT_INDEX - 1
+
+def _trace(name: str) -> int:
+    """Index of the representation figure's trace ``name``, for a patch of the figure on screen."""
+    return trace_index(REPRESENTATION_TRACES, name)
 
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
@@ -173,11 +178,12 @@ def level_of_detail(ctx: AppContext, run_id: str | None, shown: str | None,
     arrays, counts = on_screen(ctx, view, flt, layers)
     lod = glyph_patch(arrays, new_view)
     patch = Patch()
-    for i, (x, y) in enumerate(lod["wedges"]):
-        patch["data"][i]["x"] = x
-        patch["data"][i]["y"] = y
-    patch["data"][HOVER_INDEX]["marker"]["color"] = lod["colours"]
-    patch["data"][EMPTY_INDEX]["x"], patch["data"][EMPTY_INDEX]["y"] = lod["empty"]
+    for name, (x, y) in lod["wedges"].items():
+        patch["data"][_trace(name)]["x"] = x
+        patch["data"][_trace(name)]["y"] = y
+    patch["data"][_trace(HOVER_TRACE_NAME)]["marker"]["color"] = lod["colours"]
+    empty = _trace(EMPTY_TRACE_NAME)
+    patch["data"][empty]["x"], patch["data"][empty]["y"] = lod["empty"]
     info = applied_map.info_line(view, applied_map.layers_of(layers), counts) if view.is_applied else \
         info_line(view, lod["drawn"], counts)
     return patch, info, new_view
@@ -198,8 +204,9 @@ def highlight(ctx: AppContext, run_id: str | None, cell: int | None, shown: str 
     cell = None if imagesets.is_set(cell) else cell  # an image set has no ring on the map
     hx, hy = highlight_ring(view.cells, cell, r_by_id=dict(zip(arrays.ids.tolist(), arrays.r.tolist())))
     patch = Patch()
-    patch["data"][HIGHLIGHT_INDEX]["x"] = hx
-    patch["data"][HIGHLIGHT_INDEX]["y"] = hy
+    ring = _trace(HIGHLIGHT_TRACE_NAME)
+    patch["data"][ring]["x"] = hx
+    patch["data"][ring]["y"] = hy
     return patch
 
 
@@ -210,8 +217,9 @@ def notes_patch(ctx: AppContext, run_id: str | None, shown: str | None, flt=None
         return no_update
     x, y = notes_marks(on_screen(ctx, view, flt, layers)[0], noted_cells(view))
     patch = Patch()
-    patch["data"][NOTES_INDEX]["x"] = x
-    patch["data"][NOTES_INDEX]["y"] = y
+    notes = _trace(NOTES_TRACE_NAME)
+    patch["data"][notes]["x"] = x
+    patch["data"][notes]["y"] = y
     return patch
 
 

@@ -16,7 +16,7 @@ The dialog is ``dash_bootstrap_components.Modal`` (react-bootstrap): it gives ``
 a hand-made overlay would have to reimplement; its look comes from ``assets/style.css`` (no
 Bootstrap stylesheet: the app runs offline and keeps its own style).
 
-The picture is the original file (``/files/image/<run>/<i>``, converted once when a browser cannot
+The picture is the original file (:func:`app.files.urls.image`, converted once when a browser cannot
 show it: :mod:`pipeline.represent.originals`) on a plotly figure with wheel zoom and drag pan
 (:mod:`app.figures.viewer`). The relevance maps were computed on the model input, the centre square
 of the original (:func:`pipeline.represent.originals.model_input_box`), so the map is laid over that square
@@ -33,11 +33,11 @@ from dash import ALL, ClientsideFunction, Input, Output, State, callback_context
 from pipeline.data.scan import BadImageError, PathRefused
 from pipeline.represent.originals import inspect, model_input_box
 
-from app.files import artifacts, viewer_files
+from app.files import artifacts, urls, viewer_files
 
 from app.state import ids
 from app.state.context import AppContext
-from app.figures.glyph_map import empty_figure
+from app.figures.common import empty_figure
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 from app.state.runs import LABEL_WORDS
 from app.figures.viewer import image_figure
@@ -48,19 +48,6 @@ DEFAULT_OPACITY = 0.6
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
                 "modeBarButtonsToRemove": ["autoScale2d", "toImage", "select2d", "lasso2d", "sendChartToCloud"],
                 "responsive": True}
-
-
-# -- URLs ------------------------------------------------------------------------------------------
-def image_url(run_id: str, index: int) -> str:
-    return f"/files/image/{run_id}/{int(index)}"
-
-
-def layer_url(run_id: str, index: int, which) -> str:
-    return f"/files/layer/{run_id}/{int(index)}/{viewer_files.layer_name(which)}.png"
-
-
-def thumb_url(run_id: str, index: int) -> str:
-    return f"/files/thumb/{run_id}/{int(index)}.jpg"
 
 
 # -- layout ----------------------------------------------------------------------------------------
@@ -259,8 +246,9 @@ def figure_of(view, index: int, which=None, opacity: float = DEFAULT_OPACITY, la
     info, why = picture(view, index)
     if info is None:
         return empty_figure(f"{view.file_name(index)} cannot be shown: {why}")
-    return image_figure(image_url(view.run_id, index), info.width, info.height,
-                        layer=layer_url(view.run_id, index, which) if layer and which is not None else None,
+    return image_figure(urls.image(view.run_id, index), info.width, info.height,
+                        layer=urls.layer(view.run_id, index, viewer_files.layer_name(which))
+                        if layer and which is not None else None,
                         opacity=DEFAULT_OPACITY if opacity is None else float(opacity),
                         box=model_input_box(info.width, info.height),
                         uirevision=f"{view.run_id}-{index}")
@@ -371,7 +359,7 @@ def pairs_strip(view, index: int, shown: int | None) -> list:
     for j in matches[:MAX_PAIRS]:
         word = view.label_word(j)
         buttons.append(html.Button(
-            [html.Img(src=thumb_url(view.run_id, j), alt=""), html.Span(word, className=f"fx-viewer-badge {word}")],
+            [html.Img(src=urls.thumb(view.run_id, j), alt=""), html.Span(word, className=f"fx-viewer-badge {word}")],
             id=ids.viewer_compare(j), n_clicks=0, className="fx-pair",
             title=f"{view.records[j]['path']} ({word})",
             **{"aria-pressed": "true" if j == shown else "false",
@@ -398,14 +386,44 @@ def caption(view, index: int, which=None, link: bool = False) -> list:
     return out
 
 
-def content(ctx: AppContext, payload, run_id) -> tuple:
-    """Everything around the picture (callback body): title, position, previous/next disabled,
-    facts, legend, same-source strip, the side-by-side picture, its visibility, and the captions
-    over both pictures (only while two are shown)."""
+# The outputs of the callbacks, by name (Dash's dict form: each callback returns a dict with these
+# keys). Their order is the order Dash sends them in.
+NAVIGATE_OUTPUTS = dict(state=Output(ids.STORE_VIEWER, "data"), is_open=Output(ids.VIEWER_MODAL, "is_open"),
+                        overlay=Output(ids.VIEWER_OVERLAY, "value"), map=Output(ids.VIEWER_MAP, "value"))
+CONTENT_OUTPUTS = dict(
+    title=Output(ids.VIEWER_TITLE, "children"), position=Output(ids.VIEWER_POSITION, "children"),
+    prev_disabled=Output(ids.VIEWER_PREV, "disabled"), next_disabled=Output(ids.VIEWER_NEXT, "disabled"),
+    facts=Output(ids.VIEWER_FACTS, "children"), legend=Output(ids.VIEWER_LEGEND, "children"),
+    pairs=Output(ids.VIEWER_PAIRS, "children"), pair_figure=Output(ids.VIEWER_PAIR_GRAPH, "figure"),
+    pair_style=Output(ids.VIEWER_PAIR_WRAP, "style"), pair_head=Output(ids.VIEWER_PAIR_HEAD, "children"),
+    main_head=Output(ids.VIEWER_MAIN_HEAD, "children"))
+
+
+def navigate_outputs(ctx: AppContext, trigger, value, current: dict | None, run_id, overlay, which) -> dict:
+    """The navigation callback's outputs (:data:`NAVIGATE_OUTPUTS`) for one trigger: the new
+    ``STORE_VIEWER`` (:func:`navigate`), whether the dialog is open, and the overlay controls
+    set from a newly opened image's map."""
+    unchanged = dict.fromkeys(NAVIGATE_OUTPUTS, no_update)
+    if isinstance(trigger, dict) and not value:
+        return unchanged  # a button was (re)created, not clicked
+    state = navigate(ctx, trigger, value, current, run_id, overlay, which)
+    if state is no_update:
+        return unchanged
+    if state is None:
+        return dict(unchanged, state=None, is_open=False)
+    m = state.get("map")
+    return dict(state=state, is_open=True, overlay=["on"] if m is not None else [],
+                map=m if m is not None else no_update)
+
+
+def content(ctx: AppContext, payload, run_id) -> dict:
+    """Everything around the picture (callback body), by the names of :data:`CONTENT_OUTPUTS`:
+    title, position, previous/next disabled, facts, legend, same-source strip, the side-by-side
+    picture, its visibility, and the captions over both pictures (only while two are shown)."""
     view = ctx.run(run_id)
     index = _valid(view, (payload or {}).get("index"))
     if index is None:
-        return (no_update,) * 11
+        return dict.fromkeys(CONTENT_OUTPUTS, no_update)
     order = sequence(ctx, view, index)
     pos = order.index(index) if index in order else -1
     which = payload.get("map")
@@ -418,9 +436,10 @@ def content(ctx: AppContext, payload, run_id) -> tuple:
         pair_fig, pair_style = figure_of(view, pair), {}
         head, main_head = caption(view, pair, which, link=True), caption(view, index)
     info, why = picture(view, index)
-    return (title, position, pos <= 0, pos < 0 or pos >= len(order) - 1, facts(view, index, info, why),
-            legend(view, info, which), pairs_strip(view, index, pair), pair_fig, pair_style, head,
-            main_head)
+    return dict(title=title, position=position, prev_disabled=pos <= 0,
+                next_disabled=pos < 0 or pos >= len(order) - 1, facts=facts(view, index, info, why),
+                legend=legend(view, info, which), pairs=pairs_strip(view, index, pair),
+                pair_figure=pair_fig, pair_style=pair_style, pair_head=head, main_head=main_head)
 
 
 def register(app, ctx: AppContext, managers) -> None:
@@ -428,36 +447,22 @@ def register(app, ctx: AppContext, managers) -> None:
                                                    State(ids.STORE_RUN, "data"),
                                                    State(ids.VIEWER_OPACITY, "value")])
 
-    @app.callback(Output(ids.STORE_VIEWER, "data"), Output(ids.VIEWER_MODAL, "is_open"),
-                  Output(ids.VIEWER_OVERLAY, "value"), Output(ids.VIEWER_MAP, "value"),
-                  Input(ids.IMAGES_GRAPH, "clickData"), Input(ids.VIEWER_KEY, "data"),
-                  Input(ids.viewer_open(ALL, ALL), "n_clicks"), Input(ids.viewer_compare(ALL), "n_clicks"),
-                  Input(ids.VIEWER_PREV, "n_clicks"), Input(ids.VIEWER_NEXT, "n_clicks"),
-                  Input(ids.VIEWER_CLOSE, "n_clicks"), Input(ids.VIEWER_MODAL, "is_open"),
-                  Input(ids.VIEWER_OVERLAY, "value"), Input(ids.VIEWER_MAP, "value"),
-                  Input(ids.STORE_RUN, "data"), State(ids.STORE_VIEWER, "data"),
+    @app.callback(output=NAVIGATE_OUTPUTS,
+                  inputs=dict(grid_click=Input(ids.IMAGES_GRAPH, "clickData"), key=Input(ids.VIEWER_KEY, "data"),
+                              open_clicks=Input(ids.viewer_open(ALL, ALL), "n_clicks"),
+                              compare_clicks=Input(ids.viewer_compare(ALL), "n_clicks"),
+                              prev=Input(ids.VIEWER_PREV, "n_clicks"), next=Input(ids.VIEWER_NEXT, "n_clicks"),
+                              close=Input(ids.VIEWER_CLOSE, "n_clicks"), is_open=Input(ids.VIEWER_MODAL, "is_open"),
+                              overlay=Input(ids.VIEWER_OVERLAY, "value"), which=Input(ids.VIEWER_MAP, "value"),
+                              run_id=Input(ids.STORE_RUN, "data"), current=State(ids.STORE_VIEWER, "data")),
                   prevent_initial_call=True)
-    def _navigate(*_inputs):
+    def _navigate(overlay, which, run_id, current, **_triggers):
         trigger = callback_context.triggered_id
         value = callback_context.triggered[0].get("value") if callback_context.triggered else None
-        if isinstance(trigger, dict) and not value:
-            return (no_update,) * 4  # a button was (re)created, not clicked
-        overlay, which, current = _inputs[-4], _inputs[-3], _inputs[-1]
-        state = navigate(ctx, trigger, value, current, _inputs[-2], overlay, which)
-        if state is no_update:
-            return (no_update,) * 4
-        if state is None:
-            return None, False, no_update, no_update
-        m = state.get("map")
-        return state, True, ["on"] if m is not None else [], m if m is not None else no_update
+        return navigate_outputs(ctx, trigger, value, current, run_id, overlay, which)
 
-    @app.callback(Output(ids.VIEWER_TITLE, "children"), Output(ids.VIEWER_POSITION, "children"),
-                  Output(ids.VIEWER_PREV, "disabled"), Output(ids.VIEWER_NEXT, "disabled"),
-                  Output(ids.VIEWER_FACTS, "children"), Output(ids.VIEWER_LEGEND, "children"),
-                  Output(ids.VIEWER_PAIRS, "children"), Output(ids.VIEWER_PAIR_GRAPH, "figure"),
-                  Output(ids.VIEWER_PAIR_WRAP, "style"), Output(ids.VIEWER_PAIR_HEAD, "children"),
-                  Output(ids.VIEWER_MAIN_HEAD, "children"),
-                  Input(ids.STORE_VIEWER, "data"), State(ids.STORE_RUN, "data"))
+    @app.callback(output=CONTENT_OUTPUTS,
+                  inputs=dict(payload=Input(ids.STORE_VIEWER, "data"), run_id=State(ids.STORE_RUN, "data")))
     def _content(payload, run_id):
         return content(ctx, payload, run_id)
 

@@ -22,13 +22,14 @@ from selenium.webdriver.common.keys import Keys
 
 from app.state import ids
 from app.jobs.panel import JobPanel
-from app.figures.glyph_map import HIGHLIGHT_INDEX
+from app.figures.glyph_map import HOVER_TRACE_NAME
+from app.figures.grid import GRID_TRACE_NAME
 from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import make_dataset
 
 JOB_TIMEOUT = 180
 BIG_PER_FOLDER = 500
-HOVER = HIGHLIGHT_INDEX - 1  # trace index of the cells' hover/click layer  # background jobs import torch and run the tiny model on 2 shared cores
+HOVER = HOVER_TRACE_NAME  # the cells' hover/click layer  # background jobs import torch and run the tiny model on 2 shared cores
 
 
 def wait_until(fn, timeout=30.0, interval=0.2, what="condition"):
@@ -90,12 +91,14 @@ def drag_box(driver, graph_id, x0, y0, x1, y1):
     actions.perform()
 
 
-def trace_info(driver, graph_id, trace=0) -> dict | None:
+def trace_info(driver, graph_id, trace: str = GRID_TRACE_NAME) -> dict | None:
+    """Facts of the trace named ``trace`` of the figure on screen in ``graph_id`` (None before it)."""
     return driver.execute_script(
         "var el = document.getElementById(arguments[0]);"
         "var gd = el && el.querySelector('.js-plotly-plot');"
-        "if (!gd || !gd._fullData || !gd._fullData[arguments[1]]) return null;"
-        "var t = gd._fullData[arguments[1]];"
+        "var name = arguments[1];"
+        "var t = gd && gd._fullData && gd._fullData.find(function (d) { return d.name === name; });"
+        "if (!t) return null;"
         "return {n: t.x ? t.x.length : 0, custom: t.customdata ? Array.from(t.customdata) : [],"
         "        text: t.text ? Array.from(t.text) : [],"
         "        image: (gd.layout.images && gd.layout.images[0]) || null};", graph_id, trace)
@@ -178,9 +181,10 @@ def test_clicking_a_cell_fills_the_grid_with_framed_thumbnails(dash_br, app_serv
     tile = sprite.shape[1] // cols
     assert sprite.shape[0] == rows * tile
     red = green = 0
-    xs = driver.execute_script("var gd=document.getElementById(arguments[0])"
-                               ".querySelector('.js-plotly-plot'); return [Array.from(gd._fullData[0].x),"
-                               " Array.from(gd._fullData[0].y)];", ids.IMAGES_GRAPH)
+    xs = driver.execute_script("var gd=document.getElementById(arguments[0]).querySelector('.js-plotly-plot');"
+                               "var name = arguments[1];"
+                               "var t = gd._fullData.find(function (d) { return d.name === name; });"
+                               "return [Array.from(t.x), Array.from(t.y)];", ids.IMAGES_GRAPH, GRID_TRACE_NAME)
     for x, y, index in zip(xs[0], xs[1], grid["custom"]):
         c, r_ = int(x), int(-y)
         edge = sprite[r_ * tile + 1, c * tile + tile // 2]

@@ -13,8 +13,8 @@ from selenium.webdriver.common.by import By
 
 from app.state import ids
 from app.figures.applied import MARKERS_NAME
-from app.figures.glyph_map import CLASSES, EMPTY_INDEX
-from app.figures.matrix import pair_title
+from app.figures.glyph_map import CLASSES, EMPTY_TRACE_NAME
+from app.figures.matrix import TITLES, pair_title
 from app.state.runs import applied_id
 from pipeline.store.sealed import read_sealed_json
 from pipeline.store.run_store import MATRIX, RunStore
@@ -22,7 +22,7 @@ from tests.e2e.test_app_browser import (HOVER, JOB_TIMEOUT, click_point, largest
                                         text_of, trace_info, type_into, wait_for_grid, wait_until)
 from tests.e2e.test_finder_browser import choose
 
-MARKERS = EMPTY_INDEX + 2  # appended after the notes marks
+MARKERS = MARKERS_NAME  # the set's images over the run's glyphs
 
 
 def glyph_counts(driver) -> dict[int, list[int]] | None:
@@ -68,7 +68,7 @@ def test_a_scored_folder_appears_in_the_switch_and_changes_the_glyphs(dash_br, a
     assert tallies(set_cells) != run_tallies
     empty = sum(1 for c in set_cells if c["n"] == 0)
     assert empty > 0
-    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, EMPTY_INDEX)["n"] > 0, what="empty discs")
+    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, EMPTY_TRACE_NAME)["n"] > 0, what="empty discs")
     status = text_of(driver, ids.STATUS)
     assert status.startswith(f"applied set newbatch of run {app_server.run_id}")
     assert f"applied set newbatch of run {app_server.run_id}" in text_of(driver, ids.REPR_TITLE)
@@ -105,7 +105,7 @@ def test_a_matrix_click_opens_the_misclassified_images(dash_br, app_server, shot
     driver.find_element(By.ID, ids.MATRIX_SUMMARY).click()  # open the panel
     wait_until(lambda: "2 generators" in text_of(driver, ids.MATRIX_SUMMARY), what="the matrix summary")
     driver.find_element(By.ID, ids.MATRIX_START).click()
-    wait_until(lambda: (trace_info(driver, ids.MATRIX_GRAPH, 0) or {}).get("n") == 2,
+    wait_until(lambda: (trace_info(driver, ids.MATRIX_GRAPH, TITLES["one"]) or {}).get("n") == 2,
                timeout=JOB_TIMEOUT, what="the heatmap")
     matrix = read_sealed_json(Path(run_dir(app_server)) / MATRIX)["matrix"]
     gens = matrix["generators"]
@@ -114,7 +114,9 @@ def test_a_matrix_click_opens_the_misclassified_images(dash_br, app_server, shot
     wrong = sorted(matrix["one"][train][test]["misclassified"])
     # the heatmap shows the matrix's AUCs in its cells
     z = driver.execute_script("var gd=document.getElementById(arguments[0]).querySelector('.js-plotly-plot');"
-                              "return gd.data[0].z;", ids.MATRIX_GRAPH)
+                              "var name = arguments[1];"
+                              "return gd.data.find(function (d) { return d.name === name; }).z;",
+                              ids.MATRIX_GRAPH, TITLES["one"])
     assert json.dumps(z[gens.index(train)][gens.index(test)]) == json.dumps(matrix["one"][train][test]["auc"])
     shot(driver, "22-matrix")
 

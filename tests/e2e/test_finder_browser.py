@@ -7,7 +7,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from app.state import ids
-from app.figures.glyph_map import NOTES_INDEX
+from app.figures.glyph_map import HIGHLIGHT_TRACE_NAME, NOTES_TRACE_NAME
 from pipeline.store.run_store import RunStore
 from tests.e2e.test_app_browser import (HOVER, JOB_TIMEOUT, cells_of, click_point, largest_cell, open_app,
                                         run_dir, text_of, trace_info, wait_for_grid, wait_until)
@@ -67,14 +67,14 @@ def test_the_lowest_accuracy_cell_opens_from_the_cell_table(dash_br, app_server,
     assert text_of(driver, ids.IMAGES_TITLE).startswith(f"Cell {lowest['id']} · {lowest['n']} images")
     records = RunStore(run_dir(app_server)).read_records()
     assert sorted(grid["custom"]) == [i for i, r in enumerate(records) if r["cell"] == lowest["id"]]
-    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, HOVER + 1)["n"] > 0, what="the map's ring")
+    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, HIGHLIGHT_TRACE_NAME)["n"] > 0, what="the map's ring")
     wait_until(lambda: [r["id"] for r in table_rows(driver) if r["selected"]] == [str(lowest["id"])],
                what="the row selected")
     # a note on the cell puts a diamond on the map, without a reload
-    assert trace_info(driver, ids.REPR_GRAPH, NOTES_INDEX)["n"] == 0
+    assert trace_info(driver, ids.REPR_GRAPH, NOTES_TRACE_NAME)["n"] == 0
     driver.find_element(By.ID, ids.NOTES_TEXT).send_keys("boundary cell, look at the noise")
     driver.find_element(By.ID, ids.NOTES_ADD_CELL).click()
-    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, NOTES_INDEX)["n"] == 1, what="the notes mark")
+    wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, NOTES_TRACE_NAME)["n"] == 1, what="the notes mark")
     both_widths(driver, shot, "10-cell-table")
 
     # the other way: a cell clicked on the map selects its row

@@ -5,6 +5,7 @@ model saw. Screenshots at 1600 and 1024 px wide go to test-artifacts/."""
 from __future__ import annotations
 
 import io
+import json
 import urllib.request
 
 from PIL import Image
@@ -12,13 +13,15 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from app.figures.grid import GRID_TRACE_NAME
 from app.state import ids
 from pipeline.store.run_store import RunStore
 from tests.e2e.test_app_browser import (JOB_TIMEOUT, click_point, largest_cell, open_app, run_dir,
                                         text_of, wait_for_grid, wait_until)
 
 SLOTS_JS = ("var gd = document.getElementById(arguments[0]).querySelector('.js-plotly-plot');"
-            "var t = gd._fullData.filter(function (d) { return d.name === 'images'; })[0];"
+            "var t = gd._fullData.filter(function (d) { return d.name === %s; })[0];"
+            % json.dumps(GRID_TRACE_NAME) +
             "return [Array.from(t.x), Array.from(t.y), Array.from(t.customdata)];")
 PICTURES_JS = ("var gd = document.getElementById(arguments[0]).querySelector('.js-plotly-plot');"
                "return gd && gd.layout.images ? gd.layout.images : [];")

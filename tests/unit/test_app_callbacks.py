@@ -5,6 +5,9 @@ from dash import Patch, no_update
 from PIL import Image
 
 from app.files import artifacts
+from app.figures.common import trace_index
+from app.figures.glyph_map import HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME, REPRESENTATION_TRACES, WEDGE_TRACE_NAMES
+from app.figures.grid import GRID_TRACE_NAME, GRID_TRACES
 
 from app.state import ids
 from app.state.context import AppContext
@@ -74,9 +77,9 @@ def test_default_run_and_unknown_runs(ctx):
 
 def test_representation_render_and_highlight_patch(ctx):
     fig, info, shown = representation.render(ctx, "fake-run", 1)
-    hover = fig.data[representation.HIGHLIGHT_INDEX - 1]
+    hover = fig.data[trace_index(fig, HOVER_TRACE_NAME)]
     assert len(hover.x) == 3 and "3 cells · 30 images" in info and shown == "fake-run"
-    assert len(fig.data[representation.HIGHLIGHT_INDEX].x) > 0  # ring drawn on the open cell
+    assert len(fig.data[trace_index(fig, HIGHLIGHT_TRACE_NAME)].x) > 0  # ring drawn on the open cell
     # the cell tooltip names the file facts that dominate the cell (all 40x32 PNGs here)
     assert all("files: all PNG · all 40x32" in t for t in hover.text)
     fig, info, shown = representation.render(ctx, "missing", None)
@@ -95,7 +98,7 @@ def test_image_view_requests_a_job_then_draws_the_prepared_cell(ctx):
     assert progress.calls[-1] == ("100", "drawing: 1/1", {"display": "block"})  # the report shows the bar
     view = ctx.run("fake-run")
     members = view.cell_members(1).tolist()
-    t = fig.data[0]
+    t = fig.data[trace_index(fig, GRID_TRACE_NAME)]
     assert sorted(t.customdata) == members and len(t.text) == 10
     first = int(t.customdata[0])
     assert view.file_name(first) in t.text[0]
@@ -105,7 +108,8 @@ def test_image_view_requests_a_job_then_draws_the_prepared_cell(ctx):
     sel = {"ids": members[:2], "from": "state"}
     fig2, shown2, _, request2 = images.JOB.render(ctx, 1, "fake-run", sel, pending=request)
     assert request2 is None and shown2 == shown
-    assert sorted(int(fig2.data[0].customdata[p]) for p in fig2.data[0].selectedpoints) == members[:2]
+    grid2 = fig2.data[trace_index(fig2, GRID_TRACE_NAME)]
+    assert sorted(int(grid2.customdata[p]) for p in grid2.selectedpoints) == members[:2]
 
 
 def _patch_ops(patch) -> dict:
@@ -115,7 +119,8 @@ def _patch_ops(patch) -> dict:
 def test_selection_is_outlined_around_tiles_not_painted_over_them(ctx):
     request = images.JOB.render(ctx, 0, "fake-run", None)[-1]
     fig, shown, _ = images.JOB.prepare(ctx, request, Progress())
-    assert fig.data[0].selected.marker.color == "rgba(0,0,0,0)"  # no square over the image
+    grid = fig.data[trace_index(fig, GRID_TRACE_NAME)]
+    assert grid.selected.marker.color == "rgba(0,0,0,0)"  # no square over the image
     members = ctx.run("fake-run").cell_members(0).tolist()
     grid = artifacts.read_grid(ctx.app_cache(ctx.run("fake-run")), 0)
     # drawn by the user: only the outlines are patched in (plotly already marks the points)
@@ -125,11 +130,12 @@ def test_selection_is_outlined_around_tiles_not_painted_over_them(ctx):
     slot, cols = grid["order"].index(members[0]), grid["cols"]
     assert outline["x0"] < slot % cols + 0.5 < outline["x1"]  # around that image's tile
     assert outline["y1"] < -(slot // cols) - 0.5 < outline["y0"]
-    assert ("data", 0, "selectedpoints") not in ops
+    assert ("data", trace_index(GRID_TRACES, GRID_TRACE_NAME), "selectedpoints") not in ops
     assert images.selection_patch(ctx, "fake-run", 1, {"ids": [], "from": "state"}, shown) is no_update
     ops = _patch_ops(images.selection_patch(ctx, "fake-run", 0, {"ids": members[:3], "from": "state"},
                                             shown))
-    assert len(ops[("layout", "shapes")]) == 3 and len(ops[("data", 0, "selectedpoints")]) == 3
+    markers = trace_index(GRID_TRACES, GRID_TRACE_NAME)
+    assert len(ops[("layout", "shapes")]) == 3 and len(ops[("data", markers, "selectedpoints")]) == 3
 
 
 def test_attention_matrix_has_one_column_order_for_the_whole_selection(ctx):
@@ -380,8 +386,10 @@ def test_level_of_detail_draws_pies_only_for_the_cells_in_view(ctx, monkeypatch)
     view = ctx.run("fake-run")
     items = sorted(view.cells["cells"], key=lambda c: c["x"])
     fig, info, _ = representation.render(ctx, "fake-run", None)
-    wedge_points = sum(np.isfinite(np.asarray(t.x, dtype=float)).sum() for t in fig.data[:20])
-    hover = fig.data[representation.HOVER_INDEX]
+    assert [t.name for t in fig.data] == list(REPRESENTATION_TRACES)  # what the patches count on
+    wedge_points = sum(np.isfinite(np.asarray(fig.data[trace_index(fig, name)].x, dtype=float)).sum()
+                       for name in WEDGE_TRACE_NAMES)
+    hover = fig.data[trace_index(fig, HOVER_TRACE_NAME)]
     assert wedge_points == 0 and "zoom in to see pies" in info  # overview: markers only
     assert all(c != "rgba(0,0,0,0)" for c in hover.marker.color)
 
@@ -390,12 +398,13 @@ def test_level_of_detail_draws_pies_only_for_the_cells_in_view(ctx, monkeypatch)
                 "yaxis.range[0]": one["y"] - 1e-3, "yaxis.range[1]": one["y"] + 1e-3}
     patch, info, stored = representation.level_of_detail(ctx, "fake-run", "fake-run", relayout, None)
     ops = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
-    xs = np.concatenate([decoded(ops[("data", i, "x")]) for i in range(20)])
+    xs = np.concatenate([decoded(ops[("data", trace_index(REPRESENTATION_TRACES, name), "x")])
+                         for name in WEDGE_TRACE_NAMES])
     centres = xs[np.isfinite(xs)]
     assert len(centres) > 0 and np.allclose(np.min(np.abs(centres - one["x"])), 0, atol=1e-5)
     radius = figures.CellArrays.of(view.cells).r[[c["id"] for c in view.cells["cells"]].index(one["id"])]
     assert all(abs(x - one["x"]) <= radius + 1e-5 for x in centres)  # no other cell's wedges
-    colours = ops[("data", representation.HOVER_INDEX, "marker", "color")]
+    colours = ops[("data", trace_index(REPRESENTATION_TRACES, HOVER_TRACE_NAME), "marker", "color")]
     shown_ids = [int(c["id"]) for c in view.cells["cells"]]
     assert colours[shown_ids.index(int(one["id"]))] == "rgba(0,0,0,0)"  # its pie replaces the dot
     assert sum(c == "rgba(0,0,0,0)" for c in colours) == 1 and "pies for the 1 cells" in info

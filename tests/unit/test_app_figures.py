@@ -1,12 +1,13 @@
-"""app.figures.glyph_map: pie glyphs encode counts, classes, correctness and confidence; grid figure."""
+"""app.figures.glyph_map: pie glyphs encode counts, classes, correctness and confidence."""
 import numpy as np
 import plotly.io.json as pio_json
 import pytest
 
 from app.figures import glyph_map as figures
-from app.figures.glyph_map import (CLASSES, class_colour, glyph_patch, HIGHLIGHT_INDEX, HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME,
-                         SATURATIONS, arc_vertices, confidence_bins, highlight_ring,
-                         image_grid_figure, representation_figure, trace_index, wedge_polygons)
+from app.figures.glyph_map import (CLASSES, class_colour, glyph_patch, HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME,
+                                   REPRESENTATION_TRACES, SATURATIONS, WEDGE_TRACE_NAMES, arc_vertices,
+                                   confidence_bins, highlight_ring, representation_figure, wedge_polygons)
+from app.figures.common import trace_index
 
 
 def _cell(i, x, y, counts, conf=0.95, r=None):
@@ -38,11 +39,17 @@ def _class_traces(fig, cls):
 def test_trace_layout_and_names():
     fig = representation_figure({"cells": [_cell(0, 0, 0, (5, 1, 2, 2))], "boundary_x": 0.0})
     assert len(fig.data) == len(CLASSES) * len(SATURATIONS) + 5
-    assert fig.data[HIGHLIGHT_INDEX].name == HIGHLIGHT_TRACE_NAME
-    # appended after the ring, so that the indices before it stay
-    assert fig.data[figures.EMPTY_INDEX].name == figures.EMPTY_TRACE_NAME
-    assert fig.data[figures.NOTES_INDEX].name == figures.NOTES_TRACE_NAME
-    assert trace_index(fig, HOVER_TRACE_NAME) == HIGHLIGHT_INDEX - 1
+    # every trace is named, in the order patches of the figure on screen count on
+    assert [t.name for t in fig.data] == list(REPRESENTATION_TRACES)
+    assert len(set(REPRESENTATION_TRACES)) == len(REPRESENTATION_TRACES)
+    for name in REPRESENTATION_TRACES:
+        assert trace_index(fig, name) == trace_index(REPRESENTATION_TRACES, name)
+    assert trace_index(fig, HOVER_TRACE_NAME) == trace_index(fig, HIGHLIGHT_TRACE_NAME) - 1
+    # the empty discs and notes marks come after the ring
+    assert trace_index(fig, HIGHLIGHT_TRACE_NAME) < trace_index(fig, figures.EMPTY_TRACE_NAME) \
+        < trace_index(fig, figures.NOTES_TRACE_NAME)
+    with pytest.raises(KeyError):
+        trace_index(fig, "no such trace")
     assert fig.data[trace_index(fig, HOVER_TRACE_NAME)].type == "scatter"  # SVG while all are pies
     assert fig.layout.yaxis.scaleanchor == "x"  # equal scaling: circles stay circles
     assert not fig.layout.shapes  # glyphs are traces, never layout shapes
@@ -71,7 +78,7 @@ def test_glyph_area_is_proportional_to_image_count_when_radii_are_not_given():
 def test_colour_pattern_and_saturation_encode_class_correctness_and_confidence():
     cells = [_cell(0, 0, 0, (1, 1, 1, 1), conf=0.97), _cell(1, 5, 0, (1, 1, 1, 1), conf=0.52)]
     fig = representation_figure({"cells": cells})
-    for t in fig.data[:len(CLASSES) * len(SATURATIONS)]:
+    for t in (fig.data[trace_index(fig, name)] for name in WEDGE_TRACE_NAMES):
         cls, b = t.name.split(" confidence bin ")
         has_wedges = len(t.x) > 0
         if cls.endswith("wrong"):
@@ -92,7 +99,7 @@ def test_hover_layer_carries_counts_and_highlight_ring_surrounds_the_cell():
     fig = representation_figure({"cells": cells}, selected_cell=9)
     hover = fig.data[trace_index(fig, HOVER_TRACE_NAME)]
     assert np.asarray(hover.customdata)[:, :5].tolist() == [[7, 3, 1, 4, 2], [9, 1, 1, 1, 1]]
-    ring = fig.data[HIGHLIGHT_INDEX]
+    ring = fig.data[trace_index(fig, HIGHLIGHT_TRACE_NAME)]
     d = np.hypot(np.asarray(ring.x) - 4.0, np.asarray(ring.y) - 2.0)
     assert np.allclose(d, 1.15 * 0.5)
     assert highlight_ring({"cells": cells}, None) == ([], [])
@@ -114,15 +121,17 @@ def test_level_of_detail_and_payload_at_5000_cells(monkeypatch):
     fig = representation_figure({"cells": cells})
     layer = fig.data[trace_index(fig, HOVER_TRACE_NAME)]
     assert layer.type == "scatter" and len(layer.x) == 5001
-    assert all(len(t.x) == 0 for t in fig.data[:20])
+    assert all(len(fig.data[trace_index(fig, name)].x) == 0 for name in WEDGE_TRACE_NAMES)
     assert layer.marker.color[-1] == class_colour("real_correct", 4)  # all real, right, confident
     view = {"x0": -5.0, "x1": 5.0, "y0": -5.0, "y1": 5.0}
     lod = glyph_patch(figures.CellArrays.of({"cells": cells}), view)
     near = sum(abs(c["x"]) <= 5 + 1 and abs(c["y"]) <= 5 + 1 for c in cells)
+    assert sorted(lod["wedges"]) == sorted(WEDGE_TRACE_NAMES)
     assert 0 < lod["drawn"] <= near and lod["colours"].count("rgba(0,0,0,0)") == lod["drawn"]
     assert len(pio_json.to_json_plotly(lod)) < 3_000_000
     monkeypatch.setattr(figures, "SVG_MARKERS", 5000)  # many markers: WebGL
-    assert representation_figure({"cells": cells}).data[HIGHLIGHT_INDEX - 1].type == "scattergl"
+    fig = representation_figure({"cells": cells})
+    assert fig.data[trace_index(fig, HOVER_TRACE_NAME)].type == "scattergl"
 
 
 def test_wedge_polygons_follow_the_arc():
@@ -132,15 +141,3 @@ def test_wedge_polygons_follow_the_arc():
     assert pts[0].tolist() == [1.0, 2.0]  # the centre
     assert np.allclose(np.hypot(pts[1:, 0] - 1, pts[1:, 1] - 2), 3.0)
     assert np.isnan(xs[-1])
-
-
-def test_image_grid_figure_places_one_marker_per_image_on_its_slot():
-    grid = {"rows": 2, "cols": 3, "order": [4, 9, 2, 7, -1, -1], "run_id": "r", "cell": 1}
-    fig = image_grid_figure(grid, "/files/sprite/r/abc.jpg", ["a", "b", "c", "d"], selected=[7, 9])
-    t = fig.data[0]
-    assert list(t.customdata) == [4, 9, 2, 7]
-    assert np.allclose(t.x, [0.5, 1.5, 2.5, 0.5]) and np.allclose(t.y, [-0.5, -0.5, -0.5, -1.5])
-    assert list(t.selectedpoints) == [1, 3]
-    img = fig.layout.images[0]
-    assert img.source == "/files/sprite/r/abc.jpg" and (img.sizex, img.sizey) == (3, 2)
-    assert fig.layout.dragmode == "select"

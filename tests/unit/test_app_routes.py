@@ -5,7 +5,10 @@ import io
 import pytest
 from PIL import Image
 
+from app.files import urls
 from app.main import create_app
+from app.state.context import AppContext
+from app.views import images
 from pipeline.report.notes import NotesStore
 from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import image_colour
@@ -102,3 +105,65 @@ def test_findings_sheet_shows_each_note_with_its_images(client, tmp_path):
     assert f'<span class="b {words[records[4]["label"]]}">' in note
     n_cell = sum(r["cell"] == 1 for r in records)
     assert page.count("<figure") == 2 + min(n_cell, 24)
+
+
+# -- the URL builders (app.files.urls) --------------------------------------------------------------
+def _route_of(client, url):
+    """(endpoint, arguments) of the Flask route that serves ``url``."""
+    return client.application.url_map.bind("localhost").match(url)
+
+
+@pytest.mark.parametrize("url, endpoint, args", [
+    (urls.thumb("fake-run", 3), "thumbnail", {"run_id": "fake-run", "index": 3}),
+    (urls.sprite("fake-run", "0123456789abcdef0123"), "sprite", {"run_id": "fake-run", "key": "0123456789abcdef0123"}),
+    (urls.attention("fake-run", 2, "d03"), "attention", {"run_id": "fake-run", "index": 2, "name": "d03"}),
+    (urls.image("fake-run", 4), "original", {"run_id": "fake-run", "index": 4}),
+    (urls.layer("fake-run", 5, "aggregate"), "layer", {"run_id": "fake-run", "index": 5, "name": "aggregate"}),
+    (urls.concept_patch("fake-run", 1, 2, 3), "concept_patch", {"run_id": "fake-run", "cell": 1, "k": 2, "j": 3}),
+    (urls.notes_export("fake-run", "csv"), "notes_export", {"run_id": "fake-run", "fmt": "csv"}),
+    (urls.notes_export("fake-run", "json"), "notes_export", {"run_id": "fake-run", "fmt": "json"}),
+    (urls.notes_export("fake-run", "html"), "notes_export", {"run_id": "fake-run", "fmt": "html"}),
+    (urls.image("fake-run@set", 0), "original", {"run_id": "fake-run@set", "index": 0}),  # an applied set
+])
+def test_each_url_builder_is_served_by_its_route(client, url, endpoint, args):
+    assert url.startswith(urls.PREFIX)
+    assert _route_of(client, url) == (f"faxplainer_files.{endpoint}", args)
+
+
+def test_built_urls_are_answered_with_their_files(client, app_config):
+    assert client.get(urls.thumb("fake-run", 3)).mimetype == "image/jpeg"
+    r = client.get(urls.image("fake-run", 3))
+    assert r.status_code == 200 and r.mimetype.startswith("image/")
+    for fmt, mimetype in (("csv", "text/csv"), ("json", "application/json"), ("html", "text/html")):
+        r = client.get(urls.notes_export("fake-run", fmt))
+        assert r.status_code == 200 and r.mimetype == mimetype
+    with pytest.raises(ValueError):
+        urls.notes_export("fake-run", "txt")
+    # the image view's sprite: the URL the view puts in its figure is served
+    ctx = AppContext(app_config)
+    request = images.JOB.render(ctx, 0, "fake-run", None)[-1]
+    fig = images.JOB.prepare(ctx, request, lambda *_: None)[0]
+    source = fig.layout.images[0].source
+    assert _route_of(client, source)[0] == "faxplainer_files.sprite"
+    r = client.get(source)
+    assert r.status_code == 200 and r.mimetype == "image/jpeg"
+
+
+def test_no_view_writes_a_file_url_by_hand():
+    import re
+    from pathlib import Path
+
+    import app.views
+
+    for path in Path(app.views.__file__).parent.glob("*.py"):
+        code = re.sub(r'"""(?:.|\n)*?"""', "", path.read_text())  # docstrings may name a URL shape
+        assert "/files/" not in code, f"{path.name} writes a /files/ URL: use app.files.urls"
+
+
+def test_the_browsers_thumbnail_url_has_the_builders_shape():
+    from pathlib import Path
+
+    # assets/clientside.js builds the tooltip's thumbnail URL in the browser, as urls.thumb does
+    js = (Path(__file__).resolve().parents[2] / "assets" / "clientside.js").read_text()
+    assert '"/files/thumb/" + encodeURIComponent(run) + "/" + parseInt(index, 10) + ".jpg"' in js
+    assert urls.thumb("RUN", 7) == "/files/thumb/" + "RUN" + "/" + str(7) + ".jpg"

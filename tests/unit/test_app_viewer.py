@@ -38,7 +38,8 @@ def test_a_clicked_thumbnail_opens_with_its_label_prediction_and_file(ctx):
     for index, label, pred, verdict in ((wrong, "real", "fake", "✘ wrong"), (right, "fake", "fake", "✔ right")):
         payload = _open(ctx, index)
         assert payload == {"index": index, "map": None, "pair": None}
-        title, position, _, _, facts, *_ = viewer.content(ctx, payload, "fake-run")
+        out = viewer.content(ctx, payload, "fake-run")
+        title, position, facts = out["title"], out["position"], out["facts"]
         rows = _rows(facts)
         record = view.records[index]
         assert title == view.file_name(index)
@@ -67,7 +68,8 @@ def test_previous_and_next_follow_the_grid_order_and_stop_at_the_ends(ctx):
     order = [i for i in artifacts.read_grid(ctx.app_cache(view), 1)["order"] if i >= 0]
     assert sorted(order) == view.cell_members(1).tolist() and order != sorted(order)
     seen, payload = [order[0]], _open(ctx, order[0])
-    _, position, prev_disabled, next_disabled, *_ = viewer.content(ctx, payload, "fake-run")
+    out = viewer.content(ctx, payload, "fake-run")
+    position, prev_disabled, next_disabled = out["position"], out["prev_disabled"], out["next_disabled"]
     assert position == f"image 1 of {len(order)} in cell 1" and prev_disabled and not next_disabled
     assert viewer.navigate(ctx, ids.VIEWER_PREV, 1, payload, "fake-run", [], "aggregate") is no_update
     while True:
@@ -77,7 +79,8 @@ def test_previous_and_next_follow_the_grid_order_and_stop_at_the_ends(ctx):
         payload = step
         seen.append(payload["index"])
     assert seen == order  # every image of the cell once, in the grid's order, none of another cell
-    _, position, prev_disabled, next_disabled, *_ = viewer.content(ctx, payload, "fake-run")
+    out = viewer.content(ctx, payload, "fake-run")
+    position, prev_disabled, next_disabled = out["position"], out["prev_disabled"], out["next_disabled"]
     assert position == f"image {len(order)} of {len(order)} in cell 1" and next_disabled and not prev_disabled
     back = viewer.navigate(ctx, ids.VIEWER_PREV, 1, payload, "fake-run", [], "aggregate")
     assert back["index"] == order[-2]
@@ -94,6 +97,23 @@ def test_esc_close_and_a_new_run_close_the_viewer(ctx):
     assert viewer.navigate(ctx, ids.VIEWER_CLOSE, 1, payload, "fake-run", [], None) is None
     assert viewer.navigate(ctx, ids.STORE_RUN, "other", payload, "other", [], None) is None
     assert viewer.navigate(ctx, ids.VIEWER_CLOSE, 1, None, "fake-run", [], None) is no_update
+
+
+def test_the_callbacks_outputs_are_named(ctx):
+    nothing = dict.fromkeys(viewer.NAVIGATE_OUTPUTS, no_update)
+    payload = _open(ctx, 3)
+    # a button (re)created, not clicked; nothing to change; closed; opened with or without a map
+    assert viewer.navigate_outputs(ctx, ids.viewer_compare(5), None, payload, "fake-run", [], None) == nothing
+    assert viewer.navigate_outputs(ctx, ids.VIEWER_MODAL, True, payload, "fake-run", [], None) == nothing
+    assert viewer.navigate_outputs(ctx, ids.VIEWER_CLOSE, 1, payload, "fake-run", [], None) == \
+        dict(nothing, state=None, is_open=False)
+    click = {"points": [{"customdata": 3}]}
+    assert viewer.navigate_outputs(ctx, ids.IMAGES_GRAPH, click, None, "fake-run", [], "aggregate") == \
+        dict(state=payload, is_open=True, overlay=[], map=no_update)
+    shown = viewer.navigate_outputs(ctx, ids.IMAGES_GRAPH, click, None, "fake-run", ["on"], "aggregate")
+    assert shown == dict(state={**payload, "map": "aggregate"}, is_open=True, overlay=["on"], map="aggregate")
+    assert list(viewer.content(ctx, payload, "fake-run")) == list(viewer.CONTENT_OUTPUTS)
+    assert viewer.content(ctx, {"index": 99}, "fake-run") == dict.fromkeys(viewer.CONTENT_OUTPUTS, no_update)
 
 
 def test_other_views_open_the_viewer_on_an_image_with_a_dimension_map(ctx):
@@ -129,18 +149,22 @@ def test_the_paired_image_is_found_by_source_and_shown_side_by_side(ctx):
     assert viewer.same_source(view, 0) == [3, 5, 2]  # the other class first
     assert viewer.same_source(view, 4) == [] and viewer.same_source(view, 1) == []
     payload = _open(ctx, 0)
-    *_, strip, pair_fig, pair_style, pair_head, main_head = viewer.content(ctx, payload, "fake-run")
+    out = viewer.content(ctx, payload, "fake-run")
+    assert list(out) == list(viewer.CONTENT_OUTPUTS)  # every output, by name
+    strip, pair_fig, pair_style = out["pairs"], out["pair_figure"], out["pair_style"]
+    pair_head, main_head = out["pair_head"], out["main_head"]
     assert pair_style == {} and pair_fig.layout.images[0].source == "/files/image/fake-run/3"
     assert view.file_name(3) in _texts(pair_head) and view.file_name(0) in _texts(main_head)
     assert "3 other image(s)" in _texts(strip)
     # a click in the strip shows that image side by side; "none" hides the pair
     chosen = viewer.navigate(ctx, ids.viewer_compare(5), 1, payload, "fake-run", [], None)
     assert chosen == {**payload, "pair": 5}
-    assert viewer.content(ctx, chosen, "fake-run")[7].layout.images[0].source == "/files/image/fake-run/5"
+    assert viewer.content(ctx, chosen, "fake-run")["pair_figure"].layout.images[0].source == "/files/image/fake-run/5"
     hidden = viewer.navigate(ctx, ids.viewer_compare(-1), 1, payload, "fake-run", [], None)
-    assert viewer.content(ctx, hidden, "fake-run")[8] == {"display": "none"}
+    assert viewer.content(ctx, hidden, "fake-run")["pair_style"] == {"display": "none"}
     # an image without a source shows no pair and no strip
-    *_, strip, _, pair_style, _, _ = viewer.content(ctx, _open(ctx, 1), "fake-run")
+    out = viewer.content(ctx, _open(ctx, 1), "fake-run")
+    strip, pair_style = out["pairs"], out["pair_style"]
     assert strip == [] and pair_style == {"display": "none"}
 
 
@@ -207,7 +231,7 @@ def test_an_unreadable_original_is_said_in_words(ctx):
     view.images.source_path(6).write_bytes(b"not an image")
     fig = viewer.JOB.render(ctx, _open(ctx, 6), "fake-run", 0.6)[0]
     assert "cannot be shown" in fig.layout.annotations[0].text
-    rows = _rows(viewer.content(ctx, _open(ctx, 6), "fake-run")[4])
+    rows = _rows(viewer.content(ctx, _open(ctx, 6), "fake-run")["facts"])
     assert rows["size"].startswith("cannot be shown: not a readable image")
 
 
@@ -281,7 +305,7 @@ def test_a_tiff_is_converted_once_and_the_conversion_cached(client, ctx, monkeyp
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB")), pixels)
     assert client.get("/files/image/fake-run/5").data == r.data and len(calls) == 1  # cached
     # the viewer says what the file is and that it was converted
-    rows = _rows(viewer.content(ctx, _open(ctx, 5), "fake-run")[4])
+    rows = _rows(viewer.content(ctx, _open(ctx, 5), "fake-run")["facts"])
     assert rows["size"].startswith("50 × 30 px · TIFF (converted for the browser")
 
 

@@ -19,9 +19,11 @@ from dash import no_update
 from app.state import ids, imagesets
 from app.figures.applied import MARKERS_NAME, applied_radii
 from app.state.context import AppContext
-from app.figures.glyph_map import CLASSES, EMPTY_INDEX, HIGHLIGHT_INDEX, trace_index
+from app.figures.common import trace_index
+from app.figures.glyph_map import CLASSES, EMPTY_TRACE_NAME, HOVER_TRACE_NAME
+from app.figures.grid import GRID_TRACE_NAME
 from app.main import create_app
-from app.figures.matrix import TABLES, matrix_figure, pair_title
+from app.figures.matrix import TABLES, TITLES, matrix_figure, pair_title
 from app.state.runs import applied_id, run_choices, valid_run_id
 from app.state.urlstate import ViewState, format_search, parse_search
 from app.views import applied, attention, concepts, images, matrix, representation, shell
@@ -34,7 +36,10 @@ from pipeline.runner import run_pipeline
 from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import FAKE_EXPLAIN, make_dataset
 
-HOVER = HIGHLIGHT_INDEX - 1  # the cells' hover/click layer
+
+def hover_layer(fig):
+    """The cells' hover/click layer of a representation figure."""
+    return fig.data[trace_index(fig, HOVER_TRACE_NAME)]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +80,7 @@ def ctx(made, tmp_path):
 
 def hover_counts(fig) -> dict[int, list[int]]:
     """cell id -> the four wedge counts the glyph layer carries (CLASSES order)."""
-    return {c[0]: c[1:5] for c in fig.data[HOVER].customdata}
+    return {c[0]: c[1:5] for c in hover_layer(fig).customdata}
 
 
 # -- the pseudo-run ---------------------------------------------------------------------------------
@@ -109,9 +114,9 @@ def test_the_applied_glyphs_count_the_sets_tallies_and_cells_it_missed_are_drawn
     assert shown == rid and f"{len(picked)} images of the set in {4 - len(empty)} of 4 cells" in info
     assert hover_counts(fig) == {k: [c[name] for name in CLASSES] for k, c in tallies.items()}
     # the cells the set missed are the grey discs (one polygon each), with words in their tooltip
-    discs = np.isnan(np.asarray(fig.data[EMPTY_INDEX].y, dtype=float)).sum()
+    discs = np.isnan(np.asarray(fig.data[trace_index(fig, EMPTY_TRACE_NAME)].y, dtype=float)).sum()
     assert discs == len(empty)
-    texts = dict(zip([c[0] for c in fig.data[HOVER].customdata], fig.data[HOVER].text))
+    texts = dict(zip([c[0] for c in hover_layer(fig).customdata], hover_layer(fig).text))
     for k in empty:
         assert texts[k].startswith("no image of this set fell in this cell")
     full = max(tallies, key=lambda k: tallies[k]["n"])
@@ -134,7 +139,7 @@ def test_an_unlabelled_set_is_drawn_by_prediction_with_no_right_or_wrong(ctx, ma
     assert hover_counts(fig) == {k: [c["unlabelled_pred_real"], 0, c["unlabelled_pred_fake"], 0]
                                  for k, c in tallies.items()}
     assert "no labels: predictions only" in info
-    assert all("right" not in t for t in fig.data[HOVER].text)
+    assert all("right" not in t for t in hover_layer(fig).text)
     note, style = applied.legend_note(ctx, rid, "set")
     assert style == {} and "coloured by their prediction" in str(note)
     _, _, _, metrics = shell.status(ctx, rid)
@@ -194,9 +199,10 @@ def test_the_pseudo_run_opens_its_cells_grid_with_the_sets_images(ctx, made, tmp
     assert request["run"] == rid and request["cell"] == cell
     fig, shown, _ = images.JOB.prepare(ctx, request, lambda *_: None)
     members = [i for i, r in enumerate(view.records) if r["cell"] == cell]
-    assert sorted(fig.data[0].customdata) == members
-    names = [Path(picked[i]["path"]).name for i in fig.data[0].customdata]
-    assert all(Path(t.split("\n")[0]).name == n for t, n in zip(fig.data[0].text, names))
+    grid = fig.data[trace_index(fig, GRID_TRACE_NAME)]
+    assert sorted(grid.customdata) == members
+    names = [Path(picked[i]["path"]).name for i in grid.customdata]
+    assert all(Path(t.split("\n")[0]).name == n for t, n in zip(grid.text, names))
     assert shown["run"] == rid and ".applied." in str(ctx.app_cache(view))
     # a cell the set never reached says so
     missed = next(c["id"] for c in view.cells["cells"] if c["n"] == 0)
@@ -282,11 +288,11 @@ def test_a_matrix_pair_opens_exactly_its_misclassified_images(ctx, made):
     # the heatmaps show the matrix's figures
     fig = matrix_figure(m, "auc")
     gens = m["generators"]
-    for k, table in enumerate(TABLES):
+    for table in TABLES:
         for r, train in enumerate(gens):
             for c, test in enumerate(gens):
                 cell = m[table][train][test]
-                assert fig.data[k].z[r][c] == (None if cell is None else cell["auc"])
+                assert fig.data[trace_index(fig, TITLES[table])].z[r][c] == (None if cell is None else cell["auc"])
     table, train, test = next((t, a, b) for t in TABLES for a in gens for b in gens
                               if (m[t][a] or {}).get(b) and m[t][a][b]["misclassified"])
     wrong = sorted(m[table][train][test]["misclassified"])
@@ -304,7 +310,7 @@ def test_a_matrix_pair_opens_exactly_its_misclassified_images(ctx, made):
     assert images.title(ctx, run.run_id, key) == f"{pair_title(table, train, test)} · {len(wrong)} images"
     request = images.JOB.render(ctx, key, run.run_id, None, pending=None)[-1]
     fig, shown, _ = images.JOB.prepare(ctx, request, lambda *_: None)
-    assert sorted(fig.data[0].customdata) == wrong and shown["cell"] == key
+    assert sorted(fig.data[trace_index(fig, GRID_TRACE_NAME)].customdata) == wrong and shown["cell"] == key
     # a filter narrows the set's grid as it narrows a cell's
     fakes = [i for i in wrong if view.label[i] == 1]
     title = images.title(ctx, run.run_id, key, {"labels": ["fake"]})
@@ -328,7 +334,7 @@ def test_a_pair_without_misclassified_images_opens_nothing_and_a_run_with_one_ge
     fake = {**m, "one": {g: {t: {**(m["one"][g][t] or {}), "misclassified": [], "n_misclassified": 0}
                              for t in gens} for g in gens}}
     fig = matrix_figure(fake)
-    assert "click to see them" not in str(fig.data[0].hovertext)
+    assert "click to see them" not in str(fig.data[trace_index(fig, TITLES["one"])].hovertext)
     shown = matrix.show(ctx, None, run.run_id, "auc")
     assert shown.values[1] == {} and "2 generators" in shown.values[4]  # kept: drawn at once
     asked = matrix.show(ctx, {"run": run.run_id}, run.run_id, "auc")

@@ -9,6 +9,9 @@ from dash import Patch, no_update
 from app.files import artifacts
 
 from app.figures import glyph_map as figures
+from app.figures.common import trace_index
+from app.figures.glyph_map import REPRESENTATION_TRACES, WEDGE_TRACE_NAMES
+from app.figures.grid import GRID_TRACE_NAME
 
 from app.state import ids
 from app.state.context import AppContext
@@ -28,7 +31,12 @@ def ctx(make_fake_run, app_config):
 
 
 def _hover(fig):
-    return fig.data[figures.HIGHLIGHT_INDEX - 1]
+    return fig.data[trace_index(fig, figures.HOVER_TRACE_NAME)]
+
+
+def _at(name):
+    """Index of the representation figure's trace ``name``, where its patches put it."""
+    return trace_index(REPRESENTATION_TRACES, name)
 
 
 def _progress(_value):
@@ -86,16 +94,17 @@ def test_a_label_filter_changes_the_grid_count_and_the_glyph_counts(ctx):
     # the unfiltered grid first, then the filtered one: its own job and its own grid file
     request = images.JOB.render(ctx, 1, "fake-run", None, None)[-1]
     full, _, _ = images.JOB.prepare(ctx, request, _progress)
-    assert sorted(full.data[0].customdata) == members.tolist()
+    assert sorted(full.data[trace_index(full, GRID_TRACE_NAME)].customdata) == members.tolist()
     fig, shown, message, request = images.JOB.render(ctx, 1, "fake-run", None, FAKES)
     assert request["filter"] == FAKES and "Preparing" in message
     fig, shown, _ = images.JOB.prepare(ctx, request, _progress)
-    assert sorted(fig.data[0].customdata) == fakes and shown["filter"] == ImageFilter(labels=("fake",)).key()
+    assert sorted(fig.data[trace_index(fig, GRID_TRACE_NAME)].customdata) == fakes
+    assert shown["filter"] == ImageFilter(labels=("fake",)).key()
     grid = artifacts.read_grid(ctx.app_cache(view), 1, shown["filter"])
     assert grid["n"] == len(fakes) and sum(i >= 0 for i in grid["order"]) == len(fakes)
     # cached now: drawn at once; the unfiltered grid is still there, unchanged
     fig2, _, _, request2 = images.JOB.render(ctx, 1, "fake-run", None, FAKES)
-    assert request2 is no_update and sorted(fig2.data[0].customdata) == fakes
+    assert request2 is no_update and sorted(fig2.data[trace_index(fig2, GRID_TRACE_NAME)].customdata) == fakes
     assert artifacts.read_grid(ctx.app_cache(view), 1)["n"] == len(members)
     assert images.title(ctx, "fake-run", 1, FAKES).endswith(f"· {len(fakes)} shown (filter)")
 
@@ -104,7 +113,8 @@ def test_a_label_filter_changes_the_grid_count_and_the_glyph_counts(ctx):
     custom = np.asarray(_hover(fig).customdata)
     for row, cell in zip(custom, view.cells["cells"]):
         assert row[:5].tolist() == [cell["id"], 0, 0, cell["fake_correct"], cell["fake_wrong"]]
-    assert all(len(t.x) == 0 for t in fig.data[:20] if t.name.startswith("real"))
+    wedges = [fig.data[trace_index(fig, name)] for name in WEDGE_TRACE_NAMES]
+    assert all(len(t.x) == 0 for t in wedges if t.name.startswith("real"))
     assert "filter: 24 of 48 images, in 4 of 4 cells" in info
     for text, cell in zip(_hover(fig).text, view.cells["cells"]):
         n_fake = cell["fake_correct"] + cell["fake_wrong"]
@@ -124,7 +134,7 @@ def test_a_filter_that_leaves_a_cell_empty_says_so(ctx):
     empty = [t for t in hover.text if t.startswith("no image matches the filter")]
     assert len(empty) == 3 and "(12 images hidden)" in empty[0]
     # the three empty cells are grey discs at full size; the one with a match keeps a small pie
-    discs = figures.EMPTY_INDEX
+    discs = trace_index(fig, figures.EMPTY_TRACE_NAME)
     assert fig.data[discs].name == figures.EMPTY_TRACE_NAME
     assert np.isnan(np.asarray(fig.data[discs].x, float)).sum() == 3
 
@@ -172,18 +182,18 @@ def test_filter_controls(ctx):
 def test_cells_with_notes_are_marked_and_the_marks_follow_the_notes(ctx):
     view = ctx.run("fake-run")
     fig, _, shown = representation.render(ctx, "fake-run", None)
-    assert len(fig.data[figures.NOTES_INDEX].x) == 0
+    assert len(fig.data[trace_index(fig, figures.NOTES_TRACE_NAME)].x) == 0
     NotesStore(view.path).add("grass", cell=2)
     NotesStore(view.path).add("odd ears", images=[int(view.cell_members(3)[0])])
     patch = representation.notes_patch(ctx, "fake-run", shown, None)
     assert isinstance(patch, Patch)
     x = patch.to_plotly_json()["operations"]
-    xs = next(op["params"]["value"] for op in x if op["location"] == ["data", figures.NOTES_INDEX, "x"])
+    xs = next(op["params"]["value"] for op in x if op["location"] == ["data", _at(figures.NOTES_TRACE_NAME), "x"])
     a = view.cell_arrays
     assert sorted(xs) == sorted((a.x[[2, 3]] + 0.75 * a.r[[2, 3]]).tolist())
     assert representation.notes_patch(ctx, "fake-run", None, None) is no_update  # not drawn yet
     fig, _, _ = representation.render(ctx, "fake-run", None)
-    assert len(fig.data[figures.NOTES_INDEX].x) == 2
+    assert len(fig.data[trace_index(fig, figures.NOTES_TRACE_NAME)].x) == 2
 
 
 def test_filtered_glyph_area_follows_the_matching_images():
@@ -226,7 +236,7 @@ def test_zooming_under_a_filter_patches_recounted_pies_and_empty_discs(ctx, monk
               "yaxis.range[0]": one["y"] - 1e-3, "yaxis.range[1]": one["y"] + 1e-3}
     patch, info, _ = representation.level_of_detail(ctx, "fake-run", "fake-run", around, None, flt)
     ops = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
-    disc_x = np.frombuffer(base64.b64decode(ops[("data", figures.EMPTY_INDEX, "x")]["bdata"]), dtype="<f4")
+    disc_x = np.frombuffer(base64.b64decode(ops[("data", _at(figures.EMPTY_TRACE_NAME), "x")]["bdata"]), dtype="<f4")
     assert np.isnan(disc_x).sum() == 1 and np.nanmin(np.abs(disc_x - one["x"])) < 1e-5
-    assert all(ops[("data", i, "x")]["bdata"] == "" for i in range(20))  # no wedge: it is empty
-    assert ops[("data", representation.HOVER_INDEX, "marker", "color")][0] == "rgba(0,0,0,0)"
+    assert all(ops[("data", _at(name), "x")]["bdata"] == "" for name in WEDGE_TRACE_NAMES)  # no wedge: it is empty
+    assert ops[("data", _at(figures.HOVER_TRACE_NAME), "marker", "color")][0] == "rgba(0,0,0,0)"

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.figures.common import trace_index
+from app.figures.grid import GRID_TRACE_NAME
 from app.files import artifacts
 from app.state.context import AppContext
 from app.views import attention, concepts, images
@@ -65,7 +67,8 @@ def test_old_run_opens_and_explains_in_the_app(old_run, tmp_path):
     cell = int(view.cells["cells"][0]["id"])
     request = images.JOB.render(ctx, cell, RUN_ID, None)[-1]
     fig, shown, message = images.JOB.prepare(ctx, request, Progress())
-    assert message == "" and sorted(fig.data[0].customdata) == view.cell_members(cell).tolist()
+    grid = fig.data[trace_index(fig, GRID_TRACE_NAME)]
+    assert message == "" and sorted(grid.customdata) == view.cell_members(cell).tolist()
 
     chosen = view.cell_members(cell).tolist()[:2]
     request = attention.JOB.render(ctx, {"ids": chosen}, RUN_ID, cell)[-1]
