@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
+
+from pipeline.reencode_spec import ReencodeSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +36,13 @@ class DataConfig:
     reencode: str | None = None
 
     def __post_init__(self):
-        from pipeline.data.reencode import ReencodeSpec  # validates the spec now, with a clear message
-        ReencodeSpec.parse(self.reencode)
+        self.reencode_spec  # parsed now: a bad spec fails when the config is made, with a clear message
+
+    @cached_property
+    def reencode_spec(self) -> ReencodeSpec | None:
+        """``reencode`` parsed (None = off), once per config. Not a field: fingerprints and the
+        saved config hold the ``reencode`` string only."""
+        return ReencodeSpec.parse(self.reencode)
 
 
 @dataclass(frozen=True)

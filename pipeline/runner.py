@@ -39,7 +39,6 @@ from pipeline.model.head import DistilledHead, orthogonality_report
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, train_projection
-from pipeline.data.reencode import ReencodeSpec
 from pipeline.data.splits import HELDOUT, TRAIN, assign_splits, validation_mask
 from pipeline.store.run_store import HEAD, PROJECTION, RunStore, atomic_write_bytes, hash_obj, torch_bytes, write_run
 
@@ -179,7 +178,7 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
                          num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
                          max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("embed", d, t),
-                         transform=ReencodeSpec.parse(cfg.data.reencode))
+                         transform=cfg.data.reencode_spec)
     log.info("embeddings: %d computed, %d from cache", result.n_computed, result.n_cached)
     bad = list(scanned.bad)
     failed = {i for i, _ in result.failures}
@@ -208,7 +207,7 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
         paths, trained_on, emb = embedded.paths, f"data-{data_fingerprint}", embedded.embeddings
     else:
         raise ValueError(f"projection.train_on must be 'background' or 'data', not {pc.train_on!r}")
-    spec = ReencodeSpec.parse(cfg.data.reencode)  # the projection sees images as the run does
+    spec = cfg.data.reencode_spec  # the projection sees images as the run does
     key = hash_obj({"enc": encoder.info.fingerprint, "data": trained_on, "cfg": cfg.fingerprint("projection"),
                     "reencode": spec.key if spec else None, "version": PROJECTION_VERSION})
     path = cfg.cache_path / "projection" / f"{key}.pt"

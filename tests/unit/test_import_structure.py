@@ -96,3 +96,11 @@ def test_pipeline_never_imports_dash_or_the_app():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             assert not [n for n in names if n.split(".")[0] in ("dash", "app", "flask")], path
+
+
+def test_the_config_imports_only_leaf_modules():
+    """``pipeline.config`` is imported by every package, so it imports none of them (only leaf
+    modules that import nothing from ``pipeline``, like the re-encoding spec it parses)."""
+    edges = graph()
+    assert edges["pipeline.config"] == {"pipeline.reencode_spec"}
+    assert edges["pipeline.reencode_spec"] == set()

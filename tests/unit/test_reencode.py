@@ -1,14 +1,17 @@
 """Controlled re-encoding: spec parsing, every image out the same way, a separate embedding cache."""
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import DataConfig, from_dict
+from pipeline.config import DataConfig, from_dict, to_dict
 from pipeline.data.scan import load_image_rgb
 from pipeline.model.embed import cache_fingerprint, embed_paths
-from pipeline.data.reencode import ReencodeSpec
+from pipeline.reencode_spec import ReencodeSpec
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -31,6 +34,25 @@ def test_the_config_rejects_a_bad_spec_at_load_time():
     assert from_dict({"data": {"reencode": "jpeg:90:256"}}).data.reencode == "jpeg:90:256"
     with pytest.raises(ValueError, match="bad re-encoding spec 'jpeg:ninety'"):
         DataConfig(reencode="jpeg:ninety")
+
+
+def test_the_config_holds_the_parsed_spec_outside_its_fingerprint():
+    cfg = from_dict({"data": {"reencode": "jpeg:90:256"}})
+    assert cfg.data.reencode_spec == ReencodeSpec("jpeg", 90, 256)
+    assert cfg.data.reencode_spec is cfg.data.reencode_spec  # parsed once
+    assert DataConfig().reencode_spec is None
+    assert dataclasses.replace(cfg.data, reencode="png").reencode_spec == ReencodeSpec("png")
+    assert pickle.loads(pickle.dumps(cfg)).data.reencode_spec == cfg.data.reencode_spec
+    assert "reencode_spec" not in to_dict(cfg)["data"]  # saved config and fingerprints: the string only
+    assert cfg.fingerprint("data") == from_dict({"data": {"reencode": "jpeg:90:256"}}).fingerprint("data")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.data.reencode_spec = None
+
+
+def test_the_data_package_names_the_same_spec():
+    from pipeline.data import reencode
+
+    assert reencode.ReencodeSpec is ReencodeSpec
 
 
 def test_keys_and_words():
