@@ -28,7 +28,7 @@ from pipeline.config import DataConfig, HeadConfig  # noqa: E402
 from pipeline.data.scan import scan  # noqa: E402
 from pipeline.model.encoders.precision import (cpu_flags, native_bf16_flag,  # noqa: E402
                                          record_agreement)
-from pipeline.model.head import DistilledHead  # noqa: E402
+from pipeline.model.head import DistilledHead, sigmoid  # noqa: E402
 from pipeline.model.metrics import binary_metrics  # noqa: E402
 from pipeline.model.projection import ProjectionModule  # noqa: E402
 from pipeline.data.splits import HELDOUT, assign_splits, validation_mask  # noqa: E402
@@ -86,7 +86,7 @@ def heldout_metrics(embeddings: np.ndarray, data: LabelledSet) -> dict:
 
     y, test = data.labels, data.heldout
     score = probe_scores(embeddings, y, ~test, test, C=0.1)
-    logistic = binary_metrics(y[test], 1 / (1 + np.exp(-score)))
+    logistic = binary_metrics(y[test], sigmoid(score))
     projection, head = fit_head(embeddings, data)
     with torch.inference_mode():
         features = projection(torch.as_tensor(embeddings[test])).numpy()

@@ -35,7 +35,7 @@ from pipeline.store.diskcheck import writable_folder
 from pipeline.model.encoders import shared_encoder
 from pipeline.model.encoders.base import Encoder
 from pipeline.model.embed import embed_paths, embed_pil
-from pipeline.model.head import DistilledHead, orthogonality_report
+from pipeline.model.head import DistilledHead, orthogonality_report, sigmoid
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, train_projection
@@ -88,7 +88,7 @@ class HeadFit:
 
     @property
     def prob(self) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit.astype(np.float64)))
+        return sigmoid(self.logit)
 
 
 def _slug(text: str) -> str:

@@ -35,6 +35,13 @@ class HeadModule(nn.Module):
         return z, self.classifier(z).squeeze(-1)
 
 
+def sigmoid(logit) -> np.ndarray:
+    """Probability of *fake* from the head's logit, ``1 / (1 + exp(-logit))``, in float64 (very
+    negative logits give 0 without an overflow warning)."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=np.float64)))
+
+
 def orthogonality_penalty(weight: torch.Tensor) -> torch.Tensor:
     """``||W W^T - I||^2`` on unit-norm rows (Brock et al.), so the penalty bounds the cosines
     between dimensions without fixing their scale."""
@@ -130,7 +137,7 @@ class DistilledHead:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probability of *fake* per row."""
-        return 1.0 / (1.0 + np.exp(-self.transform(x)[1]))
+        return sigmoid(self.transform(x)[1])
 
     def torch_module(self) -> HeadModule:
         return self.module_
