@@ -24,7 +24,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
-from pipeline.config import DataConfig, HeadConfig  # noqa: E402
+from pipeline.config import DataConfig, HeadConfig, ProjectionConfig  # noqa: E402
 from pipeline.data.scan import scan  # noqa: E402
 from pipeline.model.encoders.precision import (cpu_flags, native_bf16_flag,  # noqa: E402
                                          record_agreement)
@@ -65,16 +65,13 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fit_head(embeddings: np.ndarray, data: LabelledSet, seed: int = 0):
     """(projection module, DistilledHead) fit on the train split, as the runner fits the head."""
     torch.manual_seed(seed)
-    projection = ProjectionModule(embeddings.shape[1], min(256, embeddings.shape[1])).eval()
+    projection = ProjectionModule(embeddings.shape[1], min(ProjectionConfig.dim, embeddings.shape[1])).eval()
     torch.nn.init.orthogonal_(projection.linear.weight)
     with torch.inference_mode():
         features = projection(torch.as_tensor(embeddings)).numpy()
     train = np.flatnonzero(~data.heldout)
-    val = validation_mask(data.labels, train, 0.15, seed)
-    hc = HeadConfig()
-    head = DistilledHead(dim=hc.dim, ortho_weight=hc.ortho_weight, lr=hc.lr,
-                         weight_decay=hc.weight_decay, batch_size=hc.batch_size,
-                         max_epochs=hc.max_epochs, patience=hc.patience, seed=seed)
+    val = validation_mask(data.labels, train, HeadConfig.validation_fraction, seed)
+    head = DistilledHead.from_config(HeadConfig(), seed=seed)
     head.fit(features[train[~val]], data.labels[train[~val]], features[train[val]],
              data.labels[train[val]])
     return projection, head

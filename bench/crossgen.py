@@ -68,25 +68,23 @@ def timed(fn):
 
 def baseline_matrix(x, y, gens, splits, head_config, seed=0):
     """The same matrix with one DistilledHead.fit per head, one after another."""
-    from pipeline.generalise.crossgen import head_template, matrix_tables, plan_matrix
+    from pipeline.generalise.crossgen import matrix_tables, plan_matrix
     from pipeline.model.head import DistilledHead
     plan = plan_matrix(y, gens, splits, seed)
-    t = head_template(head_config, seed)
-    heads = [DistilledHead(dim=t.dim, ortho_weight=t.ortho_weight, lr=t.lr, weight_decay=t.weight_decay,
-                           batch_size=t.batch_size, max_epochs=t.max_epochs, patience=t.patience,
-                           seed=t.seed).fit(x[j.fit_rows], y[j.fit_rows], x[j.val_rows], y[j.val_rows])
+    heads = [DistilledHead.from_config(head_config, seed=seed).fit(x[j.fit_rows], y[j.fit_rows],
+                                                                   x[j.val_rows], y[j.val_rows])
              for j in plan.jobs]
     return matrix_tables(plan, heads, x)
 
 
 def run_head(x, y, splits, head_config, seed=0):
     """One head on all training rows, as a run fits it."""
-    from pipeline.generalise.crossgen import VALIDATION_FRACTION, head_template
     from pipeline.data.splits import TRAIN, validation_mask
+    from pipeline.model.head import DistilledHead
     train = np.flatnonzero(np.asarray(splits) == TRAIN)
-    val = validation_mask(y, train, VALIDATION_FRACTION, seed)
+    val = validation_mask(y, train, head_config.validation_fraction, seed)
     fit, held = train[~val], train[val]
-    return head_template(head_config, seed).fit(x[fit], y[fit], x[held], y[held])
+    return DistilledHead.from_config(head_config, seed=seed).fit(x[fit], y[fit], x[held], y[held])
 
 
 def differences(a: dict, b: dict) -> dict:

@@ -84,9 +84,14 @@ class HeadConfig:
     weight_decay: float = 1e-4
     batch_size: int = 256
     max_epochs: int = 300
-    patience: int = 20  # early stopping on held-out loss
-    holdout_fraction: float = 0.3
+    # early stopping: epochs without a lower loss on the validation part of the training split
+    # (validation_fraction of it, stratified; pipeline.data.splits.validation_mask), never the held-out split
+    patience: int = 20
+    holdout_fraction: float = 0.3  # held-out split: measured, never trained or stopped on
     seed: int = 0
+    # part of the training split the early stopping watches (the run's head and the cross-generator
+    # matrix); a class constant, not a setting: not in fingerprints nor in saved configs
+    validation_fraction: ClassVar[float] = 0.15
 
 
 @dataclass(frozen=True)

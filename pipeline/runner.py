@@ -273,11 +273,9 @@ def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg
     generators = [r.generator for r in records]
     hc = cfg.head
     train_rows = np.flatnonzero(splits == TRAIN)
-    val = validation_mask(labels, train_rows, 0.15, hc.seed)
+    val = validation_mask(labels, train_rows, hc.validation_fraction, hc.seed)
     fit_rows, val_rows = train_rows[~val], train_rows[val]
-    head = DistilledHead(dim=hc.dim, ortho_weight=hc.ortho_weight, lr=hc.lr, weight_decay=hc.weight_decay,
-                         batch_size=hc.batch_size, max_epochs=hc.max_epochs, patience=hc.patience,
-                         seed=hc.seed)
+    head = DistilledHead.from_config(hc)
     head.fit(features[fit_rows], labels[fit_rows], features[val_rows], labels[val_rows],
              progress=lambda d, t: report("head", d, t))
     z, logit = head.transform(features)
