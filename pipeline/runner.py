@@ -34,7 +34,7 @@ from pipeline.data.scan import Record, ScanResult, scan
 from pipeline.store.diskcheck import writable_folder
 from pipeline.model.encoders import shared_encoder
 from pipeline.model.encoders.base import Encoder
-from pipeline.model.embed import embed_paths, embed_pil
+from pipeline.model.embed import embed_paths_for, embed_pil
 from pipeline.model.head import DistilledHead, orthogonality_report, sigmoid
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
 from pipeline.model.projection import VisionOnlyProjection
@@ -175,10 +175,7 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     records = scanned.records
     report("embed", 0, len(records))  # before the files are hashed for the cache lookup
     paths = [scanned.path(r) for r in records]
-    result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
-                         num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
-                         max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("embed", d, t),
-                         transform=cfg.data.reencode_spec)
+    result = embed_paths_for(cfg, encoder, paths, progress=lambda d, t: report("embed", d, t))
     log.info("embeddings: %d computed, %d from cache", result.n_computed, result.n_cached)
     bad = list(scanned.bad)
     failed = {i for i, _ in result.failures}
@@ -218,10 +215,7 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
         except Exception as e:  # a corrupted cache file is recomputed, never trusted
             log.warning("projection cache %s unreadable (%s); retraining", path, e)
     if emb is None:  # the background photos' embeddings (cached like any image's)
-        result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
-                             num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
-                             max_pixels=cfg.data.max_image_pixels,
-                             progress=lambda d, t: report("projection", 0, t), transform=spec)
+        result = embed_paths_for(cfg, encoder, paths, progress=lambda d, t: report("projection", 0, t))
         good = [i for i in range(len(paths)) if i not in {j for j, _ in result.failures}]
         paths, emb = [paths[i] for i in good], result.embeddings[good]
     projection, metrics = train_projection(
