@@ -1,5 +1,5 @@
-"""Does bf16 autocast agree with fp32 on real images? Shared by ``bench/embed.py --bf16`` and
-``bench/relevance.py --bf16`` (issue 17).
+"""Does bf16 autocast agree with fp32 on real images? A helper module, not a bench (private name,
+nothing to run): shared by ``bench/embed.py --bf16`` and ``bench/relevance.py --bf16`` (issue 17).
 
 * :func:`labelled_set`: a real-vs-fake folder (``../shared/data/faces``) with the pipeline's own
   train / held-out split (``pipeline.data.splits``, the head's seed and hold-out fraction);
