@@ -5,8 +5,8 @@ rows, like the projection's output): ``--images`` images over ``--generators`` g
 real and half fake in each generator's folder (CNNDetection layout, each generator with its own
 reals); a generator's fakes move along its own direction, which mixes a direction shared by its
 family (two families) with one of its own, so the matrix has carry-over within a family and little
-across. Splits: ``pipeline.data.splits.assign_splits`` (30 % held out, stratified). The head settings
-are the default ``HeadConfig`` (what a run uses: max_epochs 300, patience 20, batch 256).
+across. Splits: ``pipeline.data.splits.assign_splits`` (the default ``HeadConfig.holdout_fraction``
+held out, stratified). The head settings are the default ``HeadConfig`` (what a run uses).
 
 Timed, in one process:
 
@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 def synthetic_run(n_generators: int, n_images: int, dim: int = 256, seed: int = 0):
     """(features, labels, generators, splits) of a synthetic run; see the module docstring."""
+    from pipeline.config import HeadConfig
     from pipeline.data.splits import assign_splits
     rng = np.random.default_rng(seed)
     family = np.linalg.qr(rng.normal(size=(dim, 2)))[0].T  # two orthonormal family directions
@@ -56,7 +57,8 @@ def synthetic_run(n_generators: int, n_images: int, dim: int = 256, seed: int = 
     x = np.concatenate(xs)
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     y = np.concatenate(ys)
-    splits = assign_splits(y, gens, [""] * len(y), [""] * len(y), holdout_fraction=0.3, seed=seed)
+    splits = assign_splits(y, gens, [""] * len(y), [""] * len(y),
+                           holdout_fraction=HeadConfig.holdout_fraction, seed=seed)
     return x, y, gens, splits
 
 
