@@ -5,8 +5,8 @@ rows, like the projection's output): ``--images`` images over ``--generators`` g
 real and half fake in each generator's folder (CNNDetection layout, each generator with its own
 reals); a generator's fakes move along its own direction, which mixes a direction shared by its
 family (two families) with one of its own, so the matrix has carry-over within a family and little
-across. Splits: ``pipeline.data.splits.assign_splits`` (30 % held out, stratified). The head settings
-are the default ``HeadConfig`` (what a run uses: max_epochs 300, patience 20, batch 256).
+across. Splits: ``pipeline.data.splits.assign_splits`` (the default ``HeadConfig.holdout_fraction``
+held out, stratified). The head settings are the default ``HeadConfig`` (what a run uses).
 
 Timed, in one process:
 
@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 def synthetic_run(n_generators: int, n_images: int, dim: int = 256, seed: int = 0):
     """(features, labels, generators, splits) of a synthetic run; see the module docstring."""
+    from pipeline.config import HeadConfig
     from pipeline.data.splits import assign_splits
     rng = np.random.default_rng(seed)
     family = np.linalg.qr(rng.normal(size=(dim, 2)))[0].T  # two orthonormal family directions
@@ -56,7 +57,8 @@ def synthetic_run(n_generators: int, n_images: int, dim: int = 256, seed: int = 
     x = np.concatenate(xs)
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     y = np.concatenate(ys)
-    splits = assign_splits(y, gens, [""] * len(y), [""] * len(y), holdout_fraction=0.3, seed=seed)
+    splits = assign_splits(y, gens, [""] * len(y), [""] * len(y),
+                           holdout_fraction=HeadConfig.holdout_fraction, seed=seed)
     return x, y, gens, splits
 
 
@@ -68,25 +70,23 @@ def timed(fn):
 
 def baseline_matrix(x, y, gens, splits, head_config, seed=0):
     """The same matrix with one DistilledHead.fit per head, one after another."""
-    from pipeline.generalise.crossgen import head_template, matrix_tables, plan_matrix
+    from pipeline.generalise.crossgen import matrix_tables, plan_matrix
     from pipeline.model.head import DistilledHead
     plan = plan_matrix(y, gens, splits, seed)
-    t = head_template(head_config, seed)
-    heads = [DistilledHead(dim=t.dim, ortho_weight=t.ortho_weight, lr=t.lr, weight_decay=t.weight_decay,
-                           batch_size=t.batch_size, max_epochs=t.max_epochs, patience=t.patience,
-                           seed=t.seed).fit(x[j.fit_rows], y[j.fit_rows], x[j.val_rows], y[j.val_rows])
+    heads = [DistilledHead.from_config(head_config, seed=seed).fit(x[j.fit_rows], y[j.fit_rows],
+                                                                   x[j.val_rows], y[j.val_rows])
              for j in plan.jobs]
     return matrix_tables(plan, heads, x)
 
 
 def run_head(x, y, splits, head_config, seed=0):
     """One head on all training rows, as a run fits it."""
-    from pipeline.generalise.crossgen import VALIDATION_FRACTION, head_template
     from pipeline.data.splits import TRAIN, validation_mask
+    from pipeline.model.head import DistilledHead
     train = np.flatnonzero(np.asarray(splits) == TRAIN)
-    val = validation_mask(y, train, VALIDATION_FRACTION, seed)
+    val = validation_mask(y, train, head_config.validation_fraction, seed)
     fit, held = train[~val], train[val]
-    return head_template(head_config, seed).fit(x[fit], y[fit], x[held], y[held])
+    return DistilledHead.from_config(head_config, seed=seed).fit(x[fit], y[fit], x[held], y[held])
 
 
 def differences(a: dict, b: dict) -> dict:

@@ -47,8 +47,8 @@ from PIL import Image
 if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
     import _path  # noqa: F401
 
-from bench.bf16_agreement import (DATA_ROOT, cosines, heldout_metrics, labelled_set,  # noqa: E402
-                                  machine, record)
+from bench._bf16_agreement import (DATA_ROOT, cosines, heldout_metrics, labelled_set,  # noqa: E402
+                                   machine, record)
 from pipeline.config import Config  # noqa: E402
 from pipeline.data.scan import load_image_rgb  # noqa: E402
 from pipeline.model.embed import DEFAULT_MAX_PIXELS, embed_paths  # noqa: E402

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.bf16_agreement import FACES, cosines  # noqa: E402
+from bench._bf16_agreement import FACES, cosines  # noqa: E402
 from bench.relevance import random_models  # noqa: E402
 from bench.run_100k import supply_embeddings, timed_run, write_files  # noqa: E402
 from pipeline.config import REPO_ROOT, Config, from_dict, load_config, to_dict  # noqa: E402

@@ -44,8 +44,8 @@ if not __package__:  # started as `python bench/NAME.py`: the repository root on
     import _path  # noqa: F401
 
 from bench._options import parse_args  # noqa: E402
-from bench.bf16_agreement import (FACES, fit_head, labelled_set, machine,  # noqa: E402
-                                  record, spearman_per_map)
+from bench._bf16_agreement import (FACES, fit_head, labelled_set, machine,  # noqa: E402
+                                   record, spearman_per_map)
 from pipeline.explain.taps import tap_attention  # noqa: E402
 from pipeline.explain.concepts import extract_concepts  # noqa: E402
 from pipeline.config import Config  # noqa: E402

@@ -54,7 +54,7 @@ def case_head(n: int) -> dict:
     from pipeline.data.splits import assign_splits
     emb, label = _synthetic(n, 512)
     t0 = time.perf_counter()
-    proj = VisionOnlyProjection(dim=256, epochs=1).fit(emb[:2000], emb[:2000] + 0.1, emb[2000:4000])
+    proj = VisionOnlyProjection(epochs=1).fit(emb[:2000], emb[:2000] + 0.1, emb[2000:4000])
     feats = proj.transform(emb)
     t1 = time.perf_counter()
     split = assign_splits(label, [""] * n, [""] * n, [""] * n, 0.3, 0)

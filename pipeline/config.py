@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
+
+from pipeline.reencode_spec import ReencodeSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +36,13 @@ class DataConfig:
     reencode: str | None = None
 
     def __post_init__(self):
-        from pipeline.data.reencode import ReencodeSpec  # validates the spec now, with a clear message
-        ReencodeSpec.parse(self.reencode)
+        self.reencode_spec  # parsed now: a bad spec fails when the config is made, with a clear message
+
+    @cached_property
+    def reencode_spec(self) -> ReencodeSpec | None:
+        """``reencode`` parsed (None = off), once per config. Not a field: fingerprints and the
+        saved config hold the ``reencode`` string only."""
+        return ReencodeSpec.parse(self.reencode)
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,14 @@ class HeadConfig:
     weight_decay: float = 1e-4
     batch_size: int = 256
     max_epochs: int = 300
-    patience: int = 20  # early stopping on held-out loss
-    holdout_fraction: float = 0.3
+    # early stopping: epochs without a lower loss on the validation part of the training split
+    # (validation_fraction of it, stratified; pipeline.data.splits.validation_mask), never the held-out split
+    patience: int = 20
+    holdout_fraction: float = 0.3  # held-out split: measured, never trained or stopped on
     seed: int = 0
+    # part of the training split the early stopping watches (the run's head and the cross-generator
+    # matrix); a class constant, not a setting: not in fingerprints nor in saved configs
+    validation_fraction: ClassVar[float] = 0.15
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,11 @@ from pipeline.data.scan import Record, ScanResult, scan
 from pipeline.store.diskcheck import writable_folder
 from pipeline.model.encoders import shared_encoder
 from pipeline.model.encoders.base import Encoder
-from pipeline.model.embed import embed_paths, embed_pil
-from pipeline.model.head import DistilledHead, orthogonality_report
+from pipeline.model.embed import embed_paths_for, embed_pil
+from pipeline.model.head import DistilledHead, orthogonality_report, sigmoid
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, train_projection
-from pipeline.data.reencode import ReencodeSpec
 from pipeline.data.splits import HELDOUT, TRAIN, assign_splits, validation_mask
 from pipeline.store.run_store import HEAD, PROJECTION, RunStore, atomic_write_bytes, hash_obj, torch_bytes, write_run
 
@@ -89,7 +88,7 @@ class HeadFit:
 
     @property
     def prob(self) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit.astype(np.float64)))
+        return sigmoid(self.logit)
 
 
 def _slug(text: str) -> str:
@@ -176,10 +175,7 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     records = scanned.records
     report("embed", 0, len(records))  # before the files are hashed for the cache lookup
     paths = [scanned.path(r) for r in records]
-    result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
-                         num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
-                         max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("embed", d, t),
-                         transform=ReencodeSpec.parse(cfg.data.reencode))
+    result = embed_paths_for(cfg, encoder, paths, progress=lambda d, t: report("embed", d, t))
     log.info("embeddings: %d computed, %d from cache", result.n_computed, result.n_cached)
     bad = list(scanned.bad)
     failed = {i for i, _ in result.failures}
@@ -208,7 +204,7 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
         paths, trained_on, emb = embedded.paths, f"data-{data_fingerprint}", embedded.embeddings
     else:
         raise ValueError(f"projection.train_on must be 'background' or 'data', not {pc.train_on!r}")
-    spec = ReencodeSpec.parse(cfg.data.reencode)  # the projection sees images as the run does
+    spec = cfg.data.reencode_spec  # the projection sees images as the run does
     key = hash_obj({"enc": encoder.info.fingerprint, "data": trained_on, "cfg": cfg.fingerprint("projection"),
                     "reencode": spec.key if spec else None, "version": PROJECTION_VERSION})
     path = cfg.cache_path / "projection" / f"{key}.pt"
@@ -219,10 +215,7 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
         except Exception as e:  # a corrupted cache file is recomputed, never trusted
             log.warning("projection cache %s unreadable (%s); retraining", path, e)
     if emb is None:  # the background photos' embeddings (cached like any image's)
-        result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
-                             num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
-                             max_pixels=cfg.data.max_image_pixels,
-                             progress=lambda d, t: report("projection", 0, t), transform=spec)
+        result = embed_paths_for(cfg, encoder, paths, progress=lambda d, t: report("projection", 0, t))
         good = [i for i in range(len(paths)) if i not in {j for j, _ in result.failures}]
         paths, emb = [paths[i] for i in good], result.embeddings[good]
     projection, metrics = train_projection(
@@ -274,11 +267,9 @@ def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg
     generators = [r.generator for r in records]
     hc = cfg.head
     train_rows = np.flatnonzero(splits == TRAIN)
-    val = validation_mask(labels, train_rows, 0.15, hc.seed)
+    val = validation_mask(labels, train_rows, hc.validation_fraction, hc.seed)
     fit_rows, val_rows = train_rows[~val], train_rows[val]
-    head = DistilledHead(dim=hc.dim, ortho_weight=hc.ortho_weight, lr=hc.lr, weight_decay=hc.weight_decay,
-                         batch_size=hc.batch_size, max_epochs=hc.max_epochs, patience=hc.patience,
-                         seed=hc.seed)
+    head = DistilledHead.from_config(hc)
     head.fit(features[fit_rows], labels[fit_rows], features[val_rows], labels[val_rows],
              progress=lambda d, t: report("head", d, t))
     z, logit = head.transform(features)

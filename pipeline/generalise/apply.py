@@ -40,6 +40,7 @@ from pipeline.represent.cells import LayoutFrame, cell_centroids, cell_tallies
 from pipeline.config import with_data
 from pipeline.data.scan import UNLABELLED, ScanResult
 from pipeline.store.locks import once, run_locks
+from pipeline.model.head import sigmoid
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
 from pipeline.model.run_models import load_run_models, model_fingerprint
 from pipeline.runner import Embedded, Progress, embed_stage, reporter, scan_stage
@@ -240,7 +241,7 @@ def _defined(value: float) -> float | None:
 
 def applied_records(embedded: Embedded, logit: np.ndarray, placed: Placement) -> list[dict]:
     """``records.csv`` rows: each scan record with its prediction, cell and position."""
-    prob = 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
+    prob = sigmoid(logit)
     pred = (logit > 0).astype(int)
     rows = []
     for i, r in enumerate(embedded.records):
@@ -259,7 +260,7 @@ def applied_metrics(embedded: Embedded, logit: np.ndarray) -> dict | None:
     known = labels != UNLABELLED
     if not known.any():
         return None
-    prob = 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
+    prob = sigmoid(logit)
     metrics = binary_metrics(labels[known], prob[known])
     metrics["per_generator"] = per_generator_metrics(
         labels[known], prob[known], [r.generator for r, k in zip(embedded.records, known) if k])

@@ -11,8 +11,9 @@ tables in the same literature), computed from a run's cached vision-only feature
 
 Every head is the run's kind of head (``pipeline.model.head.DistilledHead``, 256 -> 16 orthogonal ->
 logit) with the run's head configuration and its early stopping on a validation part of the
-training rows (15 %, stratified, as the run's head); they are trained together by
-``pipeline.generalise.stacked_heads.fit_stacked``, which follows each head's own ``DistilledHead.fit``.
+training rows (``HeadConfig.validation_fraction``, stratified, as the run's head); they are trained
+together by ``pipeline.generalise.stacked_heads.fit_stacked``, which follows each head's own
+``DistilledHead.fit``.
 
 Reals, as in ``pipeline.model.metrics.per_generator_metrics``: a generator's images are its fakes together
 with the reals of its own folder (CNNDetection layout ``<gen>/0_real``) or, where it has none in a
@@ -34,7 +35,6 @@ from pipeline.data.splits import HELDOUT, TRAIN, validation_mask
 from pipeline.generalise.stacked_heads import fit_stacked
 from pipeline.model.torch_threads import torch_threads
 
-VALIDATION_FRACTION = 0.15  # of each train set, for early stopping (as pipeline/runner.py)
 TABLES = ("one", "all_but_one")
 
 
@@ -83,13 +83,13 @@ def cross_generator_matrix(features: np.ndarray, labels, generators, splits, hea
     # 1 thread: the steps are small ops, and OpenMP barriers made 2 threads ~8x slower on a busy
     # 2-core machine (20 heads on 10,000 images: 50.7 s against 6.6 s, load average ~6)
     with torch_threads(1):
-        heads = fit_stacked(head_template(head_config, seed), x, plan.labels,
+        heads = fit_stacked(DistilledHead.from_config(head_config, seed=seed), x, plan.labels,
                             [(job.fit_rows, job.val_rows) for job in plan.jobs], progress, workers)
     return {**matrix_tables(plan, heads, x), "skipped": plan.skipped, "reals": plan.reals,
             "real_source": plan.real_source, "notes": plan.notes,
             "head": {"kind": "DistilledHead", "trainer": "pipeline.generalise.stacked_heads.fit_stacked",
                      "config": {**dataclasses.asdict(head_config), "seed": seed},
-                     "validation_fraction": VALIDATION_FRACTION},
+                     "validation_fraction": HeadConfig.validation_fraction},
             "seconds": time.perf_counter() - start}
 
 
@@ -140,7 +140,7 @@ def plan_matrix(labels, generators, splits, seed: int = 0) -> MatrixPlan:
             if problem:
                 skipped[table][g] = problem
             else:
-                val = validation_mask(y, rows, VALIDATION_FRACTION, seed)
+                val = validation_mask(y, rows, HeadConfig.validation_fraction, seed)
                 jobs.append(HeadJob(table, g, rows[~val], rows[val]))
     if not jobs:
         raise ValueError("no head of the cross-generator matrix can be trained: "
@@ -150,13 +150,6 @@ def plan_matrix(labels, generators, splits, seed: int = 0) -> MatrixPlan:
                       {g: {s: pools[s][g][1] for s in (TRAIN, HELDOUT)} for g in names},
                       _reals_summary(pools),
                       _unused_reals_note(y, gens, names) + _test_set_notes(tests, y))
-
-
-def head_template(head_config: HeadConfig, seed: int) -> DistilledHead:
-    """An unfitted head with the run's head settings."""
-    hc = head_config
-    return DistilledHead(dim=hc.dim, ortho_weight=hc.ortho_weight, lr=hc.lr, weight_decay=hc.weight_decay,
-                         batch_size=hc.batch_size, max_epochs=hc.max_epochs, patience=hc.patience, seed=seed)
 
 
 def matrix_tables(plan: MatrixPlan, heads: list[DistilledHead], features: np.ndarray) -> dict:

@@ -253,8 +253,7 @@ def _end_epoch(s: _HeadState, head_params, xt, yt, t: DistilledHead) -> bool:
 def _fitted_head(t: DistilledHead, s: _HeadState) -> DistilledHead:
     if s.best_params is None:
         raise ValueError("a head's validation loss was never finite (empty or degenerate validation rows)")
-    head = DistilledHead(dim=t.dim, ortho_weight=t.ortho_weight, lr=t.lr, weight_decay=t.weight_decay,
-                         batch_size=t.batch_size, max_epochs=t.max_epochs, patience=t.patience, seed=t.seed)
+    head = DistilledHead(**t.get_params())
     module = HeadModule(s.mean.shape[0], t.dim)
     w16, b16, wc, bc = s.best_params
     module.load_state_dict({"mean": s.mean, "std": s.std, "to16.weight": w16, "to16.bias": b16,

@@ -27,19 +27,19 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
-
 from functools import partial
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.config import Config, DataConfig, EncoderConfig
 from pipeline.data.scan import BadImageError, load_image_rgb
 from pipeline.model.encoders.base import Encoder
 from pipeline.store.run_store import atomic_write_bytes
 
-DEFAULT_MAX_PIXELS = 89_478_485
+DEFAULT_MAX_PIXELS = DataConfig.max_image_pixels
 Progress = Callable[[int, int], None]
 
 
@@ -66,7 +66,7 @@ class EmbedResult:
 
 class ImageTransform(Protocol):
     """Applied to each decoded RGB image before the encoder's preprocessing (e.g.
-    ``pipeline.data.reencode.ReencodeSpec``); ``key`` names it in the cache, so its embeddings are
+    ``pipeline.reencode_spec.ReencodeSpec``); ``key`` names it in the cache, so its embeddings are
     cached apart from the plain ones."""
 
     key: str
@@ -225,11 +225,23 @@ def _decoded_batches(items: list[tuple[bytes, Path]], preprocess: Callable, load
 # ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
+def embed_paths_for(cfg: Config, encoder: Encoder, paths: Sequence[str | Path],
+                    progress: Progress | None = None) -> EmbedResult:
+    """:func:`embed_paths` as a run embeds: cached under ``cfg.cache_path``, with ``cfg.encoder``'s
+    batch size, decoding threads and chunk size and ``cfg.data``'s pixel limit and controlled
+    re-encoding (``cfg.data.reencode_spec``). The one place those settings meet the embedding."""
+    return embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
+                       num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
+                       max_pixels=cfg.data.max_image_pixels, progress=progress,
+                       transform=cfg.data.reencode_spec)
+
+
 def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path | None, *,
-                batch_size: int = 64, num_workers: int = 2, chunk_size: int = 512,
-                max_pixels: int = DEFAULT_MAX_PIXELS, progress: Progress | None = None,
-                transform: ImageTransform | None = None) -> EmbedResult:
-    """Embed image files, reusing and extending the on-disk cache.
+                batch_size: int = EncoderConfig.batch_size, num_workers: int = EncoderConfig.num_workers,
+                chunk_size: int = EncoderConfig.chunk_size, max_pixels: int = DataConfig.max_image_pixels,
+                progress: Progress | None = None, transform: ImageTransform | None = None) -> EmbedResult:
+    """Embed image files, reusing and extending the on-disk cache (with a run's settings:
+    :func:`embed_paths_for`; the defaults here are the config's).
 
     Parameters
     ----------
@@ -313,7 +325,8 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
                        keys=[key.decode("ascii") if key else "" for key, _ in keyed])
 
 
-def embed_pil(encoder: Encoder, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
+def embed_pil(encoder: Encoder, images: Sequence[Image.Image],
+              batch_size: int = EncoderConfig.batch_size) -> np.ndarray:
     """Embed in-memory RGB images -> (N, D) float32 (no cache; for generated training images)."""
     rows = []
     with torch.inference_mode():

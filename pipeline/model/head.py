@@ -10,11 +10,14 @@ so the torch module maps raw projected features straight to (z16, logit).
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pipeline.config import HeadConfig
 
 
 class HeadModule(nn.Module):
@@ -35,6 +38,13 @@ class HeadModule(nn.Module):
         return z, self.classifier(z).squeeze(-1)
 
 
+def sigmoid(logit) -> np.ndarray:
+    """Probability of *fake* from the head's logit, ``1 / (1 + exp(-logit))``, in float64 (very
+    negative logits give 0 without an overflow warning)."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=np.float64)))
+
+
 def orthogonality_penalty(weight: torch.Tensor) -> torch.Tensor:
     """``||W W^T - I||^2`` on unit-norm rows (Brock et al.), so the penalty bounds the cosines
     between dimensions without fixing their scale."""
@@ -51,7 +61,9 @@ def orthogonality_report(weight: np.ndarray) -> dict:
 
 
 class DistilledHead:
-    """Estimator for the 16-d head.
+    """Estimator for the 16-d head (scikit-learn style: ``__init__`` stores the settings,
+    :meth:`from_config` takes them from a :class:`~pipeline.config.HeadConfig`, whose fields are
+    also the defaults here).
 
     Parameters
     ----------
@@ -62,9 +74,10 @@ class DistilledHead:
     seed : initialisation and shuffling seed.
     """
 
-    def __init__(self, dim: int = 16, ortho_weight: float = 0.1, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 256, max_epochs: int = 300,
-                 patience: int = 20, seed: int = 0):
+    def __init__(self, dim: int = HeadConfig.dim, ortho_weight: float = HeadConfig.ortho_weight,
+                 lr: float = HeadConfig.lr, weight_decay: float = HeadConfig.weight_decay,
+                 batch_size: int = HeadConfig.batch_size, max_epochs: int = HeadConfig.max_epochs,
+                 patience: int = HeadConfig.patience, seed: int = HeadConfig.seed):
         self.dim = dim
         self.ortho_weight = ortho_weight
         self.lr = lr
@@ -73,6 +86,22 @@ class DistilledHead:
         self.max_epochs = max_epochs
         self.patience = patience
         self.seed = seed
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """The settings ``__init__`` takes (scikit-learn's ``_get_param_names``)."""
+        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+
+    @classmethod
+    def from_config(cls, cfg: HeadConfig, **overrides) -> "DistilledHead":
+        """An unfitted head with ``cfg``'s settings; ``overrides`` replace some (e.g. ``seed``).
+        ``cfg.holdout_fraction`` belongs to the split, not to the head."""
+        return cls(**{**{name: getattr(cfg, name) for name in cls.param_names()}, **overrides})
+
+    def get_params(self) -> dict:
+        """The settings, as ``__init__`` takes them: ``DistilledHead(**head.get_params())`` is an
+        unfitted copy."""
+        return {name: getattr(self, name) for name in self.param_names()}
 
     def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
             progress=None) -> "DistilledHead":
@@ -130,7 +159,7 @@ class DistilledHead:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probability of *fake* per row."""
-        return 1.0 / (1.0 + np.exp(-self.transform(x)[1]))
+        return sigmoid(self.transform(x)[1])
 
     def torch_module(self) -> HeadModule:
         return self.module_

@@ -10,10 +10,14 @@ of the visual information survives.
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pipeline.config import ProjectionConfig
 
 
 class ProjectionModule(nn.Module):
@@ -32,7 +36,9 @@ def _info_nce(anchor: torch.Tensor, candidates: torch.Tensor, target: torch.Tens
 
 
 class VisionOnlyProjection:
-    """Estimator for the vision-only projection.
+    """Estimator for the vision-only projection (scikit-learn style: ``__init__`` stores the
+    settings, :meth:`from_config` takes them from a :class:`~pipeline.config.ProjectionConfig`,
+    whose fields are also the defaults here).
 
     Parameters
     ----------
@@ -43,8 +49,10 @@ class VisionOnlyProjection:
     seed : initialisation and shuffling seed.
     """
 
-    def __init__(self, dim: int = 256, epochs: int = 30, lr: float = 1e-3, batch_size: int = 128,
-                 ortho_weight: float = 1.0, temperature: float = 0.07, seed: int = 0):
+    def __init__(self, dim: int = ProjectionConfig.dim, epochs: int = ProjectionConfig.epochs,
+                 lr: float = ProjectionConfig.lr, batch_size: int = ProjectionConfig.batch_size,
+                 ortho_weight: float = ProjectionConfig.ortho_weight,
+                 temperature: float = ProjectionConfig.temperature, seed: int = ProjectionConfig.seed):
         self.dim = dim
         self.epochs = epochs
         self.lr = lr
@@ -52,6 +60,22 @@ class VisionOnlyProjection:
         self.ortho_weight = ortho_weight
         self.temperature = temperature
         self.seed = seed
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """The settings ``__init__`` takes (scikit-learn's ``_get_param_names``)."""
+        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+
+    @classmethod
+    def from_config(cls, cfg: ProjectionConfig, **overrides) -> "VisionOnlyProjection":
+        """An unfitted projection with ``cfg``'s training settings; ``overrides`` replace some.
+        The rest of ``cfg`` (what it is trained on, words per image) is
+        ``pipeline.model.projection_training``'s."""
+        return cls(**{**{name: getattr(cfg, name) for name in cls.param_names()}, **overrides})
+
+    def get_params(self) -> dict:
+        """The settings, as ``__init__`` takes them."""
+        return {name: getattr(self, name) for name in self.param_names()}
 
     def fit(self, clean: np.ndarray, with_word: np.ndarray, word_alone: np.ndarray,
             word_text: np.ndarray | None = None) -> "VisionOnlyProjection":

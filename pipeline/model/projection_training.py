@@ -108,11 +108,8 @@ def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg
     if encoder.has_text_tower:
         with torch.inference_mode():
             text = encoder.encode_text(vocab).float().cpu().numpy()[word_ids]
-    projection = VisionOnlyProjection(dim=cfg.dim, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                                      ortho_weight=cfg.ortho_weight, temperature=cfg.temperature,
-                                      seed=cfg.seed)
-    projection.fit(clean_embeddings[clean_rows], with_word, alone,
-                   text)
+    projection = VisionOnlyProjection.from_config(cfg)
+    projection.fit(clean_embeddings[clean_rows], with_word, alone, text)
     tick()
 
     # --- evaluation on images and words training never saw ------------------------------------

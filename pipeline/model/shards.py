@@ -37,7 +37,7 @@ def embed_shard(cfg: Config, index: int, count: int,
         raise ValueError(f"shard {index} does not exist among {count}")
     from pipeline.data.scan import scan
     from pipeline.store.diskcheck import writable_folder
-    from pipeline.model.embed import embed_paths
+    from pipeline.model.embed import embed_paths_for
     from pipeline.model.encoders import shared_encoder
 
     t0 = time.perf_counter()
@@ -45,9 +45,8 @@ def embed_shard(cfg: Config, index: int, count: int,
     scanned = scan(cfg.data)
     paths = [scanned.root / r.path for r in scanned.records if stable_shard(r.path, count) == index]
     encoder = shared_encoder(cfg.encoder, cfg.cache_path)
-    result = embed_paths(encoder, paths, cfg.cache_path, batch_size=cfg.encoder.batch_size,
-                         num_workers=cfg.encoder.num_workers, chunk_size=cfg.encoder.chunk_size,
-                         max_pixels=cfg.data.max_image_pixels, progress=progress)
+    # the run's settings, re-encoding included, so the run finds these embeddings where it looks
+    result = embed_paths_for(cfg, encoder, paths, progress=progress)
     return {"shard": index, "images": len(paths), "computed": result.n_computed,
             "cached": result.n_cached, "failed": len(result.failures), "host": socket.gethostname(),
             "seconds": round(time.perf_counter() - t0, 2)}

@@ -17,6 +17,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from pipeline.model.head import sigmoid
+
 
 def default_n_cells(n_images: int) -> int:
     """About 2*sqrt(N): ~60 cells for 1k images, ~630 for 100k, 2k for 1M."""
@@ -115,7 +117,7 @@ def cell_tallies(cell_of: np.ndarray, n_cells: int, logit: np.ndarray, label: np
     cell_of = np.asarray(cell_of)
     logit = np.asarray(logit, dtype=np.float64)
     label = np.asarray(label).astype(int)
-    prob = 1.0 / (1.0 + np.exp(-logit))
+    prob = sigmoid(logit)
     pred = (logit > 0).astype(int)
     correct = pred == label
 

@@ -95,8 +95,8 @@ def test_rerun_reuses_everything_and_a_change_recomputes(tmp_path, tiny_cfg, mon
     root = make_dataset(tmp_path / "data", salt=False)
     first = run_pipeline(tiny_cfg(root))
     calls = []
-    real_embed = runner.embed_paths
-    monkeypatch.setattr(runner, "embed_paths", lambda *a, **k: calls.append(1) or real_embed(*a, **k))
+    real_embed = runner.embed_paths_for
+    monkeypatch.setattr(runner, "embed_paths_for", lambda *a, **k: calls.append(1) or real_embed(*a, **k))
     again = run_pipeline(tiny_cfg(root))
     assert again.path == first.path and calls == []  # nothing recomputed, not even a cache lookup
     changed = run_pipeline(tiny_cfg(root, "cells.n_cells=5"))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline.config import HeadConfig
-from pipeline.generalise.crossgen import VALIDATION_FRACTION, cross_generator_matrix
+from pipeline.generalise.crossgen import cross_generator_matrix
 from pipeline.model.head import DistilledHead, HeadModule, orthogonality_penalty
 from pipeline.model.metrics import binary_metrics
 from pipeline.data.splits import validation_mask
@@ -50,9 +50,9 @@ def matrix(data):
 
 def separate_head(x, y, rows, seed=0):
     """One DistilledHead fitted on ``rows`` as the matrix does it, without the stacking."""
-    val = validation_mask(y, rows, VALIDATION_FRACTION, seed)
-    return DistilledHead(dim=CONFIG.dim, lr=CONFIG.lr, max_epochs=CONFIG.max_epochs, patience=CONFIG.patience,
-                         seed=seed).fit(x[rows[~val]], y[rows[~val]], x[rows[val]], y[rows[val]])
+    val = validation_mask(y, rows, CONFIG.validation_fraction, seed)
+    return DistilledHead.from_config(CONFIG, seed=seed).fit(x[rows[~val]], y[rows[~val]], x[rows[val]],
+                                                            y[rows[val]])
 
 
 def rows_of(gens, splits, members, split):

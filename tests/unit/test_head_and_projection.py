@@ -1,10 +1,14 @@
 """The 16-d head and the vision-only projection learn what they should on data with a known answer."""
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.model.head import DistilledHead, orthogonality_report
+from pipeline.config import HeadConfig, ProjectionConfig
+from pipeline.model.head import DistilledHead, orthogonality_report, sigmoid
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.projection_training import _probe_accuracy
 
@@ -32,6 +36,32 @@ def test_head_reaches_bayes_accuracy_and_stops_early():
     assert z.shape == (600, 16) and np.allclose(1 / (1 + np.exp(-logit)), head.predict_proba(xt), atol=1e-6)
     restored = DistilledHead.from_state(head.state())
     assert np.allclose(restored.transform(xt)[1], logit)
+
+
+def test_head_and_projection_take_their_settings_from_the_config():
+    """Each setting is the config's: the defaults are the config's defaults, ``from_config`` copies
+    every setting the estimator takes (and only those), and ``get_params`` rebuilds it."""
+    for estimator, config in ((DistilledHead, HeadConfig), (VisionOnlyProjection, ProjectionConfig)):
+        fields = {f.name for f in dataclasses.fields(config)}
+        assert set(estimator.param_names()) <= fields
+        assert estimator().get_params() == {n: getattr(config(), n) for n in estimator.param_names()}
+        changed = {n: (getattr(config(), n) + 1) * 3 for n in estimator.param_names()}  # all differ
+        built = estimator.from_config(config(**changed))
+        assert built.get_params() == changed
+        assert estimator(**built.get_params()).get_params() == changed
+    assert DistilledHead.from_config(HeadConfig(), seed=7).seed == 7  # overrides win
+    assert "holdout_fraction" not in DistilledHead.param_names()
+
+
+def test_sigmoid_is_the_logistic_function_in_float64():
+    logit = np.array([-800.0, -2.0, 0.0, 2.0, 800.0], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning at the extremes
+        prob = sigmoid(logit)
+    assert prob.dtype == np.float64
+    assert np.array_equal(prob[[0, 2, 4]], [0.0, 0.5, 1.0])
+    assert np.allclose(prob[[1, 3]], [1 / (1 + np.exp(2.0)), 1 / (1 + np.exp(-2.0))], rtol=0, atol=1e-15)
+    assert sigmoid(3.0) == 1 / (1 + np.exp(-3.0))
 
 
 def test_orthogonality_penalty_makes_dimensions_nearly_orthogonal():

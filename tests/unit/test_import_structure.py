@@ -103,6 +103,7 @@ def test_pipeline_never_imports_dash_or_the_app():
 # import anything below it; `import pipeline.x` always runs pipeline/__init__ first, so an edge to
 # a top package's __init__ is no dependency.
 LAYERS = [
+    ["pipeline.reencode_spec"],
     ["pipeline.config"],
     ["pipeline.data"],
     ["pipeline.store"],
@@ -161,3 +162,11 @@ def test_lower_layers_never_import_upper_ones():
     edges = graph()
     assert all(layer_of(m) for m in edges if m not in TOPS)  # every module has a layer
     assert layer_violations(edges) == []
+
+
+def test_the_config_imports_only_leaf_modules():
+    """``pipeline.config`` is imported by every package, so it imports none of them (only leaf
+    modules that import nothing from ``pipeline``, like the re-encoding spec it parses)."""
+    edges = graph()
+    assert edges["pipeline.config"] == {"pipeline.reencode_spec"}
+    assert edges["pipeline.reencode_spec"] == set()

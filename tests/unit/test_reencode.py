@@ -1,14 +1,17 @@
 """Controlled re-encoding: spec parsing, every image out the same way, a separate embedding cache."""
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import DataConfig, from_dict
+from pipeline.config import DataConfig, from_dict, to_dict
 from pipeline.data.scan import load_image_rgb
 from pipeline.model.embed import cache_fingerprint, embed_paths
-from pipeline.data.reencode import ReencodeSpec
+from pipeline.reencode_spec import ReencodeSpec
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -31,6 +34,25 @@ def test_the_config_rejects_a_bad_spec_at_load_time():
     assert from_dict({"data": {"reencode": "jpeg:90:256"}}).data.reencode == "jpeg:90:256"
     with pytest.raises(ValueError, match="bad re-encoding spec 'jpeg:ninety'"):
         DataConfig(reencode="jpeg:ninety")
+
+
+def test_the_config_holds_the_parsed_spec_outside_its_fingerprint():
+    cfg = from_dict({"data": {"reencode": "jpeg:90:256"}})
+    assert cfg.data.reencode_spec == ReencodeSpec("jpeg", 90, 256)
+    assert cfg.data.reencode_spec is cfg.data.reencode_spec  # parsed once
+    assert DataConfig().reencode_spec is None
+    assert dataclasses.replace(cfg.data, reencode="png").reencode_spec == ReencodeSpec("png")
+    assert pickle.loads(pickle.dumps(cfg)).data.reencode_spec == cfg.data.reencode_spec
+    assert "reencode_spec" not in to_dict(cfg)["data"]  # saved config and fingerprints: the string only
+    assert cfg.fingerprint("data") == from_dict({"data": {"reencode": "jpeg:90:256"}}).fingerprint("data")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.data.reencode_spec = None
+
+
+def test_the_data_package_names_the_same_spec():
+    from pipeline.data import reencode
+
+    assert reencode.ReencodeSpec is ReencodeSpec
 
 
 def test_keys_and_words():
@@ -98,3 +120,33 @@ def test_a_transform_without_key_is_refused_and_a_failing_one_reported(tmp_path,
     result = embed_paths(tiny, [tmp_path / "a.png"], tmp_path / "cache", num_workers=0, transform=Broken())
     assert result.failures == [(0, "cannot apply broken (OSError: encoder exploded)")]
 
+
+
+def test_a_shard_fills_the_cache_the_run_reads_with_re_encoding(tmp_path):
+    """``embed_paths_for`` takes every embedding setting from the config, re-encoding included, and
+    both the run and a shard (``pipeline.model.shards``) embed with it: a re-encoded data set
+    embedded in shards is all in the cache when the run looks (the shard once used the plain cache)."""
+    from pipeline.config import REPO_ROOT, load_config
+    from pipeline.data.scan import scan
+    from pipeline.model.embed import embed_paths_for
+    from pipeline.model.encoders import shared_encoder
+    from pipeline.model.shards import embed_shard
+
+    rng = np.random.default_rng(2)
+    for label in ("0_real", "1_fake"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (48, 40 + 4 * i, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / label / f"{i}.png")
+    cfg = load_config(REPO_ROOT / "configs" / "test.yaml",
+                      [f"cache_dir={tmp_path / 'cache'}", f"data.root={tmp_path / 'data'}",
+                       "data.reencode=jpeg:80:32"])
+    assert embed_shard(cfg, 0, 1)["computed"] == 8
+    scanned = scan(cfg.data)
+    paths = [scanned.path(r) for r in scanned.records]
+    encoder = shared_encoder(cfg.encoder, cfg.cache_path)
+    result = embed_paths_for(cfg, encoder, paths)
+    assert (result.n_computed, result.n_cached) == (0, 8)
+    folder = cache_fingerprint(encoder.info.fingerprint, cfg.data.reencode_spec)
+    assert folder.endswith("-jpeg-q80-s32") and (cfg.cache_path / "embeddings" / folder).is_dir()
+    assert embed_paths(encoder, paths, cfg.cache_path, num_workers=0).n_computed == 8  # plain: apart

@@ -1,5 +1,5 @@
-"""Does bf16 autocast agree with fp32 on real images? Shared by ``bench/embed.py --bf16`` and
-``bench/relevance.py --bf16`` (issue 17).
+"""Does bf16 autocast agree with fp32 on real images? A helper module, not a bench (private name,
+nothing to run): shared by ``bench/embed.py --bf16`` and ``bench/relevance.py --bf16`` (issue 17).
 
 * :func:`labelled_set`: a real-vs-fake folder (``../shared/data/faces``) with the pipeline's own
   train / held-out split (``pipeline.data.splits``, the head's seed and hold-out fraction);
@@ -24,11 +24,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
-from pipeline.config import DataConfig, HeadConfig  # noqa: E402
+from pipeline.config import DataConfig, HeadConfig, ProjectionConfig  # noqa: E402
 from pipeline.data.scan import scan  # noqa: E402
 from pipeline.model.encoders.precision import (cpu_flags, native_bf16_flag,  # noqa: E402
                                          record_agreement)
-from pipeline.model.head import DistilledHead  # noqa: E402
+from pipeline.model.head import DistilledHead, sigmoid  # noqa: E402
 from pipeline.model.metrics import binary_metrics  # noqa: E402
 from pipeline.model.projection import ProjectionModule  # noqa: E402
 from pipeline.data.splits import HELDOUT, assign_splits, validation_mask  # noqa: E402
@@ -65,16 +65,13 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fit_head(embeddings: np.ndarray, data: LabelledSet, seed: int = 0):
     """(projection module, DistilledHead) fit on the train split, as the runner fits the head."""
     torch.manual_seed(seed)
-    projection = ProjectionModule(embeddings.shape[1], min(256, embeddings.shape[1])).eval()
+    projection = ProjectionModule(embeddings.shape[1], min(ProjectionConfig.dim, embeddings.shape[1])).eval()
     torch.nn.init.orthogonal_(projection.linear.weight)
     with torch.inference_mode():
         features = projection(torch.as_tensor(embeddings)).numpy()
     train = np.flatnonzero(~data.heldout)
-    val = validation_mask(data.labels, train, 0.15, seed)
-    hc = HeadConfig()
-    head = DistilledHead(dim=hc.dim, ortho_weight=hc.ortho_weight, lr=hc.lr,
-                         weight_decay=hc.weight_decay, batch_size=hc.batch_size,
-                         max_epochs=hc.max_epochs, patience=hc.patience, seed=seed)
+    val = validation_mask(data.labels, train, HeadConfig.validation_fraction, seed)
+    head = DistilledHead.from_config(HeadConfig(), seed=seed)
     head.fit(features[train[~val]], data.labels[train[~val]], features[train[val]],
              data.labels[train[val]])
     return projection, head
@@ -86,7 +83,7 @@ def heldout_metrics(embeddings: np.ndarray, data: LabelledSet) -> dict:
 
     y, test = data.labels, data.heldout
     score = probe_scores(embeddings, y, ~test, test, C=0.1)
-    logistic = binary_metrics(y[test], 1 / (1 + np.exp(-score)))
+    logistic = binary_metrics(y[test], sigmoid(score))
     projection, head = fit_head(embeddings, data)
     with torch.inference_mode():
         features = projection(torch.as_tensor(embeddings[test])).numpy()
