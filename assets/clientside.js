@@ -24,6 +24,14 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         if (panel) { panel.scrollIntoView({behavior: "smooth", block: "start"}); }
       }
       return window.dash_clientside.no_update;
+    },
+    /* A panel opened by a button elsewhere on the page: bring it into view. */
+    scrollToOpened: function (style, panelId) {
+      if (!style || style.display !== "none") {
+        var panel = document.getElementById(panelId);
+        if (panel) { setTimeout(function () { panel.scrollIntoView({behavior: "smooth", block: "nearest"}); }, 0); }
+      }
+      return window.dash_clientside.no_update;
     }
   }
 });

@@ -53,6 +53,7 @@ REPR_LAYERS = "applied-layers-radio"  # "set" (its glyphs) | "both" (its images 
 REPR_LAYERS_WRAP = "applied-layers-div"
 APPLY_TOGGLE = "applied-score-button"
 APPLY_COLLAPSE = "applied-score-panel-div"
+APPLY_SCROLL = "applied-score-scroll-store"  # output of the clientside scroll into view
 APPLY_RUN = "applied-score-run-div"  # which run will score the folder
 APPLY_PATH = "applied-score-path-input"
 APPLY_NAME = "applied-score-name-input"

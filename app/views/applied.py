@@ -21,7 +21,7 @@ the run picker and the switch, with a link that opens it.
 """
 from __future__ import annotations
 
-from dash import Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
 from pipeline.data.roots import data_roots, describe_roots
 from pipeline.store.run_store import RunStore
@@ -66,6 +66,10 @@ def score_panel(ctx: AppContext) -> html.Div:
     where = ("" if ctx.cfg.server.mode != "shared" else
              f" {describe_roots(data_roots(ctx.cfg)).capitalize()}; the path must lie under one of them.")
     return html.Div(id=ids.APPLY_COLLAPSE, className="fx-newrun fx-score", style=HIDDEN, children=[
+        html.H3(["Score a folder with this run ", html.Span(
+            "new images through the run's encoder, projection and head; no retraining",
+            className="fx-muted")], className="fx-panel-title"),
+        dcc.Store(id=ids.APPLY_SCROLL),
         html.Div([html.Label("Folder or CSV manifest to score (labels optional: 0_real/1_fake "
                              "folders or a manifest's label column give metrics; without them, "
                              "predictions only)" + where),
@@ -213,6 +217,12 @@ def register(app, ctx: AppContext, managers) -> None:
                   prevent_initial_call=True)
     def _toggle(n):
         return {} if n % 2 else HIDDEN
+
+    # The panel sits above the map, the button beside it: bring the opened panel into view.
+    app.clientside_callback(
+        ClientsideFunction(namespace="faxplainer", function_name="scrollToOpened"),
+        Output(ids.APPLY_SCROLL, "data"), Input(ids.APPLY_COLLAPSE, "style"),
+        State(ids.APPLY_COLLAPSE, "id"), prevent_initial_call=True)
 
     @app.callback(Output(ids.APPLY_MESSAGE, "children"),
                   Output(ids.RUN_PICKER, "options", allow_duplicate=True),

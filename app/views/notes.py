@@ -127,10 +127,10 @@ def register(app, ctx: AppContext) -> None:
         return list_notes(ctx, run_id)
 
     @app.callback(Output(ids.NOTES_VERSION, "data"), Output(ids.NOTES_MESSAGE, "children"),
-                  Output(ids.NOTES_TEXT, "value"),
+                  Output(ids.NOTES_TEXT, "value"), Output(ids.NOTES_TAG, "value"),
                   Input(ids.NOTES_ADD_CELL, "n_clicks"), Input(ids.NOTES_ADD_IMAGES, "n_clicks"),
-                  Input(ids.note_delete(ALL), "n_clicks"),
-                  State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"),
+                  Input(ids.note_delete(ALL), "n_clicks"), Input(ids.STORE_RUN, "data"),
+                  State(ids.STORE_CELL, "data"),
                   State(ids.STORE_SEL, "data"), State(ids.NOTES_TEXT, "value"),
                   State(ids.NOTES_TAG, "value"), State(ids.NOTES_VERSION, "data"),
                   prevent_initial_call=True)
@@ -138,10 +138,13 @@ def register(app, ctx: AppContext) -> None:
         from dash import ctx as dash_ctx
 
         trigger = dash_ctx.triggered_id
+        if trigger == ids.STORE_RUN:  # another run: the last message spoke of the old one
+            return no_update, "", no_update, no_update
         if not dash_ctx.triggered or not dash_ctx.triggered[0].get("value"):
-            return no_update, no_update, no_update  # a button was (re)created, not clicked
+            return no_update, no_update, no_update, no_update  # a button was (re)created, not clicked
         if isinstance(trigger, dict) and trigger.get("type") == ids.note_delete("")["type"]:
             deleted, message = delete_note(ctx, run_id, trigger["index"])
-            return ((version or 0) + 1 if deleted else no_update), message, no_update
+            return ((version or 0) + 1 if deleted else no_update), message, no_update, no_update
         message, saved = add_note(ctx, run_id, cell, sel, text, tag, trigger == ids.NOTES_ADD_IMAGES)
-        return ((version or 0) + 1 if saved else no_update), message, ("" if saved else no_update)
+        cleared = "" if saved else no_update  # a saved note's text and tag: ready for the next one
+        return ((version or 0) + 1 if saved else no_update), message, cleared, cleared

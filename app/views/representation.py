@@ -36,7 +36,7 @@ def _trace(name: str) -> int:
     """Index of the representation figure's trace ``name``, for a patch of the figure on screen."""
     return trace_index(REPRESENTATION_TRACES, name)
 
-GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False,
+GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "showSendToCloud": False,  # no upload from a forensic tool
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 
 

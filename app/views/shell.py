@@ -23,6 +23,7 @@ from app.state.roles import current_identity, may_start_runs, start_runs_refusal
 from app.jobs.work import new_run_config, run_new
 from app.state.runs import run_choices
 from app.views.metrics import metrics_block
+from pipeline.data.demo.about import DESCRIPTION, is_demo_set
 from app.state.urlstate import ViewState, format_search, parse_search, with_cell, with_run
 
 
@@ -54,6 +55,9 @@ def new_run_panel(ctx: AppContext) -> html.Div:
             dcc.Input(id=ids.NEWRUN_PATH, type="text", value=cfg.data.manifest or cfg.data.root or "",
                       debounce=False)])
     return html.Div(id=ids.NEWRUN_COLLAPSE, className="fx-newrun", style=hidden, children=[
+        html.H3(["New run ", html.Span("encode a data set, train the vision-only projection and the "
+                                       "16-d head, and explain it; it runs in the background",
+                                       className="fx-muted")], className="fx-panel-title"),
         path_field,
         html.Div([html.Label("Only these categories (comma-separated)"),
                   dcc.Input(id=ids.NEWRUN_CATEGORIES, type="text", placeholder="e.g. bird")]),
@@ -93,6 +97,9 @@ def status(ctx: AppContext, run_id):
             html.Div(f"The offline stand-in encoder {enc.get('model')} ({enc.get('weights')}) replaced "
                      f"CLIP because: {enc['fallback_reason'].rstrip('.')}.")])
         style = {}
+    if is_demo_set(data.get("root")):  # say what the images are, once, beside the figures
+        about = html.Div([html.B("Demo data: "), DESCRIPTION.removeprefix("Demo data: ")], className="fx-demo-note")
+        notice, style = ([notice, about] if notice else about), {}
     warnings = flagged({**(view.meta.get("checks") or {}), "bias_probe": read_probe(view.path) or {}})
     badge = [html.Span(f"⚠ {len(warnings)} data check warning(s): see Data checks",
                        className="fx-checks-badge", title="; ".join(warnings))] if warnings else []

@@ -45,7 +45,7 @@ from app.files.viewer_files import AGGREGATE
 
 MAX_PAIRS = 12  # same-source images listed in the strip
 DEFAULT_OPACITY = 0.6
-GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
+GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset", "showSendToCloud": False,
                 "modeBarButtonsToRemove": ["autoScale2d", "toImage", "select2d", "lasso2d", "sendChartToCloud"],
                 "responsive": True}
 

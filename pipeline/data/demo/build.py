@@ -51,6 +51,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import REPO_ROOT
+from pipeline.data.demo.about import MARKER
 from pipeline.data.demo.generators import GENERATOR_NAMES, get_spec, load_generators, model_version
 from pipeline.data.demo.sources import (SourcePhoto, debian_wallpapers, package_photos, user_photos, user_photos_state)
 
@@ -63,7 +64,6 @@ MIN_REAL_DOWNSCALE = 2.0  # reals shrink at least this much where the photo is l
 MAX_CROP = 2048  # largest crop side (px of the source photo)
 AREA_CAP = 1536 * 1536  # a photo's share grows with its area up to this many pixels
 HOLDOUT_FRACTION = 0.3
-MARKER = ".demo-build.json"
 LABEL_DIRS = {0: "0_real", 1: "1_fake"}
 
 Progress = Callable[[str, int, int], None]
