@@ -121,6 +121,7 @@ class Derived(Generic[V]):
         self.run = Path(run_dir)
         self.name = name
         self.path = self.run / name
+        self.inputs = dict(inputs)
         fingerprint = model_fingerprint(self.run) if model is True else (model or None)
         # the same formula as the keys written before this class existed, so kept files stay valid
         self.key = hash_obj({**inputs, "model": fingerprint} if fingerprint else dict(inputs))
