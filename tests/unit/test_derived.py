@@ -1,6 +1,7 @@
 """The one mechanism for a run's derived results (``pipeline.store.derived``): computed once across
 processes, read back without computing, recomputed when the models change or the file is damaged."""
 import multiprocessing as mp
+import threading
 import time
 from pathlib import Path
 
@@ -152,3 +153,52 @@ def test_get_each_computes_only_what_is_missing_and_keeps_each_answer(make_fake_
     seen.clear()
     got2 = get_each(results(), compute, progress=lambda d, t: seen.append((d, t)))
     assert got2 == got and asked[-1] == [3] and seen[0] == (3, 4)  # only the missing one again
+
+
+def test_get_each_computes_free_items_at_once_and_waits_for_held_ones(make_fake_run):
+    """Items nobody holds are computed together at once; an item another process is computing is
+    waited for, then read if that process kept it (computed here only if it did not); progress
+    counts the whole request, duplicates once."""
+    run = make_fake_run(n_images=8, n_cells=2)
+    results = {i: Derived(run, f"items/{i}.json", {"item": i}) for i in (4, 2, 3)}
+    calls, seen = [], []
+
+    def compute(items, progress):
+        calls.append(list(items))
+        for n, i in enumerate(items, start=1):
+            progress(n, len(items))
+            yield i, {"square": i * i}
+
+    held, release = threading.Event(), threading.Event()
+
+    def other():  # "another process" computing item 4: holds its lock, then keeps its answer
+        with run_locks(run).hold(results[4].name):
+            held.set()
+            release.wait(10)
+            results[4].write({"square": 16, "by": "other"})
+
+    holder = threading.Thread(target=other)
+    holder.start()
+    assert held.wait(10)
+    threading.Timer(0.3, release.set).start()
+    got = get_each(results, compute, progress=lambda d, t: seen.append((d, t)))
+    holder.join(10)
+    assert calls == [[2, 3]]  # the free ones at once; the held one was read, not computed
+    assert got[4]["by"] == "other" and {i: v["square"] for i, v in got.items()} == {4: 16, 2: 4, 3: 9}
+    assert list(got) == [4, 2, 3]  # in the order asked
+    assert seen[-1] == (3, 3) and all(t == 3 for _, t in seen)
+
+    # a holder that ended before keeping its answer: the waiter computes it after all
+    results = {5: Derived(run, "items/5.json", {"item": 5})}
+    held.clear()
+
+    def gave_up():
+        with run_locks(run).hold(results[5].name):
+            held.set()
+            time.sleep(0.3)
+
+    holder = threading.Thread(target=gave_up)
+    holder.start()
+    assert held.wait(10)
+    assert get_each(results, compute, progress=lambda d, t: None)[5]["square"] == 25 and calls[-1] == [5]
+    holder.join(10)
