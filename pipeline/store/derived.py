@@ -56,8 +56,25 @@ def model_fingerprint(run_dir: str | Path) -> str:
     meta = RunStore(run).read_meta()
     parts = {"encoder": (meta.get("encoder") or {}).get("fingerprint")}
     for name in (PROJECTION, HEAD):
-        parts[name] = sha256_file(run / name) if (run / name).exists() else None
+        parts[name] = _file_digest(run / name)
     return hash_obj(parts)[:16]
+
+
+_digests: dict[str, tuple[int, int, str]] = {}  # path -> (size, mtime, sha256): the web process
+# checks a result's key on every view, so an unchanged model file is hashed once per process
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    memo = _digests.get(str(path))
+    if memo is not None and memo[:2] == (st.st_size, st.st_mtime_ns):
+        return memo[2]
+    digest = sha256_file(path)
+    _digests[str(path)] = (st.st_size, st.st_mtime_ns, digest)
+    return digest
 
 
 # -- how a result is kept in its file ------------------------------------------------------------
