@@ -218,7 +218,9 @@ def get_each(results: Mapping[K, Derived], compute: Callable[[list[K], Progress 
     for and then read. Items ``compute`` leaves out (unreadable images) are left out of the answer.
 
     ``progress(done, total)`` counts items over the whole call, kept ones included; ``compute``'s
-    progress is told ``(done, total)`` of its own items and shifted onto that count.
+    progress is told ``(done, total)`` of its own items and shifted onto that count. Once
+    ``should_cancel()`` is true, the next progress report (or the wait for an item another process
+    holds) raises :class:`Cancelled`; items kept before that stay kept.
     """
     out: dict[K, Any] = {}
     todo: list[K] = []
@@ -254,7 +256,8 @@ def get_each(results: Mapping[K, Derived], compute: Callable[[list[K], Progress 
             report(len(out), total)
         return got
 
-    each_once(locks, todo, compute_kept, name=lambda item: results[item].name)
+    each_once(locks, todo, compute_kept, name=lambda item: results[item].name,
+              wait=lambda name: hold(locks, name, should_cancel))
     return {item: out[item] for item in results if item in out}
 
 

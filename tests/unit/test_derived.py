@@ -202,3 +202,22 @@ def test_get_each_computes_free_items_at_once_and_waits_for_held_ones(make_fake_
     assert held.wait(10)
     assert get_each(results, compute, progress=lambda d, t: None)[5]["square"] == 25 and calls[-1] == [5]
     holder.join(10)
+
+
+def test_get_each_stops_waiting_for_a_held_item_when_cancelled(make_fake_run):
+    run = make_fake_run(n_images=8, n_cells=2)
+    results = {1: Derived(run, "items/1.json", {"item": 1}), 2: Derived(run, "items/2.json", {"item": 2})}
+    cancel = threading.Event()
+
+    def compute(items, progress):
+        for i in items:
+            yield i, {"square": i * i}
+
+    with run_locks(run).hold(results[2].name):  # another process is computing item 2
+        threading.Timer(0.3, cancel.set).start()
+        t0 = time.time()
+        with pytest.raises(Cancelled):
+            get_each(results, compute, should_cancel=cancel.is_set)
+        assert time.time() - t0 < 5
+    assert results[1].read() == {"square": 1, "key": results[1].key}  # the free one was kept
+    assert results[2].read() is None
