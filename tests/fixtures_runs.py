@@ -189,42 +189,53 @@ def fake_get_maps(run_dir, image_indices, progress=None, on_error=None):
 
 
 def fake_get_faithfulness(run_dir, progress=None):
-    return {"per_dimension": [{"dim": k, "gain": 0.01 * k, "win_rate": 0.5 + 0.02 * k,
-                               "relevant_drop": 0.0, "random_drop": 0.0} for k in range(16)]}
+    """Dimension k: gain 0.01 k, win rate 0.5 + 0.02 k; kept where ``get_faithfulness`` keeps it
+    (``pipeline.explain.results.faithfulness_result``), since the app reads it from there."""
+    from pipeline.explain.results import faithfulness_result
+
+    return faithfulness_result(run_dir).get(lambda p: {"per_dimension": [
+        {"dim": k, "gain": 0.01 * k, "win_rate": 0.5 + 0.02 * k, "relevant_drop": 0.0, "random_drop": 0.0}
+        for k in range(16)]})
 
 
-def fake_get_concepts(run_dir, cell, progress=None, k: int = 3):
+def fake_get_concepts(run_dir, cell, progress=None, k: int = 3, **fields):
     """``k`` concepts of sizes 6, 4, 2 (one segment per image: the cell's first 6, 4, 2 images),
-    each with 2 patch PNGs written inside the run folder."""
+    each with 2 patch PNGs written inside the run folder; kept where ``get_concepts`` keeps them
+    (``pipeline.explain.results.concepts_plan``), since the app reads them from there. ``fields``
+    replace the answer's own (``n_images``, ``n_images_used``, ``skipped``)."""
     from pipeline.explain.overlays import png_bytes
+    from pipeline.explain.results import concepts_plan
     from pipeline.store.sealed import write_sealed
     from pipeline.store.run_store import RunStore
 
-    records = RunStore(run_dir).read_records()
-    in_cell = [i for i, r in enumerate(records) if r["cell"] == int(cell)]
+    def compute(_progress):
+        records = RunStore(run_dir).read_records()
+        in_cell = [i for i, r in enumerate(records) if r["cell"] == int(cell)]
+        folder = Path(run_dir) / "concepts" / f"cell-{int(cell)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        concepts = []
+        for j in range(k):
+            patches = []
+            for r in range(2):
+                rel = f"concepts/cell-{int(cell)}/c{j}-{r}.png"
+                # written as pipeline.explain.cache writes them: sealed with their checksum
+                write_sealed(Path(run_dir) / rel, png_bytes(Image.new("RGB", (16, 16), (40 * j, 100, 200))))
+                patches.append(rel)
+            profile = [0.0] * 16
+            profile[j] = 1.0
+            images = in_cell[:6 - 2 * j]
+            fake = sum(records[i]["label"] for i in images)
+            concepts.append({"id": j, "size": len(images), "profile": profile, "patches": patches,
+                             "n_images": len(images), "images": images,
+                             "segments_real": len(images) - fake, "segments_fake": fake,
+                             "sources": [{"image_index": images[r], "image_id": records[images[r]]["id"],
+                                          "resolution": 8, "bbox": [0, 0, 8, 8]} for r in range(2)]})
+        if progress:
+            progress(1, 1)
+        return {"cell": int(cell), "concepts": concepts, "n_images": 12, "n_images_used": 12, "skipped": [],
+                **fields}
 
-    folder = Path(run_dir) / "concepts" / f"cell-{int(cell)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    concepts = []
-    for j in range(k):
-        patches = []
-        for r in range(2):
-            rel = f"concepts/cell-{int(cell)}/c{j}-{r}.png"
-            # written as pipeline.explain.cache writes them: sealed with their checksum
-            write_sealed(Path(run_dir) / rel, png_bytes(Image.new("RGB", (16, 16), (40 * j, 100, 200))))
-            patches.append(rel)
-        profile = [0.0] * 16
-        profile[j] = 1.0
-        images = in_cell[:6 - 2 * j]
-        fake = sum(records[i]["label"] for i in images)
-        concepts.append({"id": j, "size": len(images), "profile": profile, "patches": patches,
-                         "n_images": len(images), "images": images,
-                         "segments_real": len(images) - fake, "segments_fake": fake,
-                         "sources": [{"image_index": images[r], "image_id": records[images[r]]["id"],
-                                      "resolution": 8, "bbox": [0, 0, 8, 8]} for r in range(2)]})
-    if progress:
-        progress(1, 1)
-    return {"cell": int(cell), "concepts": concepts, "n_images": 12, "n_images_used": 12, "skipped": []}
+    return concepts_plan(run_dir, cell).result.get(compute)
 
 
 FAKE_EXPLAIN = (fake_get_maps, fake_get_concepts, fake_get_faithfulness)

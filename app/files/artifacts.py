@@ -11,9 +11,11 @@ Under ``<cache>/app/<run key>/`` (see :meth:`app.state.context.AppContext.app_ca
 ``sprites/<key>.jpg``             the cell's framed thumbnails in one picture (key = content hash)
 ``attention/<i>/meta.json``       image ``i``'s contributions, logit, map size
 ``attention/<i>/*.jpg``           ``image``, ``aggregate`` and ``d00`` .. ``d15`` overlays
-``faithfulness.json``             the deletion check (gain, win rate) of each of the 16 dimensions
-``concepts/cell-<c>.json``        the cell's concepts as returned by ``get_concepts``
 ================================  ===============================================================
+
+The deletion check and a cell's concepts are not copied here: the app reads the pipeline's own
+results in the run folder (:mod:`pipeline.explain.results`), :func:`read_faithfulness` and
+:func:`read_concepts`.
 
 "Ready" means the JSON file exists; it is written last (atomically), after the pictures it names.
 Every file here is sealed with its own checksum (:mod:`pipeline.store.sealed`): a damaged JSON file or a
@@ -32,6 +34,7 @@ from PIL import Image
 
 from pipeline.represent.grid import arrange
 from pipeline.explain.overlays import FAKE_RGB, REAL_RGB, overlay_relevance, overlay_signed
+from pipeline.explain.results import concepts_plan, faithfulness_per_dimension, faithfulness_result
 from pipeline.store.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
 
 from app.state.filters import ImageFilter, mask
@@ -239,34 +242,12 @@ def prepare_attention(view: RunView, cache_dir: Path, indices: Iterable[int], ge
     return missing
 
 
-def faithfulness_path(cache_dir: Path) -> Path:
-    return Path(cache_dir) / "faithfulness.json"
-
-
-def read_faithfulness(cache_dir: Path) -> list[dict] | None:
-    """Per dimension ``{"gain", "win_rate", "passes"}`` of the deletion check, or None."""
-    data = read_sealed_json(faithfulness_path(cache_dir))
-    ok = isinstance(data, list) and all(isinstance(d, dict) and "passes" in d for d in data)
-    return data if ok else None  # (a file of an older version, without "passes", is redone)
-
-
-def prepare_faithfulness(view: RunView, cache_dir: Path, get_faithfulness: Callable,
-                         progress: Progress | None = None) -> list[dict]:
-    """The deletion check of the run's maps per dimension (``get_faithfulness``), kept on disk,
-    with whether each dimension passes it (``pipeline.explain.faithfulness.passes_deletion_check``)."""
-    cached = read_faithfulness(cache_dir)
-    if cached is not None:
-        return cached
-    from pipeline.explain.faithfulness import passes_deletion_check  # job side: torch is fine here
-
-    progress = progress or _noop
-    summary = get_faithfulness(view.path,
-                               progress=lambda done, total, *_: progress("faithfulness", done, total))
-    values = [{"gain": float(d["gain"]), "win_rate": float(d["win_rate"]),
-               "passes": bool(passes_deletion_check(d["gain"], d["win_rate"]))}
-              for d in sorted(summary["per_dimension"], key=lambda d: d["dim"])]
-    write_sealed_json(faithfulness_path(cache_dir), values)
-    return values
+def read_faithfulness(view: RunView) -> list[dict] | None:
+    """Per dimension ``{"gain", "win_rate", "passes"}`` of the run's deletion check, or None when
+    it is not computed (or not current): read from the pipeline's result in the run folder
+    (:func:`pipeline.explain.results.faithfulness_result`, computed by ``get_faithfulness``)."""
+    summary = faithfulness_result(view.path, records=view.records).read()
+    return faithfulness_per_dimension(summary) if summary is not None else None
 
 
 def dimension_order(contributions: list[float], logit: float) -> list[int]:
@@ -277,50 +258,22 @@ def dimension_order(contributions: list[float], logit: float) -> list[int]:
 
 
 # -- concepts -----------------------------------------------------------------------------------
-def concepts_path(cache_dir: Path, cell: int) -> Path:
-    return Path(cache_dir) / "concepts" / f"cell-{int(cell)}.json"
+def read_concepts(view: RunView, cell: int) -> dict | None:
+    """``cell``'s concepts as ``get_concepts`` keeps them in the run folder (with ``n_skipped``,
+    the number of unreadable images left out), or None when not computed (or not current)."""
+    try:
+        data = concepts_plan(view.path, int(cell), records=view.records).result.read()
+    except ValueError:  # a cell without images has no concepts
+        return None
+    return {**data, "n_skipped": len(data.get("skipped") or ())} if data is not None else None
 
 
-CONCEPTS_FILE_VERSION = 2  # 2: per concept, every image it came from and its real/fake segments
+def concept_patch(view: RunView, cache_dir: Path | None, cell: int, k: int, j: int) -> Path | None:
+    """File of patch ``j`` of concept ``k`` of ``cell``, only if it lies inside the run folder.
 
-
-def read_concepts(cache_dir: Path, cell: int) -> dict | None:
-    data = read_sealed_json(concepts_path(cache_dir, cell))
-    return data if isinstance(data, dict) and data.get("version") == CONCEPTS_FILE_VERSION else None
-
-
-def prepare_concepts(view: RunView, cache_dir: Path, cell: int, get_concepts: Callable,
-                     progress: Progress | None = None) -> dict:
-    """Compute ``cell``'s concepts through ``get_concepts`` and keep the answer."""
-    progress = progress or _noop
-    cached = read_concepts(cache_dir, cell)
-    if cached is not None:
-        return cached
-    progress("concepts", 0, 1)
-    result = get_concepts(view.path, int(cell), progress=lambda done, total, stage="concepts", *_:
-                          progress(stage, done, total))
-    # each patch keeps the image it came from (``sources``: image index, SLIC resolution, bbox);
-    # each concept every image its segments came from and how many came from real / fake images
-    concepts = [{"size": int(c["size"]), "profile": [float(v) for v in c["profile"]],
-                 "patches": [str(p) for p in c.get("patches", [])],
-                 "sources": [dict(s) for s in c.get("sources", [])],
-                 "images": [int(i) for i in c.get("images", [])],
-                 "n_images": int(c.get("n_images", 0)),
-                 "segments_real": int(c.get("segments_real", 0)),
-                 "segments_fake": int(c.get("segments_fake", 0)),
-                 "segments_unlabelled": int(c.get("segments_unlabelled", 0))} for c in result["concepts"]]
-    # How many of the cell's images the concepts come from (a seeded sample past
-    # concepts.max_images, minus unreadable files): the view says so.
-    data = {"version": CONCEPTS_FILE_VERSION, "cell": int(cell), "concepts": concepts,
-            "n_images": result.get("n_images"),
-            "n_images_used": result.get("n_images_used"), "n_skipped": len(result.get("skipped", []))}
-    write_sealed_json(concepts_path(cache_dir, cell), data)
-    return data
-
-
-def concept_patch(view: RunView, cache_dir: Path, cell: int, k: int, j: int) -> Path | None:
-    """File of patch ``j`` of concept ``k`` of ``cell``, only if it lies inside the run folder."""
-    data = read_concepts(cache_dir, cell)
+    ``cache_dir`` is not used (the concepts are the pipeline's, in the run folder); callers pass
+    the app's cache folder as they do for the other files here."""
+    data = read_concepts(view, cell)
     try:
         rel = data["concepts"][k]["patches"][j]
     except (TypeError, KeyError, IndexError):

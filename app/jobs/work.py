@@ -3,19 +3,18 @@ explanations, each computed once when several jobs ask for the same thing at onc
 
 Two analysts on one shared server (or two browser tabs) asking for the same maps, the same cell's
 concepts or grid, or the same run start two jobs (each request carries a nonce, ``app.jobs.panel``).
-The wrappers here make the expensive part run once: they hold a lock (:mod:`pipeline.store.locks`, files
-beside the artifacts) around the cached getters of ``pipeline.explain.cache`` and around a run,
-so the second job waits and then reads what the first one wrote.
+The expensive part runs once: a run is computed under its lock (:func:`run_lock`), and the
+explanations are derived results of the run (:mod:`pipeline.store.derived`) that hold their own
+locks, so the second job waits and then reads what the first one wrote.
 """
 from __future__ import annotations
 
-import functools
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 from pipeline.config import Config, with_data
-from pipeline.store.locks import Locks, each_once, once, run_locks
+from pipeline.store.locks import Locks
 
 from app.files.cell_grids import grids_with_run
 
@@ -87,54 +86,15 @@ def score_folder(cfg: Config, run_dir: str | Path, path_text: str | None, name: 
 
 
 def explain_functions() -> tuple[Callable, Callable, Callable]:
-    """``(get_maps, get_concepts, get_faithfulness)`` of ``pipeline.explain.cache``, each run once.
+    """``(get_maps, get_concepts, get_faithfulness)`` of ``pipeline.explain.cache``.
 
-    Looked up at call time (inside the job process), so the torch stack is never imported by the
-    web process, and tests can substitute the functions.
+    Each computes a thing once even when several jobs ask at once (each result holds its own lock:
+    :mod:`pipeline.store.derived`). Looked up at call time (inside the job process), so the torch
+    stack is never imported by the web process, and tests can substitute the functions.
     """
     from pipeline.explain import cache as explain_cache
 
-    return explain_once(explain_cache.get_maps, explain_cache.get_concepts,
-                        explain_cache.get_faithfulness)
-
-
-def explain_once(get_maps: Callable, get_concepts: Callable, get_faithfulness: Callable
-                 ) -> tuple[Callable, Callable, Callable]:
-    """The three cached getters of ``pipeline.explain.cache``, each computing a thing only once.
-
-    Same signatures as the originals. An image's maps, a cell's concepts and a run's deletion
-    check are each computed under their own lock in ``<run>/.locks/``; a caller that finds the lock
-    taken waits and then reads the cached answer.
-    """
-
-    @functools.wraps(get_maps)
-    def maps_once(run_dir, image_indices, progress=None, **kwargs):
-        locks = run_locks(run_dir)
-        total = len(set(int(i) for i in image_indices))
-        done_before = [0]
-
-        def compute(subset):
-            def step(done, _total, *rest):
-                if progress is not None:
-                    progress(done_before[0] + done, total)
-
-            result = get_maps(run_dir, subset, progress=step, **kwargs)
-            done_before[0] += len(subset)
-            return result
-
-        return each_once(locks, (int(i) for i in image_indices), compute, name=lambda i: f"maps-{i}")
-
-    @functools.wraps(get_concepts)
-    def concepts_once(run_dir, cell, progress=None, **kwargs):
-        return once(run_locks(run_dir), f"concepts-{int(cell)}",
-                    lambda: get_concepts(run_dir, cell, progress=progress, **kwargs))
-
-    @functools.wraps(get_faithfulness)
-    def faithfulness_once(run_dir, progress=None, **kwargs):
-        return once(run_locks(run_dir), "faithfulness",
-                    lambda: get_faithfulness(run_dir, progress=progress, **kwargs))
-
-    return maps_once, concepts_once, faithfulness_once
+    return explain_cache.get_maps, explain_cache.get_concepts, explain_cache.get_faithfulness
 
 
 def run_request_key(cfg: Config) -> str:

@@ -194,7 +194,7 @@ def content(ctx: AppContext, view, chosen: list[int], partial: bool = False):
             if len(chosen) > len(shown) else "")
     if missing:
         note += f"Computing the maps of {len(missing)} more image(s)…"
-    return [matrix(view, shown, metas, artifacts.read_faithfulness(cache))], note
+    return [matrix(view, shown, metas, artifacts.read_faithfulness(view))], note
 
 
 def show(ctx: AppContext, sel, run_id, cell):
@@ -274,7 +274,7 @@ def show_check(ctx: AppContext, ready, run_id, checked):
     view = ctx.run(run_id)
     if view is None:
         return None
-    if artifacts.read_faithfulness(ctx.app_cache(view)) is not None:
+    if artifacts.read_faithfulness(view) is not None:
         return Ready((run_id,))
     return Job({"run": run_id}, (no_update,),
                "Deletion check of this run's maps (once per run, on 8 test images): computing; "
@@ -284,8 +284,8 @@ def show_check(ctx: AppContext, ready, run_id, checked):
 def compute_check(ctx: AppContext, view, request: dict, progress, explain=None):
     from app.jobs import work
 
-    get_faithfulness = (explain or work.explain_functions())[2]
-    artifacts.prepare_faithfulness(view, ctx.app_cache(view), get_faithfulness, progress)
+    get_faithfulness = (explain or work.explain_functions())[2]  # kept in the run folder
+    get_faithfulness(view.path, progress=lambda done, total, *_: progress("faithfulness", done, total))
     return (view.run_id,), ""
 
 

@@ -76,7 +76,7 @@ def concept_block(run_id: str, cell: int, k: int, concept: dict, total: int) -> 
 
 def content(view, cache, cell: int):
     """(children, message) of the cell's cached concepts, or None when not computed yet."""
-    data = artifacts.read_concepts(cache, cell)
+    data = artifacts.read_concepts(view, cell)
     if data is None:
         return None
     concepts = data.get("concepts", [])
@@ -121,10 +121,12 @@ def compute(ctx: AppContext, view, request: dict, progress, explain=None):
     cell = int(request["cell"])
     _, get_concepts, _ = explain or work.explain_functions()
     cache = ctx.app_cache(view)
-    artifacts.prepare_concepts(view, cache, cell, get_concepts, progress)
+    progress("concepts", 0, 1)
+    get_concepts(view.path, cell, progress=lambda done, total, stage="concepts", *_:  # kept in the run folder
+                 progress(stage, done, total))
     ready = content(view, cache, cell)
     if ready is None:
-        raise RuntimeError(f"the concepts were computed but their file is missing under {cache}")
+        raise RuntimeError(f"the concepts were computed but their file is missing under {view.path}")
     return (ready[0],), ready[1]
 
 
@@ -140,7 +142,7 @@ def highlight(ctx: AppContext, trigger, clicks, run_id, cell):
         return None
     view = ctx.run(run_id)
     is_cell = cell is not None and not imagesets.is_set(cell)  # an image set has no concepts
-    data = artifacts.read_concepts(ctx.app_cache(view), cell) if view and is_cell else None
+    data = artifacts.read_concepts(view, cell) if view and is_cell else None
     k = int(trigger["index"]) if isinstance(trigger, dict) else -1
     if data is None or not 0 <= k < len(data.get("concepts", [])):
         return no_update

@@ -13,7 +13,7 @@ The checks every run makes before anything is explained (method.md section 8), s
   ``checks.shortcut_auc`` is flagged with the reason in words;
 * **the bias probe** (``pipeline.checks.bias_probe``, on demand: ``python -m pipeline probe RUN`` or the
   app's data-checks panel): class-neutral re-encodings of held-out images and how p(fake) moves for
-  each class, cached in ``<run>/checks/bias-probe.json``.
+  each class, kept in ``<run>/checks/bias-probe.json`` (a derived result: :func:`probe_result`).
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.data.reencode import ReencodeSpec
-from pipeline.store.sealed import read_sealed_json, write_sealed_json
+from pipeline.data.as_run import run_reencode
+from pipeline.store.sealed import read_sealed_json
 from pipeline.data.splits import HELDOUT
-from pipeline.store.run_store import RunStore, hash_obj
+from pipeline.store.run_store import RunStore
 
 # The checks' own modules (torch, scikit-learn) are imported where they run: the app's web
 # process reads the results (flagged, read_probe, the report lines) and must not load them.
@@ -50,7 +50,7 @@ def shortcuts(facts: Sequence, labels: np.ndarray, splits: np.ndarray, generator
     """The shortcut check of the run's file facts (re-encoded fact groups reported, not flagged)."""
     from pipeline.checks.shortcuts import shortcut_check
 
-    spec = ReencodeSpec.parse(cfg.data.reencode)
+    spec = run_reencode(cfg)
     return shortcut_check(facts, labels, splits, generators, groups=sources,
                           threshold=cfg.checks.shortcut_auc, seed=cfg.head.seed,
                           neutralised=spec.neutralised_groups() if spec else (),
@@ -97,8 +97,11 @@ def flagged(checks: dict | None) -> list[str]:
 
 # -- the bias probe of a run -----------------------------------------------------------------------
 
+PROBE_FILE = "checks/bias-probe.json"
+
+
 def probe_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checks" / "bias-probe.json"
+    return Path(run_dir) / PROBE_FILE
 
 
 def read_probe(run_dir: str | Path) -> dict | None:
@@ -108,54 +111,62 @@ def read_probe(run_dir: str | Path) -> dict | None:
 
 def probe_sample(records: list[dict], n: int, seed: int = 0) -> list[int]:
     """Up to ``n`` held-out images, half real and half fake where there are enough (seeded)."""
-    rng = np.random.default_rng(seed)
+    from pipeline.data.as_run import balanced_sample
+
     held = [i for i, r in enumerate(records) if r["split"] == HELDOUT]
-    by_label = [[i for i in held if records[i]["label"] == lab] for lab in (0, 1)]
-    take = [min(len(by_label[0]), n // 2), min(len(by_label[1]), n - n // 2)]
-    take[0] = min(len(by_label[0]), n - take[1])  # one class short: the other fills in
-    picks = [rng.choice(pool, k, replace=False).tolist() for pool, k in zip(by_label, take) if k]
-    return sorted(int(i) for p in picks for i in p)
+    return balanced_sample([r["label"] for r in records], n, seed, among=held)
 
 
-def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: Progress | None = None,
-                   models=None) -> dict:
-    """The bias probe of a run's detector on its held-out images (cached with the run).
-
-    Each sampled image is loaded as the run loaded it (with the run's controlled re-encoding, if
-    any), transformed class-neutrally and scored by the run's own encoder, projection and head.
-    """
-    from pipeline.checks.bias_probe import bias_probe
-    from pipeline.data.scan import BadImageError, PathRefused, load_image_rgb
-    from pipeline.model.run_models import load_run_models, model_fingerprint
+def probe_result(run_dir: str | Path, n_images: int | None = None):
+    """The bias probe of a run as a derived result (:class:`pipeline.store.derived.Derived`):
+    ``<run>/checks/bias-probe.json``, keyed by the run's models, the sampled held-out images
+    (``inputs["indices"]``) and the run's re-encoding."""
+    from pipeline.store.derived import Derived
 
     store = RunStore(run_dir)
     cfg = store.config()
-    records = store.read_records()
-    n = int(n_images or cfg.checks.bias_images)
-    indices = probe_sample(records, n, seed=cfg.head.seed)
-    key = hash_obj({"v": PROBE_VERSION, "model": model_fingerprint(run_dir), "indices": indices,
-                    "reencode": cfg.data.reencode})
-    cached = read_probe(run_dir)
-    if cached is not None and cached.get("key") == key:
-        return cached
-    m = models or load_run_models(run_dir)
-    spec = ReencodeSpec.parse(cfg.data.reencode)
+    indices = probe_sample(store.read_records(), int(n_images or cfg.checks.bias_images), seed=cfg.head.seed)
+    return Derived(run_dir, PROBE_FILE, {"v": PROBE_VERSION, "indices": indices, "reencode": cfg.data.reencode})
 
-    def load(i: int):
-        try:
-            im = load_image_rgb(store.image_path(i), cfg.data.max_image_pixels)
-        except PathRefused as e:
-            raise BadImageError(records[i]["path"], str(e)) from e
-        return spec(im) if spec else im
 
-    def score(images):
-        return 1.0 / (1.0 + np.exp(-m.score_images(images)[1].astype(np.float64)))
+def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: Progress | None = None,
+                   models=None, should_cancel: Callable[[], bool] | None = None) -> dict:
+    """The bias probe of a run's detector on its held-out images (kept with the run, computed
+    once across processes: :func:`probe_result`).
 
-    with m.lock:
-        result = bias_probe(load, indices, [records[i]["label"] for i in indices], score, progress=progress)
-    result = {**result, "version": PROBE_VERSION, "key": key, "indices": indices}
-    write_sealed_json(probe_path(run_dir), result)
-    return result
+    Each sampled image is loaded as the run saw it (:func:`pipeline.data.as_run.load_as_run`: with
+    the run's controlled re-encoding, if any), transformed class-neutrally and scored by the run's
+    own encoder, projection and head.
+    """
+    result = probe_result(run_dir, n_images)
+
+    def compute(progress: Progress | None) -> dict:
+        from pipeline.checks.bias_probe import bias_probe
+        from pipeline.data.as_run import load_as_run
+        from pipeline.data.scan import BadImageError, PathRefused
+        from pipeline.model.run_models import load_run_models
+
+        store = RunStore(run_dir)
+        cfg = store.config()
+        records = store.read_records()
+        indices = result.inputs["indices"]
+        m = models or load_run_models(run_dir)
+
+        def load(i: int):
+            try:
+                path = store.image_path(i)
+            except PathRefused as e:
+                raise BadImageError(records[i]["path"], str(e)) from e
+            return load_as_run(path, cfg)
+
+        def score(images):
+            return 1.0 / (1.0 + np.exp(-m.score_images(images)[1].astype(np.float64)))
+
+        with m.lock:
+            probe = bias_probe(load, indices, [records[i]["label"] for i in indices], score, progress=progress)
+        return {**probe, "version": PROBE_VERSION, "indices": indices}
+
+    return result.get(compute, progress, should_cancel)
 
 
 # -- in words, for `pipeline info` and `pipeline compare` -------------------------------------------

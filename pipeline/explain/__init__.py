@@ -1,3 +1,5 @@
 """Why the head decides as it does: attention taps, per-dimension relevance maps (Chefer et al.),
-their deletion check, visual concepts of a cell, their drawings, and the run's cache of them.
+their deletion check, visual concepts of a cell, their drawings, and computing them once per run
+(:mod:`pipeline.explain.cache`; what each depends on and where it is kept, torch-free:
+:mod:`pipeline.explain.results`).
 """

@@ -19,15 +19,9 @@ import torch
 from torch import nn
 
 from pipeline.explain.relevance import Progress, RelevanceResult
+from pipeline.explain.results import passes_deletion_check  # noqa: F401  (torch-free: the app reads it)
 
 FILLS = ("zero", "mean")
-
-
-def passes_deletion_check(gain: float, win_rate: float) -> bool:
-    """Whether a dimension's maps pass the check: hiding what they point at changes the dimension
-    more than hiding random patches, on average (``gain > 0``) and on most images
-    (``win_rate > 0.5``). A failing dimension's maps do not show what it depends on."""
-    return gain > 0 and win_rate > 0.5
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,7 +3,7 @@
 ``pipeline.generalise.crossgen.cross_generator_matrix`` computes the train-on-one and leave-one-out tables
 from features, labels, generators and splits; this module feeds it a run's own ``features.npy``
 and ``records.csv`` (labels, generators and the splits the run used) and the run's head settings,
-and keeps the answer in the run folder (``crossgen.json``, sealed: ``pipeline.store.sealed``). The key is the
+and keeps the answer in the run folder (``crossgen.json``, a derived result: ``pipeline.store.derived``). The key is the
 checksums the run recorded for those two files, the head settings and :data:`MATRIX_VERSION`,
 so the matrix is computed once per run; no image is read or embedded.
 
@@ -13,55 +13,69 @@ the training code (``pipeline.generalise.crossgen``) is imported when a matrix i
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from pipeline.store.locks import once, run_locks
-from pipeline.store.sealed import read_sealed_json, write_sealed_json
-from pipeline.store.run_store import MATRIX, RECORDS, RunStore, hash_obj, sha256_file
+from pipeline.store.derived import Derived
+from pipeline.store.run_store import MATRIX, RECORDS, RunStore, json_default, sha256_file
 
 log = logging.getLogger("faxplainer")
 
 MATRIX_VERSION = 1  # bump when the matrix's method changes: kept matrices are recomputed
 
 
-def matrix_key(store: RunStore) -> str:
-    """What the run's matrix depends on (see the module docstring)."""
+def matrix_inputs(store: RunStore) -> dict:
+    """What the run's matrix depends on (see the module docstring); not the run's models."""
     checksums = store.read_meta().get("checksums") or {}
     inputs = {name: checksums.get(name) or sha256_file(store.path / name)
               for name in ("features.npy", RECORDS)}
-    return hash_obj({"inputs": inputs, "head": dataclasses.asdict(store.config().head),
-                     "version": MATRIX_VERSION})
+    return {"inputs": inputs, "head": dataclasses.asdict(store.config().head), "version": MATRIX_VERSION}
 
 
-def _kept(store: RunStore, key: str) -> dict | None:
-    """The kept matrix computed for ``key``, or None: none kept, damaged, or for other inputs."""
-    saved = read_sealed_json(store.path / MATRIX)
-    if not isinstance(saved, dict) or saved.get("key") != key:
-        return None
-    return saved.get("matrix")
+def _dump(matrix: dict, key: str) -> bytes:  # the file keeps the matrix under "matrix"
+    return json.dumps({"key": key, "matrix": matrix}, indent=1, sort_keys=True, default=json_default).encode()
+
+
+def _load(data: bytes, key: str) -> dict | None:
+    saved = json.loads(data)
+    return saved.get("matrix") if isinstance(saved, dict) and saved.get("key") == key else None
+
+
+def matrix_result(run_dir: str | Path) -> Derived:
+    """The run's matrix as a derived result (:class:`pipeline.store.derived.Derived`): ``crossgen.json``,
+    sealed, keyed by :func:`matrix_inputs` (the matrix trains its own heads: no model fingerprint)."""
+    store = RunStore(run_dir)
+    return Derived(store.path, MATRIX, matrix_inputs(store), model=False, dump=_dump, load=_load)
+
+
+def matrix_key(store: RunStore) -> str:
+    """The key the run's kept matrix must carry."""
+    return matrix_result(store.path).key
 
 
 def cached_matrix(run_dir: str | Path) -> dict | None:
     """The run's kept matrix if it is current, else None (nothing is computed)."""
-    store = RunStore(run_dir)
-    if not store.has_array("features"):
+    if not RunStore(run_dir).has_array("features"):
         return None
-    return _kept(store, matrix_key(store))
+    return matrix_result(run_dir).read()
 
 
 def run_matrix(run_dir: str | Path, progress: Callable[[int, int], None] | None = None,
-               recompute: bool = False) -> dict:
-    """The run's cross-generator matrix: kept one if current, else computed and kept.
+               recompute: bool = False, should_cancel: Callable[[], bool] | None = None) -> dict:
+    """The run's cross-generator matrix: kept one if current, else computed (once across
+    processes) and kept.
 
     Parameters
     ----------
     run_dir : a complete run folder with ``features.npy``.
     progress : ``progress(done, total)`` over the heads' epochs (``pipeline.generalise.stacked_heads``).
     recompute : compute it again even if a current one is kept.
+    should_cancel : polled at each progress report; True stops with
+        ``pipeline.store.derived.Cancelled``.
 
     Returns
     -------
@@ -77,11 +91,8 @@ def run_matrix(run_dir: str | Path, progress: Callable[[int, int], None] | None 
         ``features.npy`` or ``records.csv`` is missing or damaged.
     """
     store = RunStore(run_dir)
-    key = matrix_key(store)
 
-    def compute() -> dict:
-        if not recompute and (kept := _kept(store, key)) is not None:
-            return kept
+    def compute(progress) -> dict:
         from pipeline.generalise import crossgen  # torch: only when a matrix is computed
 
         records = store.read_records()
@@ -89,11 +100,10 @@ def run_matrix(run_dir: str | Path, progress: Callable[[int, int], None] | None 
         matrix = crossgen.cross_generator_matrix(
             features, [r["label"] for r in records], [r["generator"] for r in records],
             [r["split"] for r in records], store.config().head, progress=progress)
-        write_sealed_json(store.path / MATRIX, {"key": key, "matrix": matrix})
         log.info("cross-generator matrix of run %s: %.1f s", store.run_id, matrix["seconds"])
         return matrix
 
-    return once(run_locks(store.path), "crossgen", compute)
+    return matrix_result(store.path).get(compute, progress, should_cancel, recompute=recompute)
 
 
 def matrix_text(matrix: dict) -> str:

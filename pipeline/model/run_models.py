@@ -41,7 +41,8 @@ from pipeline.model.encoders import EncoderInfo, shared_encoder
 from pipeline.model.encoders.common import resolve_device
 from pipeline.model.head import DistilledHead
 from pipeline.model.projection import VisionOnlyProjection
-from pipeline.store.run_store import HEAD, PROJECTION, AppliedStore, ArtifactError, RunStore, hash_obj, open_store, sha256_file
+from pipeline.store.derived import model_fingerprint, scoring_run  # torch-free: derived results' keys
+from pipeline.store.run_store import HEAD, PROJECTION, ArtifactError, RunStore
 
 log = logging.getLogger("faxplainer")
 
@@ -150,24 +151,6 @@ def frozen(module: nn.Module, device) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     return module
-
-
-def scoring_run(folder: str | Path) -> Path:
-    """The run folder whose models score the images of ``folder``: the run itself, or the run of
-    an applied set."""
-    store = open_store(folder)
-    return store.run.path if isinstance(store, AppliedStore) else Path(folder)
-
-
-def model_fingerprint(run_dir: str | Path) -> str:
-    """Changes when the encoder, the projection or the head of the run change (for an applied
-    set's folder: of its run)."""
-    run = scoring_run(run_dir)
-    meta = RunStore(run).read_meta()
-    parts = {"encoder": (meta.get("encoder") or {}).get("fingerprint")}
-    for name in (PROJECTION, HEAD):
-        parts[name] = sha256_file(run / name) if (run / name).exists() else None
-    return hash_obj(parts)[:16]
 
 
 def load_run_models(run_dir: str | Path, device: str | None = None, lazy_encoder: bool = False) -> RunModels:

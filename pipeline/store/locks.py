@@ -22,7 +22,7 @@ import hashlib
 import re
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Callable, ContextManager, Iterable, Iterator, Mapping, TypeVar
 
 import filelock
 
@@ -100,7 +100,8 @@ class Locks:
 
 
 def each_once(locks: Locks, items: Iterable[K], compute: Callable[[list[K]], Mapping[K, V]],
-              name: Callable[[K], str]) -> dict[K, V]:
+              name: Callable[[K], str],
+              wait: Callable[[str], ContextManager[None]] | None = None) -> dict[K, V]:
     """``compute(items)`` such that no item is computed by two processes at the same time.
 
     ``compute`` must be a cached getter: it returns the cached value of an item that is already on
@@ -115,6 +116,8 @@ def each_once(locks: Locks, items: Iterable[K], compute: Callable[[list[K]], Map
     items : the items asked for (duplicates are ignored); they must sort.
     compute : ``compute(list of items) -> {item: value}``; items it cannot do may be left out.
     name : lock name of an item.
+    wait : ``wait(lock name)``, a context manager that waits for and holds a lock another process
+        holds (default ``locks.hold``; :func:`pipeline.store.derived.hold` also stops on cancel).
 
     Returns
     -------
@@ -137,7 +140,7 @@ def each_once(locks: Locks, items: Iterable[K], compute: Callable[[list[K]], Map
     if busy:
         with ExitStack() as held:
             for item in busy:  # sorted: two waiters never hold what the other one waits for
-                held.enter_context(locks.hold(name(item)))
+                held.enter_context((wait or locks.hold)(name(item)))
             out.update(compute(busy))
     return out
 

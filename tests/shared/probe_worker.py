@@ -37,12 +37,12 @@ def _install_counters() -> None:
 
     if getattr(explain_cache, "_probe_installed", False):
         return
-    write_maps, extract, load = explain_cache._write_maps, explain_cache.extract_concepts, \
+    dump_maps, extract, load = explain_cache._dump_maps, explain_cache.extract_concepts, \
         models.read_models
 
-    def counted_write_maps(path, key, maps):
+    def counted_dump_maps(maps, key):  # once per image's maps kept (pipeline.store.derived)
         record("maps", index=int(maps.index))
-        return write_maps(path, key, maps)
+        return dump_maps(maps, key)
 
     def counted_extract(*args, **kwargs):
         record("concepts")
@@ -52,7 +52,7 @@ def _install_counters() -> None:
         record("load_models", run=str(run_dir))
         return load(run_dir, *args, **kwargs)
 
-    explain_cache._write_maps = counted_write_maps
+    explain_cache._dump_maps = counted_dump_maps
     explain_cache.extract_concepts = counted_extract
     models.read_models = counted_load
     explain_cache._probe_installed = True

@@ -1,18 +1,16 @@
 """``pipeline.store.locks`` across real processes: overlapping requests compute each item once, a holder
-killed with SIGKILL frees its lock at once, and an unusable lock folder is a clear error. Also the
-app's wrappers of the explain getters (``app.jobs.work.explain_once``)."""
+killed with SIGKILL frees its lock at once, and an unusable lock folder is a clear error. (The
+derived results built on them, explanations included: ``tests/unit/test_derived.py``.)"""
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from app.jobs.work import explain_once
 from pipeline.store.locks import LockFolderError, Locks, each_once, once
 
 ctx = mp.get_context("fork")
@@ -115,49 +113,3 @@ def test_unusable_lock_folder_is_a_clear_error(tmp_path):
                                                   f"a file is in the way"):
             with Locks(folder).hold("x"):
                 pass
-
-
-def test_explain_wrappers_keep_signatures_and_progress(tmp_path):
-    """``explain_once`` passes arguments through, merges its two passes, and reports progress
-    over the whole request."""
-    calls = []
-
-    def get_maps(run_dir, image_indices, progress=None, *, on_error=None):
-        calls.append(("maps", list(image_indices)))
-        for n, _ in enumerate(image_indices, start=1):
-            progress(n, len(image_indices))
-        if on_error:
-            on_error(99, "unreadable")
-        return {i: f"maps-{i}" for i in image_indices}
-
-    def get_concepts(run_dir, cell, progress=None):
-        calls.append(("concepts", cell))
-        return {"cell": cell}
-
-    def get_faithfulness(run_dir, progress=None):
-        calls.append(("faith",))
-        return {"ok": 1}
-
-    maps, concepts, faith = explain_once(get_maps, get_concepts, get_faithfulness)
-    seen, errors = [], []
-    # image 4 is being computed by "someone else" (another thread here): its lock is held
-    held, release = threading.Event(), threading.Event()
-
-    def other():
-        with Locks(tmp_path / ".locks").hold("maps-4"):
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=other)
-    holder.start()
-    assert held.wait(10)
-    threading.Timer(0.3, release.set).start()
-    got = maps(tmp_path, [4, 2, 3, 2], progress=lambda d, t: seen.append((d, t)),
-               on_error=lambda i, m: errors.append(i))
-    assert got == {2: "maps-2", 3: "maps-3", 4: "maps-4"}
-    assert calls == [("maps", [2, 3]), ("maps", [4])]  # free ones at once, the held one after
-    assert seen[-1] == (3, 3) and all(t == 3 for _, t in seen)
-    holder.join(10)
-    assert errors == [99, 99]
-    assert concepts(tmp_path, 5) == {"cell": 5} and faith(tmp_path) == {"ok": 1}
-    assert (tmp_path / ".locks" / "concepts-5.lock").exists()

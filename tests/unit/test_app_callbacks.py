@@ -16,6 +16,7 @@ from app.state.urlstate import ViewState
 from app.views import attention, concepts, images, notes, representation, shell
 from pipeline.report.notes import NotesStore
 from pipeline.explain.overlays import muted
+from pipeline.explain.results import concepts_plan
 from tests.fixtures_runs import FAKE_EXPLAIN, known_contributions
 
 
@@ -222,9 +223,8 @@ def test_a_selection_outside_the_open_cell_is_refused(ctx):
 
 def test_concepts_message_says_when_they_come_from_a_sample(ctx):
     def sampled(run_dir, cell, progress=None):
-        out = FAKE_EXPLAIN[1](run_dir, cell, progress)
-        return {**out, "n_images": 200, "n_images_used": 62,
-                "skipped": [{"index": 3, "message": "x"}, {"index": 9, "message": "y"}]}
+        return FAKE_EXPLAIN[1](run_dir, cell, progress, n_images=200, n_images_used=62,
+                               skipped=[{"index": 3, "message": "x"}, {"index": 9, "message": "y"}])
 
     request = concepts.JOB.render(ctx, "concepts", 1, "fake-run")[-1]
     content, message = concepts.JOB.prepare(ctx, request, Progress(),
@@ -274,10 +274,20 @@ def test_concepts_job_then_cached_view_and_patch_paths(ctx):
     cache = ctx.app_cache(view)
     assert artifacts.concept_patch(view, cache, 2, 1, 0).name == "c1-0.png"
     assert artifacts.concept_patch(view, cache, 2, 5, 0) is None
-    data = artifacts.read_concepts(cache, 2)
-    data["concepts"][0]["patches"][0] = "../../records.csv"
-    artifacts.write_sealed_json(artifacts.concepts_path(cache, 2), data)  # intact, but...
+    # the app reads the pipeline's own concepts file in the run folder (no copy in its cache)
+    assert artifacts.read_concepts(view, 2) == {**concepts_plan(view.path, 2).result.read(), "n_skipped": 0}
+    assert not (cache / "concepts").exists()
+    data = concepts_plan(view.path, 2).result.read()
+    outside = view.path.parent / "outside.png"  # an intact (sealed) file, but...
+    artifacts.write_sealed(outside, b"not the run's")
+    data["concepts"][0]["patches"][0] = "../outside.png"
+    concepts_plan(view.path, 2).result.write(data)
+    assert artifacts.read_concepts(view, 2)["concepts"][0]["patches"][0] == "../outside.png"
     assert artifacts.concept_patch(view, cache, 2, 0, 0) is None  # ...outside the run folder
+    assert artifacts.concept_patch(view, cache, 2, 0, 1).name == "c0-1.png"
+    # a damaged patch makes the kept concepts stale: not shown, computed again
+    (view.path / "concepts" / "cell-2" / "c1-0.png").write_bytes(b"damaged")
+    assert artifacts.read_concepts(view, 2) is None and artifacts.concept_patch(view, cache, 2, 1, 0) is None
 
 
 def test_notes_add_list_and_errors(ctx):

@@ -221,3 +221,28 @@ def test_the_runs_matrix_is_its_features_matrix_kept_with_the_run(run, monkeypat
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")  # damaged: not used, computed again
     assert cached_matrix(run.path) is None
     assert run_matrix(run.path)["one"]["gan"]["gan"]["auc"] == matrix["one"]["gan"]["gan"]["auc"]
+
+
+def test_the_runs_bias_probe_is_kept_once_and_recomputed_when_stale(run):
+    """The bias probe goes through the run's derived results (``pipeline.store.derived``): kept,
+    read back without loading models, recomputed when damaged, and sampled half real, half fake
+    from the held-out images."""
+    from pipeline.checks.validity import probe_path, read_probe, run_bias_probe
+
+    class Unusable:
+        lock = None
+
+        def __getattr__(self, name):
+            raise AssertionError(f"models used ({name}) although the kept probe should have answered")
+
+    probe = run_bias_probe(run.path, n_images=6)
+    records = run.read_records()
+    assert len(probe["indices"]) == 6 and all(records[i]["split"] == "heldout" for i in probe["indices"])
+    assert sorted(records[i]["label"] for i in probe["indices"]) == [0, 0, 0, 1, 1, 1]
+    assert probe["n"] == 6 and read_probe(run.path) == probe
+    assert run_bias_probe(run.path, n_images=6, models=Unusable()) == probe  # read, not computed
+    path = probe_path(run.path)
+    path.write_bytes(path.read_bytes().replace(b'"n": 6', b'"n": 7'))  # damaged: not trusted
+    assert read_probe(run.path) is None
+    again = run_bias_probe(run.path, n_images=6)
+    assert again["indices"] == probe["indices"] and again["n"] == 6 and read_probe(run.path) == again
