@@ -23,7 +23,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.data.as_run import run_reencode
 from pipeline.store.sealed import read_sealed_json
 from pipeline.data.splits import HELDOUT
 from pipeline.store.run_store import RunStore
@@ -50,7 +49,7 @@ def shortcuts(facts: Sequence, labels: np.ndarray, splits: np.ndarray, generator
     """The shortcut check of the run's file facts (re-encoded fact groups reported, not flagged)."""
     from pipeline.checks.shortcuts import shortcut_check
 
-    spec = run_reencode(cfg)
+    spec = cfg.data.reencode_spec
     return shortcut_check(facts, labels, splits, generators, groups=sources,
                           threshold=cfg.checks.shortcut_auc, seed=cfg.head.seed,
                           neutralised=spec.neutralised_groups() if spec else (),
@@ -160,7 +159,9 @@ def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: P
             return load_as_run(path, cfg)
 
         def score(images):
-            return 1.0 / (1.0 + np.exp(-m.score_images(images)[1].astype(np.float64)))
+            from pipeline.model.head import sigmoid  # torch: only where the probe computes
+
+            return sigmoid(m.score_images(images)[1])
 
         with m.lock:
             probe = bias_probe(load, indices, [records[i]["label"] for i in indices], score, progress=progress)

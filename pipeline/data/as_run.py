@@ -14,15 +14,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from pipeline.data.reencode import ReencodeSpec
 from pipeline.data.scan import PathRefused, load_image_rgb
-
-
-def run_reencode(cfg) -> ReencodeSpec | None:
-    """The run's controlled re-encoding (None: off)."""
-    # TEMPORARY fallback until DataConfig.reencode_spec lands on this branch: then just
-    # ``cfg.data.reencode_spec``.
-    return getattr(cfg.data, "reencode_spec", None) or ReencodeSpec.parse(cfg.data.reencode)
 
 
 def load_as_run(path: Path | PathRefused, cfg, *, min_side: int | None = None) -> Image.Image:
@@ -41,7 +33,7 @@ def load_as_run(path: Path | PathRefused, cfg, *, min_side: int | None = None) -
     """
     if isinstance(path, PathRefused):
         raise path
-    spec = run_reencode(cfg)
+    spec = cfg.data.reencode_spec
     max_pixels = cfg.data.max_image_pixels
     if spec:
         return spec(load_image_rgb(path, max_pixels))
@@ -80,4 +72,4 @@ def balanced_sample(labels: Sequence[int], n: int, seed: int,
     return sorted(int(i) for i in picks)
 
 
-__all__ = ["balanced_sample", "load_as_run", "run_reencode"]
+__all__ = ["balanced_sample", "load_as_run"]
