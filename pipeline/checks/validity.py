@@ -82,16 +82,37 @@ def flagged(checks: dict | None) -> list[str]:
         out.append(f"{dup['n_cross_split']} file(s) were on both sides of the split "
                    f"({dup.get('n_moved_to_train', 0)} held-out copies moved to training)")
     near = checks.get("near_duplicates") or {}
-    if near.get("n_heldout_with_near_duplicate"):
-        m = near.get("metrics") or {}
-        a, b = (m.get("all") or {}).get("auc"), (m.get("without_near_duplicates") or {}).get("auc")
-        change = f"; held-out AUC {a:.3f} with them, {b:.3f} without" if a is not None and b is not None \
-            and a == a and b == b else ""
-        out.append(f"{near['n_heldout_with_near_duplicate']} held-out image(s) are near-duplicates of "
-                   f"training images (cosine >= {near.get('threshold')}){change}")
+    if near.get("n_heldout_with_near_duplicate") and near_duplicate_effect(near) is not False:
+        out.append(near_duplicate_words(near))
     for name in (checks.get("bias_probe") or {}).get("bias", []):
         out.append(f"bias under {name}: see the bias probe")
     return out
+
+
+def near_duplicate_effect(near: dict) -> bool | None:
+    """Whether leaving out the held-out near-duplicates moves the held-out AUC outside its 95%
+    bootstrap interval (True), inside it (False: no evidence of an effect, so no warning), or
+    None when it cannot be said (no interval: a run made before the intervals; no AUC)."""
+    m = near.get("metrics") or {}
+    b = (m.get("without_near_duplicates") or {}).get("auc")
+    ci = ((m.get("all") or {}).get("ci95") or {}).get("auc")
+    if b is None or b != b or not ci:
+        return None
+    return not ci[0] <= b <= ci[1]
+
+
+def near_duplicate_words(near: dict) -> str:
+    m = near.get("metrics") or {}
+    a, b = (m.get("all") or {}).get("auc"), (m.get("without_near_duplicates") or {}).get("auc")
+    ci = ((m.get("all") or {}).get("ci95") or {}).get("auc")
+    change = ""
+    if a is not None and b is not None and a == a and b == b:
+        change = f"; held-out AUC {a:.3f} with them, {b:.3f} without"
+        if ci:
+            change += (f" ({'outside' if near_duplicate_effect(near) else 'inside'} the 95% interval "
+                       f"[{ci[0]:.3f}, {ci[1]:.3f}])")
+    return (f"{near['n_heldout_with_near_duplicate']} held-out image(s) are near-duplicates of "
+            f"training images (cosine >= {near.get('threshold')}){change}")
 
 
 # -- the bias probe of a run -----------------------------------------------------------------------
@@ -207,14 +228,34 @@ def report_lines(meta: dict, probe: dict | None = None) -> list[str]:
     if dup:
         lines.append(f"  exact duplicates: {dup.get('n_groups', 0)} group(s); {dup.get('n_conflicts', 0)} under "
                      f"both labels; {dup.get('n_cross_split', 0)} across the split")
+        lines += duplicate_file_lines(dup)
     near = checks.get("near_duplicates") or {}
     if near:
-        m = near.get("metrics") or {}
-        lines.append(f"  near-duplicates (cosine >= {near.get('threshold')}): "
-                     f"{near.get('n_heldout_with_near_duplicate', 0)} held-out image(s); held-out AUC "
-                     f"{_auc((m.get('all') or {}).get('auc'))} with them, "
-                     f"{_auc((m.get('without_near_duplicates') or {}).get('auc'))} without")
+        effect = near_duplicate_effect(near)
+        lines.append(f"  near-duplicates: {near_duplicate_words({**near, 'n_heldout_with_near_duplicate': near.get('n_heldout_with_near_duplicate', 0)})}"
+                     + ("; no effect beyond chance, not a warning" if effect is False and
+                        near.get("n_heldout_with_near_duplicate") else ""))
     lines += probe_lines(probe)
+    return lines
+
+
+def duplicate_file_lines(dup: dict, limit: int = 10) -> list[str]:
+    """The files behind the exact-duplicate counts, by name: each file under both labels (its
+    copies and their labels) and each file on both sides of the split."""
+    words = {0: "real", 1: "fake"}
+    lines = []
+    for c in (dup.get("conflicts") or [])[:limit]:
+        copies = ", ".join(f"{f.get('path', 'row ' + str(f['row']))} ({words.get(int(v), v)})"
+                           for f, v in zip(c.get("files", []), c.get("labels", [])))
+        lines.append(f"    one file under both labels: {copies}")
+    for c in (dup.get("cross_split") or [])[:limit]:
+        train = ", ".join(f.get("path", f"row {f['row']}") for f in c.get("train", []))
+        held = ", ".join(f.get("path", f"row {f['row']}") for f in c.get("heldout", []))
+        lines.append(f"    on both sides of the split: {held} (held-out) = {train} (train)")
+    shown = min(len(dup.get("conflicts") or []), limit) + min(len(dup.get("cross_split") or []), limit)
+    total = int(dup.get("n_conflicts", 0)) + int(dup.get("n_cross_split", 0))
+    if total > shown:
+        lines.append(f"    ... and {total - shown} more (meta.json -> checks.duplicates)")
     return lines
 
 
