@@ -404,10 +404,11 @@ def pairs_strip(ctx: AppContext, view, index: int, shown: int | None) -> list:
                            **{"aria-pressed": "true" if shown is None else "false",
                               "aria-label": "Show no image side by side"})]
     if photo is not None:
-        for pick, words in ((SOURCE_REGION, "source photo, same region"), (DIFFERENCE, "difference ×4")):
+        for pick, words, tag in ((SOURCE_REGION, "source photo, same region", "source"),
+                                 (DIFFERENCE, "difference ×4", "diff ×4")):
             buttons.append(html.Button(
                 [html.Img(src=urls.source_region(view.run_id, index, REGION_PICTURES[pick]), alt=""),
-                 html.Span(words.split(",")[0], className="fx-pair-tag same")],
+                 html.Span(tag, className="fx-pair-tag same")],
                 id=ids.viewer_compare(pick), n_clicks=0, className="fx-pair fx-pair-region",
                 title=f"{words}: the region of {region.view_file} this image was made from"
                       + (" (|this image - it| × 4)" if pick == DIFFERENCE else ""),
