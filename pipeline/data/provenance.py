@@ -14,6 +14,7 @@ cuts a region out of it the way the demo's reals were made.
 from __future__ import annotations
 
 import csv
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,16 +122,21 @@ def source_photo_file(source: str, view_file: str, cache_dir: str | Path) -> Pat
     photos are not found: the folders they came from are not recorded.
     """
     if source.startswith("python-packages/"):
-        for photo in package_photos():
-            if photo.id == source:
-                return next((f for f in photo.files if f.name == view_file), None)
-        return None
+        files = _package_photo_files().get(source, ())
+        return next((f for f in files if f.name == view_file and f.is_file()), None)
     package, _, name = source.partition("/")
     spec = next((s for s in DEBIAN_SOURCES if s.package == package), None)
     root = Path(cache_dir) / "demo_sources" / package
     if spec is None or name != view_file or not (root / DEBIAN_MARKER).is_file():
         return None
     return next((f for f in root.glob(spec.photo_glob) if f.name == view_file and f.is_file()), None)
+
+
+@functools.lru_cache(maxsize=1)
+def _package_photo_files() -> dict[str, tuple[Path, ...]]:
+    """``{source id: files}`` of the package photos, listed once per process (30 ms a listing:
+    package versions are read; installed packages do not change under a running app)."""
+    return {photo.id: photo.files for photo in package_photos()}
 
 
 def region_pixels(photo: str | Path, region: Region, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
