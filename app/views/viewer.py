@@ -3,7 +3,8 @@ overlay, its same-source companion side by side, and previous/next within its ce
 
 What is open is ``STORE_VIEWER`` = ``{"index": i, "map": m, "pair": j}`` (None = closed): ``m`` is
 the overlay (``"aggregate"``, a dimension ``k``, or None = off), ``j`` the image shown side by side
-(None = the best match, -1 = none). :func:`navigate` is its one writer; it is opened by
+(None = the best match, -1 = none, -2 / -3 = a demo fake's source region / the difference to it).
+:func:`navigate` is its one writer; it is opened by
 
 * a click on a thumbnail of the image grid (``IMAGES_GRAPH.clickData``),
 * Enter on a thumbnail (``assets/viewer.js`` moves a cursor over the grid with the arrow keys and
@@ -22,6 +23,11 @@ show it: :mod:`pipeline.represent.originals`) on a plotly figure with wheel zoom
 of the original (:func:`pipeline.represent.originals.model_input_box`), so the map is laid over that square
 and the border outside it is shaded and said to be unseen. A map not drawn yet is computed by a
 background job for this one image (:class:`app.jobs.panel.JobView`); a drawn one shows at once.
+
+Pairs are honest (issue 23): a picture side by side follows the main one's pan and zoom only when
+the data set's ``provenance.csv`` says it shows the same region (:mod:`pipeline.data.provenance`);
+another crop of the same photo, or a same-source image of unknown region, is captioned so and
+keeps its own view. A demo fake is offered the region of its source photo it was made from.
 """
 from __future__ import annotations
 
