@@ -164,8 +164,15 @@
     return false;
   }
 
-  function follow(gd, other, event) {
-    if (gd._fxEcho > 0 || !movedByHand(event)) { return; }
+  /* Only a side-by-side picture of the same region as the main one is linked (its figure says
+     so: layout.meta.linked, set by the server from the data set's provenance); another crop of
+     the same photo, or a picture of unknown region, keeps its own pan and zoom. */
+  function linked(pairGd) {
+    return !!(pairGd && pairGd._fullLayout && (pairGd._fullLayout.meta || {}).linked);
+  }
+
+  function follow(gd, other, event, pairGd) {
+    if (gd._fxEcho > 0 || !movedByHand(event) || !linked(pairGd)) { return; }
     var a = range(gd), b = range(other);
     // only pictures of one shape are linked (e.g. a crop and its regeneration): a fraction of one
     // is then the same spot of the other
@@ -236,7 +243,7 @@
 
       /* Hooks on the viewer's two pictures, (re)attached whenever a figure arrives: the zoom
          read-out and the square pixels past 2x follow every redraw; the side-by-side picture
-         follows the main one's pan and zoom (and back) when both have the same shape. */
+         follows the main one's pan and zoom (and back) when it shows the same region (see linked). */
       viewerHooks: function (_main, _pair, mainId, pairId, zoomId) {
         setTimeout(function () {
           var main = plot(byId(mainId)), pair = plot(byId(pairId));
@@ -251,7 +258,7 @@
             });
             gd.on("plotly_relayout", function (event) {
               var other = plot(byId(gd === plot(byId(mainId)) ? pairId : mainId));
-              follow(gd, other, event);
+              follow(gd, other, event, plot(byId(pairId)));
             });
           });
         }, 0);

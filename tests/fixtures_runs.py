@@ -44,7 +44,7 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
                   cell_sizes: Sequence[int] | None = None, run_id: str = "fake-run",
                   image_size: tuple[int, int] = (40, 32), write_images: bool = True,
                   encoder_fallback: str | None = None, seed: int = 0,
-                  paired_sources: bool = False) -> Path:
+                  paired_sources: bool = False, other_crop_pairs: Sequence[int] = ()) -> Path:
     """Write a generated run and its data set under ``tmp_path``; return the run folder.
 
     Parameters
@@ -61,7 +61,10 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
         Recorded as ``encoder.fallback_reason`` (the app must then show the stand-in notice).
     paired_sources : bool
         Give images 2k (real) and 2k + 1 (fake) one ``source`` (``photo-k``), as a real crop and
-        its regeneration, so the viewer shows them side by side.
+        its regeneration, so the viewer shows them side by side; the data root then gets a
+        ``provenance.csv`` in which both show the same region (crop box) of ``photo-k.png``.
+    other_crop_pairs : list of int
+        Pairs ``k`` whose fake is another crop of the photo (another box), as in the demo set.
     """
     rng = np.random.default_rng(seed)
     tmp_path = Path(tmp_path)
@@ -107,6 +110,8 @@ def make_fake_run(tmp_path: str | Path, n_images: int = 40, n_cells: int = 4,
             "pred": int(pred[i]), "correct": int(correct[i]), "cell": int(cell_of[i]),
         })
 
+    if paired_sources:
+        _write_provenance(data_root, records, set(other_crop_pairs))
     heldout = np.array([r["split"] == "heldout" for r in records])
     generators = [r["generator"] for r in records]
     head_metrics = binary_metrics(labels[heldout], prob[heldout])
@@ -277,3 +282,16 @@ def run_pipeline_cli(data: Path, runs: Path, cache: Path, *extra: str) -> str:
     if len(runs_now) != 1:
         raise RuntimeError(f"expected one run under {runs}, found {runs_now}")
     return runs_now[0]
+
+
+def _write_provenance(data_root: Path, records: list[dict], other_crop_pairs: set[int]) -> None:
+    """``provenance.csv`` of a paired run: image ``i`` is cut from ``photo-{i // 2}.png`` at box
+    (8 k, 4 k, 64); a fake of ``other_crop_pairs`` at (8 k + 32, 4 k, 64) instead."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    lines = ["path,label,source,view_file,crop_x,crop_y,crop_side"]
+    for i, r in enumerate(records):
+        k = i // 2
+        shift = 32 if r["label"] == 1 and k in other_crop_pairs else 0
+        lines.append(f"{r['path']},{'fake' if r['label'] else 'real'},{r['source']},photo-{k}.png,"
+                     f"{8 * k + shift},{4 * k},64")
+    (data_root / "provenance.csv").write_text("\n".join(lines) + "\n")

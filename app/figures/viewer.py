@@ -18,7 +18,7 @@ SHADE = "rgba(20,20,20,0.6)"
 
 def image_figure(source: str, width: int, height: int, *, layer: str | None = None,
                  opacity: float = 0.6, box: tuple[float, float, float] | None = None,
-                 uirevision: str | None = None) -> go.Figure:
+                 uirevision: str | None = None, linked: bool = False) -> go.Figure:
     """The picture at ``source`` (``width`` x ``height`` pixels, upright) on pan/zoom axes.
 
     Parameters
@@ -28,6 +28,8 @@ def image_figure(source: str, width: int, height: int, *, layer: str | None = No
     box : ``(left, top, side)`` of the square the model saw, in the picture's pixels
         (:func:`pipeline.represent.originals.model_input_box`); outlined when it is not the whole picture.
     uirevision : kept while the same picture is shown, so toggling the map keeps the zoom.
+    linked : the picture shows the same region as the viewer's other one, so their pan and zoom
+        are linked (``assets/viewer.js`` reads ``layout.meta.linked``; other pictures stay apart).
     """
     w, h = float(width), float(height)
     images = [dict(source=source, xref="x", yref="y", x=0, y=0, sizex=w, sizey=h, xanchor="left",
@@ -48,7 +50,7 @@ def image_figure(source: str, width: int, height: int, *, layer: str | None = No
                                line=dict(color="white", width=1.5, dash="dash"), layer="above"))
     fig = go.Figure()
     fig.update_layout(
-        images=images, shapes=shapes, meta={"width": w, "height": h},
+        images=images, shapes=shapes, meta={"width": w, "height": h, "linked": bool(linked)},
         xaxis=dict(range=[0, w], visible=False, constrain="range"),
         yaxis=dict(range=[-h, 0], visible=False, scaleanchor="x", scaleratio=1, constrain="range"),
         margin=dict(l=0, r=0, t=0, b=0), dragmode="pan", hovermode=False, showlegend=False,

@@ -97,6 +97,23 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             abort(404)
         return _send(path, "image/png")
 
+    @bp.route(urls.REGION_RULE)
+    def source_region(run_id: str, index: int, name: str):
+        """A demo image's source region or its difference to it, drawn on the first request."""
+        view = run_or_404(run_id)
+        if index >= view.n_images or name not in viewer_files.REGION_NAMES:
+            abort(404)
+        try:
+            path = viewer_files.region_file(view, ctx.app_cache(view), index, name, ctx.cache_path)
+        except PathRefused as e:
+            abort(403, description=str(e))
+        except (BadImageError, ValueError) as e:  # e.g. the photo changed since the set was built
+            return Response(f"image {index}: no source region: {getattr(e, 'reason', None) or e}",
+                            status=422, mimetype="text/plain")
+        if path is None:
+            abort(404, description=f"image {index}: its source photo is not on this machine")
+        return _send(path, "image/png")
+
     @bp.route(urls.CONCEPT_RULE)
     def concept_patch(run_id: str, cell: int, k: int, j: int):
         view = run_or_404(run_id)

@@ -17,6 +17,7 @@ SPRITE_RULE = "/files/sprite/<run_id>/<key>.jpg"
 ATTENTION_RULE = "/files/attn/<run_id>/<int:index>/<name>.jpg"
 IMAGE_RULE = "/files/image/<run_id>/<int:index>"
 LAYER_RULE = "/files/layer/<run_id>/<int:index>/<name>.png"
+REGION_RULE = "/files/region/<run_id>/<int:index>/<name>.png"
 CONCEPT_RULE = "/files/concept/<run_id>/<int:cell>/<int:k>/<int:j>"
 NOTES_RULE = "/files/notes/<run_id>.<fmt>"
 NOTES_FORMATS = ("csv", "json", "html")
@@ -57,6 +58,12 @@ def image(run_id: str, index: int) -> str:
 def layer(run_id: str, index: int, name: str) -> str:
     """A relevance layer (PNG, ``name`` from ``app.files.viewer_files.layer_name``) over image ``index``."""
     return fill(LAYER_RULE, run_id=run_id, index=index, name=name)
+
+
+def source_region(run_id: str, index: int, name: str) -> str:
+    """The region of its source photo that image ``index`` was made from (``name`` = ``source``),
+    or the amplified difference between the two (``difference``): ``app.files.viewer_files.region_file``."""
+    return fill(REGION_RULE, run_id=run_id, index=index, name=name)
 
 
 def concept_patch(run_id: str, cell: int, k: int, j: int) -> str:

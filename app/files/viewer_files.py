@@ -19,6 +19,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
+
+from pipeline.data.provenance import difference_pixels, region_of, region_pixels, source_photo_file
+from pipeline.data.scan import load_image_rgb
+from pipeline.represent.originals import inspect
 
 from pipeline.explain.overlays import png_bytes, relevance_layer, signed_layer
 from pipeline.store.sealed import is_intact, read_sealed_json, write_sealed, write_sealed_json
@@ -89,3 +94,51 @@ def prepare_layers(view: RunView, cache_dir: Path, index: int, get_maps: Callabl
     write_sealed_json(folder / "meta.json", meta)
     progress("drawing the map", len(names), len(names))
     return meta
+
+
+# -- a demo fake's source region -----------------------------------------------------------------
+# ``viewer/<i>/source.png``: the region of the source photo that image ``i`` was made from, cut and
+# resized as the demo's reals were (pipeline.data.provenance.region_pixels), at the image's own
+# size; ``difference.png``: |image - source region| amplified DIFFERENCE_GAIN times. Drawn on the
+# first request, sealed, served from the cache after that.
+REGION_NAMES = ("source", "difference")
+DIFFERENCE_GAIN = 4.0
+
+
+def source_of(view: RunView, index: int, photo_cache: Path):
+    """``(region, photo file)`` of image ``index`` from the data set's provenance: ``(None, None)``
+    without provenance for it, ``(region, None)`` when its source photo is not on this machine
+    (``photo_cache``: the cache folder that holds the demo's unpacked sources)."""
+    region = region_of(view.images.root, view.records[int(index)]["path"])
+    if region is None:
+        return None, None
+    return region, source_photo_file(region.source, region.view_file, photo_cache)
+
+
+def region_file(view: RunView, cache_dir: Path, index: int, name: str, photo_cache: Path) -> Path | None:
+    """``source.png`` or ``difference.png`` of image ``index`` (drawn when first asked for);
+    None when ``name`` is not one of them, the image is not square (the region is a square) or its
+    source photo is not found.
+
+    Raises
+    ------
+    ValueError
+        The crop box does not fit the photo found (it changed since the data set was built).
+    """
+    if name not in REGION_NAMES:
+        return None
+    folder = layers_dir(cache_dir, index)
+    path = folder / f"{name}.png"
+    if is_intact(path):
+        return path
+    region, photo = source_of(view, index, photo_cache)
+    info = inspect(view.images.source_path(index), view.images.max_pixels)
+    if photo is None or info.width != info.height:
+        return None
+    source = region_pixels(photo, region, size=info.width, max_pixels=view.images.max_pixels)
+    if not is_intact(folder / "source.png"):
+        write_sealed(folder / "source.png", png_bytes(Image.fromarray(source)))
+    if name == "difference":
+        image = np.asarray(load_image_rgb(view.images.source_path(index), view.images.max_pixels))
+        write_sealed(path, png_bytes(Image.fromarray(difference_pixels(image, source, DIFFERENCE_GAIN))))
+    return path

@@ -3,7 +3,8 @@ overlay, its same-source companion side by side, and previous/next within its ce
 
 What is open is ``STORE_VIEWER`` = ``{"index": i, "map": m, "pair": j}`` (None = closed): ``m`` is
 the overlay (``"aggregate"``, a dimension ``k``, or None = off), ``j`` the image shown side by side
-(None = the best match, -1 = none). :func:`navigate` is its one writer; it is opened by
+(None = the best match, -1 = none, -2 / -3 = a demo fake's source region / the difference to it).
+:func:`navigate` is its one writer; it is opened by
 
 * a click on a thumbnail of the image grid (``IMAGES_GRAPH.clickData``),
 * Enter on a thumbnail (``assets/viewer.js`` moves a cursor over the grid with the arrow keys and
@@ -22,6 +23,11 @@ show it: :mod:`pipeline.represent.originals`) on a plotly figure with wheel zoom
 of the original (:func:`pipeline.represent.originals.model_input_box`), so the map is laid over that square
 and the border outside it is shaded and said to be unseen. A map not drawn yet is computed by a
 background job for this one image (:class:`app.jobs.panel.JobView`); a drawn one shows at once.
+
+Pairs are honest (issue 23): a picture side by side follows the main one's pan and zoom only when
+the data set's ``provenance.csv`` says it shows the same region (:mod:`pipeline.data.provenance`);
+another crop of the same photo, or a same-source image of unknown region, is captioned so and
+keeps its own view. A demo fake is offered the region of its source photo it was made from.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from pathlib import Path
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Input, Output, State, callback_context, dcc, html, no_update
 
+from pipeline.data import provenance
 from pipeline.data.scan import BadImageError, PathRefused
 from pipeline.represent.originals import inspect, model_input_box
 
@@ -44,6 +51,10 @@ from app.figures.viewer import image_figure
 from app.files.viewer_files import AGGREGATE
 
 MAX_PAIRS = 12  # same-source images listed in the strip
+# Pictures of the side-by-side slot that are not images of the run ("pair" in STORE_VIEWER):
+SOURCE_REGION = -2  # the region of its source photo that the image was made from
+DIFFERENCE = -3  # |image - that region|, amplified
+REGION_PICTURES = {SOURCE_REGION: "source", DIFFERENCE: "difference"}
 DEFAULT_OPACITY = 0.6
 GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset", "showSendToCloud": False,
                 "modeBarButtonsToRemove": ["autoScale2d", "toImage", "select2d", "lasso2d", "sendChartToCloud"],
@@ -200,7 +211,7 @@ def navigate(ctx: AppContext, trigger, value, current: dict | None, run_id, over
         return no_update
     if isinstance(trigger, dict) and trigger.get("type") == ids.viewer_compare("")["type"]:
         pair = trigger.get("index")
-        return {**current, "pair": -1 if pair == -1 else _valid(view, pair)}
+        return {**current, "pair": pair if pair == -1 or pair in REGION_PICTURES else _valid(view, pair)}
     if trigger in (ids.VIEWER_PREV, ids.VIEWER_NEXT):
         index = neighbour(ctx, view, int(current["index"]), -1 if trigger == ids.VIEWER_PREV else 1)
         return {**current, "index": index, "pair": None} if index is not None else no_update
@@ -210,26 +221,55 @@ def navigate(ctx: AppContext, trigger, value, current: dict | None, run_id, over
 
 
 # -- what the viewer shows -------------------------------------------------------------------------
+def relation(view, index: int, other: int) -> str:
+    """How two images of one source relate (:mod:`pipeline.data.provenance`): the same region
+    (only then are they linked), another crop, or region unknown (no or unreadable provenance)."""
+    try:
+        return provenance.relation(view.images.root, view.records[index]["path"], view.records[other]["path"])
+    except (OSError, ValueError):  # a damaged provenance.csv proves nothing: nothing is linked
+        return provenance.UNKNOWN
+
+
 def same_source(view, index: int) -> list[int]:
     """The other images with ``index``'s ``source`` (e.g. a real crop and the GAN regenerations
-    of the same photo): the other class first, then the same file name, then by index."""
+    of the same photo): those of the same region first, then the other class, then the same file
+    name, then by index."""
     source = view.records[index].get("source") or ""
     if not source:
         return []
     name, label = Path(view.records[index]["path"]).name, int(view.label[index])
     others = [j for j, r in enumerate(view.records) if j != index and r.get("source") == source]
-    return sorted(others, key=lambda j: (int(view.label[j]) == label,
+    return sorted(others, key=lambda j: (relation(view, index, j) != provenance.SAME_REGION,
+                                         int(view.label[j]) == label,
                                          Path(view.records[j]["path"]).name != name, j))
 
 
-def chosen_pair(view, payload: dict) -> int | None:
-    """The image shown side by side: the one asked for, else the best same-source match."""
-    pair = payload.get("pair")
+def source_region(ctx: AppContext, view, index: int):
+    """``(region, photo file)`` of a fake of the demo (:func:`app.files.viewer_files.source_of`);
+    ``(None, None)`` for a real (its source region is itself) or without provenance."""
+    if int(view.label[index]) != 1:
+        return None, None
+    try:
+        return viewer_files.source_of(view, index, ctx.cache_path)
+    except (OSError, ValueError):
+        return None, None
+
+
+def chosen_pair(ctx: AppContext, view, payload: dict) -> int | None:
+    """The picture shown side by side: the one asked for, else a same-region image, else the
+    source region of a fake (when its photo is here), else the first same-source image."""
+    pair, index = payload.get("pair"), int(payload["index"])
     if pair == -1:
         return None
+    if pair in REGION_PICTURES:
+        return int(pair) if source_region(ctx, view, index)[1] is not None else None
     if pair is not None and _valid(view, pair) is not None:
         return int(pair)
-    matches = same_source(view, int(payload["index"]))
+    matches = same_source(view, index)
+    if matches and relation(view, index, matches[0]) == provenance.SAME_REGION:
+        return matches[0]
+    if source_region(ctx, view, index)[1] is not None:
+        return SOURCE_REGION
     return matches[0] if matches else None
 
 
@@ -241,12 +281,14 @@ def picture(view, index: int) -> tuple[object, str]:
         return None, getattr(e, "reason", None) or str(e)
 
 
-def figure_of(view, index: int, which=None, opacity: float = DEFAULT_OPACITY, layer: bool = False):
-    """The figure of image ``index``; with the map ``which`` laid over it when ``layer``."""
+def figure_of(view, index: int, which=None, opacity: float = DEFAULT_OPACITY, layer: bool = False,
+              linked: bool = False):
+    """The figure of image ``index``; with the map ``which`` laid over it when ``layer``;
+    ``linked``: it shows the main picture's region (its pan and zoom follow the main one's)."""
     info, why = picture(view, index)
     if info is None:
         return empty_figure(f"{view.file_name(index)} cannot be shown: {why}")
-    return image_figure(urls.image(view.run_id, index), info.width, info.height,
+    return image_figure(urls.image(view.run_id, index), info.width, info.height, linked=linked,
                         layer=urls.layer(view.run_id, index, viewer_files.layer_name(which))
                         if layer and which is not None else None,
                         opacity=DEFAULT_OPACITY if opacity is None else float(opacity),
@@ -347,28 +389,71 @@ def legend(view, info, which) -> list:
     return out
 
 
-def pairs_strip(view, index: int, shown: int | None) -> list:
-    """The same-source images as buttons (click: side by side), or nothing when there are none."""
+# What a picture shown side by side is to the main one, in words (its caption and its button).
+RELATION_WORDS = {provenance.SAME_REGION: "same region: pan and zoom linked",
+                  provenance.OTHER_CROP: "same source photo, other crop: not the same region, not linked",
+                  provenance.UNKNOWN: "same source (region unknown): not linked"}
+RELATION_TAGS = {provenance.SAME_REGION: "same region", provenance.OTHER_CROP: "other crop",
+                 provenance.UNKNOWN: "region unknown"}
+
+
+def pairs_strip(ctx: AppContext, view, index: int, shown: int | None) -> list:
+    """The same-source images as buttons (click: side by side), each tagged with its relation to
+    the main image, and for a demo fake its source photo's region and the difference to it; or
+    nothing when there are none."""
     matches = same_source(view, index)
-    if not matches:
+    region, photo = source_region(ctx, view, index)
+    if not matches and region is None:
         return []
-    source = view.records[index].get("source")
+    source = view.records[index].get("source") or (region.source if region else "")
     buttons = [html.Button("none", id=ids.viewer_compare(-1), n_clicks=0, className="fx-pair-none",
                            **{"aria-pressed": "true" if shown is None else "false",
                               "aria-label": "Show no image side by side"})]
+    if photo is not None:
+        for pick, words, tag in ((SOURCE_REGION, "source photo, same region", "source"),
+                                 (DIFFERENCE, "difference ×4", "diff ×4")):
+            buttons.append(html.Button(
+                [html.Img(src=urls.source_region(view.run_id, index, REGION_PICTURES[pick]), alt=""),
+                 html.Span(tag, className="fx-pair-tag same")],
+                id=ids.viewer_compare(pick), n_clicks=0, className="fx-pair fx-pair-region",
+                title=f"{words}: the region of {region.view_file} this image was made from"
+                      + (" (|this image - it| × 4)" if pick == DIFFERENCE else ""),
+                **{"aria-pressed": "true" if pick == shown else "false",
+                   "aria-label": f"Compare with its source photo, same region" if pick == SOURCE_REGION
+                   else "Show the difference to its source photo's region, amplified 4 times"}))
     for j in matches[:MAX_PAIRS]:
-        word = view.label_word(j)
+        word, rel = view.label_word(j), relation(view, index, j)
+        tag = RELATION_TAGS[rel]
         buttons.append(html.Button(
-            [html.Img(src=urls.thumb(view.run_id, j), alt=""), html.Span(word, className=f"fx-viewer-badge {word}")],
+            [html.Img(src=urls.thumb(view.run_id, j), alt=""), html.Span(word, className=f"fx-viewer-badge {word}"),
+             html.Span(tag, className="fx-pair-tag" + (" same" if rel == provenance.SAME_REGION else ""))],
             id=ids.viewer_compare(j), n_clicks=0, className="fx-pair",
-            title=f"{view.records[j]['path']} ({word})",
+            title=f"{view.records[j]['path']} ({word}; {RELATION_WORDS[rel]})",
             **{"aria-pressed": "true" if j == shown else "false",
-               "aria-label": f"Compare with {view.file_name(j)} ({word})"}))
+               "aria-label": f"Compare with {view.file_name(j)} ({word}, {tag})"}))
     more = len(matches) - MAX_PAIRS
-    return [html.Div([html.B("Same source"), f" ({source}): {len(matches)} other image(s)"
-                      + (f", first {MAX_PAIRS} shown" if more > 0 else "")
-                      + ". Click one to see it side by side."], className="fx-muted"),
-            html.Div(buttons, className="fx-pair-buttons")]
+    lines = [html.Div([html.B("Same source"), f" ({source}): {len(matches)} other image(s)"
+                       + (f", first {MAX_PAIRS} shown" if more > 0 else "")
+                       + ". Click one to see it side by side; only pictures of the same region follow"
+                         " the pan and zoom."], className="fx-muted")]
+    if region is not None and photo is None:
+        lines.append(html.Div(f"Its source photo ({region.source}, {region.view_file}) is not on this "
+                              "machine: no picture of the same region to compare with.",
+                              className="fx-muted fx-pair-missing"))
+    return lines + [html.Div(buttons, className="fx-pair-buttons")]
+
+
+def region_caption(view, index: int, pair: int) -> list:
+    """The caption over a fake's source region (or the difference to it)."""
+    try:
+        region = provenance.region_of(view.images.root, view.records[index]["path"])
+    except (OSError, ValueError):
+        region = None
+    where = f"{region.view_file}, box x {region.x} y {region.y}, side {region.side} px" if region else ""
+    if pair == DIFFERENCE:
+        return [html.B("difference"), f" |this image − its source region| × {viewer_files.DIFFERENCE_GAIN:g}"
+                f" ({where}) · same region: pan and zoom linked"]
+    return [html.B("its source photo, same region"), f" ({where}) · pan and zoom linked"]
 
 
 def caption(view, index: int, which=None, link: bool = False) -> list:
@@ -427,18 +512,29 @@ def content(ctx: AppContext, payload, run_id) -> dict:
     order = sequence(ctx, view, index)
     pos = order.index(index) if index in order else -1
     which = payload.get("map")
-    pair = chosen_pair(view, payload)
+    pair = chosen_pair(ctx, view, payload)
     title = view.file_name(index)
     position = f"image {pos + 1} of {len(order)} in cell {int(view.cell[index])}"
+    info, why = picture(view, index)
     if pair is None:
         pair_fig, pair_style, head, main_head = empty_figure(""), {"display": "none"}, [], []
+    elif pair in REGION_PICTURES:
+        if info is None:
+            pair_fig = empty_figure(f"{view.file_name(index)} cannot be shown: {why}")
+        else:  # one uirevision for the source region and the difference: the toggle keeps the zoom
+            pair_fig = image_figure(urls.source_region(view.run_id, index, REGION_PICTURES[pair]),
+                                    info.width, info.height, linked=True,
+                                    uirevision=f"{view.run_id}-{index}-region")
+        pair_style, head, main_head = {}, region_caption(view, index, pair), caption(view, index)
     else:
-        pair_fig, pair_style = figure_of(view, pair), {}
-        head, main_head = caption(view, pair, which, link=True), caption(view, index)
-    info, why = picture(view, index)
+        rel = relation(view, index, pair)
+        pair_fig, pair_style = figure_of(view, pair, linked=rel == provenance.SAME_REGION), {}
+        head = [html.Span(RELATION_WORDS[rel], className="fx-pair-relation " + rel.replace(" ", "-")),
+                html.Br(), *caption(view, pair, which, link=True)]
+        main_head = caption(view, index)
     return dict(title=title, position=position, prev_disabled=pos <= 0,
                 next_disabled=pos < 0 or pos >= len(order) - 1, facts=facts(view, index, info, why),
-                legend=legend(view, info, which), pairs=pairs_strip(view, index, pair),
+                legend=legend(view, info, which), pairs=pairs_strip(ctx, view, index, pair),
                 pair_figure=pair_fig, pair_style=pair_style, pair_head=head, main_head=main_head)
 
 

@@ -328,3 +328,97 @@ def test_the_layer_route_serves_drawn_layers_only(client, ctx):
     assert client.get("/files/layer/fake-run/1/d16.png").status_code == 404
     assert client.get("/files/layer/fake-run/1/meta.png").status_code == 404
     assert client.get("/files/layer/fake-run/1/..%2F..%2Fgrids.png").status_code == 404
+
+
+# -- honest pairs: linked only when they show the same region (issue 23) ---------------------------
+def _pair_of(ctx, index, pair=None):
+    payload = {**_open(ctx, index), "pair": pair} if pair is not None else _open(ctx, index)
+    return viewer.content(ctx, payload, "fake-run")
+
+
+def test_only_a_pair_of_the_same_region_is_linked_another_crop_is_said_and_not_linked(make_fake_run, app_config):
+    # pairs (0, 1) and (2, 3): one photo each; 3 is another crop of photo-1 than 2 (provenance.csv)
+    make_fake_run(n_images=8, n_cells=1, paired_sources=True, other_crop_pairs=[1])
+    ctx = AppContext(app_config)
+    view = ctx.run("fake-run")
+    assert viewer.relation(view, 0, 1) == "same region" and viewer.relation(view, 2, 3) == "other crop"
+    same = _pair_of(ctx, 0)
+    assert same["pair_figure"].layout.images[0].source == "/files/image/fake-run/1"
+    assert same["pair_figure"].layout.meta["linked"] is True
+    assert "same region: pan and zoom linked" in _texts(same["pair_head"])
+    assert "same region" in _texts(same["pairs"])
+    other = _pair_of(ctx, 2)
+    assert other["pair_figure"].layout.images[0].source == "/files/image/fake-run/3"
+    assert other["pair_figure"].layout.meta["linked"] is False
+    assert "same source photo, other crop: not the same region, not linked" in _texts(other["pair_head"])
+    assert "other crop" in _texts(other["pairs"])
+    # the fake 3 knows its region, but photo-1 is nowhere on this machine: said, nothing offered
+    strip = _texts(_pair_of(ctx, 3)["pairs"])
+    assert "Its source photo (photo-1, photo-1.png) is not on this machine" in strip
+    assert "source photo" not in _texts(_pair_of(ctx, 2)["pairs"])  # a real: its region is itself
+    assert viewer.chosen_pair(ctx, view, {"index": 3, "pair": viewer.SOURCE_REGION}) is None
+    # the main figure itself is never marked linked: the pair's figure decides
+    assert viewer.figure_of(view, 0).layout.meta["linked"] is False
+
+
+def test_without_provenance_same_source_images_are_region_unknown_and_not_linked(make_fake_run, app_config):
+    run = make_fake_run(n_images=8, n_cells=1, paired_sources=True)
+    (run.parents[1] / "data" / "provenance.csv").unlink()
+    ctx = AppContext(app_config)
+    out = _pair_of(ctx, 0)
+    assert out["pair_figure"].layout.meta["linked"] is False
+    assert "same source (region unknown): not linked" in _texts(out["pair_head"])
+    assert "region unknown" in _texts(out["pairs"])
+
+
+def _demo_fake_of_a_wallpaper(ctx, app_config, fake_rgb=(200, 0, 0)):
+    """Image 1 (a fake) becomes a 16 x 16 regeneration of the box (16, 8, 32) of a Debian wallpaper
+    unpacked in the app's cache: that box is red, the rest of the photo blue."""
+    photo = np.zeros((48, 64, 3), np.uint8)
+    photo[:, :] = (0, 0, 255)
+    photo[8:40, 16:48] = (255, 0, 0)
+    root = app_config.cache_path / "demo_sources" / "mate-backgrounds"
+    (root / "usr/share/backgrounds/mate/nature").mkdir(parents=True)
+    Image.fromarray(photo).save(root / "usr/share/backgrounds/mate/nature/lake.jpg", quality=98)
+    (root / ".complete.json").write_text("{}")
+    _replace(ctx, 1, "g/mate-backgrounds/1_fake/lake_000.png",
+             lambda p: Image.new("RGB", (16, 16), fake_rgb).save(p))
+    (ctx.run("fake-run").images.root / "provenance.csv").write_text(
+        "path,label,source,view_file,crop_x,crop_y,crop_side\n"
+        "g/mate-backgrounds/1_fake/lake_000.png,fake,mate-backgrounds/lake.jpg,lake.jpg,16,8,32\n")
+    _set_sources(ctx, {1: "mate-backgrounds/lake.jpg"})
+
+
+def _png(response) -> np.ndarray:
+    import io
+    return np.asarray(Image.open(io.BytesIO(response.data)).convert("RGB")).astype(int)
+
+
+def test_the_region_route_cuts_the_fakes_source_region_and_the_difference(client, ctx, app_config):
+    _demo_fake_of_a_wallpaper(ctx, app_config)
+    r = client.get("/files/region/fake-run/1/source.png")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    source = _png(r)
+    assert source.shape == (16, 16, 3)  # the image's own size
+    assert np.abs(source[2:-2, 2:-2] - (255, 0, 0)).max() <= 12  # the red box (JPEG-compressed)
+    diff = _png(client.get("/files/region/fake-run/1/difference.png"))
+    assert np.abs(diff[2:-2, 2:-2] - (220, 0, 0)).max() <= 48  # |200 - 255| x 4, JPEG error x 4
+    cached = viewer_files.layers_dir(ctx.app_cache(ctx.run("fake-run")), 1)
+    assert (cached / "source.png").is_file() and (cached / "difference.png").is_file()
+    assert client.get("/files/region/fake-run/1/other.png").status_code == 404
+    assert client.get("/files/region/fake-run/0/source.png").status_code == 404  # no provenance for it
+    assert client.get("/files/region/fake-run/99/source.png").status_code == 404
+
+
+def test_a_demo_fake_opens_beside_its_source_region_linked_with_a_difference_toggle(ctx, app_config):
+    _demo_fake_of_a_wallpaper(ctx, app_config)
+    out = _pair_of(ctx, 1)
+    fig = out["pair_figure"]
+    assert fig.layout.images[0].source == "/files/region/fake-run/1/source.png" and fig.layout.meta["linked"] is True
+    assert "its source photo, same region" in _texts(out["pair_head"])
+    assert "lake.jpg, box x 16 y 8, side 32 px" in _texts(out["pair_head"])
+    chosen = viewer.navigate(ctx, ids.viewer_compare(viewer.DIFFERENCE), 1, _open(ctx, 1), "fake-run", [], None)
+    assert chosen["pair"] == viewer.DIFFERENCE
+    out = viewer.content(ctx, chosen, "fake-run")
+    assert out["pair_figure"].layout.images[0].source == "/files/region/fake-run/1/difference.png"
+    assert out["pair_figure"].layout.meta["linked"] is True and "× 4" in _texts(out["pair_head"])
