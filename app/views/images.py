@@ -189,8 +189,6 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
     patch = Patch()
     patch["layout"]["shapes"] = (selection_shapes(grid, chosen) + selection_shapes(
         grid, highlighted_in(highlight, run_id, cell), HIGHLIGHT_STYLE))
-    # plotly keeps the dragged box (with its handles) over the thumbnails; our outlines say it
-    patch["layout"]["selections"] = []
     if (sel or {}).get("from") != "graph":  # the graph already shows what the user selected
         slots = [i for i in grid["order"] if i >= 0]
         markers = trace_index(GRID_TRACES, GRID_TRACE_NAME)
