@@ -5,17 +5,17 @@ Rows are the selected images; columns are the 16 dimensions in ONE order for the
 (by mean |contribution to the logit| over it), so a column reads down: what one dimension looks at
 in each image. The order and the contributions come from the run itself (its ``z16`` and its
 head's output layer, ``pipeline.explain.contributions``), so they are known before the first map
-is computed and never move while the rows arrive.
+is computed and never move while the rows arrive. A summary row on top shows the selection's
+mean contribution per dimension (orange pushes towards fake, blue towards real), and each column
+states once, in words, whether its maps pass the deletion check (``pipeline.explain.faithfulness``): a failing dimension is marked, and its maps
+should not be read as "what the model looks at". Clicking a map opens it in the image viewer.
+Maps not computed yet are computed in a background job with a progress bar; cached ones show at
+once (the callback only writes image URLs).
 
 Each image has one p(fake): the run's (as in the grid and the viewer). The maps' forward pass may
 run in another precision than the run's embedding (fp32 for gradients, bf16 embeddings): where its
 logit differs from the run's by more than rounding, the row says so, labelled with its precision
-(:func:`logit_lines`). A summary row on top shows the selection's mean contribution per dimension (orange
-pushes towards fake, blue towards real), and each column states once, in words, whether its maps
-pass the deletion check (``pipeline.explain.faithfulness``): a failing dimension is marked, and its maps
-should not be read as "what the model looks at". Clicking a map opens it in the image viewer.
-Maps not computed yet are computed in a background job with a progress bar; cached ones show at
-once (the callback only writes image URLs).
+(:func:`logit_lines`).
 """
 from __future__ import annotations
 
