@@ -86,3 +86,15 @@ def test_columns_are_known_before_the_first_map_and_never_move(ctx):
     big = _texts(_find(final, "fx-attn-big"))
     assert f"p(fake) {view.prob[0]:.3f}" in big and f"logit {view.logit[0]:+.2f} (> 0 = fake)" in big
     assert "maps (fp32 forward): logit +2.00, p 0.881" in big
+
+
+def test_a_bf16_run_labels_the_maps_logit_with_the_precisions_of_its_meta(ctx):
+    view = ctx.run("fake-run")
+    assert view.precision == FP32  # a run whose meta.json says nothing: fp32
+    view.meta["encoder"]["extra"] = {"precision": "bf16", "maps_precision": "fp32", "precision_reason": "cuda"}
+    assert view.precision == BF16
+    request = attention.JOB.render(ctx, {"ids": [0]}, "fake-run", 0)[-1]
+    final, _, _ = attention.JOB.prepare(ctx, request, lambda *a: None, explain=FAKE_EXPLAIN)
+    [maps_line] = _find(final, "fx-attn-maps-logit")
+    assert _texts(maps_line) == "maps (fp32 forward): logit +2.00, p 0.881"
+    assert "embedded its images in bf16" in maps_line.title
