@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.explain.contributions import contributions, read_classifier_weight
 from pipeline.store.run_store import APPLIED_NAME, AppliedStore, ArtifactError, RunStore, list_runs, open_store
 from pipeline.represent.thumbnails import RunImages
 
@@ -263,6 +264,39 @@ class RunView:
 
     def z16(self) -> np.ndarray:
         return RunStore(self.path).load_array("z16", mmap=True)
+
+    @functools.cached_property
+    def classifier_weight(self) -> np.ndarray | None:
+        """(K,) weight of the head's output layer (read torch-free from ``head.pt``: an applied
+        set's is its run's), or None for a run folder without a readable head."""
+        try:
+            return read_classifier_weight(self.path)
+        except ArtifactError:
+            return None
+
+    def contributions(self, indices) -> np.ndarray | None:
+        """(len(indices), K) each dimension's contribution to the logit, ``w_k * z_k``, from the
+        run's ``z16`` (the formula of the relevance maps' ``contributions``, known without them),
+        or None when the run's head cannot be read."""
+        w = self.classifier_weight
+        if w is None:
+            return None
+        return contributions(self.z16()[np.asarray(list(indices), dtype=np.int64)], w)
+
+    @functools.cached_property
+    def logit(self) -> np.ndarray:
+        """(N,) float64 the run's logit per image (``logit.npy``; recovered from p(fake) where a
+        run lacks it)."""
+        return self.columns.logit
+
+    @property
+    def precision(self) -> dict:
+        """How the run's numbers were computed (``meta.json`` -> ``encoder.extra``): ``precision``
+        of the embeddings (so of p(fake)) and ``maps_precision`` of the relevance maps' forward;
+        "fp32" where a run does not say."""
+        extra = (self.meta.get("encoder") or {}).get("extra") or {}
+        return {"precision": str(extra.get("precision") or "fp32"),
+                "maps_precision": str(extra.get("maps_precision") or extra.get("precision") or "fp32")}
 
     def file_name(self, index: int) -> str:
         return Path(self.records[index]["path"]).name

@@ -3,18 +3,26 @@ computed by ``pipeline.explain.cache``).
 
 Rows are the selected images; columns are the 16 dimensions in ONE order for the whole selection
 (by mean |contribution to the logit| over it), so a column reads down: what one dimension looks at
-in each image. A summary row on top shows the selection's mean contribution per dimension (orange
-pushes towards fake, blue towards real), and each column states once, in words, whether its maps
-pass the deletion check (``pipeline.explain.faithfulness``): a failing dimension is marked, and its maps
+in each image. The order and the contributions come from the run itself (its ``z16`` and its
+head's output layer, ``pipeline.explain.contributions``), so they are known before the first map
+is computed and never move while the rows arrive. A summary row on top shows the selection's
+mean contribution per dimension (orange pushes towards fake, blue towards real), and each column
+states once, in words, whether its maps pass the deletion check (``pipeline.explain.faithfulness``): a failing dimension is marked, and its maps
 should not be read as "what the model looks at". Clicking a map opens it in the image viewer.
 Maps not computed yet are computed in a background job with a progress bar; cached ones show at
 once (the callback only writes image URLs).
+
+Each image has one p(fake): the run's (as in the grid and the viewer). The maps' forward pass may
+run in another precision than the run's embedding (fp32 for gradients, bf16 embeddings): where its
+logit differs from the run's by more than rounding, the row says so, labelled with its precision
+(:func:`logit_lines`).
 """
 from __future__ import annotations
 
 import numpy as np
 from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
+from pipeline.explain.contributions import column_order
 from pipeline.explain.overlays import FAKE_RGB, REAL_RGB, colour_scale
 
 from app.files import artifacts, urls
@@ -38,12 +46,6 @@ def layout() -> html.Div:
         JobPanel(ids.ATTN_JOB, [html.Div(id=ids.ATTN_CONTENT), dcc.Store(id=ids.ATTN_READY)]),
         dcc.Store(id=ids.ATTN_SCROLL),
     ])
-
-
-def column_order(contributions: list[list[float]]) -> list[int]:
-    """Dimensions by mean |contribution| over the selection, largest first (ties: by index)."""
-    mean_abs = np.abs(np.asarray(contributions, dtype=np.float64)).mean(axis=0)
-    return [int(k) for k in np.argsort(-mean_abs, kind="stable")]
 
 
 def colour_legend() -> html.Div:
@@ -81,8 +83,9 @@ def faithfulness_words(k: int, f: dict | None) -> tuple[str, str, bool | None]:
 def header_row(order: list[int], contributions: list[list[float]], faithfulness: list[dict] | None) -> list:
     """The matrix's first row: one header per dimension with the selection's mean contribution as
     a bar (up = towards fake, down = towards real) and its deletion-check mark."""
-    mean = np.asarray(contributions, dtype=np.float64).mean(axis=0)
-    scale = float(np.abs(mean).max()) or 1.0
+    values = np.asarray(contributions, dtype=np.float64)
+    mean = values.mean(axis=0)
+    scale = float(np.abs(mean).max(initial=0.0)) or 1.0
     cells = [html.Div("image", className="fx-attn-corner"),
              html.Div("aggregate map", className="fx-attn-corner")]
     for k in order:
@@ -94,8 +97,10 @@ def header_row(order: list[int], contributions: list[list[float]], faithfulness:
             html.Div(className=f"fx-attn-bar-fill {'fake' if c >= 0 else 'real'}",
                      style={"height": height, "bottom": "50%"} if c >= 0 else {"height": height, "top": "50%"}),
         ])
+        about = (f"d{k}: mean contribution {c:+.3f} to the logit over the {len(values)} image(s) "
+                 f"shown (mean |contribution| {np.abs(values[:, k]).mean():.3f} sets the order)")
         cells.append(html.Div(className=f"fx-attn-head{' fails' if ok is False else ''}",
-                              **{"data-dim": str(k)}, title=sentence, children=[
+                              **{"data-dim": str(k)}, title=f"{about}. {sentence}", children=[
             html.B(f"d{k}"), bar,
             html.Span(f"{c:+.2f}", className="fx-contrib-pos" if c >= 0 else "fx-contrib-neg"),
             html.Span(mark, className="fx-attn-mark"),
@@ -113,6 +118,31 @@ def _caption(view, index: int) -> list:
             html.Br(), f"p(fake) {view.prob[index]:.3f}"]
 
 
+def logit_lines(run_prob: float, run_logit: float, maps_logit: float | None,
+                precision: dict) -> list[tuple[str, str]]:
+    """(text, tooltip) lines under an image's aggregate map: the run's logit (the p(fake) shown
+    beside it comes from it) and, only where the maps' forward pass gives another number (by more
+    than the rounding shown), that one too, labelled with the precision that made it."""
+    embed, maps = precision.get("precision", "fp32"), precision.get("maps_precision", "fp32")
+    lines = [(f"logit {run_logit:+.2f} (> 0 = fake)",
+              f"the run's logit ({embed} embedding): p(fake) {run_prob:.3f}, as in the grid and the viewer")]
+    if maps_logit is None:
+        return lines
+    # the head's sigmoid (pipeline.model.head.sigmoid) would import torch into the web process
+    with np.errstate(over="ignore"):
+        maps_prob = float(1.0 / (1.0 + np.exp(-np.float64(maps_logit))))
+    if f"{maps_logit:+.2f}" == f"{run_logit:+.2f}" and f"{maps_prob:.3f}" == f"{run_prob:.3f}":
+        return lines
+    why = (f"The run embedded its images in {embed}: p(fake) {run_prob:.3f} (logit {run_logit:+.2f}) "
+           f"is that computation's, shown everywhere. The relevance maps need gradients, so their "
+           f"forward pass ran in {maps}, which gives logit {maps_logit:+.2f} (p {maps_prob:.3f}); the "
+           f"maps and the aggregate are that pass's." if embed != maps else
+           f"The maps' forward pass ({maps}, as the run's embedding) gives logit {maps_logit:+.2f} "
+           f"(p {maps_prob:.3f}), not the run's {run_logit:+.2f} (p {run_prob:.3f}): the image file "
+           f"may have changed since the run. The maps and the aggregate are that pass's.")
+    return lines + [(f"maps ({maps} forward): logit {maps_logit:+.2f}, p {maps_prob:.3f}", why)]
+
+
 def _map_button(view, index: int, name: str, dim, alt: str, title: str):
     """A map that opens the image viewer on its image with this map as the overlay."""
     return open_button(index, "" if dim == "image" else dim,
@@ -120,8 +150,10 @@ def _map_button(view, index: int, name: str, dim, alt: str, title: str):
                        className="fx-attn-map", title=title)
 
 
-def image_row(view, index: int, meta: dict, order: list[int], failing: set[int]) -> list:
-    """One selected image: its picture, its aggregate map, and its maps in the columns' order."""
+def image_row(view, index: int, meta: dict, order: list[int], failing: set[int],
+              contributions=None) -> list:
+    """One selected image: its picture, its aggregate map, and its maps in the columns' order;
+    ``contributions`` (K,): the values written under its maps (default: the maps' own)."""
     frame = view.outcome(index)
     picture = (html.Img(src=urls.thumb(view.run_id, index), alt=view.file_name(index),
                         className="fx-attn-thumb") if meta.get("pending") else
@@ -132,12 +164,15 @@ def image_row(view, index: int, meta: dict, order: list[int], failing: set[int])
         return [first, html.Div("computing its maps…", className="fx-muted fx-attn-error")]
     if meta.get("error"):
         return [first, html.Div(f"No maps: {meta['error']}", className="fx-error fx-attn-error")]
-    logit, contributions = meta["logit"], meta["contributions"]
+    if contributions is None:
+        contributions = meta["contributions"]
+    lines = logit_lines(float(view.prob[index]), float(view.logit[index]), meta.get("logit"), view.precision)
     row = [first, html.Div(className="fx-attn-big", children=[
         _map_button(view, index, "aggregate", "aggregate", "aggregate map", "aggregate map: click to enlarge"),
-        html.Div(f"logit {logit:+.2f} (> 0 = fake)", className="fx-caption")])]
+        *[html.Div(text, title=title, className="fx-caption" if j == 0 else "fx-caption fx-attn-maps-logit")
+          for j, (text, title) in enumerate(lines)]])]
     for k in order:
-        c = contributions[k] if k < len(contributions) else 0.0
+        c = float(contributions[k]) if k < len(contributions) else 0.0
         row.append(html.Div(className=f"fx-attn-dim{' fails' if k in failing else ''}",
                             **{"data-dim": str(k), "data-index": str(index)}, children=[
             _map_button(view, index, f"d{k:02d}", k, f"dimension {k}",
@@ -148,16 +183,26 @@ def image_row(view, index: int, meta: dict, order: list[int], failing: set[int])
 
 
 def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[dict] | None) -> html.Div:
-    """The attention matrix of ``chosen`` (all rows in one column order)."""
-    good = [i for i in chosen if not metas[i].get("error")]  # (pending rows carry an "error" too)
-    n_dims = max((len(metas[i]["contributions"]) for i in good), default=0)
-    contributions = [metas[i]["contributions"] for i in good] or [[0.0] * n_dims]
+    """The attention matrix of ``chosen`` (all rows in one column order).
+
+    The order and the values come from the run's own contributions (``view.contributions``), all
+    known before any map. Only a run folder without a readable head (test runs) falls back on the
+    maps drawn so far."""
+    run_values = view.contributions(chosen)
+    if run_values is not None:
+        contributions, n_dims = run_values, run_values.shape[1]
+        row_values = dict(zip(chosen, run_values))
+    else:
+        good = [i for i in chosen if not metas[i].get("error")]  # (pending rows carry an "error" too)
+        n_dims = max((len(metas[i]["contributions"]) for i in good), default=0)
+        contributions = [metas[i]["contributions"] for i in good] or [[0.0] * n_dims]
+        row_values = {}
     order = column_order(contributions) if n_dims else []
     failing = {k for k in order if faithfulness is not None and k < len(faithfulness)
                and not faithfulness[k]["passes"]}
     cells = header_row(order, contributions, faithfulness)
     for i in chosen:
-        cells.extend(image_row(view, i, metas[i], order, failing))
+        cells.extend(image_row(view, i, metas[i], order, failing, row_values.get(i)))
     return html.Div([
         colour_legend(),
         html.Div(cells, className="fx-attn-matrix", **{"data-order": ",".join(map(str, order))},
@@ -219,7 +264,9 @@ def show(ctx: AppContext, sel, run_id, cell):
     ready = content(ctx, view, chosen)
     if ready is not None:
         return Ready((ready[0], {"run": view.run_id}), ready[1])
-    return Job({"run": view.run_id, "indices": chosen}, ([], no_update),
+    # every row a placeholder, under the headers in their final order: known before any map
+    pending = content(ctx, view, chosen, partial=True)[0]
+    return Job({"run": view.run_id, "indices": chosen}, (pending, no_update),
                f"Computing relevance maps of {min(len(chosen), MAX_IMAGES)} image(s)…")
 
 

@@ -24,6 +24,7 @@ from app.state import ids
 from app.jobs.panel import JobPanel
 from app.figures.glyph_map import HOVER_TRACE_NAME
 from app.figures.grid import GRID_TRACE_NAME
+from pipeline.config import REPO_ROOT
 from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import make_dataset
 
@@ -140,6 +141,38 @@ def read_matrix(driver, n_rows):
     return matrix.get_attribute("data-order").split(","), [h.get_attribute("data-dim") for h in heads], dims
 
 
+MATRIX_NOW_JS = """
+var m = document.querySelector('.fx-attn-matrix');
+if (!m) return null;
+var heads = Array.from(m.querySelectorAll('.fx-attn-head')).map(function (h) { return h.dataset.dim; });
+var drawn = new Set(Array.from(m.querySelectorAll('.fx-attn-dim[data-index]')).map(function (d) { return d.dataset.index; }));
+return [heads, drawn.size];
+"""
+
+
+def header_orders_while_drawing(driver, n_rows, snapshot: Path | None = None):
+    """[(rows drawn, header order)] of the attention matrix, polled from its first showing until
+    all ``n_rows`` rows are drawn. ``snapshot``: a quick screenshot of the matrix (window size,
+    not ``shot``: its resizing takes seconds) the first time it is seen with no row drawn."""
+    seen, deadline = [], time.time() + JOB_TIMEOUT
+    while time.time() < deadline:
+        now = driver.execute_script(MATRIX_NOW_JS)
+        if now is not None and now[0]:
+            heads, drawn = now
+            if snapshot is not None and drawn == 0 and not seen:
+                driver.execute_script("document.querySelector('.fx-attn-matrix').scrollIntoView();")
+                snapshot.parent.mkdir(exist_ok=True)
+                driver.save_screenshot(str(snapshot))
+            seen.append((drawn, heads))
+            if drawn == n_rows:
+                return seen
+        time.sleep(0.05)
+    message = driver.find_element(By.ID, JobPanel.ids.message(ids.ATTN_JOB)).text
+    raise AssertionError(f"timed out waiting for {n_rows} rows of the attention matrix (seen: {seen[-1:]}, "
+                         f"now: {driver.execute_script(MATRIX_NOW_JS)}, message: {message!r}, "
+                         f"console: {driver.get_log('browser')[-5:]})")
+
+
 def wait_for_grid(driver, n):
     return wait_until(lambda: (lambda t: t if t and t["n"] == n and t["image"] else None)(
         trace_info(driver, ids.IMAGES_GRAPH)), timeout=JOB_TIMEOUT, what=f"a grid of {n} images")
@@ -225,9 +258,14 @@ def test_box_selection_shows_an_attention_matrix_in_one_column_order(dash_br, ap
     n_selected = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
                      for part in selected.split(",") for a, _, b in [part.partition("-")])
     assert 1 <= n_selected <= 4
+    # the columns' order is there before the first map and never moves while the rows arrive
+    seen = header_orders_while_drawing(driver, n_selected)
     order, heads, dims = wait_until(lambda: read_matrix(driver, n_selected), timeout=JOB_TIMEOUT,
                                     what=f"{n_selected} rows of the attention matrix, checked")
     assert len(order) == 16 and heads == order
+    drawn_counts = [n for n, _ in seen]
+    assert 0 in drawn_counts and (n_selected == 1 or 1 in drawn_counts), drawn_counts
+    assert all(h == order for _, h in seen), [(n, h) for n, h in seen if h != order][:1]
     assert all(row == order for row in dims.values())  # every row in one order: a column reads down
     wait_until(lambda: all(images_loaded(driver, ".fx-attn-matrix img")), what="maps loaded")
     assert len(images_loaded(driver, ".fx-attn-matrix img")) == n_selected * 18
@@ -241,6 +279,30 @@ def test_box_selection_shows_an_attention_matrix_in_one_column_order(dash_br, ap
     wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".fx-attn-big[data-index]")) == n_selected,
                timeout=20, what="cached maps")
     assert time.time() - t0 < 20
+
+
+def test_attention_columns_are_ordered_before_the_first_map_and_never_move(dash_br, app_server, shot):
+    # a selection from a link (the same job as a box selection, without a drag)
+    cell = largest_cell(app_server)
+    records = RunStore(run_dir(app_server)).read_records()
+    chosen = [i for i, r in enumerate(records) if r["cell"] == cell["id"]][:5]
+    open_app(dash_br, app_server, f"&cell={cell['id']}&sel={','.join(map(str, chosen))}")
+    driver = dash_br.driver
+    seen = header_orders_while_drawing(driver, len(chosen),
+                                       REPO_ROOT / "test-artifacts" / "03a-attention-before-the-first-map.png")
+    order, heads, dims = wait_until(lambda: read_matrix(driver, len(chosen)), timeout=JOB_TIMEOUT,
+                                    what="the attention matrix, checked")
+    assert sorted(int(i) for i in dims) == chosen and all(row == order for row in dims.values())
+    drawn_counts = [n for n, _ in seen]
+    # seen before the first map, and while rows arrive (the bar polls every 300 ms: two rows
+    # may arrive in one update, so "exactly one row drawn" is not always seen)
+    assert 0 in drawn_counts and any(0 < n < len(chosen) for n in drawn_counts), drawn_counts
+    assert all(h == order for _, h in seen), [(n, h) for n, h in seen if h != order][:1]
+    # one p(fake) per image, the run's (as the grid): the maps' logit only where it differs
+    captions = driver.find_elements(By.CSS_SELECTOR, ".fx-attn-big .fx-caption")
+    for i in chosen:
+        assert f"p(fake) {records[i]['prob_fake']:.3f}" in " ".join(c.text for c in captions)
+    shot(driver, "03b-attention-all-rows")
 
 
 def test_concept_toggle_shows_three_concepts(dash_br, app_server, shot):
