@@ -10,7 +10,6 @@ so the torch module maps raw projected features straight to (z16, logit).
 from __future__ import annotations
 
 import copy
-import inspect
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import HeadConfig
+from pipeline.model.configured import Configured
 
 
 class HeadModule(nn.Module):
@@ -60,7 +60,7 @@ def orthogonality_report(weight: np.ndarray) -> dict:
             "frobenius_gram_minus_identity": float(np.linalg.norm(g - np.eye(len(g))))}
 
 
-class DistilledHead:
+class DistilledHead(Configured):
     """Estimator for the 16-d head (scikit-learn style: ``__init__`` stores the settings,
     :meth:`from_config` takes them from a :class:`~pipeline.config.HeadConfig`, whose fields are
     also the defaults here).
@@ -86,22 +86,6 @@ class DistilledHead:
         self.max_epochs = max_epochs
         self.patience = patience
         self.seed = seed
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        """The settings ``__init__`` takes (scikit-learn's ``_get_param_names``)."""
-        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
-
-    @classmethod
-    def from_config(cls, cfg: HeadConfig, **overrides) -> "DistilledHead":
-        """An unfitted head with ``cfg``'s settings; ``overrides`` replace some (e.g. ``seed``).
-        ``cfg.holdout_fraction`` belongs to the split, not to the head."""
-        return cls(**{**{name: getattr(cfg, name) for name in cls.param_names()}, **overrides})
-
-    def get_params(self) -> dict:
-        """The settings, as ``__init__`` takes them: ``DistilledHead(**head.get_params())`` is an
-        unfitted copy."""
-        return {name: getattr(self, name) for name in self.param_names()}
 
     def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
             progress=None) -> "DistilledHead":

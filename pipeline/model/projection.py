@@ -10,7 +10,6 @@ of the visual information survives.
 """
 from __future__ import annotations
 
-import inspect
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import ProjectionConfig
+from pipeline.model.configured import Configured
 
 
 class ProjectionModule(nn.Module):
@@ -35,7 +35,7 @@ def _info_nce(anchor: torch.Tensor, candidates: torch.Tensor, target: torch.Tens
     return F.cross_entropy(anchor @ candidates.T / t, target)
 
 
-class VisionOnlyProjection:
+class VisionOnlyProjection(Configured):
     """Estimator for the vision-only projection (scikit-learn style: ``__init__`` stores the
     settings, :meth:`from_config` takes them from a :class:`~pipeline.config.ProjectionConfig`,
     whose fields are also the defaults here).
@@ -60,22 +60,6 @@ class VisionOnlyProjection:
         self.ortho_weight = ortho_weight
         self.temperature = temperature
         self.seed = seed
-
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        """The settings ``__init__`` takes (scikit-learn's ``_get_param_names``)."""
-        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
-
-    @classmethod
-    def from_config(cls, cfg: ProjectionConfig, **overrides) -> "VisionOnlyProjection":
-        """An unfitted projection with ``cfg``'s training settings; ``overrides`` replace some.
-        The rest of ``cfg`` (what it is trained on, words per image) is
-        ``pipeline.model.projection_training``'s."""
-        return cls(**{**{name: getattr(cfg, name) for name in cls.param_names()}, **overrides})
-
-    def get_params(self) -> dict:
-        """The settings, as ``__init__`` takes them."""
-        return {name: getattr(self, name) for name in self.param_names()}
 
     def fit(self, clean: np.ndarray, with_word: np.ndarray, word_alone: np.ndarray,
             word_text: np.ndarray | None = None) -> "VisionOnlyProjection":
