@@ -51,7 +51,8 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
     fig.update_layout(
         images=[dict(source=sprite_url, xref="x", yref="y", x=0, y=0, sizex=cols, sizey=rows,
                      xanchor="left", yanchor="top", sizing="stretch", layer="below")],
-        shapes=selection_shapes(grid, selected) + selection_shapes(grid, highlighted, highlight_style(highlight_colour)),
+        shapes=(selection_shapes(grid, selected)
+                + selection_shapes(grid, highlighted, highlight_style(highlight_colour))),
         xaxis=dict(range=[0, cols], showgrid=False, zeroline=False, showticklabels=False,
                    constrain="domain"),
         yaxis=dict(range=[-rows, 0], showgrid=False, zeroline=False, showticklabels=False,

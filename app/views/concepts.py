@@ -118,13 +118,13 @@ def concept_block(run_id: str, cell: int, k: int, concept: dict, total: int, lab
     size = int(concept["size"])
     n_images = len(concept.get("images") or ()) or int(concept.get("n_images", 0))
     small = size < small_below(total)
+    images = images_words(n_images, image_counts(concept, labels))
     return html.Div(className=f"fx-concept{' small' if small else ''}", **{"data-concept": str(k)}, children=[
         html.Div([html.Span(className="fx-concept-swatch", style={"background": colour},
                             title=f"concept {k + 1}'s colour ({concept_colour_name(k)}): not real or fake"),
                   html.B(f"Concept {k + 1}"),
-                  html.Span(f" · {plural(size, 'segment')} from {images_words(n_images, image_counts(concept, labels))}"
-                            f" · {percent(size, total)} of the cell's {plural(total, 'segment')}",
-                            className="fx-muted")]),
+                  html.Span(f" · {plural(size, 'segment')} from {images} · {percent(size, total)} of the "
+                            f"cell's {plural(total, 'segment')}", className="fx-muted")]),
         html.Div(small_words(total), className="fx-concept-small") if small else None,
         label_share(concept),
         html.Div(className="fx-patches", children=[
@@ -211,8 +211,8 @@ def highlight(ctx: AppContext, trigger, clicks, run_id, cell):
     if data is None or not 0 <= k < len(data.get("concepts", [])):
         return no_update
     images = [int(i) for i in data["concepts"][k].get("images", [])]
-    return {"ids": images, "run": view.run_id, "cell": int(cell), "colour": concept_colour(k),
-            "colour_name": concept_colour_name(k), "why": f"the {plural(len(images), 'image')} of concept {k + 1}"}
+    return {"ids": images, "run": view.run_id, "cell": int(cell), "why": f"the {plural(len(images), 'image')} "
+            f"of concept {k + 1}", "colour": concept_colour(k), "colour_name": concept_colour_name(k)}
 
 
 def register(app, ctx: AppContext, managers) -> None:
