@@ -13,7 +13,8 @@ GRID_TRACES = (GRID_TRACE_NAME,)  # the grid figure's traces by name, in order (
 
 
 def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
-                      selected: list[int] | None = None, highlighted: list[int] | None = None) -> go.Figure:
+                      selected: list[int] | None = None, highlighted: list[int] | None = None,
+                      highlight_colour: str | None = None) -> go.Figure:
     """The cell's sprite on a grid, with one invisible selectable marker per thumbnail.
 
     Parameters
@@ -27,7 +28,9 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
     selected : list of int, optional
         Image indices to show as selected (outlined).
     highlighted : list of int, optional
-        Image indices to highlight (dashed outlines: e.g. a concept's images).
+        Image indices to highlight (dotted outlines: e.g. a concept's images).
+    highlight_colour : str, optional
+        Colour of those outlines (a concept's own colour); default :data:`HIGHLIGHT_STYLE`'s.
     """
     rows, cols = int(grid["rows"]), int(grid["cols"])
     order = np.asarray(grid["order"], dtype=np.int64)
@@ -48,7 +51,8 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
     fig.update_layout(
         images=[dict(source=sprite_url, xref="x", yref="y", x=0, y=0, sizex=cols, sizey=rows,
                      xanchor="left", yanchor="top", sizing="stretch", layer="below")],
-        shapes=selection_shapes(grid, selected) + selection_shapes(grid, highlighted, HIGHLIGHT_STYLE),
+        shapes=(selection_shapes(grid, selected)
+                + selection_shapes(grid, highlighted, highlight_style(highlight_colour))),
         xaxis=dict(range=[0, cols], showgrid=False, zeroline=False, showticklabels=False,
                    constrain="domain"),
         yaxis=dict(range=[-rows, 0], showgrid=False, zeroline=False, showticklabels=False,
@@ -60,8 +64,14 @@ def image_grid_figure(grid: dict, sprite_url: str, hover: list[str],
 
 
 SELECTION_STYLE = dict(color="#ffd60a", width=3)  # selected tiles: apart from the green/red frames
-HIGHLIGHT_STYLE = dict(color="#9c27b0", width=3, dash="dot")  # highlighted (a concept's images)
+HIGHLIGHT_STYLE = dict(color="#9c27b0", width=3, dash="dot")  # highlighted images (default colour)
 MAX_OUTLINES = 1000  # outlines drawn at most (a larger selection still selects every image)
+
+
+def highlight_style(colour: str | None = None) -> dict:
+    """Line of the highlight outlines, in ``colour`` (a concept's, from
+    :mod:`app.figures.concept_palette`) when given."""
+    return {**HIGHLIGHT_STYLE, "color": colour} if colour else HIGHLIGHT_STYLE
 
 
 def selection_shapes(grid: dict, images: list[int] | None, line: dict = SELECTION_STYLE) -> list[dict]:

@@ -2,11 +2,17 @@
 
 Each concept (a cluster of relevant image segments, ACE-style, computed by
 ``pipeline.explain.cache.get_concepts``) shows its most central patches, its size and its profile
-over the 16 dimensions. Computed in a background job on first request, then read from disk.
+over the 16 dimensions. Every count names its unit: a concept has so many *segments*, cut from
+so many *images*; both are split by label (the images by their label, the segments by the label of
+the image each was cut from). A concept's colour (:mod:`app.figures.concept_palette`) only says
+which concept it is, never blue or orange, which mean real and fake; its real/fake make-up is a
+bar in those colours. Computed in a background job on first request, then read from disk.
 Concepts are found per cell: an open image set (:mod:`app.state.imagesets`) has none, and the view says
 so. An applied set's cells (pseudo-run ``RUN@SET``) get concepts from the set's images there.
 """
 from __future__ import annotations
+
+import math
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
@@ -15,10 +21,8 @@ from app.files import artifacts, urls
 from app.state import ids, imagesets
 from app.state.context import AppContext
 from app.figures.common import profile_figure
+from app.figures.concept_palette import concept_colour, concept_colour_name
 from app.jobs.panel import Job, JobPanel, JobView, Ready
-
-CONCEPT_COLOURS = ("rgb(76,114,176)", "rgb(221,132,82)", "rgb(85,168,104)", "rgb(196,78,82)",
-                   "rgb(129,114,179)", "rgb(147,120,96)")
 
 
 def layout() -> html.Div:
@@ -33,17 +37,63 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def label_share(concept: dict) -> html.Div:
-    """How many of the concept's segments come from real and from fake images, as a bar."""
+def percent(n: int, total: int) -> str:
+    return f"{n / (total or 1):.0%}"
+
+
+def small_below(total: int) -> int:
+    """Fewest segments a concept of a cell with ``total`` segments needs not to be small: at least
+    ``MIN_SHARE`` of them, and never a single segment."""
+    return max(2, math.ceil(round(MIN_SHARE * total, 9)))  # round: 0.1 * 30 is 3.0000000000000004
+
+
+def image_counts(concept: dict, labels) -> dict | None:
+    """How many of the concept's images are real, fake and without a label (``labels``: the run's
+    label per image, 0 real / 1 fake / -1 none), or None when the concepts file does not list them."""
+    images = concept.get("images")
+    if not images or labels is None:
+        return None
+    kinds = [int(labels[int(i)]) for i in images]
+    return {"real": kinds.count(0), "fake": kinds.count(1), "unlabelled": kinds.count(-1)}
+
+
+def images_words(n_images: int, counts: dict | None) -> str:
+    """``"9 images (4 real, 5 fake images)"``: the images the segments come from, by label."""
+    words = plural(n_images, "image")
+    if counts is None:
+        return words
+    parts = []
+    if counts["real"] + counts["fake"]:
+        parts.append(f"{counts['real']} real, {counts['fake']} fake image{'' if n_images == 1 else 's'}")
+    if counts["unlabelled"]:
+        parts.append(f"{counts['unlabelled']} without a label")
+    return f"{words} ({'; '.join(parts)})"
+
+
+def segments_words(concept: dict) -> str:
+    """``"12 segments from real images (71%), 5 from fake images (29%)"``: the segments by label of
+    the image each was cut from."""
     real, fake = int(concept.get("segments_real", 0)), int(concept.get("segments_fake", 0))
     unknown = int(concept.get("segments_unlabelled", 0))  # an applied set's images without a label
-    total = real + fake + unknown or 1
-    words = f"from real images {real} ({real / total:.0%}) · from fake images {fake} ({fake / total:.0%})"
+    total = real + fake + unknown
+    if unknown and not real + fake:  # an applied set without labels: no real or fake to count
+        return f"{plural(unknown, 'segment')}, all from images without a label"
+    words = (f"{plural(real, 'segment')} from real images ({percent(real, total)}), "
+             f"{fake} from fake images ({percent(fake, total)})")
     if unknown:
-        words += f" · from images without a label {unknown} ({unknown / total:.0%})"
+        words += f", {unknown} from images without a label ({percent(unknown, total)})"
+    return words
+
+
+def label_share(concept: dict) -> html.Div:
+    """How many of the concept's segments come from real and from fake images, as a bar in the
+    real and fake colours (the concept's own colour says which concept, never real or fake)."""
+    real, fake = int(concept.get("segments_real", 0)), int(concept.get("segments_fake", 0))
+    unknown = int(concept.get("segments_unlabelled", 0))
+    total = real + fake + unknown or 1
+    words = segments_words(concept)
     return html.Div(className="fx-concept-share", children=[
-        html.Div(className="fx-share-bar", title=f"{real} segments from real images, {fake} from fake"
-                 + (f", {unknown} without a label" if unknown else ""),
+        html.Div(className="fx-share-bar", title=words,
                  children=[html.Span(className="real", style={"width": f"{100 * real / total:.0f}%"}),
                            html.Span(className="fake", style={"width": f"{100 * fake / total:.0f}%"}),
                            html.Span(className="unlabelled", style={"width": f"{100 * unknown / total:.0f}%"})]),
@@ -51,18 +101,31 @@ def label_share(concept: dict) -> html.Div:
     ])
 
 
-def concept_block(run_id: str, cell: int, k: int, concept: dict, total: int) -> html.Div:
-    colour = CONCEPT_COLOURS[k % len(CONCEPT_COLOURS)]
-    share = concept["size"] / total if total else 0
+def small_words(total: int) -> str:
+    """What "small" means for a concept of a cell with ``total`` segments."""
+    return (f"small concept: fewer than {small_below(total)} segments (under {MIN_SHARE:.0%} of the "
+            f"cell's {plural(total, 'segment')}, or a single segment), so one image's detail rather "
+            f"than a pattern of the cell")
+
+
+def concept_block(run_id: str, cell: int, k: int, concept: dict, total: int, labels=None) -> html.Div:
+    """One concept: its colour and counts (segments, the images they come from, each by label),
+    its most central patches, its profile and the button that outlines its images in the grid.
+
+    ``total`` is the number of segments of all the cell's concepts; ``labels`` the run's label per
+    image (to count the concept's real and fake images)."""
+    colour = concept_colour(k)
+    size = int(concept["size"])
     n_images = len(concept.get("images") or ()) or int(concept.get("n_images", 0))
-    small = share < MIN_SHARE or concept["size"] < 2
+    small = size < small_below(total)
+    images = images_words(n_images, image_counts(concept, labels))
     return html.Div(className=f"fx-concept{' small' if small else ''}", **{"data-concept": str(k)}, children=[
-        html.Div([html.B(f"Concept {k + 1}", style={"color": colour}),
-                  html.Span(f" · {plural(concept['size'], 'segment')} from {plural(n_images, 'image')} "
-                            f"· {share:.0%} of the cell's segments", className="fx-muted")]),
-        html.Div(f"small concept (under {MIN_SHARE:.0%} of the segments, or a single segment): "
-                 f"one image's detail rather than a pattern of the cell", className="fx-concept-small")
-        if small else None,
+        html.Div([html.Span(className="fx-concept-swatch", style={"background": colour},
+                            title=f"concept {k + 1}'s colour ({concept_colour_name(k)}): not real or fake"),
+                  html.B(f"Concept {k + 1}"),
+                  html.Span(f" · {plural(size, 'segment')} from {images} · {percent(size, total)} of the "
+                            f"cell's {plural(total, 'segment')}", className="fx-muted")]),
+        html.Div(small_words(total), className="fx-concept-small") if small else None,
         label_share(concept),
         html.Div(className="fx-patches", children=[
             html.Img(src=urls.concept_patch(run_id, cell, k, j), alt=f"concept {k + 1} patch {j + 1}")
@@ -70,7 +133,8 @@ def concept_block(run_id: str, cell: int, k: int, concept: dict, total: int) -> 
         dcc.Graph(id=ids.concept_profile(k), figure=profile_figure(concept["profile"], colour),
                   config={"displayModeBar": False}, style={"height": "150px"}),
         html.Button(f"Show its {plural(n_images, 'image')} in the grid", id=ids.concept_show(k),
-                    n_clicks=0, className="fx-concept-show", disabled=not concept.get("images")),
+                    n_clicks=0, className="fx-concept-show", disabled=not concept.get("images"),
+                    title=f"outlines them in the grid, dotted {concept_colour_name(k)}"),
     ])
 
 
@@ -81,7 +145,7 @@ def content(view, cache, cell: int):
         return None
     concepts = data.get("concepts", [])
     total = sum(c["size"] for c in concepts)
-    blocks = [concept_block(view.run_id, cell, k, c, total) for k, c in enumerate(concepts)]
+    blocks = [concept_block(view.run_id, cell, k, c, total, view.label) for k, c in enumerate(concepts)]
     return blocks, f"{len(concepts)} concepts of cell {cell}" + source_note(data)
 
 
@@ -147,8 +211,8 @@ def highlight(ctx: AppContext, trigger, clicks, run_id, cell):
     if data is None or not 0 <= k < len(data.get("concepts", [])):
         return no_update
     images = [int(i) for i in data["concepts"][k].get("images", [])]
-    return {"ids": images, "run": view.run_id, "cell": int(cell),
-            "why": f"the {plural(len(images), 'image')} of concept {k + 1}"}
+    return {"ids": images, "run": view.run_id, "cell": int(cell), "why": f"the {plural(len(images), 'image')} "
+            f"of concept {k + 1}", "colour": concept_colour(k), "colour_name": concept_colour_name(k)}
 
 
 def register(app, ctx: AppContext, managers) -> None:

@@ -24,7 +24,7 @@ from app.state import ids, imagesets
 from app.state.filters import ImageFilter
 from app.state.context import AppContext
 from app.figures.common import empty_figure, trace_index
-from app.figures.grid import (GRID_TRACE_NAME, GRID_TRACES, HIGHLIGHT_STYLE, image_grid_figure, selected_positions,
+from app.figures.grid import (GRID_TRACE_NAME, GRID_TRACES, highlight_style, image_grid_figure, selected_positions,
                               selection_shapes)
 from app.jobs.panel import Job, JobPanel, JobView, Ready
 
@@ -99,7 +99,8 @@ def grid_view(ctx: AppContext, view, cell: int, grid: dict, sel_ids, highlight: 
     """(figure, shown marker) of a prepared grid."""
     fig = image_grid_figure(grid, urls.sprite(view.run_id, grid["sprite"]),
                             hover_texts(view, grid["order"]), selected=sel_ids,
-                            highlighted=highlighted_in(highlight, view.run_id, cell))
+                            highlighted=highlighted_in(highlight, view.run_id, cell),
+                            highlight_colour=(highlight or {}).get("colour"))
     return fig, {"run": view.run_id, "cell": imagesets.cell_key(cell), "sprite": grid["sprite"],
                  "filter": grid.get("filter", "")}
 
@@ -109,7 +110,8 @@ def highlight_note(run_id, cell, highlight: dict | None):
     ids_ = highlighted_in(highlight, run_id, cell)
     if not ids_:
         return "", {"display": "none"}
-    return f"Highlighted (dotted purple): {highlight.get('why') or f'{len(ids_)} images'}", {}
+    colour = highlight.get("colour_name") or "purple"  # a concept's images: in the concept's colour
+    return f"Highlighted (dotted {colour}): {highlight.get('why') or f'{len(ids_)} images'}", {}
 
 
 def title(ctx: AppContext, run_id, cell, flt=None) -> str:
@@ -188,7 +190,7 @@ def selection_patch(ctx: AppContext, run_id, cell, sel, shown, highlight=None):
     chosen = (sel or {}).get("ids")
     patch = Patch()
     patch["layout"]["shapes"] = (selection_shapes(grid, chosen) + selection_shapes(
-        grid, highlighted_in(highlight, run_id, cell), HIGHLIGHT_STYLE))
+        grid, highlighted_in(highlight, run_id, cell), highlight_style((highlight or {}).get("colour"))))
     if (sel or {}).get("from") != "graph":  # the graph already shows what the user selected
         slots = [i for i in grid["order"] if i >= 0]
         markers = trace_index(GRID_TRACES, GRID_TRACE_NAME)

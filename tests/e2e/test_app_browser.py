@@ -23,8 +23,10 @@ from selenium.webdriver.common.keys import Keys
 from app.state import ids
 from app.jobs.panel import JobPanel
 from app.figures.glyph_map import HOVER_TRACE_NAME
+from app.figures.concept_palette import concept_colour, concept_colour_name
 from app.figures.grid import GRID_TRACE_NAME
 from pipeline.config import REPO_ROOT
+from pipeline.explain.results import concepts_plan
 from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import make_dataset
 
@@ -316,11 +318,42 @@ def test_concept_toggle_shows_three_concepts(dash_br, app_server, shot):
     concepts = wait_until(lambda: (lambda c: c if len(c) == 3 else None)(
         driver.find_elements(By.CSS_SELECTOR, ".fx-concept")), timeout=JOB_TIMEOUT,
         what="3 concepts")
-    assert all("segments" in c.text for c in concepts)
     wait_until(lambda: images_loaded(driver, ".fx-patches img") and
                all(images_loaded(driver, ".fx-patches img")), what="concept patches")
     assert not driver.find_element(By.ID, ids.IMAGES_GRAPH).is_displayed()
+    # every count names its unit: segments and the images they come from, each by label, as in
+    # the concepts file (each segment records its image; the run records each image's label)
+    found = concepts_plan(run_dir(app_server), cell["id"]).result.read()["concepts"]
+    labels = [r["label"] for r in RunStore(run_dir(app_server)).read_records()]
+    total = sum(c["size"] for c in found)
+
+    def n(count, word):
+        return f"{count} {word}{'' if count == 1 else 's'}"
+
+    for k, (shown, c) in enumerate(zip(concepts, found)):
+        real = sum(labels[i] == 0 for i in c["images"])
+        fake = sum(labels[i] == 1 for i in c["images"])
+        many = "" if len(c["images"]) == 1 else "s"
+        assert (f"Concept {k + 1} · {n(c['size'], 'segment')} from {n(len(c['images']), 'image')} "
+                f"({real} real, {fake} fake image{many}) · {c['size'] / total:.0%} of the cell's "
+                f"{total} segments") in shown.text
+        assert (f"{n(c['segments_real'], 'segment')} from real images ({c['segments_real'] / c['size']:.0%}), "
+                f"{c['segments_fake']} from fake images ({c['segments_fake'] / c['size']:.0%})") in shown.text
+        # its colour: a swatch in the concept's own colour, never the real blue or fake orange
+        swatch = shown.find_element(By.CSS_SELECTOR, ".fx-concept-swatch").value_of_css_property("background-color")
+        assert swatch == "rgba({}, {}, {}, 1)".format(*(int(concept_colour(k)[i:i + 2], 16) for i in (1, 3, 5)))
     shot(driver, "04-concepts")
+    # "show its images": the grid outlines concept 2's images in concept 2's colour
+    concepts[1].find_element(By.CSS_SELECTOR, ".fx-concept-show").click()
+    wait_until(lambda: driver.find_element(By.ID, ids.IMAGES_GRAPH).is_displayed(), what="back to the grid")
+    outlines = wait_until(lambda: driver.execute_script(
+        "var gd = document.getElementById(arguments[0]).querySelector('.js-plotly-plot');"
+        "return (gd.layout.shapes || []).filter(function (s) { return s.line && s.line.dash === 'dot'; })"
+        ".map(function (s) { return s.line.color; });", ids.IMAGES_GRAPH), what="concept 2's outlines")
+    assert outlines == [concept_colour(1)] * len(found[1]["images"])
+    assert text_of(driver, ids.IMAGES_HIGHLIGHT) == (
+        f"Highlighted (dotted {concept_colour_name(1)}): the {n(len(found[1]['images']), 'image')} of concept 2")
+    shot(driver, "04-concept-outlined")
 
 
 def test_a_note_survives_a_restart_and_is_exported(dash_br, app_server, shot):

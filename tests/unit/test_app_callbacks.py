@@ -6,6 +6,7 @@ from PIL import Image
 
 from app.files import artifacts
 from app.figures.common import trace_index
+from app.figures.concept_palette import concept_colour
 from app.figures.glyph_map import HIGHLIGHT_TRACE_NAME, HOVER_TRACE_NAME, REPRESENTATION_TRACES, WEDGE_TRACE_NAMES
 from app.figures.grid import GRID_TRACE_NAME, GRID_TRACES
 
@@ -256,12 +257,16 @@ def test_concepts_job_then_cached_view_and_patch_paths(ctx):
     first = view.cell_members(2).tolist()[:6]  # concept 1: one segment from each of these
     n_fake = int(view.label[first].sum())
     text = _texts(content[0])
-    assert "6 segments from 6 images · 50% of the cell's segments" in text
-    assert f"from real images {6 - n_fake} ({(6 - n_fake) / 6:.0%}) · from fake images {n_fake}" in text
+    # one segment per image in the fake concepts: 6 segments from 6 images, each counted by label
+    assert (f"6 segments from 6 images ({6 - n_fake} real, {n_fake} fake images) · 50% of the cell's "
+            f"12 segments") in text
+    assert (f"{6 - n_fake} segments from real images ({(6 - n_fake) / 6:.0%}), {n_fake} from fake images "
+            f"({n_fake / 6:.0%})") in text
     assert not any("small concept" in _texts(c) for c in content)  # 6, 4, 2 of 12: all >= 10%
     tiny = {"size": 1, "profile": [0.0] * 16, "images": [first[0]], "segments_real": 1,
             "segments_fake": 0}
-    assert "small concept" in _texts(concepts.concept_block("fake-run", 2, 3, tiny, total=20))
+    assert ("small concept: fewer than 2 segments (under 10% of the cell's 20 segments, or a single "
+            "segment)") in _texts(concepts.concept_block("fake-run", 2, 3, tiny, total=20))
     # "show its images": the highlight names the concept's images, the grid draws them
     h = concepts.highlight(ctx, ids.concept_show(0), 1, "fake-run", 2)
     assert h["ids"] == first and h["cell"] == 2 and "concept 1" in h["why"]
@@ -269,8 +274,10 @@ def test_concepts_job_then_cached_view_and_patch_paths(ctx):
     request = images.JOB.render(ctx, 2, "fake-run", None, None, h)[-1]
     fig, shown, _ = images.JOB.prepare(ctx, request, Progress())
     dotted = [sh for sh in fig.layout.shapes if sh.line.dash == "dot"]
-    assert len(dotted) == 6
-    assert images.highlight_note("fake-run", 2, h)[0].endswith("the 6 images of concept 1")
+    assert len(dotted) == 6 and {sh.line.color for sh in dotted} == {concept_colour(0)}  # concept 1's colour
+    assert images.highlight_note("fake-run", 2, h)[0] == "Highlighted (dotted magenta): the 6 images of concept 1"
+    shapes = _patch_ops(images.selection_patch(ctx, "fake-run", 2, None, shown, h))[("layout", "shapes")]
+    assert [sh["line"]["color"] for sh in shapes] == [concept_colour(0)] * 6  # outlines redrawn in it
     assert images.highlight_note("fake-run", 1, h) == ("", {"display": "none"})  # another cell
     view = ctx.run("fake-run")
     cache = ctx.app_cache(view)

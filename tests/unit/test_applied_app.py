@@ -250,8 +250,12 @@ def test_concepts_of_an_applied_cell_count_its_unlabelled_segments(ctx, made):
     result = get_concepts(set_dir, cell)
     assert result["concepts"] and all(c["segments_unlabelled"] == c["size"] and c["segments_real"] == 0
                                       for c in result["concepts"])
-    block = concepts.label_share(result["concepts"][0])
-    assert "from images without a label" in str(block)
+    first = result["concepts"][0]
+    block = concepts.label_share(first)
+    assert f"{concepts.plural(first['size'], 'segment')}, all from images without a label" in str(block)
+    n = len(first["images"])  # and its images: none real or fake
+    assert concepts.images_words(n, concepts.image_counts(first, view.label)) == (
+        f"{concepts.plural(n, 'image')} ({n} without a label)")
 
 
 # -- the score-a-folder job ---------------------------------------------------------------------------
