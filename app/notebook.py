@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import quote

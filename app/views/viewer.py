@@ -419,7 +419,7 @@ def pairs_strip(ctx: AppContext, view, index: int, shown: int | None) -> list:
                 title=f"{words}: the region of {region.view_file} this image was made from"
                       + (" (|this image - it| × 4)" if pick == DIFFERENCE else ""),
                 **{"aria-pressed": "true" if pick == shown else "false",
-                   "aria-label": f"Compare with its source photo, same region" if pick == SOURCE_REGION
+                   "aria-label": "Compare with its source photo, same region" if pick == SOURCE_REGION
                    else "Show the difference to its source photo's region, amplified 4 times"}))
     for j in matches[:MAX_PAIRS]:
         word, rel = view.label_word(j), relation(view, index, j)

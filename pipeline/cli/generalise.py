@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 from typing import TextIO
 
 from pipeline.store.run_store import AppliedStore, RunStore
