@@ -163,3 +163,22 @@ def run_fix(run_dir) -> ConfoundFix | None:
         return choose_reencoding(checks, None, [])
     records = store.read_records()
     return choose_reencoding(checks, store.read_facts(), [int(r["label"]) for r in records])
+
+
+def equalising_transforms(fix: ConfoundFix | None) -> tuple:
+    """Bias-probe transformations (:mod:`pipeline.checks.bias_probe`) that equalise what ``fix``
+    equalises, beyond the default ones: both classes to the fix's size when the size is flagged;
+    both to JPEG at the fix's quality when format, compression or mode is (unless the default
+    JPEG qualities include it)."""
+    from pipeline.checks.bias_probe import DEFAULT_TRANSFORMS, jpeg, to_size
+
+    if fix is None:
+        return ()
+    spec = fix.parsed
+    out = []
+    if "size" in fix.groups and spec.size:
+        out.append(to_size(spec.size))
+    if set(fix.groups) & {"format", "compression", "mode"} and spec.quality is not None and \
+            f"jpeg{spec.quality}" not in {t.name for t in DEFAULT_TRANSFORMS}:
+        out.append(jpeg(spec.quality))
+    return tuple(out)

@@ -125,7 +125,29 @@ def probe_result(run_dir: str | Path, n_images: int | None = None):
     store = RunStore(run_dir)
     cfg = store.config()
     indices = probe_sample(store.read_records(), int(n_images or cfg.checks.bias_images), seed=cfg.head.seed)
-    return Derived(run_dir, PROBE_FILE, {"v": PROBE_VERSION, "indices": indices, "reencode": cfg.data.reencode})
+    inputs = {"v": PROBE_VERSION, "indices": indices, "reencode": cfg.data.reencode}
+    extra = [t.name for t in flagged_fact_transforms(run_dir)]
+    if extra:  # only then: the kept probes of runs that flag nothing stay valid
+        inputs["transforms"] = extra
+    return Derived(run_dir, PROBE_FILE, inputs)
+
+
+def flagged_fact_transforms(run_dir: str | Path) -> tuple:
+    """The probe's transformations that equalise the run's flagged file facts (both classes to one
+    size when the size is flagged...: ``pipeline.checks.confound``), added to the default ones."""
+    from pipeline.checks.confound import equalising_transforms, run_fix
+
+    try:
+        return equalising_transforms(run_fix(run_dir))
+    except ValueError:  # e.g. a run without facts.csv: the default transformations only
+        return ()
+
+
+def probe_transforms(run_dir: str | Path) -> tuple:
+    """Every transformation the bias probe of a run applies: the defaults, then the equalising ones."""
+    from pipeline.checks.bias_probe import DEFAULT_TRANSFORMS
+
+    return tuple(DEFAULT_TRANSFORMS) + flagged_fact_transforms(run_dir)
 
 
 def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: Progress | None = None,
@@ -134,8 +156,9 @@ def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: P
     once across processes: :func:`probe_result`).
 
     Each sampled image is loaded as the run saw it (:func:`pipeline.data.as_run.load_as_run`: with
-    the run's controlled re-encoding, if any), transformed class-neutrally and scored by the run's
-    own encoder, projection and head.
+    the run's controlled re-encoding, if any), transformed class-neutrally (:func:`probe_transforms`:
+    the default transformations, and those that equalise a flagged file fact, e.g. both classes to
+    one size when the size is flagged) and scored by the run's own encoder, projection and head.
     """
     result = probe_result(run_dir, n_images)
 
@@ -164,7 +187,8 @@ def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: P
             return sigmoid(m.score_images(images)[1])
 
         with m.lock:
-            probe = bias_probe(load, indices, [records[i]["label"] for i in indices], score, progress=progress)
+            probe = bias_probe(load, indices, [records[i]["label"] for i in indices], score,
+                               transforms=probe_transforms(run_dir), progress=progress)
         return {**probe, "version": PROBE_VERSION, "indices": indices}
 
     return result.get(compute, progress, should_cancel)
