@@ -65,8 +65,9 @@ def comparison(ctx: AppContext, run_a: str, run_b: str) -> list:
                     className="fx-muted"),
            html.Table([html.Thead(head), html.Tbody(body)], className="fx-metrics-table fx-compare-table")]
     for name, flags in zip((name_a, name_b), rows["flags"]):
-        out.append(html.Div([html.B(f"{name}: "), "; ".join(flags) if flags else "nothing flagged"],
-                            className="fx-warning" if flags else "fx-muted"))
+        out.append(html.Div([html.B(f"{name}: "), f"{len(flags)} flagged" if flags else "nothing flagged",
+                             html.Ul([html.Li(f) for f in flags]) if flags else None],
+                            className="fx-compare-flags " + ("fx-warning" if flags else "fx-muted")))
     cells = cell_shift_rows(RunStore(views[0].path).read_records(), RunStore(views[1].path).read_records())
     cells = sorted(cells, key=lambda c: -c["n"])[:MAX_CELLS]
     out.append(html.Div(f"The cells of {name_a}: how their images are called in {name_b} (share predicted "
