@@ -179,7 +179,8 @@ def probe_block(probe: dict | None) -> list:
     """The bias probe's table, or a button to run it."""
     if not probe:
         return [html.Div(["Bias probe: not run yet. It re-encodes held-out images class-neutrally (JPEG, "
-                          "PNG, resize, crop) and shows how p(fake) moves for each class: ",
+                          "PNG, resize, crop; and, when a file fact is flagged, a transformation that equalises it) "
+                          "and shows how p(fake) moves for each class: ",
                           html.Button("Run the bias probe", id=ids.PROBE_START, n_clicks=0)],
                          className="fx-muted")]
     head = html.Tr([html.Th("transformation"), html.Th("real: mean shift"), html.Th("flipped"),
