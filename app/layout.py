@@ -8,7 +8,7 @@ from dash import dcc, html
 
 from app.state import ids
 from app.state.context import AppContext
-from app.views import applied, attention, checks, finder, images, matrix, notes, representation, shell, viewer
+from app.views import applied, attention, checks, compare, finder, images, matrix, notes, representation, shell, viewer
 
 
 def build(ctx: AppContext) -> html.Div:
@@ -24,6 +24,7 @@ def build(ctx: AppContext) -> html.Div:
         applied.score_panel(ctx),
         html.Div(id=ids.METRICS, className="fx-metrics"),
         checks.layout(),
+        compare.layout(),
         matrix.layout(),
         finder.filter_bar(),
         html.Div(className="fx-main", children=[

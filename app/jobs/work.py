@@ -111,3 +111,22 @@ def run_lock(cfg: Config) -> Iterator[None]:
     """
     with Locks(Path(cfg.cache_path) / "locks").hold(run_request_key(cfg)):
         yield
+
+
+def reencoded_run_config(cfg: Config, run_cfg: Config, spec: str) -> Config:
+    """The configuration of a run's re-run with both classes re-encoded (``data.reencode`` =
+    ``spec``, e.g. ``"jpeg:90:256"``): the run's own data and settings (``run_cfg``, from its
+    meta.json), the app's folders and server settings (``cfg``). Run it with :func:`run_new`.
+
+    Raises
+    ------
+    ValueError
+        A bad spec (``pipeline.reencode_spec.ReencodeSpec.parse`` says why), or a run that names
+        no data.
+    """
+    import dataclasses
+
+    if not run_cfg.data.root and not run_cfg.data.manifest:
+        raise ValueError("the run names no data (data.root / data.manifest): cannot re-run it")
+    return dataclasses.replace(run_cfg, data=dataclasses.replace(run_cfg.data, reencode=spec),
+                               server=cfg.server, runs_dir=cfg.runs_dir, cache_dir=cfg.cache_dir)

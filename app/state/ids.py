@@ -186,3 +186,18 @@ def viewer_compare(index: int | object) -> dict:
 def finder_hit(index: int | object) -> dict:
     """A file found by the name search: opens its cell and the image (``MATCH``/``ALL`` allowed)."""
     return {"type": "finder-hit-button", "index": index}
+
+
+# The data checks' "re-run with both classes re-encoded" and the two runs side by side (issue 23.7)
+CONFOUND_BOX = "confound-box-div"
+CONFOUND_REASON = "confound-reason-div"
+CONFOUND_START = "confound-start-button"
+CONFOUND_CANCEL = "confound-cancel-button"
+CONFOUND_PROGRESS = "confound-progress"
+CONFOUND_PROGRESS_LABEL = "confound-progress-label"
+CONFOUND_MESSAGE = "confound-message-div"
+COMPARE_SHOW = "compare-show-button"
+STORE_COMPARE = "compare-store"
+COMPARE_PANEL = "compare-panel"
+COMPARE_CONTENT = "compare-content-div"
+COMPARE_CLOSE = "compare-close-button"

@@ -7,6 +7,11 @@ images (with the held-out AUC with and without them, and the pairs to open in th
 bias probe (how class-neutral re-encodings move p(fake) per class; a background job of its own,
 started from here, cached with the run). All of it comes from ``meta.json``'s ``checks`` and
 ``<run>/checks/`` (``pipeline.checks.validity``).
+
+When a file fact that a re-encoding can equalise is flagged (size, format, JPEG quality...), the
+panel offers to re-run the same data with both classes re-encoded alike (the spec chosen by
+``pipeline.checks.confound``; a background job with progress and cancel, like "New run…"); the
+finished re-run is offered next to the run in the compare view (``app.views.compare``).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from pipeline.checks.validity import flagged, read_probe
 
 from app.state import ids
 from app.state.context import AppContext
-from app.jobs.panel import Job, JobPanel, JobView, Ready
+from app.jobs.panel import Job, JobPanel, JobView, Ready, start_cancel_progress
 from app.views.viewer import open_button
 
 MAX_PAIRS = 12  # near-duplicate pairs listed with open buttons
@@ -27,8 +32,72 @@ def layout() -> html.Details:
     return html.Details(id=ids.CHECKS_PANEL, className="fx-panel fx-checks", children=[
         html.Summary(id=ids.CHECKS_SUMMARY, className="fx-checks-summary"),
         html.Div(id=ids.CHECKS_CONTENT),
+        confound_layout(),
         JobPanel(ids.PROBE_JOB, [html.Div(id=ids.PROBE_CONTENT)], className="fx-probe"),
     ])
+
+
+def confound_layout() -> html.Div:
+    """The "re-run with both classes re-encoded" box (hidden unless a re-encodable fact is flagged)."""
+    start, cancel, progress = start_cancel_progress(ids.CONFOUND_START, ids.CONFOUND_CANCEL, ids.CONFOUND_PROGRESS,
+                                                    ids.CONFOUND_PROGRESS_LABEL, ids.CONFOUND_MESSAGE)
+    start.className = "primary fx-confound-start"
+    return html.Div(id=ids.CONFOUND_BOX, className="fx-confound", style={"display": "none"}, children=[
+        html.Div(id=ids.CONFOUND_REASON, className="fx-confound-reason"),
+        start, cancel,
+        html.Button("Compare the two runs", id=ids.COMPARE_SHOW, n_clicks=0, style={"display": "none"}),
+        progress,
+        dcc.Store(id=ids.STORE_COMPARE),
+    ])
+
+
+def confound_box(ctx: AppContext, run_id, may_start: bool = True) -> tuple:
+    """(box style, reason, button text) of the re-run box for the run: shown when its checks flag
+    a fact that a re-encoding equalises and the analyst may start runs."""
+    from pipeline.checks.confound import run_fix
+
+    hidden = ({"display": "none"}, "", "Re-run")
+    view = ctx.run(run_id)
+    if view is None or view.is_applied or not view.meta.get("checks"):
+        return hidden
+    try:
+        fix = run_fix(view.path)
+    except Exception as e:  # a damaged facts.csv: said, never a broken panel
+        return {}, html.Span(f"No re-encoding could be chosen: {e}", className="fx-error"), "Re-run"
+    if fix is None:
+        return hidden
+    if not may_start:
+        return {}, html.Span(f"A re-encoding would equalise this: {fix.reason}. Ask a maintainer to "
+                             f"re-run it with data.reencode={fix.spec}.", className="fx-muted"), "Re-run"
+    return ({}, [html.B("Equalise the flagged file facts: "), f"{fix.reason}. Re-running the same data "
+                 f"this way shows what the detector has without them."],
+            f"Re-run with both classes re-encoded ({fix.spec})")
+
+
+def rerun_reencoded(ctx: AppContext, run_id: str, progress, started_by: str | None = None, run_new=None) -> str:
+    """Job body: the run ``run_id`` again on the same data with both classes re-encoded by the
+    spec its flagged facts call for; returns the new run's id."""
+    from pipeline.checks.confound import run_fix
+    from pipeline.store.run_store import RunStore
+
+    from app.jobs import work
+
+    view = ctx.run(run_id)
+    if view is None:
+        raise ValueError(f"run {run_id!r} cannot be opened")
+    fix = run_fix(view.path)
+    if fix is None:
+        raise ValueError(f"run {run_id}: no flagged file fact that a re-encoding equalises")
+    cfg = work.reencoded_run_config(ctx.cfg, RunStore(view.path).config(), fix.spec)
+    return (run_new or work.run_new)(cfg, progress, started_by=started_by)
+
+
+def rerun_message(run_a: str, run_b: str, spec: str) -> html.Span:
+    from app.state.urlstate import ViewState, format_search
+
+    return html.Span([f"Run {run_b} (both classes re-encoded, {spec}) is ready: ",
+                      dcc.Link("open it", href=format_search(ViewState(run=run_b))),
+                      f", or compare it with {run_a} (the button beside)."])
 
 
 def fact_histogram(hist: dict) -> go.Figure:
@@ -110,7 +179,8 @@ def probe_block(probe: dict | None) -> list:
     """The bias probe's table, or a button to run it."""
     if not probe:
         return [html.Div(["Bias probe: not run yet. It re-encodes held-out images class-neutrally (JPEG, "
-                          "PNG, resize, crop) and shows how p(fake) moves for each class: ",
+                          "PNG, resize, crop; and, when a file fact is flagged, a transformation that equalises it) "
+                          "and shows how p(fake) moves for each class: ",
                           html.Button("Run the bias probe", id=ids.PROBE_START, n_clicks=0)],
                          className="fx-muted")]
     head = html.Tr([html.Th("transformation"), html.Th("real: mean shift"), html.Th("flipped"),
@@ -167,8 +237,11 @@ def show_probe(ctx: AppContext, clicks, run_id):
     if probe is not None:
         return Ready((probe_block(probe),))
     n = view.meta.get("config", {}).get("checks", {}).get("bias_images", 1000)
+    from pipeline.checks.validity import probe_transforms
+
+    ways = len(probe_transforms(view.path))
     return Job({"run": view.run_id}, (no_update,), f"Bias probe: re-encoding up to {n} held-out images "
-               f"six ways and scoring them with the run's detector…")
+               f"{ways} ways and scoring them with the run's detector…")
 
 
 def compute_probe(ctx: AppContext, view, request: dict, progress, probe=None):
@@ -191,3 +264,44 @@ def register(app, ctx: AppContext, managers) -> None:
 
     PROBE.register(app, ctx, managers.views, inputs=[Input(ids.PROBE_START, "n_clicks"),
                                                      State(ids.STORE_RUN, "data")])
+
+    from app.jobs.managers import job_user, panel_state, stage_progress
+    from app.state.roles import current_identity, may_start_runs
+    from app.views import compare
+
+    @app.callback(Output(ids.CONFOUND_BOX, "style"), Output(ids.CONFOUND_REASON, "children"),
+                  Output(ids.CONFOUND_START, "children"), Input(ids.STORE_RUN, "data"))
+    def _confound(run_id):
+        return confound_box(ctx, run_id, may_start_runs(current_identity(ctx.cfg)[1]))
+
+    @app.callback(Output(ids.CONFOUND_MESSAGE, "children"), Output(ids.STORE_COMPARE, "data"),
+                  Output(ids.COMPARE_SHOW, "style"),
+                  Input(ids.CONFOUND_START, "n_clicks"), State(ids.STORE_RUN, "data"),
+                  background=True, manager=managers.runs, interval=500,
+                  progress=[Output(ids.CONFOUND_PROGRESS, "value"), Output(ids.CONFOUND_PROGRESS_LABEL, "children")],
+                  progress_default=["0", ""],
+                  running=[(Output(ids.CONFOUND_START, "disabled"), True, False),
+                           (Output(ids.CONFOUND_CANCEL, "disabled"), False, True)],
+                  cancel=[Input(ids.CONFOUND_CANCEL, "n_clicks")], prevent_initial_call=True)
+    def _rerun(set_progress, _n, run_id):
+        from pipeline.checks.confound import run_fix
+
+        try:
+            run_b = rerun_reencoded(ctx, run_id, stage_progress(set_progress), started_by=job_user(ctx.cfg))
+            spec = run_fix(ctx.run_dir(run_id)).spec
+        except Exception as e:  # shown to the user; the app stays usable
+            return html.Span(f"The re-run failed: {type(e).__name__}: {e}", className="fx-error"), no_update, \
+                no_update
+        return rerun_message(run_id, run_b, spec), {"a": run_id, "b": run_b}, {}
+
+    @app.callback(Output(ids.CONFOUND_MESSAGE, "children", allow_duplicate=True),
+                  Output(ids.CONFOUND_PROGRESS_LABEL, "children", allow_duplicate=True),
+                  Input(ids.CONFOUND_START, "n_clicks"), Input(ids.CONFOUND_CANCEL, "n_clicks"),
+                  prevent_initial_call=True)
+    def _rerun_state(_start, _cancel):
+        from dash import ctx as dash_ctx
+
+        return panel_state(dash_ctx.triggered_id == ids.CONFOUND_CANCEL,
+                           "Cancelled: the re-run stopped. Embeddings it had finished are kept in the cache.")
+
+    compare.register(app, ctx)

@@ -76,6 +76,21 @@ def centre_crop(fraction: float) -> Transform:
     return Transform(f"crop{fraction:g}", f"centre crop to {fraction:.0%}", fn)
 
 
+def to_size(side: int) -> Transform:
+    """Both classes to one ``side`` x ``side`` square (shorter side resized with Lanczos, centre
+    crop: as ``data.reencode`` with a size does); added to the probe when the run's checks flag the
+    size (``pipeline.checks.confound.equalising_transforms``): a size shortcut moves one class."""
+    if not (isinstance(side, int) and side >= 8):
+        raise ValueError(f"to_size needs a side of at least 8 pixels, not {side!r}")
+
+    def fn(im: Image.Image) -> Image.Image:
+        from PIL import ImageOps
+
+        return ImageOps.fit(im.convert("RGB"), (side, side), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+    return Transform(f"size{side}", f"both classes to {side}x{side}", fn)
+
+
 DEFAULT_TRANSFORMS: tuple[Transform, ...] = (jpeg(95), jpeg(75), jpeg(50), png(), resize(0.5), centre_crop(0.8))
 
 

@@ -146,7 +146,29 @@ def probe_result(run_dir: str | Path, n_images: int | None = None):
     store = RunStore(run_dir)
     cfg = store.config()
     indices = probe_sample(store.read_records(), int(n_images or cfg.checks.bias_images), seed=cfg.head.seed)
-    return Derived(run_dir, PROBE_FILE, {"v": PROBE_VERSION, "indices": indices, "reencode": cfg.data.reencode})
+    inputs = {"v": PROBE_VERSION, "indices": indices, "reencode": cfg.data.reencode}
+    extra = [t.name for t in flagged_fact_transforms(run_dir)]
+    if extra:  # only then: the kept probes of runs that flag nothing stay valid
+        inputs["transforms"] = extra
+    return Derived(run_dir, PROBE_FILE, inputs)
+
+
+def flagged_fact_transforms(run_dir: str | Path) -> tuple:
+    """The probe's transformations that equalise the run's flagged file facts (both classes to one
+    size when the size is flagged...: ``pipeline.checks.confound``), added to the default ones."""
+    from pipeline.checks.confound import equalising_transforms, run_fix
+
+    try:
+        return equalising_transforms(run_fix(run_dir))
+    except ValueError:  # e.g. a run without facts.csv: the default transformations only
+        return ()
+
+
+def probe_transforms(run_dir: str | Path) -> tuple:
+    """Every transformation the bias probe of a run applies: the defaults, then the equalising ones."""
+    from pipeline.checks.bias_probe import DEFAULT_TRANSFORMS
+
+    return tuple(DEFAULT_TRANSFORMS) + flagged_fact_transforms(run_dir)
 
 
 def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: Progress | None = None,
@@ -155,8 +177,9 @@ def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: P
     once across processes: :func:`probe_result`).
 
     Each sampled image is loaded as the run saw it (:func:`pipeline.data.as_run.load_as_run`: with
-    the run's controlled re-encoding, if any), transformed class-neutrally and scored by the run's
-    own encoder, projection and head.
+    the run's controlled re-encoding, if any), transformed class-neutrally (:func:`probe_transforms`:
+    the default transformations, and those that equalise a flagged file fact, e.g. both classes to
+    one size when the size is flagged) and scored by the run's own encoder, projection and head.
     """
     result = probe_result(run_dir, n_images)
 
@@ -185,7 +208,8 @@ def run_bias_probe(run_dir: str | Path, n_images: int | None = None, progress: P
             return sigmoid(m.score_images(images)[1])
 
         with m.lock:
-            probe = bias_probe(load, indices, [records[i]["label"] for i in indices], score, progress=progress)
+            probe = bias_probe(load, indices, [records[i]["label"] for i in indices], score,
+                               transforms=probe_transforms(run_dir), progress=progress)
         return {**probe, "version": PROBE_VERSION, "indices": indices}
 
     return result.get(compute, progress, should_cancel)
@@ -281,27 +305,82 @@ def probe_lines(probe: dict | None) -> list[str]:
     return lines
 
 
-def compare_lines(meta_a: dict, meta_b: dict) -> list[str]:
-    """Two runs' held-out metrics and flags side by side (``pipeline compare``)."""
+COMPARED_METRICS = ("accuracy", "real_accuracy", "fake_accuracy", "ap", "auc", "n")
+
+
+def compare_rows(meta_a: dict, meta_b: dict) -> dict:
+    """Two runs side by side as data (``pipeline compare`` prints it, the app's compare view shows it).
+
+    Returns
+    -------
+    dict
+        ``names`` [A, B] (run ids); ``reencode`` [A, B] (spec or "off"); ``metrics``: one row per
+        held-out figure of :data:`COMPARED_METRICS` {``key``, ``a``, ``b``, ``ci_a``, ``ci_b``}
+        (value or None; the 95% interval [lo, hi] or None); ``generators``: one row per generator of
+        either run {``generator``, ``a``, ``b``, ``ci_a``, ``ci_b``} (AUC); ``flags`` [A's, B's]
+        (:func:`flagged` lines).
+    """
     def head(m):
         return (m.get("metrics") or {}).get("head") or {}
 
+    def ci(m, key):
+        return (m.get("ci95") or {}).get(key)
+
     a, b = head(meta_a), head(meta_b)
-    name_a, name_b = meta_a.get("run_id", "A"), meta_b.get("run_id", "B")
+    data_a, data_b = meta_a.get("config", {}).get("data", {}), meta_b.get("config", {}).get("data", {})
+    metrics = [{"key": k, "a": a.get(k), "b": b.get(k), "ci_a": ci(a, k), "ci_b": ci(b, k)}
+               for k in COMPARED_METRICS]
+    gens = []
+    for g in sorted(set(a.get("per_generator", {})) | set(b.get("per_generator", {}))):
+        ga, gb = a.get("per_generator", {}).get(g, {}), b.get("per_generator", {}).get(g, {})
+        gens.append({"generator": g, "a": ga.get("auc"), "b": gb.get("auc"),
+                     "ci_a": ci(ga, "auc"), "ci_b": ci(gb, "auc")})
+    return {"names": [meta_a.get("run_id", "A"), meta_b.get("run_id", "B")],
+            "reencode": [str(data_a.get("reencode") or "off"), str(data_b.get("reencode") or "off")],
+            "metrics": metrics, "generators": gens,
+            "flags": [flagged(meta_a.get("checks")), flagged(meta_b.get("checks"))]}
+
+
+def cell_shift_rows(records_a: Sequence[dict], records_b: Sequence[dict]) -> list[dict]:
+    """Per cell of run A, how its images fare in run B (matched by path): the share predicted
+    fake in A and, among those also in B, in B.
+
+    Returns one row per cell of A, by cell id: {``cell``, ``n`` (images of A in it), ``n_real``,
+    ``n_fake`` (true labels), ``n_in_b``, ``fake_share_a``, ``fake_share_b`` (None when no image
+    of the cell is in B)}.
+    """
+    pred_b = {r["path"]: int(r["pred"]) for r in records_b if str(r.get("pred", "")) != ""}
+    cells: dict[int, list[dict]] = {}
+    for r in records_a:
+        if str(r.get("cell", "")) != "":
+            cells.setdefault(int(r["cell"]), []).append(r)
+    rows = []
+    for cell in sorted(cells):
+        members = cells[cell]
+        in_b = [pred_b[r["path"]] for r in members if r["path"] in pred_b]
+        labels = [int(r["label"]) for r in members]
+        rows.append({"cell": cell, "n": len(members), "n_real": labels.count(0), "n_fake": labels.count(1),
+                     "n_in_b": len(in_b),
+                     "fake_share_a": round(float(np.mean([int(r["pred"]) for r in members])), 4),
+                     "fake_share_b": round(float(np.mean(in_b)), 4) if in_b else None})
+    return rows
+
+
+def compare_lines(meta_a: dict, meta_b: dict) -> list[str]:
+    """Two runs' held-out metrics and flags side by side (``pipeline compare``; the data:
+    :func:`compare_rows`)."""
+    rows = compare_rows(meta_a, meta_b)
+    name_a, name_b = rows["names"]
     w = max(len(name_a), len(name_b), 12)
     lines = [f"{'':<26} {name_a:>{w}} {name_b:>{w}}"]
-    data_a, data_b = meta_a.get("config", {}).get("data", {}), meta_b.get("config", {}).get("data", {})
-    lines.append(f"{'re-encoding':<26} {str(data_a.get('reencode') or 'off'):>{w}} "
-                 f"{str(data_b.get('reencode') or 'off'):>{w}}")
-    for key in ("accuracy", "real_accuracy", "fake_accuracy", "ap", "auc", "n"):
-        va, vb = a.get(key), b.get(key)
+    lines.append(f"{'re-encoding':<26} {rows['reencode'][0]:>{w}} {rows['reencode'][1]:>{w}}")
+    for row in rows["metrics"]:
+        key = row["key"]
         fmt = (lambda v: "–" if v is None else (f"{v}" if key == "n" else _auc(v)))
-        lines.append(f"{'held-out ' + key:<26} {fmt(va):>{w}} {fmt(vb):>{w}}")
-    gens = sorted(set(a.get("per_generator", {})) | set(b.get("per_generator", {})))
-    for g in gens:
-        ga, gb = a.get("per_generator", {}).get(g, {}), b.get("per_generator", {}).get(g, {})
-        lines.append(f"{'  ' + g + ' AUC':<26} {_auc(ga.get('auc')):>{w}} {_auc(gb.get('auc')):>{w}}")
-    fa, fb = flagged(meta_a.get("checks")), flagged(meta_b.get("checks"))
+        lines.append(f"{'held-out ' + key:<26} {fmt(row['a']):>{w}} {fmt(row['b']):>{w}}")
+    for row in rows["generators"]:
+        lines.append(f"{'  ' + row['generator'] + ' AUC':<26} {_auc(row['a']):>{w}} {_auc(row['b']):>{w}}")
+    fa, fb = rows["flags"]
     lines.append(f"{'flagged checks':<26} {len(fa):>{w}} {len(fb):>{w}}")
     for name, flags in ((name_a, fa), (name_b, fb)):
         lines += [f"  {name}: {x}" for x in flags]

@@ -157,9 +157,6 @@ def cmd_compare(args) -> int:
     metas = [RunStore(_resolve_run(r, args.config)).read_meta() for r in (args.run_a, args.run_b)]
     for line in compare_lines(*metas):
         print(line)
-        print_metrics(meta)
-        print_applied_sets(run)
-        print_matrix_if_kept(run)
     return 0
 
 

@@ -13,6 +13,7 @@ from selenium.webdriver.common.by import By
 
 from app.state import ids
 from pipeline.checks.bias_probe import DEFAULT_TRANSFORMS
+from pipeline.checks.validity import probe_transforms
 from pipeline.config import REPO_ROOT
 from pipeline.store.run_store import RunStore
 from tests.e2e.conftest import AppServer
@@ -91,7 +92,11 @@ def test_the_panel_names_a_file_shortcut_and_the_probe_runs_from_it(dash_br, che
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".fx-probe-table tbody tr"),
                timeout=JOB_TIMEOUT, what="the bias probe's table")
     rows = driver.find_elements(By.CSS_SELECTOR, ".fx-probe-table tbody tr")
-    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [t.words for t in DEFAULT_TRANSFORMS]
+    # the defaults, then the ones equalising the flagged facts: the format is flagged, so JPEG 90 too
+    expected = [t.words for t in probe_transforms(runs / run_a)]
+    assert expected[:len(DEFAULT_TRANSFORMS)] == [t.words for t in DEFAULT_TRANSFORMS]
+    assert "JPEG quality 90" in expected
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == expected
     verdicts = {r.find_element(By.CSS_SELECTOR, ".fx-verdict").text for r in rows}
     assert verdicts <= {"stable", "slight", "robustness", "bias"} and verdicts
     n_heldout = sum(1 for r in RunStore(runs / run_a).read_records() if r["split"] == "heldout")

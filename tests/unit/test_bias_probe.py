@@ -196,3 +196,45 @@ def test_verdict_rules():
     assert verdict(stats(0.3), stats(-0.25))[0] == "robustness"
     assert verdict(stats(0.3), stats(0.0))[1].startswith("reals move towards fake")
     assert verdict({"n": 0}, stats(-0.4))[0] == "not scored"
+
+
+# -- the transformation that equalises a flagged size (issue 23.7) -----------------------------------
+
+def test_to_size_brings_both_classes_to_one_square():
+    from pipeline.checks.bias_probe import to_size
+
+    t = to_size(256)
+    fake = Image.new("RGB", (559, 559), (200, 30, 30))
+    real = Image.new("RGB", (300, 400), (30, 30, 200))
+    assert t(fake).size == (256, 256) and t(real).size == (256, 256)
+    assert t(real).getpixel((128, 128)) == (30, 30, 200)  # resized, not blanked
+    assert t.name == "size256" and t.words == "both classes to 256x256"
+    with pytest.raises(ValueError, match="at least 8 pixels"):
+        to_size(4)
+
+
+def test_the_probe_adds_the_equalising_transformations_of_the_flagged_groups():
+    from pipeline.checks.confound import ConfoundFix, equalising_transforms
+
+    size = equalising_transforms(ConfoundFix("jpeg:90:256", ("size",), "x"))
+    assert [t.name for t in size] == ["size256"]
+    both = equalising_transforms(ConfoundFix("jpeg:85:48", ("size", "compression"), "x"))
+    assert [t.name for t in both] == ["size48", "jpeg85"]
+    # a quality among the default JPEG qualities is not probed twice
+    assert equalising_transforms(ConfoundFix("jpeg:75", ("format",), "x")) == ()
+    assert equalising_transforms(None) == ()
+
+
+def test_a_size_shortcut_moves_the_fakes_under_to_size():
+    """A detector that calls every 559x559 image fake: to_size(256) makes fakes 'real', reals stay."""
+    from pipeline.checks.bias_probe import to_size
+
+    images = [Image.new("RGB", (559, 559)) for _ in range(6)] + [Image.new("RGB", (300, 400)) for _ in range(6)]
+    labels = [1] * 6 + [0] * 6
+    probe = bias_probe(lambda i: images[i], range(12), labels,
+                       lambda ims: np.array([0.95 if im.size == (559, 559) else 0.05 for im in ims]),
+                       transforms=(to_size(256),))
+    t = probe["transforms"][0]
+    assert t["verdict"] == "bias" and probe["bias"] == ["size256"]
+    assert t["fake"]["mean_shift"] == pytest.approx(-0.9) and t["fake"]["flip_fraction"] == 1.0
+    assert t["real"]["mean_shift"] == 0 and t["real"]["flip_fraction"] == 0
