@@ -21,8 +21,9 @@ from app.state import ids
 ANALYST, MAINTAINER = "analyst", "maintainer"
 ROLES = (ANALYST, MAINTAINER)
 DEFAULT_ROLE = ANALYST
-# Outputs of callbacks only a maintainer may call: the new-run job (start and polling alike).
-MAINTAINER_OUTPUTS = (ids.NEWRUN_MESSAGE,)
+# Outputs of callbacks only a maintainer may call: the jobs that start runs (a new run, a re-encoded
+# re-run of a confounded one), start and polling alike.
+MAINTAINER_OUTPUTS = (ids.NEWRUN_MESSAGE, ids.CONFOUND_MESSAGE)
 
 
 def may_start_runs(role: str | None) -> bool:
