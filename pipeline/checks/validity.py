@@ -106,7 +106,7 @@ def near_duplicate_words(near: dict) -> str:
     a, b = (m.get("all") or {}).get("auc"), (m.get("without_near_duplicates") or {}).get("auc")
     ci = ((m.get("all") or {}).get("ci95") or {}).get("auc")
     change = ""
-    if a is not None and b is not None and a == a and b == b:
+    if near.get("n_heldout_with_near_duplicate") and a is not None and b is not None and a == a and b == b:
         change = f"; held-out AUC {a:.3f} with them, {b:.3f} without"
         if ci:
             change += (f" ({'outside' if near_duplicate_effect(near) else 'inside'} the 95% interval "
