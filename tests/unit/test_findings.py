@@ -160,3 +160,55 @@ def test_notes_keep_their_dims_and_old_notes_still_load(run):
     exported = {n["id"]: n for n in json.loads(store.export_json())["notes"]}
     assert exported[new["id"]]["dims"] == [12, 3]
     assert "12 3" in store.export_csv()
+
+
+# -- the PDF figure -----------------------------------------------------------------------------------
+def pdf_pages(data: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?![s\w])", data))
+
+
+def pdf_images(data: bytes) -> int:
+    """Distinct pictures embedded (fpdf2 embeds a picture drawn twice once)."""
+    return len(re.findall(rb"/Subtype\s*/Image", data))
+
+
+def test_the_pdf_figure_holds_the_notes_pictures_and_maps(run):
+    from pipeline.report.findings_pdf import findings_pdf
+
+    keep_maps(run, [0, 2])
+    NotesStore(run).add("halo around the hair", tag="hair", images=[0, 1, 2], dims=[3, 12])
+    data = findings_pdf(run, run.parent.parent / "cache")
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    assert pdf_pages(data) == 1
+    # images 0 and 2 share their known model input, aggregate and dimension maps: the input, the
+    # aggregate, dimension 3, dimension 12, and image 1's thumbnail (no maps) are 5 pictures
+    assert pdf_images(data) == 5
+    assert b"DejaVu" in data  # the font is embedded
+
+
+def test_a_long_note_list_flows_onto_more_pages(run):
+    from pipeline.report.findings_pdf import findings_pdf
+
+    for cell in (0, 1):
+        NotesStore(run).add(f"cell {cell}", cell=cell)  # 12 images each: 8 evidence rows + 4 thumbnails
+    data = findings_pdf(run, run.parent.parent / "cache")
+    assert pdf_pages(data) >= 2 and pdf_images(data) == 24  # every image once (none has maps)
+
+
+def test_the_pdf_needs_the_dejavu_fonts_and_says_so(run, tmp_path):
+    from pipeline.report.findings_pdf import findings_pdf
+
+    with pytest.raises(FileNotFoundError, match=r"DejaVuSans.ttf.*fonts-dejavu-core"):
+        findings_pdf(run, run.parent.parent / "cache", font_dir=tmp_path / "no-fonts")
+
+
+def test_the_command_line_writes_the_figure_and_the_page(run, tmp_path, capsys):
+    from pipeline.cli.main import main
+
+    NotesStore(run).add("halo", images=[0])
+    out = tmp_path / "out"
+    assert main(["findings", str(run), "--pdf", str(out / "f.pdf"), "--html", str(out / "f.html")]) == 0
+    assert (out / "f.pdf").read_bytes().startswith(b"%PDF-") and pdf_pages((out / "f.pdf").read_bytes()) == 1
+    assert "halo" in (out / "f.html").read_text() and str(out / "f.pdf") in capsys.readouterr().out
+    assert main(["findings", str(run)]) == 2  # nowhere to write: a clear error
+    assert "--pdf OUT.pdf and/or --html OUT.html" in capsys.readouterr().err
