@@ -103,7 +103,7 @@ def attention_dims(ctx: AppContext, run_id, sel) -> list[int]:
 
 
 def add_note(ctx: AppContext, run_id, cell, sel, text, tag, on_images: bool, dims=None):
-    """Callback body: store a note; returns (message, clear text?)."""
+    """Callback body: store a note (naming ``dims``, the dimensions picked); returns (message, clear text?)."""
     path = ctx.run_dir(run_id)
     if path is None:
         return html.Span("Open a run first.", className="fx-error"), False
