@@ -23,7 +23,6 @@ from pipeline.checks.validity import read_probe, report_lines
 from pipeline.data.scan import PathRefused
 from pipeline.explain.overlays import overlay_relevance, overlay_signed
 from pipeline.explain.results import KeptMaps, concepts_plan, read_kept_maps
-from pipeline.model.metrics import with_interval
 from pipeline.report.notes import NotesStore
 from pipeline.represent.thumbnails import RunImages
 from pipeline.store.run_store import AppliedStore, open_store
@@ -184,6 +183,9 @@ def _concepts(run_dir: Path, cell: int, records: list[dict]) -> tuple[list[Sheet
 
 
 def _metrics(head: dict) -> list[tuple[str, str]]:
+    from pipeline.model.metrics import with_interval  # imports sklearn: only once a sheet is built,
+    # never when the app starts
+
     if not head:
         return []
     out = [(f"held-out {name}", with_interval(head, key)) for key, name in
