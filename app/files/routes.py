@@ -16,6 +16,7 @@ from flask import Blueprint, Response, abort, request, send_file
 
 from pipeline.data.scan import BadImageError
 from pipeline.report.findings import findings_html
+from pipeline.report.findings_pdf import findings_pdf
 from pipeline.report.notes import NotesStore
 from pipeline.represent.originals import browser_file
 from pipeline.store.sealed import is_intact
@@ -136,6 +137,21 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
         mimetype = "text/csv" if fmt == "csv" else "application/json"
         response = Response(body, mimetype=mimetype)
         response.headers["Content-Disposition"] = f'attachment; filename="{run_id}-notes.{fmt}"'
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.route(urls.FINDINGS_PDF_RULE)
+    def findings_figure(run_id: str):
+        """The findings sheet as a PDF figure, opened in the browser (not downloaded)."""
+        path = ctx.run_dir(run_id)
+        if path is None:
+            abort(404)
+        try:
+            body = findings_pdf(path, ctx.cache_path)
+        except FileNotFoundError as e:  # the fonts are missing on this server: said in words
+            return Response(str(e), status=503, mimetype="text/plain")
+        response = Response(body, mimetype="application/pdf")
+        response.headers["Content-Disposition"] = f'inline; filename="{run_id}-findings.pdf"'
         response.headers["Cache-Control"] = "no-store"
         return response
 

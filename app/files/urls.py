@@ -21,6 +21,7 @@ REGION_RULE = "/files/region/<run_id>/<int:index>/<name>.png"
 CONCEPT_RULE = "/files/concept/<run_id>/<int:cell>/<int:k>/<int:j>"
 NOTES_RULE = "/files/notes/<run_id>.<fmt>"
 NOTES_FORMATS = ("csv", "json", "html")
+FINDINGS_PDF_RULE = "/files/findings/<run_id>.pdf"
 
 _PART = re.compile(r"<(?:(\w+):)?(\w+)>")
 
@@ -76,3 +77,8 @@ def notes_export(run_id: str, fmt: str) -> str:
     if fmt not in NOTES_FORMATS:
         raise ValueError(f"no notes export as {fmt!r}")
     return fill(NOTES_RULE, run_id=run_id, fmt=fmt)
+
+
+def findings_pdf(run_id: str) -> str:
+    """The findings sheet as a PDF figure (``pipeline.report.findings_pdf``)."""
+    return fill(FINDINGS_PDF_RULE, run_id=run_id)

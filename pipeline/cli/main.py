@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,apply,matrix,info,probe,compare,demo-data,explain,concepts} ...``."""
+"""Command line: ``python -m pipeline {run,apply,matrix,info,probe,compare,demo-data,explain,concepts,findings} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -212,6 +212,16 @@ def cmd_concepts(args) -> int:
     return 0
 
 
+def cmd_findings(args) -> int:
+    from pipeline.cli.findings import write_findings
+    run = _resolve_run(args.run, args.config)
+    cache = load_config(args.config).cache_path  # the thumbnails of images without maps
+    for path in write_findings(run, cache, Path(args.pdf) if args.pdf else None,
+                               Path(args.html) if args.html else None):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -277,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cell", type=int, required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_concepts)
+
+    p = with_config(sub.add_parser("findings", help="write the findings sheet (notes with their kept maps, "
+                                                    "concepts, metrics) as a PDF figure and/or HTML"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--pdf", metavar="OUT.pdf")
+    p.add_argument("--html", metavar="OUT.html")
+    p.set_defaults(func=cmd_findings)
     return parser
 
 

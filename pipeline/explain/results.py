@@ -11,6 +11,7 @@ job that computes them (:mod:`pipeline.explain.cache`) goes through the same obj
 from __future__ import annotations
 
 import dataclasses
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from pipeline.data.as_run import balanced_sample
 from pipeline.data.scan import PathRefused, image_file
-from pipeline.store.derived import Derived
+from pipeline.store.derived import Derived, model_fingerprint
 from pipeline.store.run_store import RunStore, open_store
 from pipeline.store.sealed import is_intact
 
@@ -75,6 +76,59 @@ def relevance_cache_path(run_dir: str | Path, image_id: str) -> Path:
 def maps_inputs(cfg, path: Path | PathRefused) -> dict:
     """What one image's maps depend on besides the models."""
     return {"v": CACHE_VERSION, "relevance": dataclasses.asdict(cfg.relevance), "file": file_key(path)}
+
+
+@dataclass(frozen=True, eq=False)
+class KeptMaps:
+    """One image's maps as ``pipeline.explain.cache`` keeps them, read without torch: on the patch
+    grid (``pipeline.explain.cache.ImageMaps`` upsamples them to ``rgb``'s size).
+
+    ``patch_maps`` (K, gh, gw); ``aggregate_patch`` (gh, gw) signed (> 0: fake); ``z`` and
+    ``contributions`` (K,); ``logit``; ``rgb`` (H, W, 3) uint8, the model input.
+    """
+
+    index: int
+    patch_maps: np.ndarray
+    aggregate_patch: np.ndarray
+    z: np.ndarray
+    contributions: np.ndarray
+    logit: float
+    rgb: np.ndarray
+
+
+def _kept_maps_loader(index: int):
+    def load(data: bytes, key: str) -> KeptMaps | None:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            return KeptMaps(index, f["patch_maps"], f["aggregate_patch"], f["z"], f["contributions"],
+                            float(f["logit"]), f["rgb"])
+
+    return load
+
+
+def read_kept_maps(run_dir: str | Path, indices: Sequence[int], *,
+                   records: list[dict] | None = None) -> dict[int, KeptMaps]:
+    """The maps of ``indices`` that are already computed and current; never computes any.
+
+    Read-only and torch-free (for the findings sheet, served by the web process): an image whose
+    maps are missing, stale (other models, other file) or damaged is left out of the answer.
+    Indices outside the run are left out too.
+    """
+    store = open_store(run_dir)
+    records = store.read_records() if records is None else records
+    wanted = [int(i) for i in indices if 0 <= int(i) < len(records)]
+    if not wanted:
+        return {}
+    cfg = store.config()
+    fingerprint = model_fingerprint(run_dir)
+    out = {}
+    for i, path in zip(wanted, image_paths(store, records, wanted)):
+        kept = Derived(run_dir, relevance_name(records[i]["id"]), maps_inputs(cfg, path), model=fingerprint,
+                       load=_kept_maps_loader(i)).read()  # the same key as cache.maps_result
+        if kept is not None:
+            out[i] = kept
+    return out
 
 
 # -- the deletion check ----------------------------------------------------------------------------
@@ -158,6 +212,8 @@ def concepts_plan(run_dir: str | Path, cell: int, *, records: list[dict] | None 
     return ConceptsPlan(result, in_cell, [int(i) for i in used], paths)
 
 
-__all__ = ["CACHE_VERSION", "CONCEPTS_VERSION", "FAITHFULNESS_IMAGES", "ConceptsPlan", "concepts_cache_path",
+__all__ = ["CACHE_VERSION", "CONCEPTS_VERSION", "FAITHFULNESS_IMAGES", "ConceptsPlan", "KeptMaps",
+           "concepts_cache_path",
            "concepts_name", "concepts_plan", "faithfulness_per_dimension", "faithfulness_result", "file_key",
-           "image_paths", "maps_inputs", "passes_deletion_check", "relevance_cache_path", "relevance_name"]
+           "image_paths", "maps_inputs", "passes_deletion_check", "read_kept_maps", "relevance_cache_path",
+           "relevance_name"]

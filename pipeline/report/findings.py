@@ -1,105 +1,172 @@
-"""The findings sheet: a run's notes as one self-contained HTML page (the seed paper's Fig. 2,
-"fake patterns that Ryan found").
+"""The findings sheet: a run's notes with their evidence as one self-contained HTML page (the seed
+paper's Fig. 2, "fake patterns that Ryan found"); :mod:`pipeline.report.findings_pdf` lays the
+same content out as a PDF figure.
 
-Each note shows its tag, its text, when it was written and what it is attached to, with its
-images as thumbnails (at most :data:`MAX_IMAGES_PER_NOTE`, the rest counted), each marked with
-its label, the prediction and whether that was right. The page opens with what the figures rest
-on: the run, its data, its encoder (and that it was the stand-in, if so) and its held-out
-metrics. Thumbnails are embedded as data URIs, so the file can be mailed or archived as it is.
+The page opens with what the figures rest on: the run, its data, its encoder (one sentence saying
+the stand-in was used and why, the raw reason folded away), its held-out metrics with their 95%
+intervals and the data checks' verdicts. Each note then shows its tag, text, author and target
+and its evidence (:mod:`pipeline.report.evidence`): per image its picture, label, prediction and
+aggregate relevance map, the maps of the dimensions the note names with their contributions,
+further images as thumbnails, and a cell's concepts. Pictures are embedded as data URIs, so the
+file can be mailed or archived as it is.
 """
 from __future__ import annotations
 
 import base64
 import html
+import io
 from pathlib import Path
 
-from pipeline.report.notes import NotesStore
-from pipeline.store.run_store import AppliedStore, open_store
-from pipeline.represent.thumbnails import RunImages
+from PIL import Image
 
-MAX_IMAGES_PER_NOTE = 24
-WORDS = {0: "real", 1: "fake", -1: "unlabelled"}  # -1: an applied set's image without a label
+from pipeline.report.evidence import (NO_MAPS, Sheet, SheetImage, SheetNote, aggregate_overlay, build_sheet,
+                                      dimension_overlay)
+
+BIG, SMALL = 144, 96  # pixels of a picture / aggregate map, and of a dimension's map or a thumbnail
 
 _STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; color: #1f2328; margin: 24px auto; max-width: 1000px; }
-h1 { font-size: 20px; margin: 0 0 4px; } .muted { color: #6b7280; font-size: 12px; }
+body { font: 14px/1.45 system-ui, sans-serif; color: #1f2328; margin: 24px auto; max-width: 1200px; padding: 0 16px; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 14px; margin: 10px 0 4px; }
+.muted { color: #6b7280; font-size: 12px; }
 .note { border-top: 1px solid #d9dde3; padding: 12px 0; } .tag { background: #ddf4ff; color: #0550ae;
 border-radius: 10px; padding: 0 8px; font-size: 12px; margin-right: 6px; }
 .text { font-size: 15px; } .images { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 8px; }
-figure { margin: 0; width: 112px; font-size: 11px; } figure img { width: 112px; height: 112px;
-border: 3px solid; box-sizing: border-box; display: block; } .right img { border-color: #2ca02c; }
-.wrong img { border-color: #d62728; } .no-label img { border-color: #8c959f; }
+.row { display: flex; flex-wrap: wrap; gap: 6px; align-items: flex-start; margin-top: 8px; }
+figure { margin: 0; font-size: 11px; } figure img { display: block; box-sizing: border-box; }
+figure.pic, figure.map { width: 144px; } figure.pic img, figure.map img { width: 144px; height: 144px; }
+figure.dim, figure.thumb { width: 96px; } figure.dim img, figure.thumb img { width: 96px; height: 96px; }
+figure.pic img, figure.thumb img { border: 3px solid; } figure.right img { border-color: #2ca02c; }
+figure.wrong img { border-color: #d62728; } figure.no-label img { border-color: #8c959f; }
+.evidence-grid { display: flex; flex-wrap: wrap; gap: 10px 18px; }
+.evidence-grid .row { border-left: 2px solid #eaeef2; padding-left: 6px; }
+.nomaps { width: 144px; height: 144px; box-sizing: border-box; border: 1px dashed #8c959f; color: #6b7280;
+font-size: 12px; padding: 8px; display: flex; align-items: center; text-align: center; }
 .unlabelled { background: #8c959f; } .b { color: #fff; border-radius: 3px; padding: 0 4px; }
 .real { background: #1f77b4; } .fake { background: #ff7f0e; } .notice { background: #fff8c5;
 border: 1px solid #d4a72c; padding: 6px 10px; border-radius: 4px; margin: 8px 0; }
+.pos { color: #c2570b; } .neg { color: #1f6fb4; } table.metrics td { padding: 0 12px 0 0; }
+.checks { font-size: 12px; white-space: pre-wrap; margin: 4px 0; } .warn { color: #9a6700; }
+.concept { display: flex; gap: 4px; align-items: center; margin: 4px 0; font-size: 12px; }
+.concept img { width: 64px; height: 64px; } .legend span.sw { display: inline-block; width: 10px; height: 10px;
+margin: 0 3px 0 8px; vertical-align: middle; }
+details { font-size: 12px; } code { word-break: break-all; }
 """
 
 
-def _data_uri(path: Path) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def _uri(image: Image.Image, size: int) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR).save(buf, format="JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(records: list[dict], images: RunImages, i: int) -> str:
-    r = records[i]
-    label, pred = WORDS[int(r["label"])], WORDS[int(r["pred"])]
-    known = int(r["label"]) >= 0
-    right = int(r["label"]) == int(r["pred"])
-    outcome = ("right" if right else "wrong") if known else "no label"
-    name = html.escape(Path(r["path"]).name)
-    return (f'<figure class="{outcome.replace(" ", "-")}"><img src="{_data_uri(images.thumbnail(i))}" '
-            f'alt="{name}"><figcaption><span class="b {label}">{label}</span> predicted {pred} '
-            f'({outcome}), p(fake) {float(r["prob_fake"]):.2f}<br>{name}'
-            f'</figcaption></figure>')
+def _file_uri(path: Path) -> str:
+    mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _note_images(note: dict, records: list[dict]) -> list[int]:
-    if note.get("images"):
-        return [int(i) for i in note["images"] if 0 <= int(i) < len(records)]
+def _badges(im: SheetImage) -> str:
+    return (f'<span class="b {im.label}">{im.label}</span> predicted {im.pred} ({im.outcome}), '
+            f'p(fake) {im.prob_fake:.2f}<br>{html.escape(im.name)}')
+
+
+def _picture(im: SheetImage, kind: str, size: int) -> str:
+    outcome = im.outcome.replace(" ", "-")
+    picture = im.picture()
+    src = _uri(picture, size) if picture is not None else ""
+    return (f'<figure class="{kind} {outcome}" data-index="{im.index}"><img src="{src}" '
+            f'alt="{html.escape(im.name)}"><figcaption>{_badges(im)}</figcaption></figure>')
+
+
+def _signed(value: float) -> str:
+    return f'<span class="{"pos" if value >= 0 else "neg"}">{value:+.2f}</span>'
+
+
+def _evidence_row(im: SheetImage, dims: list[int]) -> str:
+    cells = [_picture(im, "pic", BIG)]
+    if im.maps is None:
+        cells.append(f'<div class="nomaps">{NO_MAPS}</div>')
+    else:
+        cells.append(f'<figure class="map" data-map="aggregate"><img src="{_uri(aggregate_overlay(im.maps), BIG)}" '
+                     f'alt="aggregate map"><figcaption>aggregate, logit {_signed(im.maps.logit)} '
+                     f'(&gt; 0: fake)</figcaption></figure>')
+        for k in dims:
+            if k < len(im.maps.contributions):
+                cells.append(f'<figure class="dim" data-map="d{k:02d}"><img src="{_uri(dimension_overlay(im.maps, k), SMALL)}" '
+                             f'alt="dimension {k}"><figcaption>dimension {k}, contribution<br>'
+                             f'{_signed(float(im.maps.contributions[k]))}</figcaption></figure>')
+    return '<div class="row evidence">' + "".join(cells) + "</div>"
+
+
+def _concepts(entry: SheetNote) -> str:
+    cell = entry.note["cell"]
+    if entry.concepts is None:
+        return (f"<div class='muted'>Concepts of cell {cell}: not computed yet (open the cell's concepts "
+                f"panel).</div>")
+    shown = f" (the largest {len(entry.concepts)} of {entry.concepts_total})" \
+        if entry.concepts_total > len(entry.concepts) else ""
+    rows = [f"<h2>Concepts of cell {cell}{shown}</h2>"]
+    for c in entry.concepts:
+        rows.append("<div class='concept' data-concept='%d'>" % c.id +
+                    "".join(f"<img src='{_file_uri(p)}' alt='concept {c.id} patch'>" for p in c.patches) +
+                    f"<span>concept {c.id}: {c.size} segments from {c.n_images} images "
+                    f"({c.segments_real} from real, {c.segments_fake} from fake images)</span></div>")
+    return "".join(rows)
+
+
+def _note(entry: SheetNote) -> str:
+    note = entry.note
+    author = f" · by {html.escape(note['author'])}" if note.get("author") else ""
+    dims = f" · dimensions {', '.join(map(str, entry.dims))}" if entry.dims else ""
+    parts = ["<div class='note'>",
+             f"<span class='tag'>{html.escape(note['tag'])}</span>" if note.get("tag") else "",
+             f"<span class='text'>{html.escape(note['text'])}</span>",
+             f"<div class='muted'>{html.escape(entry.target)} · {html.escape(note.get('created', ''))}"
+             f"{author}{dims}</div>"]
+    if entry.evidence:
+        parts.append("<div class='evidence-grid'>" + "".join(_evidence_row(im, entry.dims) for im in entry.evidence)
+                     + "</div>")
+    if entry.thumbnails:
+        parts.append("<div class='images'>" + "".join(_picture(im, "thumb", SMALL) for im in entry.thumbnails)
+                     + "</div>")
+    if entry.n_uncounted:
+        parts.append(f"<div class='muted'>and {entry.n_uncounted} more images</div>")
     if note.get("cell") is not None:
-        return [i for i, r in enumerate(records) if r["cell"] == int(note["cell"])]
-    return []
+        parts.append(_concepts(entry))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _header(sheet: Sheet) -> list[str]:
+    out = [f"<h1>Findings · {html.escape(sheet.title)}</h1>", f"<div class='muted'>{html.escape(sheet.facts)}</div>"]
+    if sheet.fallback_reason:
+        out.append(f"<div class='notice encoder'>{html.escape(sheet.encoder)}<details><summary>the encoder's "
+                   f"full reason</summary><code>{html.escape(sheet.fallback_reason)}</code></details></div>")
+    else:
+        out.append(f"<div class='muted encoder'>{html.escape(sheet.encoder)}</div>")
+    if sheet.metrics:
+        out.append("<table class='metrics'>" + "".join(
+            f"<tr><td>{html.escape(what)}</td><td>{html.escape(value)}</td></tr>" for what, value in sheet.metrics)
+            + "</table><div class='muted'>[95% bootstrap intervals]</div>")
+    out.append("<div class='checks'>" + "\n".join(
+        f"<span class='{'warn' if line.lstrip().startswith('!') else ''}'>{html.escape(line)}</span>"
+        for line in sheet.checks) + "</div>")
+    out.append("<div class='legend muted'>maps: aggregate<span class='sw' style='background:#ff7f0e'></span>"
+               "towards fake<span class='sw' style='background:#1f77b4'></span>towards real · dimension maps: "
+               "bright = relevant to that dimension; its contribution to the logit beside it (&gt; 0: fake)</div>")
+    return out
+
+
+def render_html(sheet: Sheet) -> str:
+    """The page of ``sheet``."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Findings · {html.escape(sheet.title)}"
+             f"</title><style>{_STYLE}</style></head><body>"] + _header(sheet)
+    if not sheet.notes:
+        parts.append("<p class='muted'>No notes yet.</p>")
+    parts += [_note(entry) for entry in sheet.notes]
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 def findings_html(run_dir: str | Path, cache_root: str | Path) -> str:
     """The findings sheet of the run (or applied set) in ``run_dir`` (thumbnails from ``cache_root``)."""
-    store = open_store(run_dir)
-    meta, records = store.read_meta(), store.read_records()
-    images = RunImages(run_dir, cache_root)
-    data = meta.get("data") or {}
-    if isinstance(store, AppliedStore):  # scored with its run's encoder; its metrics are flat
-        enc, head = store.run.read_meta().get("encoder") or {}, meta.get("metrics") or {}
-        what = f"applied set {store.name} of run {store.run.run_id}"
-    else:
-        enc, head = meta.get("encoder") or {}, (meta.get("metrics") or {}).get("head") or {}
-        what = f"run {store.run_id}"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Findings · {html.escape(what)}"
-             f"</title><style>{_STYLE}</style></head><body>",
-             f"<h1>Findings · {html.escape(what)}</h1>",
-             f"<div class='muted'>data {html.escape(str(data.get('root', '?')))} · {data.get('n_images', '?')} "
-             f"images ({data.get('n_real', '?')} real, {data.get('n_fake', '?')} fake) · encoder "
-             f"{html.escape(str(enc.get('name')))} {html.escape(str(enc.get('model')))} · held-out "
-             f"accuracy {head.get('accuracy', float('nan')):.3f}, AUC {head.get('auc', float('nan')):.3f} "
-             f"on {head.get('n', '?')} images</div>"]
-    if enc.get("fallback_reason"):
-        parts.append(f"<div class='notice'>CLIP was not used: the maps behind these findings describe the "
-                     f"stand-in encoder {html.escape(str(enc.get('model')))} "
-                     f"({html.escape(enc['fallback_reason'])}).</div>")
-    notes = NotesStore(run_dir).list()
-    if not notes:
-        parts.append("<p class='muted'>No notes yet.</p>")
-    for note in notes:
-        chosen = _note_images(note, records)
-        target = (f"cell {note['cell']}" if note.get("cell") is not None else "") + \
-            (f"{' · ' if note.get('cell') is not None else ''}{len(note['images'])} selected images"
-             if note.get("images") else "")
-        author = f" · by {html.escape(note['author'])}" if note.get("author") else ""
-        parts.append("<div class='note'>" +
-                     (f"<span class='tag'>{html.escape(note['tag'])}</span>" if note.get("tag") else "") +
-                     f"<span class='text'>{html.escape(note['text'])}</span>"
-                     f"<div class='muted'>{html.escape(target)} · {html.escape(note.get('created', ''))}"
-                     f"{author}</div><div class='images'>" +
-                     "".join(_figure(records, images, i) for i in chosen[:MAX_IMAGES_PER_NOTE]) + "</div>" +
-                     (f"<div class='muted'>and {len(chosen) - MAX_IMAGES_PER_NOTE} more images</div>"
-                      if len(chosen) > MAX_IMAGES_PER_NOTE else "") + "</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return render_html(build_sheet(run_dir, cache_root))

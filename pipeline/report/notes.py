@@ -2,7 +2,9 @@
 
 A note is a short text and an optional tag ("bird in yellow grass, fools the model" / "grass")
 attached to a cell, to a set of images (by index), or to both, with the name of the analyst who
-wrote it (``author``; none in the single-user app). Every change re-reads the file,
+wrote it (``author``; none in the single-user app) and, optionally, the dimensions of the 16-d
+representation it is about (``dims``, shown with their maps on the findings sheet; a note written
+before they existed has none). Every change re-reads the file,
 edits it and replaces it atomically, under a lock file, so two app workers (or two browser tabs)
 writing at the same time never lose a note and a crash never leaves a half-written file.
 Export as CSV (one row per note and image) or JSON, with the image paths.
@@ -25,9 +27,10 @@ from pipeline.store.run_store import ArtifactError, RunStore, atomic_write_json
 NOTES_FILE = "notes.json"
 MAX_TEXT = 2000
 MAX_TAG = 40
-EXPORT_FIELDS = ["note_id", "created", "author", "tag", "text", "cell", "scope", "image_index",
+EXPORT_FIELDS = ["note_id", "created", "author", "tag", "text", "cell", "dims", "scope", "image_index",
                  "image_id", "image_path", "abs_path", "label", "pred"]
 MAX_AUTHOR = 64
+N_DIMS = 16  # dimensions of the distilled representation a note may name
 
 
 class NotesStore:
@@ -71,16 +74,18 @@ class NotesStore:
 
     # -- writing ----------------------------------------------------------------------------------
     def add(self, text: str, tag: str = "", cell: int | None = None,
-            images: Iterable[int] = (), author: str | None = None) -> dict:
+            images: Iterable[int] = (), author: str | None = None, dims: Iterable[int] = ()) -> dict:
         """Attach a note to ``cell`` and/or ``images``; returns the stored note.
 
         ``author`` is the name of the user who writes it (the shared server's login); a note
-        without one has no ``author`` key.
+        without one has no ``author`` key. ``dims``: the dimensions (0..15) the note is about, in
+        the analyst's order, each once; a note without any has no ``dims`` key.
 
         Raises
         ------
         ValueError
-            Empty text, text, tag or author too long, or nothing to attach the note to.
+            Empty text, text, tag or author too long, a dimension outside 0..15, or nothing to
+            attach the note to.
         """
         text = (text or "").strip()
         tag = (tag or "").strip()
@@ -88,6 +93,10 @@ class NotesStore:
         if len(author) > MAX_AUTHOR:
             raise ValueError(f"an author name is at most {MAX_AUTHOR} characters (got {len(author)})")
         images = sorted({int(i) for i in images})
+        dims = list(dict.fromkeys(int(k) for k in dims))
+        bad = [k for k in dims if not 0 <= k < N_DIMS]
+        if bad:
+            raise ValueError(f"dimensions are numbered 0..{N_DIMS - 1} (got {bad})")
         if not text:
             raise ValueError("a note needs some text")
         if len(text) > MAX_TEXT:
@@ -106,6 +115,8 @@ class NotesStore:
         }
         if author:
             note["author"] = author
+        if dims:
+            note["dims"] = dims
         with self._lock:
             notes = self._read()
             notes.append(note)
@@ -162,7 +173,8 @@ class NotesStore:
         for note, scope, indices in self._export_entries():
             base = {"note_id": note["id"], "created": note.get("created", ""),
                     "author": note.get("author", ""), "tag": note.get("tag", ""), "text": note.get("text", ""),
-                    "cell": "" if note.get("cell") is None else note["cell"], "scope": scope}
+                    "cell": "" if note.get("cell") is None else note["cell"],
+                    "dims": " ".join(str(k) for k in note.get("dims") or ()), "scope": scope}
             if not indices:
                 writer.writerow(base)
             for i in indices:

@@ -14,6 +14,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from app.state import ids
+from app.views import notes
+from pipeline.report.notes import NotesStore
 from pipeline.store.run_store import RunStore
 from tests.e2e.test_app_browser import (JOB_TIMEOUT, cells_of, click_point, drag_box, open_app, read_matrix,
                                         run_dir, text_of, trace_info, wait_for_grid, wait_until)
@@ -62,7 +64,11 @@ def test_the_papers_use_case_end_to_end(dash_br, app_server, shot):
     assert heads == order16 and all(row == order16 for row in dims.values())
     shot(driver, "22-use-case-attention")
 
-    # 4. the finding written down, on the three images: it is in the findings sheet
+    # 4. the finding written down, on the three images, with the dimensions the attention view
+    # shows first (the picker is pre-filled with them): it is in the findings sheet, with the maps
+    prefilled = [int(k) for k in order16[:3]]
+    wait_until(lambda: all(f"dimension {k}" in text_of(driver, notes.NOTES_DIMS) for k in prefilled),
+               what="the dimensions picker pre-filled with the attention view's first columns")
     driver.find_element(By.ID, ids.NOTES_TEXT).send_keys("flat skies fool the model")
     driver.find_element(By.ID, ids.NOTES_TAG).send_keys("sky")
     driver.find_element(By.ID, ids.NOTES_ADD_IMAGES).click()
@@ -71,8 +77,14 @@ def test_the_papers_use_case_end_to_end(dash_br, app_server, shot):
     with urllib.request.urlopen(f"{app_server.url}/files/notes/{app_server.run_id}.html") as r:
         sheet = r.read().decode()
     note = sheet[sheet.index("flat skies fool the model"):]
-    assert ">sky</span>" in sheet and note.count("<figure") == 3
+    assert ">sky</span>" in sheet and note.count('<figure class="pic') == 3
     assert all(records[i]["path"].split("/")[-1] in note for i in selected)
+    assert NotesStore(run_dir(app_server)).list()[-1]["dims"] == prefilled
+    # the attention view computed their maps: each image beside its aggregate and the 3 dimensions
+    assert note.count('data-map="aggregate"') == 3 and "maps not computed yet" not in note
+    assert all(note.count(f'data-map="d{k:02d}"') == 3 for k in prefilled)
+    with urllib.request.urlopen(f"{app_server.url}/files/findings/{app_server.run_id}.pdf") as r:
+        assert r.headers["Content-Type"] == "application/pdf" and r.read().startswith(b"%PDF-")
 
     # 5. the cell's concepts; "show its images" brings the grid back with those images outlined
     driver.find_element(By.ID, ids.VIEW_TOGGLE).find_elements(By.TAG_NAME, "label")[1].click()

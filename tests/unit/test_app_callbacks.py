@@ -311,6 +311,25 @@ def test_notes_add_list_and_errors(ctx):
     assert any(getattr(a, "href", "") == "/files/notes/fake-run.csv" for a in export)
 
 
+def test_a_note_names_its_dimensions_prefilled_from_the_attention_view(ctx):
+    from tests.fixtures_runs import fake_get_maps
+
+    sel = {"ids": [0, 2]}
+    assert notes.attention_dims(ctx, "fake-run", sel) == []  # maps not drawn yet: nothing offered
+    view = ctx.run("fake-run")
+    for i, maps in fake_get_maps(view.path, [0, 2]).items():
+        artifacts.render_attention(ctx.app_cache(view), i, maps)
+    # contributions -1..1 over the 16 dimensions: largest |c| at both ends, so the columns start 0, 15, 1
+    assert notes.attention_dims(ctx, "fake-run", sel) == [0, 15, 1]
+    msg, saved = notes.add_note(ctx, "fake-run", 1, sel, "halo", "", True, dims=[15, 0])
+    assert saved and NotesStore(ctx.run_dir("fake-run")).list()[0]["dims"] == [15, 0]
+    items, export = notes.list_notes(ctx, "fake-run")
+    assert "2 image(s) · dimensions 15, 0 · " in _texts(items)
+    assert any(getattr(a, "href", "") == "/files/findings/fake-run.pdf" for a in export)
+    msg, saved = notes.add_note(ctx, "fake-run", 1, sel, "x", "", True, dims=[16])
+    assert not saved and "0..15" in _texts(msg)
+
+
 def test_a_note_records_who_wrote_it_and_others_see_the_name(ctx, monkeypatch):
     monkeypatch.setattr(notes, "current_identity", lambda cfg: ("alice", "analyst"))
     msg, saved = notes.add_note(ctx, "fake-run", 1, None, "halo around the hair", "", False)

@@ -123,6 +123,7 @@ def _route_of(client, url):
     (urls.notes_export("fake-run", "csv"), "notes_export", {"run_id": "fake-run", "fmt": "csv"}),
     (urls.notes_export("fake-run", "json"), "notes_export", {"run_id": "fake-run", "fmt": "json"}),
     (urls.notes_export("fake-run", "html"), "notes_export", {"run_id": "fake-run", "fmt": "html"}),
+    (urls.findings_pdf("fake-run"), "findings_figure", {"run_id": "fake-run"}),
     (urls.image("fake-run@set", 0), "original", {"run_id": "fake-run@set", "index": 0}),  # an applied set
 ])
 def test_each_url_builder_is_served_by_its_route(client, url, endpoint, args):
@@ -139,6 +140,9 @@ def test_built_urls_are_answered_with_their_files(client, app_config):
         assert r.status_code == 200 and r.mimetype == mimetype
     with pytest.raises(ValueError):
         urls.notes_export("fake-run", "txt")
+    r = client.get(urls.findings_pdf("fake-run"))
+    assert r.status_code == 200 and r.mimetype == "application/pdf" and r.data.startswith(b"%PDF-")
+    assert client.get(urls.findings_pdf("ghost")).status_code == 404
     # the image view's sprite: the URL the view puts in its figure is served
     ctx = AppContext(app_config)
     request = images.JOB.render(ctx, 0, "fake-run", None)[-1]

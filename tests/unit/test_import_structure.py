@@ -109,7 +109,8 @@ LAYERS = [
     ["pipeline.store"],
     ["pipeline.model"],
     ["pipeline.represent"],
-    ["pipeline.explain", "pipeline.checks", "pipeline.report"],
+    ["pipeline.explain", "pipeline.checks"],
+    ["pipeline.report"],  # the findings sheet shows what explain and checks produce
     ["pipeline.runner"],
     ["pipeline.generalise"],
     ["pipeline.cli"],
