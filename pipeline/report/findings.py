@@ -107,8 +107,8 @@ def _concepts(entry: SheetNote) -> str:
     rows = [f"<h2>Concepts of cell {cell}{shown}</h2>"]
     for c in entry.concepts:
         rows.append("<div class='concept' data-concept='%d'>" % c.id +
-                    "".join(f"<img src='{_file_uri(p)}' alt='concept {c.id} patch'>" for p in c.patches) +
-                    f"<span>concept {c.id}: {c.size} segments from {c.n_images} images "
+                    "".join(f"<img src='{_file_uri(p)}' alt='concept {c.id + 1} patch'>" for p in c.patches) +
+                    f"<span>concept {c.id + 1}: {c.size} segments from {c.n_images} images "
                     f"({c.segments_real} from real, {c.segments_fake} from fake images)</span></div>")
     return "".join(rows)
 

@@ -206,7 +206,7 @@ def _concepts(fig: _Figure, entry: SheetNote) -> None:
             x, y = fig.block(PATCH, PATCH)
             fig.image(Image.open(p), x, y, PATCH)
         x, y = fig.block(90, PATCH)
-        fig.caption(x, y + PATCH / 2 - CAPTION, [f"concept {c.id}: {c.size} segments from {c.n_images} images",
+        fig.caption(x, y + PATCH / 2 - CAPTION, [f"concept {c.id + 1}: {c.size} segments from {c.n_images} images",
                                                  f"({c.segments_real} from real, {c.segments_fake} from fake images)"],
                     90)
 

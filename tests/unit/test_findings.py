@@ -107,8 +107,8 @@ def test_a_cell_note_shows_the_cell_s_concepts_when_kept(run):
     NotesStore(run).add("nothing computed here", cell=0)
     fake_get_concepts(run, 1)  # 3 concepts of 6, 4, 2 segments, 2 patches each
     page = findings_html(run, run.parent.parent / "cache")
-    assert page.count("data-concept=") == 3 and page.count("alt='concept 0 patch'") == 2
-    assert "concept 0: 6 segments from 6 images (3 from real, 3 from fake images)" in page
+    assert page.count("data-concept=") == 3 and page.count("alt='concept 1 patch'") == 2
+    assert "concept 1: 6 segments from 6 images (3 from real, 3 from fake images)" in page
     assert "Concepts of cell 0: not computed yet" in page
     # a cell of 12 images: 8 with evidence rows, 4 as thumbnails
     cell1 = page.split("grass everywhere")[1].split("nothing computed here")[0]
