@@ -15,6 +15,8 @@ def build(ctx: AppContext) -> html.Div:
     """The page (built per page load, so the run list is fresh)."""
     return html.Div([
         dcc.Location(id=ids.URL, refresh=False),
+        # keyboard users reach the image grid in one step, past the filters and the checks
+        html.A("Skip to the image grid", href=f"#{ids.IMAGES_GRAPH}", className="fx-skip-link"),
         dcc.Store(id=ids.STORE_RUN), dcc.Store(id=ids.STORE_CELL),
         dcc.Store(id=ids.STORE_SEL), dcc.Store(id=ids.STORE_VIEW),
         dcc.Store(id=ids.STORE_VIEWER), dcc.Store(id=ids.STORE_FILTER), dcc.Store(id=ids.STORE_HIGHLIGHT),

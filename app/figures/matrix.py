@@ -59,7 +59,11 @@ def _cell_words(table: str, train: str, test: str, cell: dict | None, skipped: s
     def f(v):
         return "–" if v is None else f"{v:.3f}"
 
-    hover = (f"trained on {trained}, tested on {test}<br>AUC {f(auc)} · accuracy {f(acc)} (real "
+    def ci(key):  # its 95% bootstrap interval (matrices kept before the intervals have none)
+        lo_hi = (cell.get("ci95") or {}).get(key)
+        return f" [{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]" if lo_hi else ""
+
+    hover = (f"trained on {trained}, tested on {test}<br>AUC {f(auc)}{ci('auc')} · accuracy {f(acc)}{ci('accuracy')} (real "
              f"{f(cell.get('real_accuracy'))}, fake {f(cell.get('fake_accuracy'))})<br>"
              f"{cell.get('n_test', 0)} held-out images ({cell.get('n_real', 0)} real, {cell.get('n_fake', 0)} "
              f"fake) · {cell.get('n_misclassified', 0)} misclassified"

@@ -59,14 +59,16 @@ def _multi(id_, placeholder, options=()):
 
 def filter_bar() -> html.Div:
     """The compact filter bar, with the file-name search and its hits below it."""
-    words = {"right": "predicted right", "wrong": "predicted wrong"}
+    words = {"right": "✔ right", "wrong": "✘ wrong"}  # as the viewer's badges; short enough for the chip
     return html.Div(className="fx-filterbar", children=[
         html.Div(className="fx-filter-row", children=[
             html.Span("Filter images", className="fx-panel-title"),
             _multi(ids.FILTER_GENERATOR, "generator"),
             _multi(ids.FILTER_CATEGORY, "category"),
             _multi(ids.FILTER_LABEL, "label", [{"label": v, "value": v} for v in LABELS]),
-            _multi(ids.FILTER_OUTCOME, "right / wrong", [{"label": words[v], "value": v} for v in OUTCOMES]),
+            html.Div(_multi(ids.FILTER_OUTCOME, "prediction right / wrong",
+                            [{"label": words[v], "value": v} for v in OUTCOMES]), className="fx-filter-outcome",
+                     title="keep the images the detector got right, or wrong"),
             _multi(ids.FILTER_SPLIT, "split"),
             html.Div(className="fx-filter-p", title="keep the images whose p(fake) lies in this "
                                                     "range (both ends included)", children=[

@@ -176,7 +176,7 @@ def score_cell(y: np.ndarray, prob: np.ndarray, rows: np.ndarray) -> dict:
     wrong = rows[(prob[rows] > 0.5).astype(int) != y[rows]]
     cell = {k: (None if np.isnan(m[k]) else m[k]) for k in ("auc", "ap", "accuracy", "real_accuracy",
                                                               "fake_accuracy")}
-    return {**cell, "n_test": m["n"], "n_real": m["n_real"], "n_fake": m["n_fake"],
+    return {**cell, "ci95": m.get("ci95"), "n_test": m["n"], "n_real": m["n_real"], "n_fake": m["n_fake"],
             "n_misclassified": int(len(wrong)), "misclassified": [int(i) for i in wrong]}
 
 

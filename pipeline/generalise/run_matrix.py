@@ -25,7 +25,7 @@ from pipeline.store.run_store import MATRIX, RECORDS, RunStore, json_default, sh
 
 log = logging.getLogger("faxplainer")
 
-MATRIX_VERSION = 1  # bump when the matrix's method changes: kept matrices are recomputed
+MATRIX_VERSION = 2  # bump when the matrix's method changes: kept matrices are recomputed (2: intervals)
 
 
 def matrix_inputs(store: RunStore) -> dict:
@@ -106,8 +106,17 @@ def run_matrix(run_dir: str | Path, progress: Callable[[int, int], None] | None 
     return matrix_result(store.path).get(compute, progress, should_cancel, recompute=recompute)
 
 
+def _entry(cell: dict | None, figure: str) -> str:
+    """``0.756 [0.51, 0.93]``: a pair's figure with its 95% bootstrap interval (none in old matrices)."""
+    if cell is None or cell.get(figure) is None:
+        return "-"
+    ci = (cell.get("ci95") or {}).get(figure)
+    return f"{cell[figure]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 def matrix_text(matrix: dict) -> str:
-    """The matrix as plain-text tables: AUC and accuracy, rows = trained on, columns = tested on."""
+    """The matrix as plain-text tables: AUC and accuracy with their 95% intervals, rows = trained on,
+    columns = tested on."""
     from pipeline.generalise.crossgen import TABLES
 
     gens = matrix["generators"]
@@ -120,7 +129,7 @@ def matrix_text(matrix: dict) -> str:
     for table in TABLES:
         for figure in ("auc", "accuracy"):
             lines.append(f"{figure.upper() if figure == 'auc' else figure}: {titles[table]}")
-            lines.append(f"{corner:<{width}}" + "".join(f"{g:>{col}}" for g in gens))
+            lines.append(f"{corner:<{width}}" + "".join(f"{g:>{col + 14}}" for g in gens))
             for g in gens:
                 row = matrix[table].get(g)
                 label = g if table == "one" else f"not {g}"
@@ -128,9 +137,7 @@ def matrix_text(matrix: dict) -> str:
                     lines.append(f"{label:<{width}}  not trained: {matrix['skipped'][table].get(g, '')}")
                     continue
                 cells = [row.get(t) for t in gens]
-                lines.append(f"{label:<{width}}" + "".join(
-                    f"{'-' if c is None or c.get(figure) is None else format(c[figure], '.3f'):>{col}}"
-                    for c in cells))
+                lines.append(f"{label:<{width}}" + "".join(f"{_entry(c, figure):>{col + 14}}" for c in cells))
             lines.append("")
     lines.append(f"reals: {matrix['reals']}")
     lines += [f"note: {n}" for n in matrix.get("notes", [])]

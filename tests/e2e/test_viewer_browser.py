@@ -70,7 +70,17 @@ def test_viewer_opens_on_a_thumbnail_steps_through_the_cell_and_closes(dash_br, 
     ActionChains(driver).send_keys(Keys.ESCAPE).perform()
     wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, ".fx-viewer"), what="the viewer closed")
 
-    # the keyboard: the grid is in the Tab order; arrows move the cursor, Enter opens
+    # the keyboard: the page's first Tab stop is a skip link that puts the focus on the grid
+    first = driver.execute_script("return document.querySelector('a[href], button, input, select, textarea, "
+                                  "[tabindex]:not([tabindex=\"-1\"])');")
+    assert first.get_attribute("class") == "fx-skip-link"
+    driver.execute_script("arguments[0].focus();", first)
+    assert first.is_displayed()  # off-screen until focused
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    wait_until(lambda: driver.switch_to.active_element.get_attribute("id") == ids.IMAGES_GRAPH,
+               what="the grid focused from the skip link")
+
+    # the grid is in the Tab order; arrows move the cursor, Enter opens
     grid = driver.find_element(By.ID, ids.IMAGES_GRAPH)
     assert grid.get_attribute("tabindex") == "0" and grid.get_attribute("role") == "application"
     driver.execute_script("arguments[0].blur(); arguments[0].focus();", grid)

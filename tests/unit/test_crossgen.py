@@ -195,3 +195,17 @@ def test_degenerate_inputs_get_clear_messages(data):
     assert cell["auc"] is None and cell["n_real"] == 0 and cell["accuracy"] == cell["fake_accuracy"] > 0.9
     assert any("held-out images of 'B' are all fakes" in n for n in m["notes"])
     json.dumps(m, allow_nan=False)
+
+
+def test_each_pair_carries_its_95_percent_interval_and_the_text_shows_it():
+    from pipeline.generalise.crossgen import score_cell
+    from pipeline.generalise.run_matrix import _entry
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    prob = np.clip(rng.normal(0.4 + 0.2 * y, 0.15), 0, 1)
+    cell = score_cell(y, prob, np.arange(200))
+    lo, hi = cell["ci95"]["auc"]
+    assert lo < cell["auc"] < hi and 0.05 < hi - lo < 0.2
+    assert _entry(cell, "auc") == f"{cell['auc']:.3f} [{lo:.2f}, {hi:.2f}]"
+    assert _entry({"auc": 0.75}, "auc") == "0.750"  # a matrix kept before the intervals
