@@ -49,6 +49,7 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
         "matrix": "needs an existing run with two or more generators",
         "probe": "needs an existing run, and re-encodes and scores its held-out images: minutes",
         "compare": "needs two existing runs",
+        "findings": "needs an existing run with notes",
         "demo-data": "builds 800 images into the repository: minutes",
     },
     "app": "serves the app until stopped",
