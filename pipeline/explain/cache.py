@@ -31,7 +31,7 @@ from pipeline.explain.overlays import png_bytes
 from pipeline.explain.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
 from pipeline.explain.results import (CACHE_VERSION, CONCEPTS_VERSION, FAITHFULNESS_IMAGES,  # noqa: F401
                                       concepts_cache_path, concepts_plan, faithfulness_result, image_paths,
-                                      maps_inputs, relevance_cache_path, relevance_name)
+                                      maps_derived, relevance_cache_path)
 from pipeline.model.run_models import RunModels, load_run_models, model_fingerprint
 from pipeline.store.derived import Derived, get_each
 from pipeline.store.run_store import open_store
@@ -116,22 +116,10 @@ def _dump_maps(m: ImageMaps, key: str) -> bytes:
     return buf.getvalue()
 
 
-def _maps_loader(index: int) -> Callable[[bytes, str], ImageMaps | None]:
-    def load(data: bytes, key: str) -> ImageMaps | None:
-        with np.load(io.BytesIO(data), allow_pickle=False) as f:
-            if str(f["key"]) != key:
-                return None
-            return ImageMaps(index, f["patch_maps"], f["aggregate_patch"], f["z"], f["contributions"],
-                             float(f["logit"]), f["rgb"])
-
-    return load
-
-
 def maps_result(run_dir: str | Path, index: int, image_id: str, cfg, path: Path | PathRefused,
                 fingerprint: str) -> Derived:
     """Image ``index``'s maps as a derived result (``<run>/relevance/<image_id>.npz``, sealed)."""
-    return Derived(run_dir, relevance_name(image_id), maps_inputs(cfg, path), model=fingerprint,
-                   dump=_dump_maps, load=_maps_loader(index))
+    return maps_derived(run_dir, index, image_id, cfg, path, fingerprint, make=ImageMaps, dump=_dump_maps)
 
 
 def get_maps(run_dir: str | Path, image_indices: Sequence[int], progress: Progress | None = None,

@@ -14,7 +14,7 @@ import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -96,15 +96,23 @@ class KeptMaps:
     rgb: np.ndarray
 
 
-def _kept_maps_loader(index: int):
-    def load(data: bytes, key: str) -> KeptMaps | None:
+def _maps_loader(index: int, make: Callable):
+    def load(data: bytes, key: str):
         with np.load(io.BytesIO(data), allow_pickle=False) as f:
             if str(f["key"]) != key:
                 return None
-            return KeptMaps(index, f["patch_maps"], f["aggregate_patch"], f["z"], f["contributions"],
-                            float(f["logit"]), f["rgb"])
+            return make(index, f["patch_maps"], f["aggregate_patch"], f["z"], f["contributions"],
+                        float(f["logit"]), f["rgb"])
 
     return load
+
+
+def maps_derived(run_dir: str | Path, index: int, image_id: str, cfg, path, fingerprint: str, *,
+                 make: Callable = KeptMaps, dump: Callable | None = None) -> Derived:
+    """Image ``index``'s maps as a derived result (``<run>/relevance/<image_id>.npz``, sealed), read
+    as ``make`` (the cache's torch-backed ``ImageMaps``, or torch-free :class:`KeptMaps`)."""
+    return Derived(run_dir, relevance_name(image_id), maps_inputs(cfg, path), model=fingerprint,
+                   dump=dump, load=_maps_loader(index, make))
 
 
 def read_kept_maps(run_dir: str | Path, indices: Sequence[int], *,
@@ -124,8 +132,7 @@ def read_kept_maps(run_dir: str | Path, indices: Sequence[int], *,
     fingerprint = model_fingerprint(run_dir)
     out = {}
     for i, path in zip(wanted, image_paths(store, records, wanted)):
-        kept = Derived(run_dir, relevance_name(records[i]["id"]), maps_inputs(cfg, path), model=fingerprint,
-                       load=_kept_maps_loader(i)).read()  # the same key as cache.maps_result
+        kept = maps_derived(run_dir, i, records[i]["id"], cfg, path, fingerprint).read()
         if kept is not None:
             out[i] = kept
     return out
