@@ -84,6 +84,16 @@ def start_cancel_progress(start: str, cancel: str, bar: str, label: str, message
     ]
 
 
+def start_cancel_job(manager, start: str, cancel: str, bar: str, label: str) -> dict:
+    """The background-callback settings that go with :func:`start_cancel_progress`: run on
+    ``manager``, fill the bar and its label, disable Start while running, Cancel cancels."""
+    return dict(background=True, manager=manager, interval=500,
+                progress=[Output(bar, "value"), Output(label, "children")],
+                progress_default=["0", ""],  # a finished, failed or cancelled job leaves no label
+                running=[(Output(start, "disabled"), True, False), (Output(cancel, "disabled"), False, True)],
+                cancel=[Input(cancel, "n_clicks")], prevent_initial_call=True)
+
+
 @dataclass(frozen=True)
 class Ready:
     """Shown now: ``values`` for the view's outputs, and the panel's message."""

@@ -28,7 +28,7 @@ from pipeline.store.run_store import RunStore
 
 from app.state import ids
 from app.state.context import AppContext
-from app.jobs.panel import start_cancel_progress
+from app.jobs.panel import start_cancel_job, start_cancel_progress
 from app.jobs.managers import panel_state, stage_progress
 from app.state.roles import current_identity, may_apply
 from app.state.runs import applied_choices, applied_id, run_choices, split_run_id
@@ -230,12 +230,8 @@ def register(app, ctx: AppContext, managers) -> None:
                   Input(ids.APPLY_START, "n_clicks"),
                   State(ids.APPLY_PATH, "value"), State(ids.APPLY_NAME, "value"),
                   State(ids.STORE_RUN, "data"),
-                  background=True, manager=managers.runs, interval=500,
-                  progress=[Output(ids.APPLY_PROGRESS, "value"), Output(ids.APPLY_PROGRESS_LABEL, "children")],
-                  progress_default=["0", ""],
-                  running=[(Output(ids.APPLY_START, "disabled"), True, False),
-                           (Output(ids.APPLY_CANCEL, "disabled"), False, True)],
-                  cancel=[Input(ids.APPLY_CANCEL, "n_clicks")], prevent_initial_call=True)
+                  **start_cancel_job(managers.runs, ids.APPLY_START, ids.APPLY_CANCEL, ids.APPLY_PROGRESS,
+                                     ids.APPLY_PROGRESS_LABEL))
     def _score(set_progress, _n, path, name, run_id):
         return score(ctx, path, name, run_id, stage_progress(set_progress))
 

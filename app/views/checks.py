@@ -22,7 +22,7 @@ from pipeline.checks.validity import flagged, read_probe
 
 from app.state import ids
 from app.state.context import AppContext
-from app.jobs.panel import Job, JobPanel, JobView, Ready, start_cancel_progress
+from app.jobs.panel import Job, JobPanel, JobView, Ready, start_cancel_job, start_cancel_progress
 from app.views.viewer import open_button
 
 MAX_PAIRS = 12  # near-duplicate pairs listed with open buttons
@@ -277,12 +277,8 @@ def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.CONFOUND_MESSAGE, "children"), Output(ids.STORE_COMPARE, "data"),
                   Output(ids.COMPARE_SHOW, "style"),
                   Input(ids.CONFOUND_START, "n_clicks"), State(ids.STORE_RUN, "data"),
-                  background=True, manager=managers.runs, interval=500,
-                  progress=[Output(ids.CONFOUND_PROGRESS, "value"), Output(ids.CONFOUND_PROGRESS_LABEL, "children")],
-                  progress_default=["0", ""],
-                  running=[(Output(ids.CONFOUND_START, "disabled"), True, False),
-                           (Output(ids.CONFOUND_CANCEL, "disabled"), False, True)],
-                  cancel=[Input(ids.CONFOUND_CANCEL, "n_clicks")], prevent_initial_call=True)
+                  **start_cancel_job(managers.runs, ids.CONFOUND_START, ids.CONFOUND_CANCEL, ids.CONFOUND_PROGRESS,
+                                     ids.CONFOUND_PROGRESS_LABEL))
     def _rerun(set_progress, _n, run_id):
         from pipeline.checks.confound import run_fix
 

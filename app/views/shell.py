@@ -17,7 +17,7 @@ from pipeline.checks.validity import flagged, read_probe
 
 from app.state import ids, imagesets, last_run
 from app.state.context import AppContext
-from app.jobs.panel import start_cancel_progress
+from app.jobs.panel import start_cancel_job, start_cancel_progress
 from app.jobs.managers import job_user, panel_state, stage_progress
 from app.state.roles import current_identity, may_start_runs, start_runs_refusal
 from app.jobs.work import new_run_config, run_new
@@ -220,14 +220,8 @@ def register(app, ctx: AppContext, managers) -> None:
                   Input(ids.NEWRUN_START, "n_clicks"),
                   State(ids.NEWRUN_PATH, "value"), State(ids.NEWRUN_CATEGORIES, "value"),
                   State(ids.NEWRUN_GENERATORS, "value"), State(ids.STORE_RUN, "data"),
-                  background=True, manager=managers.runs, interval=500,
-                  progress=[Output(ids.NEWRUN_PROGRESS, "value"),
-                            Output(ids.NEWRUN_PROGRESS_LABEL, "children")],
-                  progress_default=["0", ""],  # a finished, failed or cancelled run leaves no label
-                  running=[(Output(ids.NEWRUN_START, "disabled"), True, False),
-                           (Output(ids.NEWRUN_CANCEL, "disabled"), False, True)],
-                  cancel=[Input(ids.NEWRUN_CANCEL, "n_clicks")],
-                  prevent_initial_call=True)
+                  **start_cancel_job(managers.runs, ids.NEWRUN_START, ids.NEWRUN_CANCEL, ids.NEWRUN_PROGRESS,
+                                     ids.NEWRUN_PROGRESS_LABEL))
     def _new_run(set_progress, _n, path, categories, generators, open_run):
         try:
             cfg = new_run_config(ctx.cfg, allowed_data_path(ctx.cfg, path), categories, generators)

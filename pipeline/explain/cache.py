@@ -31,7 +31,7 @@ from pipeline.explain.overlays import png_bytes
 from pipeline.explain.relevance import RelevanceResult, input_rgb, minmax_normalise, relevance_maps, upsample
 from pipeline.explain.results import (CACHE_VERSION, CONCEPTS_VERSION, FAITHFULNESS_IMAGES,  # noqa: F401
                                       concepts_cache_path, concepts_plan, faithfulness_result, image_paths,
-                                      maps_derived, relevance_cache_path)
+                                      KeptMaps, maps_derived, relevance_cache_path)
 from pipeline.model.run_models import RunModels, load_run_models, model_fingerprint
 from pipeline.store.derived import Derived, get_each
 from pipeline.store.run_store import open_store
@@ -43,21 +43,11 @@ Cancel = Callable[[], bool]
 
 
 @dataclass(frozen=True, eq=False)
-class ImageMaps:
-    """Relevance of one image, as the app shows it.
-
-    ``maps`` (K, H, W) in [0, 1]; ``aggregate`` (H, W) signed logit per patch (> 0: fake);
-    ``patch_maps`` (K, gh, gw) raw; ``z``, ``contributions`` (K,); ``logit``; ``rgb`` (H, W, 3)
-    uint8, the model input the maps are aligned with.
+class ImageMaps(KeptMaps):
+    """Relevance of one image, as the app shows it: the kept arrays (:class:`KeptMaps`, on the patch
+    grid) plus ``maps`` (K, H, W) in [0, 1] and ``aggregate`` (H, W) signed logit per patch
+    (> 0: fake), upsampled to ``rgb`` (H, W, 3), the model input the maps are aligned with.
     """
-
-    index: int
-    patch_maps: np.ndarray
-    aggregate_patch: np.ndarray
-    z: np.ndarray
-    contributions: np.ndarray
-    logit: float
-    rgb: np.ndarray
 
     @functools.cached_property
     def maps(self) -> np.ndarray:
