@@ -66,7 +66,7 @@ def filter_bar() -> html.Div:
             _multi(ids.FILTER_GENERATOR, "generator"),
             _multi(ids.FILTER_CATEGORY, "category"),
             _multi(ids.FILTER_LABEL, "label", [{"label": v, "value": v} for v in LABELS]),
-            html.Div(_multi(ids.FILTER_OUTCOME, "prediction right / wrong",
+            html.Div(_multi(ids.FILTER_OUTCOME, "right / wrong",
                             [{"label": words[v], "value": v} for v in OUTCOMES]), className="fx-filter-outcome",
                      title="keep the images the detector got right, or wrong"),
             _multi(ids.FILTER_SPLIT, "split"),
