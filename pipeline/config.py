@@ -60,9 +60,14 @@ class EncoderConfig:
     chunk_size: int = 512  # embeddings written to disk every this many images (resume granularity)
 
 
+TRAIN_ON = ("background", "data", "both")  # what projection.train_on may name
+
+
 @dataclass(frozen=True)
 class ProjectionConfig:
-    dim: int = 256  # vision-only output size (paper: 512 -> 256)
+    # vision-only output size; None = per encoder (pipeline.model.projection.projection_dim):
+    # the paper's 256 for CLIP's 512-d embedding, half a wider embedding (the stand-in's 1536 -> 768)
+    dim: int | None = None
     epochs: int = 30
     lr: float = 1e-3
     batch_size: int = 128
@@ -71,7 +76,9 @@ class ProjectionConfig:
     max_train_images: int = 400  # images drawn with words for training (each gets fresh words)
     words_per_image: int = 2
     seed: int = 0
-    train_on: str = "background"  # background: once per encoder, on a fixed photo set (cached) | data
+    # background: once per encoder, on a fixed photo set (cached) | data: this data set's images |
+    # both (TRAIN_ON)
+    train_on: str = "background"
     background: str | None = None  # folder of photos for train_on: background (None = built-in set)
     background_size: int = 400  # crops in the built-in background set (registry packages' photos)
 

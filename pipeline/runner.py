@@ -29,7 +29,7 @@ from pipeline import __version__
 from pipeline.checks import validity
 from pipeline.model.background import background_images
 from pipeline.represent.cells import build_cells
-from pipeline.config import Config, to_dict
+from pipeline.config import TRAIN_ON, Config, to_dict
 from pipeline.data.scan import Record, ScanResult, scan
 from pipeline.store.diskcheck import writable_folder
 from pipeline.model.encoders import shared_encoder
@@ -37,6 +37,7 @@ from pipeline.model.encoders.base import Encoder
 from pipeline.model.embed import embed_paths_for, embed_pil
 from pipeline.model.head import DistilledHead, orthogonality_report, sigmoid
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
+from pipeline.model.probe import reference_probe
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, train_projection
 from pipeline.data.splits import HELDOUT, TRAIN, assign_splits, validation_mask
@@ -191,20 +192,45 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     return embedded
 
 
+def projection_source(cfg: Config, data_fingerprint: str) -> str:
+    """What the projection is trained on, as its cache key names it (``projection.train_on``)."""
+    train_on = cfg.projection.train_on
+    if train_on not in TRAIN_ON:
+        raise ValueError(f"projection.train_on must be one of {', '.join(TRAIN_ON)}, not {train_on!r}")
+    parts = []
+    if train_on in ("background", "both"):
+        parts.append(background_images(cfg, log=log.info)[1])
+    if train_on in ("data", "both"):
+        parts.append(f"data-{data_fingerprint}")
+    return "+".join(parts)
+
+
+def projection_images(encoder: Encoder, embedded: Embedded, cfg: Config,
+                      report: Progress) -> tuple[list[Path], np.ndarray]:
+    """The images the projection is trained on and their clean embeddings: the background photo
+    set (``pipeline.model.background``; embedded and cached like any image), this data set's
+    images, or both (``projection.train_on``)."""
+    paths: list[Path] = []
+    parts: list[np.ndarray] = []
+    if cfg.projection.train_on in ("background", "both"):
+        background, _ = background_images(cfg, log=log.info)
+        result = embed_paths_for(cfg, encoder, background, progress=lambda d, t: report("projection", 0, t))
+        good = [i for i in range(len(background)) if i not in {j for j, _ in result.failures}]
+        paths += [background[i] for i in good]
+        parts.append(np.asarray(result.embeddings, np.float32)[good])
+    if cfg.projection.train_on in ("data", "both"):
+        paths += list(embedded.paths)
+        parts.append(embedded.embeddings)
+    return paths, np.concatenate(parts)
+
+
 def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fingerprint: str,
                      report: Progress) -> tuple[VisionOnlyProjection, dict]:
-    """The vision-only projection: trained once per encoder on the background photo set
-    (``projection.train_on: background``, ``pipeline.model.background``) or on this data set
-    (``train_on: data``); cached either way, keyed by what it was trained on."""
-    pc = cfg.projection
-    if pc.train_on == "background":
-        paths, trained_on = background_images(cfg, log=log.info)
-        emb = None
-    elif pc.train_on == "data":
-        paths, trained_on, emb = embedded.paths, f"data-{data_fingerprint}", embedded.embeddings
-    else:
-        raise ValueError(f"projection.train_on must be 'background' or 'data', not {pc.train_on!r}")
+    """The vision-only projection (:func:`projection_dim` wide): trained once per encoder on the
+    background photo set (``projection.train_on: background``, ``pipeline.model.background``), on
+    this data set (``data``) or on both; cached, keyed by what it was trained on."""
     spec = cfg.data.reencode_spec  # the projection sees images as the run does
+    trained_on = projection_source(cfg, data_fingerprint)
     key = hash_obj({"enc": encoder.info.fingerprint, "data": trained_on, "cfg": cfg.fingerprint("projection"),
                     "reencode": spec.key if spec else None, "version": PROJECTION_VERSION})
     path = cfg.cache_path / "projection" / f"{key}.pt"
@@ -214,12 +240,9 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
             return VisionOnlyProjection.from_state(saved["state"]), saved["metrics"]
         except Exception as e:  # a corrupted cache file is recomputed, never trusted
             log.warning("projection cache %s unreadable (%s); retraining", path, e)
-    if emb is None:  # the background photos' embeddings (cached like any image's)
-        result = embed_paths_for(cfg, encoder, paths, progress=lambda d, t: report("projection", 0, t))
-        good = [i for i in range(len(paths)) if i not in {j for j, _ in result.failures}]
-        paths, emb = [paths[i] for i in good], result.embeddings[good]
+    paths, emb = projection_images(encoder, embedded, cfg, report)
     projection, metrics = train_projection(
-        encoder, paths, emb, pc,
+        encoder, paths, emb, cfg.projection,
         embed_images=lambda images: embed_pil(encoder, images, batch_size=cfg.encoder.batch_size),
         max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("projection", d, t),
         transform=spec)
@@ -260,7 +283,8 @@ def checks_stage(embedded: Embedded, splits: np.ndarray, cfg: Config,
 def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg: Config,
                report: Progress) -> HeadFit:
     """Fit the 16-d head on the training split (early stopping on a validation part of it),
-    score every image and measure the held-out split."""
+    score every image and measure the held-out split, beside the reference linear probe on the full
+    embedding (``pipeline.model.probe``)."""
     records, labels = embedded.records, embedded.labels
     if len(np.unique(labels[splits == TRAIN])) < 2:
         raise ValueError("the training split holds one class only; both are needed")
@@ -282,6 +306,8 @@ def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg
     metrics["orthogonality"] = orthogonality_report(head.module_.to16.weight.detach().numpy())
     metrics["epochs"] = head.epochs_
     metrics["n_train"], metrics["n_val"] = int(len(fit_rows)), int(len(val_rows))
+    # what the embedding allows: a detector much weaker than this is not worth explaining
+    metrics["reference_probe"] = reference_probe(embedded.embeddings, labels, splits)
     fit.metrics = metrics
     report("head", hc.max_epochs, hc.max_epochs)
     return fit

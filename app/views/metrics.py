@@ -1,7 +1,8 @@
 """The run's detection figures as the analyst needs them to judge the detector before explaining it.
 
 A summary line (held-out accuracy, AP, AUC and what they were measured on), the class balance of
-the data, the training figures next to the held-out ones (a large gap means the head learned its
+the data, the head's AUC beside the reference linear probe's on the full embedding (fidelity:
+does the explained head detect as well as its embedding allows), the training figures next to the held-out ones (a large gap means the head learned its
 training images rather than a pattern), and per generator: how many real and fake held-out
 images, the accuracy on each class, AP and AUC. Each figure carries its 95% bootstrap interval
 where the run recorded one (runs made before the intervals have none). Pure functions of ``meta.json``'s ``metrics`` and
@@ -10,6 +11,8 @@ where the run recorded one (runs made before the intervals have none). Pure func
 from __future__ import annotations
 
 from dash import html
+
+from pipeline.model.probe import fidelity_words
 
 IMBALANCE = 2.0  # one class this many times the other: accuracy alone misleads
 OVERFIT_GAP = 0.10  # train accuracy this much above held-out: say so
@@ -83,6 +86,11 @@ def metrics_block(metrics: dict, data: dict | None = None) -> list:
            html.Span(f"on {head.get('n', '?')} held-out images ({head.get('n_real', '?')} real, "
                      f"{head.get('n_fake', '?')} fake; real acc. {pct(head.get('real_accuracy'))}, "
                      f"fake acc. {pct(head.get('fake_accuracy'))})", className="fx-muted")]
+    fidelity = fidelity_words(head)
+    if fidelity:
+        out.append(html.Span(f"fidelity: {fidelity[0]}", className="fx-warning" if fidelity[1] else "fx-muted",
+                             title="reference: standardised logistic regression (C = 0.01) on the encoder's "
+                                   "embedding, same train / held-out split"))
     if train:
         out.append(html.Span(f"train: accuracy {pct(train.get('accuracy'))}, AUC {num(train.get('auc'))} "
                              f"on {train.get('n', '?')} images", className="fx-muted"))

@@ -46,6 +46,7 @@ def _config_from_args(args):
 
 def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
     from pipeline.model.metrics import with_interval
+    from pipeline.model.probe import fidelity_words
 
     out = out or sys.stdout
     enc = meta["encoder"]
@@ -62,6 +63,9 @@ def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
     for g, m in h.get("per_generator", {}).items():
         print(f"  {g:<24} acc {with_interval(m, 'accuracy')}  AP {with_interval(m, 'ap')}  "
               f"AUC {with_interval(m, 'auc')}  (fake acc {m['fake_accuracy']:.3f}, n={m['n']})", file=out)
+    fidelity = fidelity_words(h)
+    print(f"fidelity: {fidelity[0]}{'  WEAKER than its embedding allows' if fidelity[1] else ''}"
+          if fidelity else "fidelity: not measured (run made before the reference probe)", file=out)
     o = h["orthogonality"]
     print(f"16-d orthogonality: max |cos| {o['max_abs_cosine']:.3f}, mean |cos| {o['mean_abs_cosine']:.3f}",
           file=out)

@@ -70,7 +70,8 @@ class DistilledHead(Configured):
     dim : size of the distilled representation (16).
     ortho_weight : weight of the orthogonality penalty.
     lr, weight_decay, batch_size : AdamW schedule.
-    max_epochs, patience : early stopping on the validation loss.
+    max_epochs, patience : early stopping on the loss of the validation rows given to :meth:`fit`
+        (the run passes a validation part of its training split, never the held-out split).
     seed : initialisation and shuffling seed.
     """
 

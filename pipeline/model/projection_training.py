@@ -12,6 +12,7 @@ on the other with a fixed vocabulary of evaluation words that training never dre
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -48,15 +49,33 @@ def _probe_accuracy(x: np.ndarray, word_ids: np.ndarray, image_ids: np.ndarray) 
     return float(probe.score(x[test], word_ids[test]))
 
 
-def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg: ProjectionConfig,
-                     embed_images: Callable, max_pixels: int,
-                     progress: Callable[[int, int], None] | None = None,
-                     transform: Callable | None = None) -> tuple[VisionOnlyProjection, dict]:
-    """Fit the projection on ``paths`` (whose clean embeddings are given) and measure it.
+@dataclass
+class WordTuples:
+    """The embedded training tuples and evaluation pairs of one image set: what the projection is
+    fitted and measured on. They depend on the images, the seed, ``max_train_images`` and
+    ``words_per_image``, not on the projection's width or schedule, so one rendering serves every
+    width (``bench/fidelity.py`` keeps them)."""
+
+    clean_rows: np.ndarray  # row of clean_embeddings each training tuple shows
+    with_word: np.ndarray  # (T, D) the image with a word drawn on it
+    alone: np.ndarray  # (T, D) the word alone on white
+    text: np.ndarray | None  # (T, D) the word as text (encoders with a text tower)
+    train_rows: np.ndarray  # rows of clean_embeddings drawn for training (their mean centres cosines)
+    eval_with_word: np.ndarray  # (E, D) unseen images with unseen evaluation words
+    eval_clean_rows: np.ndarray  # row of clean_embeddings each evaluation pair shows
+    eval_word_ids: np.ndarray  # which evaluation word was drawn
+    eval_image_ids: np.ndarray  # which image it was drawn on
+
+
+def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_images: Callable,
+                       max_pixels: int, progress: Callable[[int, int], None] | None = None,
+                       transform: Callable | None = None) -> WordTuples:
+    """Draw words on ``paths`` and embed them (the costly part of training: about
+    ``max_train_images * (1 + words_per_image)`` images through the encoder).
 
     ``embed_images(list[PIL.Image]) -> np.ndarray`` embeds in-memory images with ``encoder``;
     ``transform`` (controlled re-encoding) is applied to each image as it is loaded, as the clean
-    embeddings were made. Returns the fitted projection and its metrics dict.
+    embeddings were made.
     """
     def load(path):
         if transform is None:
@@ -108,12 +127,10 @@ def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg
     if encoder.has_text_tower:
         with torch.inference_mode():
             text = encoder.encode_text(vocab).float().cpu().numpy()[word_ids]
-    projection = VisionOnlyProjection.from_config(cfg)
-    projection.fit(clean_embeddings[clean_rows], with_word, alone, text)
     tick()
 
     # --- evaluation on images and words training never saw ------------------------------------
-    ev_imgs, ev_word_ids, ev_image_ids, ev_clean_rows = [], [], [], []
+    ev_imgs, ev_word_ids, ev_image_ids = [], [], []
     for i in eval_idx:
         try:
             image = load(paths[i])
@@ -123,22 +140,45 @@ def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg
             ev_imgs.append(draw_word(image, eval_words[w], rng))
             ev_word_ids.append(int(w))
             ev_image_ids.append(int(i))
-            ev_clean_rows.append(i)
         tick()
     ev_ww = embed_ticking(ev_imgs)
-    ev_clean = clean_embeddings[ev_clean_rows]
-    word_ids, image_ids = np.array(ev_word_ids), np.array(ev_image_ids)
+    tick()
+    return WordTuples(np.array(clean_rows, int), with_word, alone, text, np.asarray(train_idx, int),
+                      ev_ww, np.array(ev_image_ids, int), np.array(ev_word_ids, int),
+                      np.array(ev_image_ids, int))
+
+
+def fit_projection(tuples: WordTuples, clean_embeddings: np.ndarray,
+                   cfg: ProjectionConfig) -> tuple[VisionOnlyProjection, dict]:
+    """Fit the projection on ``tuples`` and measure it on their evaluation pairs: seconds, once the
+    tuples are rendered."""
+    projection = VisionOnlyProjection.from_config(cfg)
+    t = tuples
+    projection.fit(clean_embeddings[t.clean_rows], t.with_word, t.alone, t.text)
+    ev_clean = clean_embeddings[t.eval_clean_rows]
+    train_clean = clean_embeddings[t.train_rows]
     metrics = {
-        "n_train_pairs": len(word_ids),
-        "n_eval_pairs": len(ev_imgs),
-        "text_terms": text is not None,
-        "cosine_before": _cos(ev_clean, ev_ww, clean_embeddings[train_idx].mean(0)),
-        "cosine_after": _cos(projection.transform(ev_clean), projection.transform(ev_ww),
-                             projection.transform(clean_embeddings[train_idx]).mean(0)),
-        "word_probe_before": _probe_accuracy(ev_ww, word_ids, image_ids),
-        "word_probe_after": _probe_accuracy(projection.transform(ev_ww), word_ids, image_ids),
+        "dim": int(projection.module_.linear.out_features),
+        "n_train_pairs": len(t.clean_rows),
+        "n_eval_pairs": len(t.eval_word_ids),
+        "text_terms": t.text is not None,
+        "cosine_before": _cos(ev_clean, t.eval_with_word, train_clean.mean(0)),
+        "cosine_after": _cos(projection.transform(ev_clean), projection.transform(t.eval_with_word),
+                             projection.transform(train_clean).mean(0)),
+        "word_probe_before": _probe_accuracy(t.eval_with_word, t.eval_word_ids, t.eval_image_ids),
+        "word_probe_after": _probe_accuracy(projection.transform(t.eval_with_word), t.eval_word_ids,
+                                            t.eval_image_ids),
         "word_probe_chance": 1.0 / N_EVAL_WORDS,
         "final_loss": projection.loss_history_[-1],
     }
-    tick()
     return projection, metrics
+
+
+def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg: ProjectionConfig,
+                     embed_images: Callable, max_pixels: int,
+                     progress: Callable[[int, int], None] | None = None,
+                     transform: Callable | None = None) -> tuple[VisionOnlyProjection, dict]:
+    """Render and embed the word tuples of ``paths`` (whose clean embeddings are given), then fit
+    the projection and measure it. Returns the fitted projection and its metrics dict."""
+    tuples = render_word_tuples(encoder, paths, cfg, embed_images, max_pixels, progress, transform)
+    return fit_projection(tuples, clean_embeddings, cfg)

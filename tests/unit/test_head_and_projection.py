@@ -45,7 +45,8 @@ def test_head_and_projection_take_their_settings_from_the_config():
         fields = {f.name for f in dataclasses.fields(config)}
         assert set(estimator.param_names()) <= fields
         assert estimator().get_params() == {n: getattr(config(), n) for n in estimator.param_names()}
-        changed = {n: (getattr(config(), n) + 1) * 3 for n in estimator.param_names()}  # all differ
+        # all differ (projection.dim's default is None: the width per encoder)
+        changed = {n: ((getattr(config(), n) or 0) + 1) * 3 for n in estimator.param_names()}
         built = estimator.from_config(config(**changed))
         assert built.get_params() == changed
         assert estimator(**built.get_params()).get_params() == changed
