@@ -18,6 +18,7 @@ from torch import nn
 
 from pipeline.config import ProjectionConfig
 from pipeline.model.configured import Configured
+from pipeline.model.torch_threads import torch_threads
 
 
 PAPER_DIM = 256  # the paper's width for CLIP ViT-B/32's 512-d embedding
@@ -77,7 +78,13 @@ class VisionOnlyProjection(Configured):
     def fit(self, clean: np.ndarray, with_word: np.ndarray, word_alone: np.ndarray,
             word_text: np.ndarray | None = None) -> "VisionOnlyProjection":
         """Fit on aligned rows: ``clean[i]`` is the image that ``with_word[i]`` shows with a word,
-        ``word_alone[i]`` that word alone on white, ``word_text[i]`` (optional) its text embedding."""
+        ``word_alone[i]`` that word alone on white, ``word_text[i]`` (optional) its text embedding.
+        One torch thread: on 2 shared cores a second one made the fit 6x slower (OpenMP barriers on
+        small matrices; README "Detector fidelity")."""
+        with torch_threads(1):
+            return self._fit(clean, with_word, word_alone, word_text)
+
+    def _fit(self, clean, with_word, word_alone, word_text) -> "VisionOnlyProjection":
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         clean_t, ww_t, wa_t = (torch.as_tensor(a, dtype=torch.float32) for a in (clean, with_word, word_alone))

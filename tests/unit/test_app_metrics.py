@@ -31,3 +31,14 @@ def test_warnings_only_when_they_apply():
     assert gap_words({"accuracy": 0.99}, {"accuracy": 0.70}).startswith("the head is 29% more accurate")
     assert gap_words({"accuracy": 0.75}, {"accuracy": 0.70}) is None
     assert metrics_block({}) == []
+
+
+def test_fidelity_line_sets_the_head_beside_what_the_embedding_allows():
+    metrics = _metrics()
+    assert "fidelity" not in _texts(metrics_block(metrics))  # runs made before the reference probe
+    metrics["head"]["reference_probe"] = {"auc": 0.705, "input_dim": 1536}
+    [line] = [s for s in _find(metrics_block(metrics), "fx-muted") if "fidelity" in _texts(s)]
+    assert _texts(line) == ("fidelity: the embedding allows AUC 0.705 (linear probe on all 1536 "
+                            "dimensions), the 16-d head reaches 0.700 (gap +0.005)")
+    metrics["head"]["reference_probe"]["auc"] = 0.80  # 0.10 better than the head: a warning
+    assert [s for s in _find(metrics_block(metrics), "fx-warning") if "fidelity" in _texts(s)]

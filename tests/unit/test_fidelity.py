@@ -62,3 +62,38 @@ def test_projection_width_is_the_papers_for_clip_and_half_a_wider_embedding():
     x = rng.standard_normal((64, 768)).astype(np.float32)
     proj = VisionOnlyProjection(dim=None, epochs=1).fit(x, x, x)
     assert proj.transform(x).shape == (64, 384)
+
+
+def test_a_run_keeps_the_reference_probe_and_info_prints_it(tmp_path):
+    """A tiny run with the projection trained on a photo folder and the data set together
+    (``projection.train_on: both``): the head's metrics hold the reference probe on the full
+    32-d embedding, measured on the same held-out images, and ``pipeline info`` prints both AUCs."""
+    import io
+
+    from PIL import Image
+
+    from pipeline import runner
+    from pipeline.cli.main import print_metrics
+    from pipeline.config import REPO_ROOT, load_config
+    from tests.integration.test_pipeline_tiny import make_dataset
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    data = make_dataset(tmp_path / "data", n_per_class=20, salt=False)
+    cfg = load_config(REPO_ROOT / "configs" / "test.yaml", [
+        f"data.root={data}", f"runs_dir={tmp_path / 'runs'}", f"cache_dir={tmp_path / 'cache'}",
+        "projection.train_on=both", f"projection.background={photos}"])
+    meta = runner.run_pipeline(cfg).read_meta()
+    proj, head = meta["metrics"]["projection"], meta["metrics"]["head"]
+    assert proj["trained_on"].startswith("folder-") and "+data-" in proj["trained_on"]
+    assert proj["n_images"] == 30 + 40
+    probe = head["reference_probe"]
+    assert probe["input_dim"] == 32 and probe["n"] == head["n"] and probe["n_fake"] == head["n_fake"]
+    assert probe["auc"] > 0.9  # the generated classes differ plainly (test_pipeline_tiny)
+    out = io.StringIO()
+    print_metrics(meta, out=out)
+    assert f"the embedding allows AUC {probe['auc']:.3f}" in out.getvalue()
+    assert f"the 16-d head reaches {head['auc']:.3f}" in out.getvalue()
