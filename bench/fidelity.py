@@ -140,7 +140,7 @@ def measure(name: str, overrides: list[str], encoder, cache: Path, kept: dict, f
 def command(name: str, overrides: list[str]) -> str:
     sets = " ".join(f"--set {o}" for o in overrides)
     if name in APPLIED:
-        return (f"python -m pipeline apply RUN_OF_{APPLIED[name].upper()} ../shared/data/{name}"
+        return (f"python -m pipeline apply RUN_OF_{APPLIED[name].upper()} --data ../shared/data/{name}"
                 f"  (RUN_OF_{APPLIED[name].upper()}: the {APPLIED[name]} row's run)")
     data = "" if name == "demo" else f" --data ../shared/data/{name}"
     return f"python -m pipeline run --config configs/standin.yaml{data} {sets}".rstrip()
