@@ -155,7 +155,8 @@ def main(argv=None) -> None:
     args = parse_args(parser, {"sets": "ml72"}, argv)
     from pipeline.model.encoders import shared_encoder
 
-    sets = [s for s in args.sets.split(",") if s == "demo" or (DATA / s).is_dir()]
+    asked = args.sets.split(",")
+    sets = [s for s in asked if (s == "demo" or (DATA / s).is_dir()) and APPLIED.get(s, s) in asked]
     cfg = load_config(STANDIN)
     encoder = shared_encoder(cfg.encoder, cfg.cache_path)
     cache = cfg.cache_path / "bench-fidelity"
