@@ -1,0 +1,134 @@
+"""What each dimension's map looks at, in numbers: a profile per dimension and image, and its
+summary over a selection, a cell or a sample of the run. Torch-free (the web process reads them).
+
+For one image and dimension k, the relevance map (the raw rollout ``R[cls, patches]`` >= 0 of
+:mod:`pipeline.explain.relevance`, bilinearly upsampled to the model input's pixels, where the
+subject mask is too) is read as a distribution of mass:
+
+* ``subject``: share of the mass on the subject mask (:mod:`pipeline.explain.subject_mask`);
+* ``border``: share on the outer band of the image (``BORDER_FRACTION`` of each side);
+* ``textured``: share on textured pixels: local variance of the grey image (``TEXTURE_WINDOW``
+  pixels) above that image's median, so "textured" is relative to the image itself;
+* ``concentration``: share held by the top ``TOP_FRACTION`` of patches (of the map's own grid):
+  0.1 for a flat map, 1 for a map on a few patches;
+* ``contribution``: the dimension's part of the logit, ``classifier.weight[k] * z_k`` (> 0: fake;
+  :mod:`pipeline.explain.contributions`).
+
+The areas (``subject_area``...) are what a flat map would give: the chance level of each share.
+A dimension's verdict over images is "subject" when on average at least ``VERDICT_SHARE`` of its
+mass lies on the subject, "background" when at most ``1 - VERDICT_SHARE`` does, else "mixed".
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+BORDER_FRACTION = 0.125  # the border band: 1/8 of the side on each edge (44% of the area)
+TOP_FRACTION = 0.10  # concentration: share of the mass on the top 10% of patches
+TEXTURE_WINDOW = 7  # pixels of the local variance window (at 224 px: half a stand-in patch)
+VERDICT_SHARE = 0.55  # mean subject share >= this: "subject"; <= 1 - this: "background"
+VERDICTS = ("subject", "background", "mixed")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageProfile:
+    """The 16 dimensions' profiles on one image: each array is (K,), one value per dimension."""
+
+    index: int
+    subject: np.ndarray
+    border: np.ndarray
+    textured: np.ndarray
+    concentration: np.ndarray
+    contributions: np.ndarray
+    z: np.ndarray
+    subject_area: float
+    border_area: float
+    textured_area: float
+
+    @property
+    def n_dims(self) -> int:
+        return len(self.subject)
+
+
+@dataclass(frozen=True)
+class DimensionSummary:
+    """One dimension over a set of images: mean shares, mean contribution, verdict.
+
+    ``towards_fake``: fraction of the images on which the dimension's contribution is > 0.
+    """
+
+    dim: int
+    n_images: int
+    subject_share: float
+    border_share: float
+    textured_share: float
+    concentration: float
+    subject_area: float
+    mean_contribution: float
+    towards_fake: float
+    verdict: str
+
+    @property
+    def label(self) -> str:
+        return f"d{self.dim}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "label": self.label}
+
+
+def profile_image(index: int, patch_maps: np.ndarray, rgb: np.ndarray, subject: np.ndarray,
+                  contributions: np.ndarray, z: np.ndarray) -> ImageProfile:
+    """The profiles of one image's K maps.
+
+    Parameters
+    ----------
+    patch_maps : (K, gh, gw) raw relevance (>= 0) on the detector's patch grid.
+    rgb : (H, W, 3) uint8 model input the maps are aligned with.
+    subject : (H, W) bool subject mask at ``rgb``'s size (``SubjectMask.at``).
+    contributions, z : (K,).
+    """
+    raise NotImplementedError
+
+
+def profile_kept(maps, mask) -> ImageProfile:
+    """:func:`profile_image` of a ``KeptMaps`` and its ``SubjectMask``."""
+    return profile_image(maps.index, maps.patch_maps, maps.rgb, mask.at(maps.rgb.shape[:2]),
+                         maps.contributions, maps.z)
+
+
+def verdict_of(subject_share: float) -> str:
+    if subject_share >= VERDICT_SHARE:
+        return "subject"
+    if subject_share <= 1 - VERDICT_SHARE:
+        return "background"
+    return "mixed"
+
+
+def summarise(profiles: Sequence[ImageProfile]) -> list[DimensionSummary]:
+    """Per dimension (in order), the means over ``profiles`` (an empty list: no summary)."""
+    raise NotImplementedError
+
+
+def selection_shares(profiles: Sequence[ImageProfile]) -> np.ndarray:
+    """(K,) mean subject share per dimension over ``profiles`` (the matrix's column headers)."""
+    return np.array([s.subject_share for s in summarise(profiles)])
+
+
+def count_sentence(summaries: Sequence[DimensionSummary], what: str) -> str:
+    """"of 16 dimensions, 6 look mostly at the background of {what}: d2, d5, ..." (and how many
+    at the subject), ``what`` e.g. "these 3 images" or "cell 4"."""
+    raise NotImplementedError
+
+
+def read_profiles(run_dir: str | Path, indices: Sequence[int]) -> dict[int, ImageProfile]:
+    """Profiles of the images of ``indices`` whose maps and subject masks are kept; never computes
+    (torch-free, fast enough for a click: reading two small files per image)."""
+    raise NotImplementedError
+
+
+__all__ = ["BORDER_FRACTION", "DimensionSummary", "ImageProfile", "TEXTURE_WINDOW", "TOP_FRACTION",
+           "VERDICTS", "VERDICT_SHARE", "count_sentence", "profile_image", "profile_kept", "read_profiles",
+           "selection_shares", "summarise", "verdict_of"]
