@@ -13,6 +13,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 VOCABULARY = (  # scene words, then artefact words
     "a face", "hair", "skin", "eyes", "a person", "an animal", "fur", "a bird", "a building", "a car",
@@ -27,7 +30,9 @@ WORDS_PER_DIMENSION = 3
 def masked_region(rgb: np.ndarray, relevance: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8: ``rgb`` with the pixels where ``relevance`` (H, W) is below its median
     replaced by mid grey, so the image tower sees the region the map points at."""
-    raise NotImplementedError
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    out[relevance < np.median(relevance)] = 128
+    return out
 
 
 def name_dimensions(encoder, regions: Sequence[Sequence[np.ndarray]],
@@ -35,7 +40,21 @@ def name_dimensions(encoder, regions: Sequence[Sequence[np.ndarray]],
                     ) -> list[list[dict]] | None:
     """Per dimension, its ``top`` words ``[{"word", "score"}]`` (best first), from its regions
     (``regions[k]``: uint8 images); None when ``encoder`` has no text tower."""
-    raise NotImplementedError
+    if not encoder.has_text_tower:
+        return None
+    with torch.inference_mode():
+        text = F.normalize(encoder.encode_text([PROMPT.format(w) for w in vocabulary]), dim=-1)
+        names = []
+        for images in regions:
+            if not len(images):
+                names.append([])
+                continue
+            batch = torch.stack([encoder.preprocess(Image.fromarray(np.asarray(im, np.uint8))) for im in images])
+            image = F.normalize(F.normalize(encoder.embed(batch), dim=-1).mean(dim=0), dim=-1)
+            scores = (text @ image).cpu().numpy()
+            best = np.argsort(-scores, kind="stable")[:top]
+            names.append([{"word": vocabulary[j], "score": float(scores[j])} for j in best])
+    return names
 
 
 __all__ = ["PROMPT", "VOCABULARY", "WORDS_PER_DIMENSION", "masked_region", "name_dimensions"]

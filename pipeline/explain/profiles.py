@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy.ndimage import uniform_filter
+
+from pipeline.explain._bilinear import upsample
+from pipeline.explain.subject_mask import read_maps_and_masks
 
 BORDER_FRACTION = 0.125  # the border band: 1/8 of the side on each edge (44% of the area)
 TOP_FRACTION = 0.10  # concentration: share of the mass on the top 10% of patches
@@ -90,7 +94,40 @@ def profile_image(index: int, patch_maps: np.ndarray, rgb: np.ndarray, subject: 
     subject : (H, W) bool subject mask at ``rgb``'s size (``SubjectMask.at``).
     contributions, z : (K,).
     """
-    raise NotImplementedError
+    size = rgb.shape[:2]
+    mass = np.clip(upsample(patch_maps, size), 0, None)  # (K, H, W); bilinear keeps >= 0 anyway
+    total = mass.sum(axis=(1, 2))
+    total = np.where(total > 0, total, 1.0)  # an all-zero map: every share 0
+
+    def share(region: np.ndarray) -> np.ndarray:
+        return (mass * region).sum(axis=(1, 2)) / total
+
+    border = border_band(size)
+    textured = textured_pixels(rgb)
+    flat = patch_maps.reshape(len(patch_maps), -1).astype(np.float64)
+    top = max(1, int(round(TOP_FRACTION * flat.shape[1])))
+    flat_total = np.where(flat.sum(axis=1) > 0, flat.sum(axis=1), 1.0)
+    concentration = np.sort(flat, axis=1)[:, -top:].sum(axis=1) / flat_total
+    return ImageProfile(int(index), share(subject), share(border), share(textured), concentration,
+                        np.asarray(contributions, dtype=np.float64), np.asarray(z, dtype=np.float64),
+                        float(subject.mean()), float(border.mean()), float(textured.mean()))
+
+
+def border_band(size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the outer ``BORDER_FRACTION`` of each side."""
+    h, w = size
+    bh, bw = int(round(BORDER_FRACTION * h)), int(round(BORDER_FRACTION * w))
+    band = np.ones((h, w), bool)
+    band[bh:h - bh, bw:w - bw] = False
+    return band
+
+
+def textured_pixels(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) bool: local variance of the grey image above the image's median local variance."""
+    grey = np.asarray(rgb, dtype=np.float64).mean(axis=2)
+    mean = uniform_filter(grey, TEXTURE_WINDOW, mode="reflect")
+    var = np.clip(uniform_filter(grey * grey, TEXTURE_WINDOW, mode="reflect") - mean * mean, 0, None)
+    return var > np.median(var)
 
 
 def profile_kept(maps, mask) -> ImageProfile:
@@ -109,7 +146,19 @@ def verdict_of(subject_share: float) -> str:
 
 def summarise(profiles: Sequence[ImageProfile]) -> list[DimensionSummary]:
     """Per dimension (in order), the means over ``profiles`` (an empty list: no summary)."""
-    raise NotImplementedError
+    if not profiles:
+        return []
+
+    def mean(field: str) -> np.ndarray:
+        return np.mean([getattr(p, field) for p in profiles], axis=0)
+
+    subject, c = mean("subject"), np.stack([p.contributions for p in profiles])
+    border, textured, concentration = mean("border"), mean("textured"), mean("concentration")
+    area = float(np.mean([p.subject_area for p in profiles]))
+    return [DimensionSummary(k, len(profiles), float(subject[k]), float(border[k]), float(textured[k]),
+                             float(concentration[k]), area, float(c[:, k].mean()),
+                             float((c[:, k] > 0).mean()), verdict_of(float(subject[k])))
+            for k in range(len(subject))]
 
 
 def selection_shares(profiles: Sequence[ImageProfile]) -> np.ndarray:
@@ -120,15 +169,27 @@ def selection_shares(profiles: Sequence[ImageProfile]) -> np.ndarray:
 def count_sentence(summaries: Sequence[DimensionSummary], what: str) -> str:
     """"of 16 dimensions, 6 look mostly at the background of {what}: d2, d5, ..." (and how many
     at the subject), ``what`` e.g. "these 3 images" or "cell 4"."""
-    raise NotImplementedError
+    if not summaries:
+        return f"no dimension profiled on {what} yet"
+    by = {v: [s for s in summaries if s.verdict == v] for v in VERDICTS}
+    background = sorted(by["background"], key=lambda s: s.subject_share)  # most background first
+    subject = sorted(by["subject"], key=lambda s: -s.subject_share)
+
+    def names(group):
+        return ", ".join(s.label for s in group)
+
+    text = f"of {len(summaries)} dimensions, {len(background)} look mostly at the background of {what}"
+    text += f": {names(background)}" if background else ""
+    text += f"; {len(subject)} at the subject" + (f": {names(subject)}" if subject else "")
+    return text + f"; {len(by['mixed'])} at both"
 
 
 def read_profiles(run_dir: str | Path, indices: Sequence[int]) -> dict[int, ImageProfile]:
     """Profiles of the images of ``indices`` whose maps and subject masks are kept; never computes
     (torch-free, fast enough for a click: reading two small files per image)."""
-    raise NotImplementedError
+    return {i: profile_kept(maps, mask) for i, (maps, mask) in read_maps_and_masks(run_dir, indices).items()}
 
 
 __all__ = ["BORDER_FRACTION", "DimensionSummary", "ImageProfile", "TEXTURE_WINDOW", "TOP_FRACTION",
-           "VERDICTS", "VERDICT_SHARE", "count_sentence", "profile_image", "profile_kept", "read_profiles",
-           "selection_shares", "summarise", "verdict_of"]
+           "VERDICTS", "VERDICT_SHARE", "border_band", "count_sentence", "profile_image", "profile_kept", "read_profiles",
+           "selection_shares", "summarise", "textured_pixels", "verdict_of"]

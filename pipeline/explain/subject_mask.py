@@ -26,9 +26,13 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.explain._bilinear import upsample
+from pipeline.explain.results import KeptMaps, read_kept_maps
 from pipeline.store.derived import Derived
+from pipeline.store.run_store import open_store
 
 MASK_VERSION = 1  # bump when the masks' meaning changes
+TOKENS = "dinov2-vits14-imgfocus/last-block-norm/224"  # what the tokens are (subject_features)
 BORDER_PATCHES = 1  # rows/columns of patches counted as "the border" when choosing the PC's sign
 
 
@@ -55,7 +59,7 @@ class SubjectMask:
     def at(self, size: tuple[int, int]) -> np.ndarray:
         """(H, W) bool: the mask at pixel size ``size`` (bilinear upsampling of ``score``, > 0), the
         resolution of the maps' ``rgb`` for the viewer's outline and for profiles."""
-        raise NotImplementedError
+        return upsample(self.score, size) > 0
 
 
 def foreground_from_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +68,17 @@ def foreground_from_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``score`` is the projection on the first principal component, centred, signed so that the
     subject (``mask``, score > 0) holds fewer border patches than the background.
     """
-    raise NotImplementedError
+    gh, gw, dim = tokens.shape
+    x = tokens.reshape(-1, dim).astype(np.float64)
+    x -= x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    score = (x @ vt[0]).reshape(gh, gw)
+    border = np.ones((gh, gw), bool)
+    b = BORDER_PATCHES
+    border[b:gh - b, b:gw - b] = False
+    if score[border].mean() > score[~border].mean():  # the background is what touches the frame
+        score = -score
+    return score.astype(np.float32), score > 0
 
 
 # -- kept masks ---------------------------------------------------------------------------------------
@@ -81,13 +95,39 @@ def rgb_digest(rgb: np.ndarray) -> str:
 
 def mask_derived(run_dir: str | Path, index: int, image_id: str, rgb: np.ndarray) -> Derived:
     """Image ``index``'s subject mask as a derived result (``<run>/subject/<id>.npz``, sealed)."""
-    raise NotImplementedError
+    def load(data: bytes, key: str) -> SubjectMask | None:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            score = f["score"].astype(np.float32)
+            return SubjectMask(int(index), score, score > 0)
+
+    return Derived(run_dir, mask_name(image_id), {"v": MASK_VERSION, "tokens": TOKENS, "rgb": rgb_digest(rgb)},
+                   model=False, dump=_dump_mask, load=load)
+
+
+def _dump_mask(mask: SubjectMask, key: str) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, key=np.array(key), score=mask.score.astype(np.float32))
+    return buf.getvalue()
 
 
 def read_subject_masks(run_dir: str | Path, indices: Sequence[int]) -> dict[int, SubjectMask]:
     """The kept masks of ``indices`` whose maps are kept too (the mask is keyed by the maps' model
     input); never computes. Torch-free, for the web process. Missing or stale ones are left out."""
-    raise NotImplementedError
+    return {i: mask for i, (_, mask) in read_maps_and_masks(run_dir, indices).items()}
+
+
+def read_maps_and_masks(run_dir: str | Path, indices: Sequence[int]) -> dict[int, tuple[KeptMaps, SubjectMask]]:
+    """``(maps, mask)`` of the images of ``indices`` for which both are kept and current."""
+    store = open_store(run_dir)
+    records = store.read_records()
+    out = {}
+    for i, maps in read_kept_maps(run_dir, indices, records=records).items():
+        mask = mask_derived(run_dir, i, records[i]["id"], maps.rgb).read()
+        if mask is not None:
+            out[i] = (maps, mask)
+    return out
 
 
 def read_subject_mask(run_dir: str | Path, index: int) -> SubjectMask | None:
@@ -95,5 +135,5 @@ def read_subject_mask(run_dir: str | Path, index: int) -> SubjectMask | None:
     return read_subject_masks(run_dir, [index]).get(int(index))
 
 
-__all__ = ["MASK_VERSION", "SubjectMask", "foreground_from_tokens", "mask_derived", "mask_name",
+__all__ = ["MASK_VERSION", "SubjectMask", "foreground_from_tokens", "mask_derived", "mask_name", "read_maps_and_masks",
            "read_subject_mask", "read_subject_masks", "rgb_digest"]
