@@ -20,22 +20,21 @@ from __future__ import annotations
 
 from dash import Input, Output, State, html, no_update
 
-from pipeline.explain.atlas import read_atlas
-from pipeline.explain.profiles import DimensionSummary, count_sentence
+from pipeline.explain.atlas import atlas_summaries, read_atlas
+from pipeline.explain.profiles import count_sentence
 
 from app.files import artifacts, urls
 from app.jobs.managers import panel_state, stage_progress
 from app.jobs.panel import start_cancel_job, start_cancel_progress
 from app.state import ids
 from app.state.context import AppContext
+from app.state.runs import LABEL_WORDS
 from app.views.viewer import open_button
 
 VERDICT_TIPS = {"subject": "most of its relevance lies on the image's subject (the foreground DINOv2's "
                            "patch features separate)",
                 "background": "most of its relevance lies on the background",
                 "mixed": "its relevance is split between the subject and the background"}
-SUMMARY_FIELDS = ("dim", "n_images", "subject_share", "border_share", "textured_share", "concentration",
-                  "subject_area", "mean_contribution", "towards_fake", "verdict")
 
 
 def layout() -> html.Details:
@@ -55,11 +54,6 @@ def layout() -> html.Details:
         ]),
         html.Div(id=ids.ATLAS_CONTENT),
     ])
-
-
-def summaries_of(atlas: dict) -> list[DimensionSummary]:
-    """The atlas's dimensions as :class:`DimensionSummary` (for :func:`count_sentence`)."""
-    return [DimensionSummary(**{f: d[f] for f in SUMMARY_FIELDS}) for d in atlas.get("dimensions", [])]
 
 
 def percent(x: float | None) -> str:
@@ -101,7 +95,7 @@ def example(view, cache, k: int, item: dict, end: str) -> html.Button:
     meta = artifacts.read_attention(cache, i)
     drawn = meta is not None and not meta.get("error")
     src = urls.attention(view.run_id, i, f"d{k:02d}") if drawn else urls.thumb(view.run_id, i)
-    label = str(item.get("label") or "")
+    label = LABEL_WORDS.get(int(item.get("label", -1)), "unlabelled")
     title = (f"{end} d{k}: {view.file_name(i) if 0 <= i < view.n_images else i} ({label}), value "
              f"{float(item['z']):+.2f}, contribution {float(item['contribution']):+.2f}, "
              f"{percent(item.get('subject_share'))} of its relevance on the subject")
@@ -157,7 +151,7 @@ def atlas_table(view, cache, atlas: dict) -> html.Div:
     head = html.Div([html.Div(h, title=t, className="fx-atlas-th") for h, t in headers],
                     className="fx-atlas-row fx-atlas-header")
     n = int(atlas.get("n_images", 0))
-    line = count_sentence(summaries_of(atlas), f"the {n} held-out images of the atlas")
+    line = count_sentence(atlas_summaries(atlas), f"the {n} held-out images of the atlas")
     skipped = atlas.get("skipped") or []
     notes = [html.Div(line, className="fx-count-line")]
     if skipped:
