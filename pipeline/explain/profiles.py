@@ -139,7 +139,7 @@ def profile_kept(maps, mask) -> ImageProfile:
 def verdict_of(subject_share: float) -> str:
     if subject_share >= VERDICT_SHARE:
         return "subject"
-    if subject_share <= 1 - VERDICT_SHARE:
+    if 1 - subject_share >= VERDICT_SHARE:
         return "background"
     return "mixed"
 
