@@ -224,7 +224,12 @@ def cmd_findings(args) -> int:
 
 def cmd_atlas(args) -> int:
     from pipeline.cli.atlas import write_atlas
-    write_atlas(_resolve_run(args.run, args.config), args.images, as_json=args.json, recompute=args.recompute)
+    bars = StageBars()
+    try:
+        write_atlas(_resolve_run(args.run, args.config), args.images, as_json=args.json, recompute=args.recompute,
+                    progress=bars)
+    finally:
+        bars.close()
     return 0
 
 
