@@ -88,13 +88,11 @@ def contribution_cell(entry: dict) -> html.Div:
         html.Div(f"towards {towards}", className="fx-muted")])
 
 
-def example(view, cache, k: int, item: dict, end: str) -> html.Button:
-    """One image where dimension ``k`` is highest or lowest: its map of ``k`` when drawn (else its
-    thumbnail), opening the viewer on the image with that map."""
+def example(view, drawn: set[int], k: int, item: dict, end: str) -> html.Button:
+    """One image where dimension ``k`` is highest or lowest: its map of ``k`` when drawn (``drawn``:
+    the images whose maps are), else its thumbnail; opens the viewer on the image with that map."""
     i = int(item["index"])
-    meta = artifacts.read_attention(cache, i)
-    drawn = meta is not None and not meta.get("error")
-    src = urls.attention(view.run_id, i, f"d{k:02d}") if drawn else urls.thumb(view.run_id, i)
+    src = urls.attention(view.run_id, i, f"d{k:02d}") if i in drawn else urls.thumb(view.run_id, i)
     label = LABEL_WORDS.get(int(item.get("label", -1)), "unlabelled")
     title = (f"{end} d{k}: {view.file_name(i) if 0 <= i < view.n_images else i} ({label}), value "
              f"{float(item['z']):+.2f}, contribution {float(item['contribution']):+.2f}, "
@@ -105,11 +103,12 @@ def example(view, cache, k: int, item: dict, end: str) -> html.Button:
 
 def names_cell(entry: dict) -> html.Div:
     names = entry.get("names") or []
-    return html.Div(", ".join(n["word"] for n in names[:3]) or "–", className="fx-atlas-names",
+    return html.Div([html.Span("CLIP only:", className="fx-muted"), " ", ", ".join(n["word"] for n in names[:3]) or "–"],
+                    className="fx-atlas-names",
                     title="; ".join(f"{n['word']} {float(n['score']):.2f}" for n in names))
 
 
-def atlas_row(view, cache, entry: dict, with_names: bool) -> html.Div:
+def atlas_row(view, drawn: set[int], entry: dict, with_names: bool) -> html.Div:
     k, verdict = int(entry["dim"]), entry["verdict"]
     cells = [
         html.Div([html.B(entry.get("label") or f"d{k}"),
@@ -123,8 +122,8 @@ def atlas_row(view, cache, entry: dict, with_names: bool) -> html.Div:
         html.Div(percent(entry["concentration"]), className="fx-atlas-num",
                  title="share held by its top 10% of patches (10%: spread evenly; 100%: a few patches)"),
         contribution_cell(entry),
-        html.Div([example(view, cache, k, it, "highest") for it in entry.get("top", [])], className="fx-atlas-exs"),
-        html.Div([example(view, cache, k, it, "lowest") for it in entry.get("bottom", [])], className="fx-atlas-exs"),
+        html.Div([example(view, drawn, k, it, "highest") for it in entry.get("top", [])], className="fx-atlas-exs"),
+        html.Div([example(view, drawn, k, it, "lowest") for it in entry.get("bottom", [])], className="fx-atlas-exs"),
         html.Div(entry.get("sentence", ""), className="fx-atlas-sentence"),
     ]
     if with_names:
@@ -158,7 +157,8 @@ def atlas_table(view, cache, atlas: dict) -> html.Div:
         notes.append(html.Div(f"{len(skipped)} sampled image(s) left out: "
                               + "; ".join(f"image {s['index']}: {s['message']}" for s in skipped[:3]),
                               className="fx-muted"))
-    return html.Div([*notes, html.Div([head, *[atlas_row(view, cache, d, with_names) for d in dims]],
+    drawn = drawn_examples(cache, atlas)
+    return html.Div([*notes, html.Div([head, *[atlas_row(view, drawn, d, with_names) for d in dims]],
                                       className="fx-atlas-table" + (" with-names" if with_names else ""))])
 
 
@@ -180,23 +180,33 @@ def summary(view, atlas: dict | None) -> str:
     return f"Dimension atlas of run {view.run_id} · {atlas.get('n_images', 0)} held-out images · {counts}"
 
 
-def maps_missing(cache, atlas: dict) -> list[int]:
-    return [i for i in examples_of(atlas) if artifacts.read_attention(cache, i) is None]
+def drawn_examples(cache, atlas: dict) -> set[int]:
+    """The atlas's examples whose maps are drawn in the app's cache (the attention view's pictures)."""
+    metas = {i: artifacts.read_attention(cache, i) for i in examples_of(atlas)}
+    return {i for i, m in metas.items() if m is not None and not m.get("error")}
+
+
+SHOWN, HIDDEN = {}, {"display": "none"}
 
 
 def show(ctx: AppContext, run_id) -> tuple:
-    """(summary, content, Build button's label) of the open run: the kept atlas at once, else the button."""
+    """(summary, content, the Build button's label and style) of the open run: the kept atlas at
+    once (the button only while some of its examples' maps are not drawn), else the button."""
     view = ctx.run(run_id)
     if view is None:
-        return "Dimension atlas", [], "Build the atlas"
-    atlas = read_atlas(view.path)
+        return "Dimension atlas", [], "Build the atlas", HIDDEN
+    try:
+        atlas = read_atlas(view.path)
+    except (OSError, ValueError, KeyError) as e:  # e.g. an applied set whose folder has no atlas sample
+        return "Dimension atlas", html.Div(f"No atlas for {view.run_id}: {e}", className="fx-muted"), \
+            "Build the atlas", HIDDEN
     if atlas is None:
         return summary(view, None), html.Div(
             "Not built yet: relevance maps and subject masks of 64 held-out images (about a second "
-            "each on a CPU), kept with the run.", className="fx-muted"), "Build the atlas"
-    missing = maps_missing(ctx.app_cache(view), atlas)
-    button = f"Draw the examples' maps ({len(missing)})" if missing else "Build the atlas"
-    return summary(view, atlas), atlas_table(view, ctx.app_cache(view), atlas), button
+            "each on a quiet CPU), kept with the run.", className="fx-muted"), "Build the atlas", SHOWN
+    missing = len(examples_of(atlas)) - len(drawn_examples(ctx.app_cache(view), atlas))
+    return (summary(view, atlas), atlas_table(view, ctx.app_cache(view), atlas),
+            f"Draw the examples' maps ({missing})", SHOWN if missing else HIDDEN)
 
 
 def build(ctx: AppContext, run_id, progress, get_atlas=None, get_maps=None) -> tuple:
@@ -205,23 +215,24 @@ def build(ctx: AppContext, run_id, progress, get_atlas=None, get_maps=None) -> t
 
     view = ctx.run(run_id)
     if view is None:
-        return no_update, no_update, html.Span(f"Run {run_id} cannot be opened.", className="fx-error")
+        return no_update, no_update, html.Span(f"Run {run_id} cannot be opened.", className="fx-error"), no_update
     get_atlas = get_atlas or work.atlas_functions()[0]
     atlas = get_atlas(view.path, progress=lambda done, total, stage="atlas", *_: progress(stage, done, total))
     cache = ctx.app_cache(view)
     artifacts.prepare_attention(view, cache, examples_of(atlas), get_maps or work.explain_functions()[0], progress)
-    return summary(view, atlas), atlas_table(view, cache, atlas), ""
+    return summary(view, atlas), atlas_table(view, cache, atlas), "", HIDDEN
 
 
 def register(app, ctx: AppContext, managers) -> None:
     @app.callback(Output(ids.ATLAS_SUMMARY, "children"), Output(ids.ATLAS_CONTENT, "children"),
-                  Output(ids.ATLAS_START, "children"), Input(ids.STORE_RUN, "data"))
+                  Output(ids.ATLAS_START, "children"), Output(ids.ATLAS_START, "style"),
+                  Input(ids.STORE_RUN, "data"))
     def _show(run_id):
         return show(ctx, run_id)
 
     @app.callback(Output(ids.ATLAS_SUMMARY, "children", allow_duplicate=True),
                   Output(ids.ATLAS_CONTENT, "children", allow_duplicate=True),
-                  Output(ids.ATLAS_MESSAGE, "children"),
+                  Output(ids.ATLAS_MESSAGE, "children"), Output(ids.ATLAS_START, "style", allow_duplicate=True),
                   Input(ids.ATLAS_START, "n_clicks"), State(ids.STORE_RUN, "data"),
                   **start_cancel_job(managers.views, ids.ATLAS_START, ids.ATLAS_CANCEL, ids.ATLAS_PROGRESS,
                                      ids.ATLAS_PROGRESS_LABEL))
@@ -230,7 +241,7 @@ def register(app, ctx: AppContext, managers) -> None:
             return build(ctx, run_id, stage_progress(set_progress))
         except Exception as e:  # shown in the panel; the app stays usable
             return no_update, no_update, html.Span(f"Could not build the atlas: {type(e).__name__}: {e}",
-                                                   className="fx-error")
+                                                   className="fx-error"), no_update
 
     @app.callback(Output(ids.ATLAS_MESSAGE, "children", allow_duplicate=True),
                   Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True),

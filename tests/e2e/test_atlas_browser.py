@@ -67,7 +67,10 @@ def test_the_atlas_and_the_matrix_say_which_dimensions_look_at_the_background(da
     for r in driver.find_elements(By.CSS_SELECTOR, f"#{ids.ATLAS_CONTENT} .fx-atlas-row[data-dim]"):
         assert r.find_element(By.CSS_SELECTOR, ".fx-verdict-chip").text == r.get_attribute("data-verdict")
         assert "subject" in r.find_element(By.CSS_SELECTOR, ".fx-sb-words").text
-    assert not driver.find_elements(By.CSS_SELECTOR, ".fx-atlas-names")  # tiny encoder: no CLIP names
+    # the tiny encoder is a (random) CLIP with a text tower: its regions are named, marked CLIP-only
+    names = driver.find_elements(By.CSS_SELECTOR, f"#{ids.ATLAS_CONTENT} .fx-atlas-names")
+    assert len(names) == (16 if kept["names_available"] else 0)
+    assert ("regions named (CLIP only)" in text_of(driver, ids.ATLAS_CONTENT)) == kept["names_available"]
     # every example shows its dimension's map (drawn by the job)
     srcs = [i.get_attribute("src") for i in driver.find_elements(By.CSS_SELECTOR, ".fx-atlas-ex img")]
     assert srcs and all("/files/attn/" in s for s in srcs)

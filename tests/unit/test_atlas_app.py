@@ -59,10 +59,11 @@ def rows(content) -> dict[int, object]:
 
 def test_the_atlas_says_which_dimensions_look_at_the_background_without_a_map(ctx):
     view = ctx.run("fake-run")
-    summary, content, button = atlas_view.show(ctx, "fake-run")
-    assert "not built yet" in summary and button == "Build the atlas"
+    summary, content, button, style = atlas_view.show(ctx, "fake-run")
+    assert "not built yet" in summary and button == "Build the atlas" and style == atlas_view.SHOWN
     kept = keep_atlas(view)
-    summary, content, button = atlas_view.show(ctx, "fake-run")
+    summary, content, button, style = atlas_view.show(ctx, "fake-run")
+    assert button.startswith("Draw the examples' maps") and style == atlas_view.SHOWN  # none drawn yet
     assert summary.endswith("6 background, 6 subject, 4 mixed")
     [line] = _find(content, "fx-count-line")
     assert _texts(line).startswith(f"of 16 dimensions, 6 look mostly at the background of the "
@@ -94,14 +95,14 @@ def test_building_keeps_the_atlas_then_draws_the_examples_maps(ctx):
         return keep_atlas(view)
 
     seen = []
-    summary, content, message = atlas_view.build(ctx, "fake-run", lambda *a: seen.append(a),
-                                                 get_atlas=get_atlas, get_maps=FAKE_EXPLAIN[0])
+    summary, content, message, style = atlas_view.build(ctx, "fake-run", lambda *a: seen.append(a),
+                                                        get_atlas=get_atlas, get_maps=FAKE_EXPLAIN[0])
     assert calls == [view.path] and message == "" and ("relevance maps and subject masks", 1, 1) in seen
     examples = _find(content, "fx-atlas-ex")
     assert examples and all(f"/files/attn/fake-run/" in b.children.src for b in examples)
     k = int(_find(content, "fx-atlas-row")[1].to_plotly_json()["props"]["data-dim"])
     assert all(b.children.src.endswith(f"/d{k:02d}.jpg") for b in _find(rows(content)[k], "fx-atlas-ex"))
-    assert atlas_view.show(ctx, "fake-run")[2] == "Build the atlas"  # every example drawn
+    assert style == atlas_view.HIDDEN and atlas_view.show(ctx, "fake-run")[3] == atlas_view.HIDDEN  # all drawn
 
 
 def test_the_clip_names_column_appears_only_with_names(ctx):
@@ -109,7 +110,7 @@ def test_the_clip_names_column_appears_only_with_names(ctx):
     keep_atlas(view, names=[[{"word": "grass", "score": 0.31}, {"word": "sky", "score": 0.2}]] * 16)
     content = atlas_view.show(ctx, "fake-run")[1]
     assert "regions named (CLIP only)" in _texts(content)
-    assert [_texts(n) for n in _find(rows(content)[2], "fx-atlas-names")] == ["grass, sky"]
+    assert [" ".join(_texts(n).split()) for n in _find(rows(content)[2], "fx-atlas-names")] == ["CLIP only: grass, sky"]
 
 
 def test_the_matrix_headers_and_count_line_say_where_each_dimension_looks(ctx, monkeypatch):
