@@ -24,8 +24,8 @@ from pipeline.explain.atlas import atlas_summaries, read_atlas
 from pipeline.explain.profiles import count_sentence
 
 from app.files import artifacts, urls
-from app.jobs.managers import panel_state, stage_progress
-from app.jobs.panel import start_cancel_job, start_cancel_progress
+from app.jobs.managers import stage_progress
+from app.jobs.panel import start_cancel_job, start_cancel_progress, start_cancel_state
 from app.state import ids
 from app.state.context import AppContext
 from app.state.runs import LABEL_WORDS
@@ -243,12 +243,5 @@ def register(app, ctx: AppContext, managers) -> None:
             return no_update, no_update, html.Span(f"Could not build the atlas: {type(e).__name__}: {e}",
                                                    className="fx-error"), no_update
 
-    @app.callback(Output(ids.ATLAS_MESSAGE, "children", allow_duplicate=True),
-                  Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True),
-                  Input(ids.ATLAS_START, "n_clicks"), Input(ids.ATLAS_CANCEL, "n_clicks"),
-                  prevent_initial_call=True)
-    def _state(_start, _cancel):
-        from dash import ctx as dash_ctx
-
-        return panel_state(dash_ctx.triggered_id == ids.ATLAS_CANCEL,
-                           "Cancelled: the images profiled so far are kept; building again resumes there.")
+    start_cancel_state(app, ids.ATLAS_START, ids.ATLAS_CANCEL, ids.ATLAS_MESSAGE, ids.ATLAS_PROGRESS_LABEL,
+                       "Cancelled: the images profiled so far are kept; building again resumes there.")
