@@ -58,7 +58,7 @@ details { font-size: 12px; } code { word-break: break-all; }
 padding: 4px 0; align-items: center; font-size: 12px; }
 .verdict { border-radius: 9px; padding: 0 6px; color: #fff; font-size: 11px; font-weight: 600; margin-right: 6px; }
 .verdict.subject { background: #6f42c1; } .verdict.background { background: #b09a60; } .verdict.mixed { background: #8c959f; }
-.sb { display: inline-flex; width: 120px; height: 9px; vertical-align: middle; border: 1px solid rgba(0,0,0,.15); }
+.sb { display: flex; width: 200px; height: 9px; margin: 3px 0 2px; border: 1px solid rgba(0,0,0,.15); }
 .sb .subject { background: #6f42c1; } .sb .background { background: #b09a60; }
 .atlas-ex img { width: 64px; height: 64px; border: 2px solid #8c959f; margin-right: 3px; box-sizing: border-box; }
 .atlas-ex img.real { border-color: #1f77b4; } .atlas-ex img.fake { border-color: #ff7f0e; }

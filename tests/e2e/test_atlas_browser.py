@@ -2,16 +2,21 @@
 from its panel as a background job (progress bar, then a row per dimension with its verdict, shares
 and examples; an example opens the viewer on that dimension's map), and the attention matrix of
 three box-selected images carries each column's subject / background share with the line that
-counts them, so an analyst reads which dimensions look at the background without opening a map.
+counts them, so an analyst reads which dimensions look at the background without opening a map;
+the viewer outlines an image's subject and the concept view counts for the open cell.
 Same app and run as tests/e2e/test_app_browser.py (a real tiny-encoder run; the subject masks come
 from the stand-in's DINOv2 weights). Screenshots at 1600 and 1024 px wide go to test-artifacts/."""
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from selenium.webdriver.common.by import By
 
 from app.state import ids
@@ -110,3 +115,24 @@ def test_the_atlas_and_the_matrix_say_which_dimensions_look_at_the_background(da
         assert chip.text.split("\n")[0] == h.get_attribute("data-verdict") and "%" in chip.text
     driver.execute_script(f"document.getElementById('{ids.ATTN_PANEL}').scrollIntoView();")
     shot(driver, "41-matrix-where-dimensions-look")
+
+    # 3. the viewer outlines the subject of one of them (its mask is kept by now)
+    driver.find_element(By.CSS_SELECTOR, ".fx-attn-big[data-index] .fx-attn-map").click()
+    wait_until(lambda: viewer_open(driver), what="the viewer")
+    driver.find_element(By.CSS_SELECTOR, f"#{ids.VIEWER_SUBJECT} input").click()
+    source = wait_until(lambda: driver.execute_script(
+        "var gd = document.querySelector('#" + ids.VIEWER_GRAPH + " .js-plotly-plot');"
+        "var im = gd && (gd.layout.images || []).find(function (i) { return i.name === 'subject'; });"
+        "return im ? im.source : null;"), timeout=JOB_TIMEOUT, what="the subject's outline")
+    with urllib.request.urlopen(app_server.url + source) as r:
+        alpha = np.asarray(Image.open(io.BytesIO(r.read())))[..., 3]
+    assert 0 < (alpha > 0).mean() < 0.5  # a line around the subject, not a filled area
+    shot(driver, "42-viewer-subject-outline")
+    driver.find_element(By.ID, ids.VIEWER_CLOSE).click()
+    wait_until(lambda: not viewer_open(driver), what="the viewer closed")
+
+    # 4. the concept view counts for the cell
+    driver.find_element(By.ID, ids.VIEW_TOGGLE).find_elements(By.TAG_NAME, "label")[1].click()
+    line = wait_until(lambda: (lambda t: t if t.startswith("of 16 dimensions") else None)(
+        text_of(driver, ids.CONCEPTS_COUNT)), timeout=JOB_TIMEOUT, what="the cell's count line")
+    assert f"of cell {cell['id']}" in line
