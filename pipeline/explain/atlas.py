@@ -13,11 +13,12 @@ the held-out images) and the files of the sampled images.
 
 Its JSON (``read_atlas``/``get_atlas``)::
 
-    {"key", "n_images" (profiled), "image_indices", "skipped": [{"index", "message"}],
+    {"key", "n_images" (profiled), "n_real", "n_fake", "image_indices", "skipped": [{"index", "message"}],
      "names_available": bool (CLIP text tower), "vocabulary": [words] or None,
      "dimensions": [{"dim", "label" ("d7"), "n_images", "subject_share", "border_share",
                      "textured_share", "concentration", "subject_area", "mean_contribution",
-                     "towards_fake", "verdict", "fake_high_towards_fake" (float or None),
+                     "towards_fake", "verdict", "fake_high_towards_fake" (float or None: of the
+                     sample's fakes on which z_k is at least its median, the share pushed to fake),
                      "top": [{"index", "id", "label", "z", "contribution", "subject_share"}],
                      "bottom": [...same...], "sentence": str,
                      "names": [{"word", "score"}] or None}]}
@@ -103,15 +104,16 @@ def build_atlas(profiles: Sequence, records: list[dict], names: list | None = No
 
 
 def dimension_sentence(entry: dict) -> str:
-    """e.g. "d7: mostly background (74% of its relevance), textured regions (66%), concentrated
+    """e.g. "d7: mostly background (74% of its relevance on 56% of the image), textured regions (66%), concentrated
     (top 10% of patches hold 38%); pushes towards fake in 81% of the fakes it is high on"."""
     def pct(x: float) -> str:
         return f"{100 * x:.0f}%"
 
-    subject = entry["subject_share"]
-    where = {"subject": f"mostly the subject ({pct(subject)} of its relevance)",
-             "background": f"mostly background ({pct(1 - subject)} of its relevance)",
-             "mixed": f"subject and background alike (subject {pct(subject)})"}[entry["verdict"]]
+    subject, area = entry["subject_share"], entry["subject_area"]
+    where = {"subject": f"mostly the subject ({pct(subject)} of its relevance on {pct(area)} of the image)",
+             "background": f"mostly background ({pct(1 - subject)} of its relevance on {pct(1 - area)} of the image)",
+             "mixed": f"subject and background alike (subject: {pct(subject)} of its relevance on {pct(area)} "
+                      f"of the image)"}[entry["verdict"]]
     t = entry["textured_share"]
     texture = (f"textured regions ({pct(t)})" if t >= 0.55 else f"flat regions (textured {pct(t)})" if t <= 0.45
                else f"textured and flat alike (textured {pct(t)})")
@@ -133,7 +135,7 @@ def atlas_lines(atlas: dict) -> list[str]:
     dims = atlas["dimensions"]
     lines = [f"dimension atlas: {atlas['n_images']} held-out images ({atlas.get('n_real', 0)} real, "
              f"{atlas.get('n_fake', 0)} fake); shares are of each map's relevance mass",
-             count_sentence([_summary(d) for d in dims], f"the {atlas['n_images']} images")]
+             count_sentence(atlas_summaries(atlas), f"the {atlas['n_images']} images")]
     if dims:
         lines.append(f"subject mask covers {100 * dims[0]['subject_area']:.0f}% of an image on average "
                      f"(a flat map's subject share); border band {100 * BORDER_AREA:.0f}%, textured half by construction")
@@ -155,5 +157,12 @@ def _summary(entry: dict) -> DimensionSummary:
     return DimensionSummary(**{f.name: entry[f.name] for f in dataclasses.fields(DimensionSummary)})
 
 
+def atlas_summaries(atlas: dict) -> list[DimensionSummary]:
+    """The atlas's dimensions as :class:`DimensionSummary` (for :func:`count_sentence` in the app
+    and the findings sheet)."""
+    return [_summary(d) for d in atlas.get("dimensions", [])]
+
+
 __all__ = ["ATLAS_EXAMPLES", "ATLAS_FILE", "ATLAS_IMAGES", "ATLAS_VERSION", "atlas_lines", "atlas_result",
+           "atlas_summaries",
            "atlas_sample", "build_atlas", "dimension_sentence", "read_atlas"]

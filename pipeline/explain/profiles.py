@@ -15,8 +15,12 @@ subject mask is too) is read as a distribution of mass:
   :mod:`pipeline.explain.contributions`).
 
 The areas (``subject_area``...) are what a flat map would give: the chance level of each share.
-A dimension's verdict over images is "subject" when on average at least ``VERDICT_SHARE`` of its
-mass lies on the subject, "background" when at most ``1 - VERDICT_SHARE`` does, else "mixed".
+A dimension's verdict over images compares its mean subject share with the subject's mean area, so
+that a map spread evenly is "mixed" however large the subject is: "subject" when its relevance per
+pixel is at least ``VERDICT_ODDS`` times denser on the subject than on the background (the odds
+ratio ``share / (1 - share)`` over ``area / (1 - area)``), "background" when it is that much
+denser on the background, else "mixed". With a subject covering half of the image that is a share
+of 56% (subject) or 44% (background).
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from pipeline.explain.subject_mask import read_maps_and_masks
 BORDER_FRACTION = 0.125  # the border band: 1/8 of the side on each edge (44% of the area)
 TOP_FRACTION = 0.10  # concentration: share of the mass on the top 10% of patches
 TEXTURE_WINDOW = 7  # pixels of the local variance window (at 224 px: half a stand-in patch)
-VERDICT_SHARE = 0.55  # mean subject share >= this: "subject"; <= 1 - this: "background"
+VERDICT_ODDS = 1.25  # relevance this much denser on one side than on the other: that side's verdict
 VERDICTS = ("subject", "background", "mixed")
 
 
@@ -136,10 +140,14 @@ def profile_kept(maps, mask) -> ImageProfile:
                          maps.contributions, maps.z)
 
 
-def verdict_of(subject_share: float) -> str:
-    if subject_share >= VERDICT_SHARE:
+def verdict_of(subject_share: float, subject_area: float) -> str:
+    """"subject", "background" or "mixed": where the relevance is denser than a flat map's."""
+    share = min(max(subject_share, 1e-6), 1 - 1e-6)
+    area = min(max(subject_area, 1e-6), 1 - 1e-6)
+    odds = (share / (1 - share)) / (area / (1 - area))
+    if odds >= VERDICT_ODDS:
         return "subject"
-    if 1 - subject_share >= VERDICT_SHARE:
+    if odds <= 1 / VERDICT_ODDS:
         return "background"
     return "mixed"
 
@@ -157,7 +165,7 @@ def summarise(profiles: Sequence[ImageProfile]) -> list[DimensionSummary]:
     area = float(np.mean([p.subject_area for p in profiles]))
     return [DimensionSummary(k, len(profiles), float(subject[k]), float(border[k]), float(textured[k]),
                              float(concentration[k]), area, float(c[:, k].mean()),
-                             float((c[:, k] > 0).mean()), verdict_of(float(subject[k])))
+                             float((c[:, k] > 0).mean()), verdict_of(float(subject[k]), area))
             for k in range(len(subject))]
 
 
@@ -191,5 +199,5 @@ def read_profiles(run_dir: str | Path, indices: Sequence[int]) -> dict[int, Imag
 
 
 __all__ = ["BORDER_FRACTION", "DimensionSummary", "ImageProfile", "TEXTURE_WINDOW", "TOP_FRACTION",
-           "VERDICTS", "VERDICT_SHARE", "border_band", "count_sentence", "profile_image", "profile_kept", "read_profiles",
+           "VERDICTS", "VERDICT_ODDS", "border_band", "count_sentence", "profile_image", "profile_kept", "read_profiles",
            "selection_shares", "summarise", "textured_pixels", "verdict_of"]

@@ -13,19 +13,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import EncoderConfig
+from pipeline.config import Config, EncoderConfig
 from pipeline.explain.subject_mask import foreground_from_tokens
 from pipeline.model.encoders import shared_encoder
-from pipeline.model.encoders.dinov2_standin import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from pipeline.model.encoders.dinov2_standin import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, SAFETENSORS_NAME,
+                                                   WHEEL_NAME)
 
 # fp32: the mask must not change with the machine's precision choice (``precision: auto``)
 MASK_ENCODER = EncoderConfig(name="dinov2_standin", device="auto", precision="fp32")
 
 
+def weights_cache(cache_dir: Path) -> Path:
+    """``cache_dir``, or the configured cache when only that one holds the stand-in's weights (a
+    run made with a fresh cache, e.g. a test's, still finds them without a download)."""
+    for candidate in (cache_dir, Config().cache_path):
+        weights = candidate / "weights"
+        if (weights / SAFETENSORS_NAME).is_file() or (weights / WHEEL_NAME).is_file():
+            return candidate
+    return cache_dir
+
+
 def patch_tokens(rgbs: np.ndarray, cache_dir: str | Path, batch_size: int = 16) -> np.ndarray:
     """(B, H, W, 3) uint8 model inputs -> (B, gh, gw, D) float32 DINOv2 patch tokens (each image
     resized to 224 px, ImageNet-normalised)."""
-    encoder = shared_encoder(MASK_ENCODER, Path(cache_dir))
+    encoder = shared_encoder(MASK_ENCODER, weights_cache(Path(cache_dir)))
     model = encoder.model
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -47,4 +58,4 @@ def subject_masks_of(rgbs: np.ndarray, cache_dir: str | Path) -> list[tuple[np.n
     return [foreground_from_tokens(t) for t in patch_tokens(rgbs, cache_dir)]
 
 
-__all__ = ["MASK_ENCODER", "patch_tokens", "subject_masks_of"]
+__all__ = ["MASK_ENCODER", "patch_tokens", "subject_masks_of", "weights_cache"]

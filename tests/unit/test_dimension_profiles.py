@@ -113,7 +113,9 @@ def test_summary_verdicts_and_count_sentence():
     assert count_sentence(s, "these 3 images") == (
         "of 4 dimensions, 2 look mostly at the background of these 3 images: d1, d3; "
         "1 at the subject: d0; 1 at both")
-    assert verdict_of(0.55) == "subject" and verdict_of(0.45) == "background" and verdict_of(0.5) == "mixed"
+    # against the subject's area: an evenly spread map is "mixed" whatever the subject's size
+    assert [verdict_of(share, 0.5) for share in (0.56, 0.44, 0.5)] == ["subject", "background", "mixed"]
+    assert verdict_of(0.3, 0.3) == "mixed" and verdict_of(0.4, 0.3) == "subject" and verdict_of(0.6, 0.7) == "background"
     assert summarise([]) == [] and "no dimension" in count_sentence([], "cell 4")
 
 
@@ -127,7 +129,8 @@ def test_atlas_examples_and_sentence():
     assert [e["index"] for e in d1["top"]][:2] == [0, 1]
     # fakes with z >= the median (2.5): images 3 and 5; image 3 pushes towards fake, 5 does not
     assert d0["fake_high_towards_fake"] == pytest.approx(0.5)
-    assert d0["sentence"].startswith("d0: mostly background (74% of its relevance), textured regions (60%)")
+    assert d0["sentence"].startswith("d0: mostly background (74% of its relevance on 55% of the image), "
+                                      "textured regions (60%)")
     assert "pushes towards fake in 50% of the fakes it is high on" in d0["sentence"]
     assert d1["verdict"] == "subject" and atlas["names_available"] is False and d0["names"] is None
     lines = atlas_lines(atlas)
