@@ -24,7 +24,8 @@ BACKGROUND, SUBJECT, MIXED = range(0, 6), range(6, 12), range(12, 16)  # the kno
 
 
 def known_shares() -> np.ndarray:
-    """Subject share per dimension: d0-d5 on the background, d6-d11 on the subject, d12-d15 both."""
+    """Subject share per dimension: d0-d5 on the background, d6-d11 on the subject, d12-d15 both
+    (the subject covers half of each image: 0.5 is a flat map's share)."""
     s = np.full(16, 0.5)
     s[list(BACKGROUND)], s[list(SUBJECT)] = 0.2, 0.85
     return s
@@ -35,7 +36,7 @@ def profile(index: int) -> ImageProfile:
     contribution (k - 7.5) / 10 (d0 pushes hardest towards real, d15 towards fake)."""
     k = np.arange(16, dtype=np.float64)
     return ImageProfile(index, known_shares(), np.full(16, 0.3), np.full(16, 0.6), np.full(16, 0.2),
-                        (k - 7.5) / 10, index + k, 0.4, 0.44, 0.5)
+                        (k - 7.5) / 10, index + k, 0.5, 0.44, 0.5)
 
 
 @pytest.fixture
