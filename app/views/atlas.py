@@ -21,7 +21,7 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 
 from pipeline.explain.atlas import atlas_summaries, read_atlas
-from pipeline.explain.profiles import count_sentence
+from pipeline.explain.profiles import VERDICT_ODDS, count_sentence
 
 from app.files import artifacts, urls
 from app.jobs.managers import stage_progress
@@ -31,10 +31,12 @@ from app.state.context import AppContext
 from app.state.runs import LABEL_WORDS
 from app.views.viewer import open_button
 
-VERDICT_TIPS = {"subject": "most of its relevance lies on the image's subject (the foreground DINOv2's "
-                           "patch features separate)",
-                "background": "most of its relevance lies on the background",
-                "mixed": "its relevance is split between the subject and the background"}
+VERDICT_TIPS = {  # the verdict is judged against a flat map (pipeline.explain.profiles.verdict_of)
+    "subject": f"its relevance is denser on the subject (the foreground DINOv2's patch features separate) "
+               f"than an evenly spread map's, by at least {VERDICT_ODDS:g}x in odds",
+    "background": f"its relevance is denser on the background than an evenly spread map's, by at least "
+                  f"{VERDICT_ODDS:g}x in odds",
+    "mixed": "its relevance lies on the subject and the background about as an evenly spread map's would"}
 
 
 def layout() -> html.Details:
@@ -131,7 +133,7 @@ def atlas_row(view, drawn: set[int], entry: dict, with_names: bool) -> html.Div:
     return html.Div(cells, className=f"fx-atlas-row {verdict}", **{"data-dim": str(k), "data-verdict": verdict})
 
 
-HEADERS = [("dimension", "its verdict: where most of its relevance lies"),
+HEADERS = [("dimension", "its verdict: where its relevance is denser than an evenly spread map's"),
            ("subject | background", "share of its relevance on the subject and on the background"),
            ("border", "share on the border band"), ("textured", "share on textured regions"),
            ("top 10%", "concentration: share held by its top 10% of patches"),
