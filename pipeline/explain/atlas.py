@@ -39,7 +39,7 @@ from pipeline.store.derived import Derived
 from pipeline.store.run_store import open_store
 
 ATLAS_FILE = "atlas/atlas.json"
-ATLAS_VERSION = 1  # bump when the atlas's fields or numbers change
+ATLAS_VERSION = 2  # bump when the atlas's fields or numbers change (2: verdicts against the subject's area)
 ATLAS_IMAGES = 64  # held-out images profiled (half real, half fake)
 ATLAS_EXAMPLES = 4  # images shown per dimension at each end (highest, lowest)
 BORDER_AREA = 1 - (1 - 2 * BORDER_FRACTION) ** 2
