@@ -34,9 +34,9 @@ def _maps_and_masks(run_dir, indices, progress, models, on_error, should_cancel
     total = 2 * len(indices)
     maps = get_maps(run, indices, models=models, on_error=on_error, should_cancel=should_cancel,
                     progress=(lambda d, t: progress(d, total)) if progress else None)
-    records = open_store(run).read_records()
+    store = open_store(run)
+    records, cache_dir = store.read_records(), store.config().cache_path
     results = {i: mask_derived(run, i, records[i]["id"], maps[i].rgb) for i in indices if i in maps}
-    cache_dir = open_store(run).config().cache_path
 
     def compute(todo: list[int], step):
         for s in range(0, len(todo), MASKS_PER_PASS):
