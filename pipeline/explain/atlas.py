@@ -39,7 +39,8 @@ from pipeline.store.derived import Derived
 from pipeline.store.run_store import open_store
 
 ATLAS_FILE = "atlas/atlas.json"
-ATLAS_VERSION = 2  # bump when the atlas's fields or numbers change (2: verdicts against the subject's area)
+ATLAS_VERSION = 3  # bump when the atlas's fields, numbers or words change (2: verdicts against the
+# subject's area; 3: "looks at the background", as the verdict is about density, not majority)
 ATLAS_IMAGES = 64  # held-out images profiled (half real, half fake)
 ATLAS_EXAMPLES = 4  # images shown per dimension at each end (highest, lowest)
 BORDER_AREA = 1 - (1 - 2 * BORDER_FRACTION) ** 2
@@ -104,14 +105,15 @@ def build_atlas(profiles: Sequence, records: list[dict], names: list | None = No
 
 
 def dimension_sentence(entry: dict) -> str:
-    """e.g. "d7: mostly background (74% of its relevance on 56% of the image), textured regions (66%), concentrated
+    """e.g. "d7: looks at the background (74% of its relevance on 56% of the image), textured regions (66%), concentrated
     (top 10% of patches hold 38%); pushes towards fake in 81% of the fakes it is high on"."""
     def pct(x: float) -> str:
         return f"{100 * x:.0f}%"
 
     subject, area = entry["subject_share"], entry["subject_area"]
-    where = {"subject": f"mostly the subject ({pct(subject)} of its relevance on {pct(area)} of the image)",
-             "background": f"mostly background ({pct(1 - subject)} of its relevance on {pct(1 - area)} of the image)",
+    where = {"subject": f"looks at the subject ({pct(subject)} of its relevance on {pct(area)} of the image)",
+             "background": f"looks at the background ({pct(1 - subject)} of its relevance on {pct(1 - area)} "
+                           f"of the image)",
              "mixed": f"subject and background alike (subject: {pct(subject)} of its relevance on {pct(area)} "
                       f"of the image)"}[entry["verdict"]]
     t = entry["textured_share"]

@@ -129,7 +129,7 @@ def test_atlas_examples_and_sentence():
     assert [e["index"] for e in d1["top"]][:2] == [0, 1]
     # fakes with z >= the median (2.5): images 3 and 5; image 3 pushes towards fake, 5 does not
     assert d0["fake_high_towards_fake"] == pytest.approx(0.5)
-    assert d0["sentence"].startswith("d0: mostly background (74% of its relevance on 55% of the image), "
+    assert d0["sentence"].startswith("d0: looks at the background (74% of its relevance on 55% of the image), "
                                       "textured regions (60%)")
     assert "pushes towards fake in 50% of the fakes it is high on" in d0["sentence"]
     assert d1["verdict"] == "subject" and atlas["names_available"] is False and d0["names"] is None
