@@ -64,6 +64,10 @@ def colour_legend() -> html.Div:
         html.Span(["aggregate: ", html.Span("evidence for real", className="fx-muted"),
                    bar([real, "rgb(150,150,150)", fake]), html.Span("evidence for fake", className="fx-muted")],
                   className="fx-legend-item"),
+        html.Span("subject / background / mixed under a dimension: where its relevance is denser than "
+                  "an evenly spread map's, with its share of the relevance on that side and that side's "
+                  "share of the images (mixed: the subject's); violet bar: its share on the subject",
+                  className="fx-legend-item fx-muted"),
         html.Span("✓ / ✗ under a dimension: its maps pass / fail the deletion check: hiding its "
                   "20% most relevant patches changes the dimension more than hiding random "
                   "patches, on the share of test images shown (✗: do not trust that map)",
@@ -83,14 +87,13 @@ def faithfulness_words(k: int, f: dict | None) -> tuple[str, str, bool | None]:
 
 
 def share_words(summary) -> tuple[str, str]:
-    """(chip text, its share) of a dimension's verdict over the selection: the share of its
-    relevance on the side it looks at (the subject's share for a mixed one)."""
-    s = float(summary.subject_share)
+    """(verdict, "40% on 27%") of a dimension over the selection: the share of its relevance on the
+    side it looks at, and that side's share of the images (a mixed one: the subject's), so a
+    background verdict with less than half of the relevance reads right: it is dense there."""
+    s, a = float(summary.subject_share), float(summary.subject_area)
     if summary.verdict == "background":
-        return "background", f"{1 - s:.0%}"
-    if summary.verdict == "subject":
-        return "subject", f"{s:.0%}"
-    return "mixed", f"{s:.0%} subj."
+        return "background", f"{1 - s:.0%} on {1 - a:.0%}"
+    return summary.verdict, f"{s:.0%} on {a:.0%}"
 
 
 def share_chip(summary, n_images: int) -> html.Div:

@@ -135,12 +135,12 @@ def test_the_matrix_headers_and_count_line_say_where_each_dimension_looks(ctx, m
     for head in _find(content, "fx-attn-head"):
         k = int(head.to_plotly_json()["props"]["data-dim"])
         [chip] = _find(head, "fx-share-chip")
-        if k in BACKGROUND:
-            assert chip.className.endswith("background") and "background80%" in _texts(chip).replace(" ", "")
+        if k in BACKGROUND:  # 80% of its relevance on the background, half of the image
+            assert chip.className.endswith("background") and _texts(chip) == "background 80% on 50%"
         elif k in SUBJECT:
-            assert chip.className.endswith("subject") and "subject85%" in _texts(chip).replace(" ", "")
+            assert chip.className.endswith("subject") and _texts(chip) == "subject 85% on 50%"
         else:
-            assert chip.className.endswith("mixed")
+            assert chip.className.endswith("mixed") and _texts(chip) == "mixed 50% on 50%"
 
 
 def test_the_concept_view_counts_for_the_cell(ctx, monkeypatch):
