@@ -97,7 +97,7 @@ def prepare_layers(view: RunView, cache_dir: Path, index: int, get_maps: Callabl
 
 
 # -- the subject's outline ---------------------------------------------------------------------
-# ``viewer/<i>/subject.png``: the outline of image ``i``'s subject mask (pipeline.explain.subject_mask,
+# ``viewer/<i>/subject.png``: the outline of image ``i``'s subject mask (its inside faintly tinted) (pipeline.explain.subject_mask,
 # the foreground of DINOv2's patch features) as a transparent layer over the model input, drawn
 # from the kept mask on the first request.
 SUBJECT = "subject"
@@ -118,14 +118,18 @@ def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
     return out
 
 
+SUBJECT_TINT = 45  # alpha of the faint tint that says which side of the line is the subject
+
+
 def outline_layer(mask: np.ndarray) -> Image.Image:
-    """An RGBA layer, transparent except along the border of the bool ``mask`` (H, W): a light
-    line on a dark halo."""
+    """An RGBA layer over the bool ``mask`` (H, W): a light line on a dark halo along its border,
+    the subject side faintly tinted (which side is the subject), the background clear."""
     mask = np.asarray(mask, dtype=bool)
     edge = mask & ~(~_grow(~mask, 1))  # subject pixels touching the background
     edge = edge | (_grow(mask, 1) & ~mask)  # and background pixels touching the subject
     line, halo = _grow(edge, 1), _grow(edge, 3)
     rgba = np.zeros(mask.shape + (4,), dtype=np.uint8)
+    rgba[mask] = (*OUTLINE_RGB, SUBJECT_TINT)
     rgba[halo] = (*HALO_RGB, 170)
     rgba[line] = (*OUTLINE_RGB, 255)
     return Image.fromarray(rgba, "RGBA")

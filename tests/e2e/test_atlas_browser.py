@@ -126,7 +126,7 @@ def test_the_atlas_and_the_matrix_say_which_dimensions_look_at_the_background(da
         "return im ? im.source : null;"), timeout=JOB_TIMEOUT, what="the subject's outline")
     with urllib.request.urlopen(app_server.url + source) as r:
         alpha = np.asarray(Image.open(io.BytesIO(r.read())))[..., 3]
-    assert 0 < (alpha > 0).mean() < 0.5  # a line around the subject, not a filled area
+    assert 0 < (alpha == 255).mean() < 0.25  # a line around the subject, not a filled area
     shot(driver, "42-viewer-subject-outline")
     driver.find_element(By.ID, ids.VIEWER_CLOSE).click()
     wait_until(lambda: not viewer_open(driver), what="the viewer closed")

@@ -163,7 +163,8 @@ def test_the_subject_outline_is_a_line_around_the_mask():
     mask[10:30, 12:28] = True
     alpha = np.asarray(viewer_files.outline_layer(mask))[..., 3]
     assert alpha[10, 20] == 255 and alpha[29, 20] == 255 and alpha[20, 12] == 255  # on the border
-    assert alpha[20, 20] == 0 and alpha[0, 0] == 0 and alpha[20, 2] == 0  # inside and far outside: clear
+    assert alpha[20, 20] == viewer_files.SUBJECT_TINT  # inside: a faint tint says which side is the subject
+    assert alpha[0, 0] == 0 and alpha[20, 2] == 0  # the background, away from the line: clear
 
 
 def test_the_viewer_finds_the_subject_first_then_outlines_it(ctx, monkeypatch):
@@ -190,7 +191,8 @@ def test_the_viewer_finds_the_subject_first_then_outlines_it(ctx, monkeypatch):
             .values[0].layout.images].count("subject") == 0  # toggled off
     path = viewer_files.subject_file(view, ctx.app_cache(view), 3)
     alpha = np.asarray(Image.open(path))[..., 3]
-    assert alpha[viewer_files.OUTLINE_SIZE // 2, viewer_files.OUTLINE_SIZE // 2] == 0 and alpha.max() == 255
+    centre, corner = viewer_files.OUTLINE_SIZE // 2, 2  # the known mask: the centre half is the subject
+    assert alpha[centre, centre] == viewer_files.SUBJECT_TINT and alpha[corner, corner] == 0 and alpha.max() == 255
 
 
 def test_the_findings_sheet_carries_the_atlas(ctx):
