@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from selenium.webdriver.common.by import By
 
+from app.jobs.panel import JobPanel
 from app.state import ids
 from pipeline.config import Config
 from pipeline.explain.atlas import read_atlas
@@ -133,6 +134,9 @@ def test_the_atlas_and_the_matrix_say_which_dimensions_look_at_the_background(da
 
     # 4. the concept view counts for the cell
     driver.find_element(By.ID, ids.VIEW_TOGGLE).find_elements(By.TAG_NAME, "label")[1].click()
+    # its job starts with the concepts' own (two job processes loading their models on a busy machine)
     line = wait_until(lambda: (lambda t: t if t.startswith("of 16 dimensions") else None)(
-        text_of(driver, ids.CONCEPTS_COUNT)), timeout=JOB_TIMEOUT, what="the cell's count line")
+        text_of(driver, ids.CONCEPTS_COUNT)), timeout=2 * JOB_TIMEOUT,
+        what=f"the cell's count line ({text_of(driver, ids.CONCEPTS_COUNT)!r}, "
+             f"{text_of(driver, JobPanel.ids.message(ids.CONCEPTS_PROFILE_JOB))!r})")
     assert f"of cell {cell['id']}" in line
