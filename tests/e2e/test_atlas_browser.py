@@ -90,10 +90,11 @@ def test_the_atlas_and_the_matrix_say_which_dimensions_look_at_the_background(da
     row = driver.find_element(By.CSS_SELECTOR, f"#{ids.ATLAS_CONTENT} .fx-atlas-row[data-dim]")
     top = next(d for d in kept["dimensions"] if d["dim"] == int(row.get_attribute("data-dim")))
     row.find_element(By.CSS_SELECTOR, ".fx-atlas-ex").click()
-    wait_until(lambda: viewer_open(driver), what="the viewer")
     records = RunStore(run_dir(app_server)).read_records()
-    assert text_of(driver, ids.VIEWER_TITLE) == Path(records[top["top"][0]["index"]]["path"]).name
-    assert f"dimension {top['dim']}" in text_of(driver, ids.VIEWER_MAP)
+    name = Path(records[top["top"][0]["index"]]["path"]).name
+    wait_until(lambda: viewer_open(driver) and text_of(driver, ids.VIEWER_TITLE) == name,
+               what=f"the viewer on {name}")
+    wait_until(lambda: f"dimension {top['dim']}" in text_of(driver, ids.VIEWER_MAP), what="its map chosen")
     driver.find_element(By.ID, ids.VIEWER_CLOSE).click()
     wait_until(lambda: not viewer_open(driver), what="the viewer closed")
 
