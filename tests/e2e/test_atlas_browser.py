@@ -135,6 +135,7 @@ def test_the_atlas_and_the_matrix_say_which_dimensions_look_at_the_background(da
 
     # 4. the concept view counts for the cell
     driver.find_element(By.ID, ids.VIEW_TOGGLE).find_elements(By.TAG_NAME, "label")[1].click()
+    wait_until(lambda: "view=concepts" in driver.current_url, what="the concept view in the URL")
     # its job starts with the concepts' own (two job processes loading their models on a busy machine)
     line = wait_until(lambda: (lambda t: t if t.startswith("of 16 dimensions") else None)(
         text_of(driver, ids.CONCEPTS_COUNT)), timeout=2 * JOB_TIMEOUT,
