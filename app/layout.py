@@ -8,7 +8,7 @@ from dash import dcc, html
 
 from app.state import ids
 from app.state.context import AppContext
-from app.views import applied, attention, checks, compare, finder, images, matrix, notes, representation, shell, viewer
+from app.views import applied, atlas, attention, checks, compare, finder, images, matrix, notes, representation, shell, viewer
 
 
 def build(ctx: AppContext) -> html.Div:
@@ -36,5 +36,6 @@ def build(ctx: AppContext) -> html.Div:
             finder.table_panel(),  # under the map and the images (style.css: .fx-cells-panel)
         ]),
         attention.layout(),
+        atlas.layout(),
         viewer.layout(),
     ])

@@ -18,7 +18,7 @@ from app import layout
 from app.files import routes
 from app.state.context import AppContext
 from app.jobs.managers import make_managers
-from app.views import (applied, attention, checks, concepts, finder, images, matrix, notes, representation,
+from app.views import (applied, atlas, attention, checks, concepts, finder, images, matrix, notes, representation,
                     shell, viewer)
 
 
@@ -37,6 +37,7 @@ def create_app(cfg: Config, run_id: str | None = None, *, serve_http: bool = Tru
     representation.register(app, ctx)
     images.register(app, ctx, managers)
     attention.register(app, ctx, managers)
+    atlas.register(app, ctx, managers)
     concepts.register(app, ctx, managers)
     notes.register(app, ctx)
     checks.register(app, ctx, managers)

@@ -5,7 +5,7 @@ Never imports Dash; usable from the CLI (``python -m pipeline``) and notebooks::
     import pipeline
     run = pipeline.run("/path/to/dataset")      # or pipeline.open_run("RUN_ID_OR_FOLDER")
     run.metrics, print(run.report())
-    pipeline.maps(run, [0, 1, 2]); pipeline.concepts(run, cell=0)
+    pipeline.maps(run, [0, 1, 2]); pipeline.concepts(run, cell=0); pipeline.atlas(run)
     pipeline.apply(run, "/path/to/new-images"); pipeline.matrix(run); pipeline.bias_probe(run)
 
 The public names (``__all__``) are loaded on first use (PEP 562 ``__getattr__``), so ``import
@@ -27,6 +27,7 @@ _LAZY = {
     "maps": "pipeline.api",
     "concepts": "pipeline.api",
     "matrix": "pipeline.api",
+    "atlas": "pipeline.api",
     "bias_probe": "pipeline.api",
     "make_config": "pipeline.api",
     "Config": "pipeline.config",

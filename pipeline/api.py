@@ -118,6 +118,9 @@ class Run:
     def matrix(self, **kwargs) -> dict:
         return matrix(self, **kwargs)
 
+    def atlas(self, **kwargs) -> dict:
+        return atlas(self, **kwargs)
+
     def bias_probe(self, **kwargs) -> dict:
         return bias_probe(self, **kwargs)
 
@@ -327,6 +330,22 @@ def concepts(run, cell: int, *, progress: bool | Progress = False) -> dict:
     report, close = _progress(progress, staged=False, desc="concepts")
     try:
         return get_concepts(open_run(run).path, cell, progress=report)
+    finally:
+        close()
+
+
+def atlas(run, n_images: int | None = None, *, recompute: bool = False,
+          progress: bool | Progress = True) -> dict:
+    """The run's dimension atlas, kept in the run (``pipeline atlas RUN [--images N]``): per
+    dimension its share of relevance on the subject, the border and textured regions, its
+    concentration, contribution, highest and lowest images and a sentence; its text:
+    ``pipeline.explain.atlas.atlas_lines(a)``."""
+    from pipeline.explain.atlas_jobs import get_atlas
+
+    report, close = _progress(progress, staged=True)
+    try:
+        return get_atlas(open_run(run).path, (lambda d, t, stage: report(stage, d, t)) if report else None,
+                         n_images=n_images, recompute=recompute)
     finally:
         close()
 

@@ -50,6 +50,7 @@ PYTHON_MODULES: dict[str, str | dict[str, str]] = {
         "probe": "needs an existing run, and re-encodes and scores its held-out images: minutes",
         "compare": "needs two existing runs",
         "findings": "needs an existing run with notes",
+        "atlas": "needs an existing run, and computes the maps of 64 held-out images: minutes",
         "demo-data": "builds 800 images into the repository: minutes",
     },
     "app": "serves the app until stopped",

@@ -18,7 +18,7 @@ SHADE = "rgba(20,20,20,0.6)"
 
 def image_figure(source: str, width: int, height: int, *, layer: str | None = None,
                  opacity: float = 0.6, box: tuple[float, float, float] | None = None,
-                 uirevision: str | None = None, linked: bool = False) -> go.Figure:
+                 uirevision: str | None = None, linked: bool = False, outline: str | None = None) -> go.Figure:
     """The picture at ``source`` (``width`` x ``height`` pixels, upright) on pan/zoom axes.
 
     Parameters
@@ -30,6 +30,7 @@ def image_figure(source: str, width: int, height: int, *, layer: str | None = No
     uirevision : kept while the same picture is shown, so toggling the map keeps the zoom.
     linked : the picture shows the same region as the viewer's other one, so their pan and zoom
         are linked (``assets/viewer.js`` reads ``layout.meta.linked``; other pictures stay apart).
+    outline : URL of a transparent layer outlining the subject, laid over ``box`` above the map.
     """
     w, h = float(width), float(height)
     images = [dict(source=source, xref="x", yref="y", x=0, y=0, sizex=w, sizey=h, xanchor="left",
@@ -41,6 +42,10 @@ def image_figure(source: str, width: int, height: int, *, layer: str | None = No
             images.append(dict(source=layer, xref="x", yref="y", x=left, y=-top, sizex=side, sizey=side,
                                xanchor="left", yanchor="top", sizing="stretch", layer="above",
                                opacity=float(opacity), name="relevance"))
+        if outline:
+            images.append(dict(source=outline, xref="x", yref="y", x=left, y=-top, sizex=side, sizey=side,
+                               xanchor="left", yanchor="top", sizing="stretch", layer="above",
+                               opacity=1.0, name="subject"))
         if side < max(w, h):  # the model saw a centre square only: outline it, shade the rest
             if layer:
                 for x0, y0, x1, y1 in _outside(w, h, left, top, side):

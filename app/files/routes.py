@@ -93,7 +93,10 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
     @bp.route(urls.LAYER_RULE)
     def layer(run_id: str, index: int, name: str):
         view = run_or_404(run_id)
-        path = viewer_files.layer_file(ctx.app_cache(view), index, name) if index < view.n_images else None
+        if index >= view.n_images:
+            abort(404)
+        path = viewer_files.subject_file(view, ctx.app_cache(view), index) if name == viewer_files.SUBJECT \
+            else viewer_files.layer_file(ctx.app_cache(view), index, name)
         if path is None:
             abort(404)
         return _send(path, "image/png")

@@ -96,6 +96,59 @@ def prepare_layers(view: RunView, cache_dir: Path, index: int, get_maps: Callabl
     return meta
 
 
+# -- the subject's outline ---------------------------------------------------------------------
+# ``viewer/<i>/subject.png``: the outline of image ``i``'s subject mask (its inside faintly tinted) (pipeline.explain.subject_mask,
+# the foreground of DINOv2's patch features) as a transparent layer over the model input, drawn
+# from the kept mask on the first request.
+SUBJECT = "subject"
+OUTLINE_SIZE = 224  # pixels a side of the drawn outline (stretched over the model's square)
+OUTLINE_RGB, HALO_RGB = (190, 150, 255), (40, 20, 70)  # light violet on a dark halo: seen on any photo
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` dilated by ``steps`` pixels (4-neighbourhood), without scipy."""
+    out = mask.copy()
+    for _ in range(steps):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+SUBJECT_TINT = 45  # alpha of the faint tint that says which side of the line is the subject
+
+
+def outline_layer(mask: np.ndarray) -> Image.Image:
+    """An RGBA layer over the bool ``mask`` (H, W): a light line on a dark halo along its border,
+    the subject side faintly tinted (which side is the subject), the background clear."""
+    mask = np.asarray(mask, dtype=bool)
+    edge = mask & ~(~_grow(~mask, 1))  # subject pixels touching the background
+    edge = edge | (_grow(mask, 1) & ~mask)  # and background pixels touching the subject
+    line, halo = _grow(edge, 1), _grow(edge, 3)
+    rgba = np.zeros(mask.shape + (4,), dtype=np.uint8)
+    rgba[mask] = (*OUTLINE_RGB, SUBJECT_TINT)
+    rgba[halo] = (*HALO_RGB, 170)
+    rgba[line] = (*OUTLINE_RGB, 255)
+    return Image.fromarray(rgba, "RGBA")
+
+
+def subject_file(view: RunView, cache_dir: Path, index: int) -> Path | None:
+    """``subject.png`` of image ``index`` (drawn from its kept subject mask when first asked for),
+    or None while no mask is kept."""
+    from pipeline.explain.subject_mask import read_subject_mask
+
+    path = layers_dir(cache_dir, index) / f"{SUBJECT}.png"
+    mask = read_subject_mask(view.path, int(index))
+    if mask is None:  # none kept (or stale: the image changed): never an old outline
+        return None
+    if not is_intact(path):
+        write_sealed(path, png_bytes(outline_layer(mask.at((OUTLINE_SIZE, OUTLINE_SIZE)))))
+    return path
+
+
 # -- a demo fake's source region -----------------------------------------------------------------
 # ``viewer/<i>/source.png``: the region of the source photo that image ``i`` was made from, cut and
 # resized as the demo's reals were (pipeline.data.provenance.region_pixels), at the image's own

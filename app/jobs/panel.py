@@ -94,6 +94,20 @@ def start_cancel_job(manager, start: str, cancel: str, bar: str, label: str) -> 
                 cancel=[Input(cancel, "n_clicks")], prevent_initial_call=True)
 
 
+def start_cancel_state(app, start: str, cancel: str, message: str, label: str, cancelled_words: str) -> None:
+    """Register what a :func:`start_cancel_progress` panel says the moment Start or Cancel is
+    pressed (the job itself cannot: a cancelled job returns nothing, a starting one has not
+    reported yet): the previous job's words go, and Cancel leaves ``cancelled_words``."""
+    from app.jobs.managers import panel_state
+
+    @app.callback(Output(message, "children", allow_duplicate=True), Output(label, "children", allow_duplicate=True),
+                  Input(start, "n_clicks"), Input(cancel, "n_clicks"), prevent_initial_call=True)
+    def _state(_start, _cancel):
+        from dash import ctx as dash_ctx
+
+        return panel_state(dash_ctx.triggered_id == cancel, cancelled_words)
+
+
 @dataclass(frozen=True)
 class Ready:
     """Shown now: ``values`` for the view's outputs, and the panel's message."""

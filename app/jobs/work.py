@@ -97,6 +97,15 @@ def explain_functions() -> tuple[Callable, Callable, Callable]:
     return explain_cache.get_maps, explain_cache.get_concepts, explain_cache.get_faithfulness
 
 
+def atlas_functions() -> tuple[Callable, Callable, Callable]:
+    """``(get_atlas, get_profiles, get_subject_masks)`` of ``pipeline.explain.atlas_jobs``, looked up
+    in the job process (as :func:`explain_functions`): the dimension atlas, per-image profiles and
+    subject masks, each kept in the run folder and computed once across jobs."""
+    from pipeline.explain import atlas_jobs
+
+    return atlas_jobs.get_atlas, atlas_jobs.get_profiles, atlas_jobs.get_subject_masks
+
+
 def run_request_key(cfg: Config) -> str:
     """Identity of a request for a run: the data asked for and every setting the run depends on."""
     return "run-" + cfg.fingerprint("data", "encoder", "projection", "head", "cells")

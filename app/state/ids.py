@@ -113,6 +113,7 @@ VIEWER_FIT = "viewer-fit-button"
 VIEWER_ACTUAL = "viewer-actual-size-button"
 VIEWER_ZOOM = "viewer-zoom-span"
 VIEWER_KEY = "viewer-key-store"  # {"index", "t"}: Enter on a thumbnail (assets/viewer.js)
+VIEWER_SUBJECT = "viewer-subject-checklist"  # ["on"]: the subject mask's outline drawn over the image
 
 # -- attention view ---------------------------------------------------------------------------
 ATTN_JOB = "attention"  # its job panel
@@ -122,11 +123,25 @@ ATTN_SCROLL = "attention-scroll-store"  # output of the clientside scroll into v
 ATTN_READY = "attention-ready-store"  # {"run": id} once the selection's maps are shown
 CHECK_JOB = "deletion"  # the run's deletion check, a job of its own after the first maps
 ATTN_CHECKED = "attention-checked-store"  # id of the run whose deletion check is ready
+ATTN_PROFILE_JOB = "profiles"  # where each dimension looks on the shown images, a job after their maps
+ATTN_PROFILED = "attention-profiled-store"  # {"run", "indices"} once those images' profiles are kept
+
+# -- dimension atlas (app.views.atlas) ----------------------------------------------------------
+ATLAS_PANEL = "atlas-panel-details"
+ATLAS_SUMMARY = "atlas-summary-span"
+ATLAS_CONTENT = "atlas-content-div"
+ATLAS_START = "atlas-build-button"
+ATLAS_CANCEL = "atlas-cancel-button"
+ATLAS_PROGRESS = "atlas-progress"
+ATLAS_PROGRESS_LABEL = "atlas-progress-label-span"
+ATLAS_MESSAGE = "atlas-message-div"
 
 # -- concept view -----------------------------------------------------------------------------
 CONCEPTS_JOB = "concepts"  # its job panel
 CONCEPTS_PANEL = "concepts-panel-div"
 CONCEPTS_CONTENT = "concepts-content-div"
+CONCEPTS_PROFILE_JOB = "cell-profiles"  # where each dimension looks in the open cell (a sample of it)
+CONCEPTS_COUNT = "concepts-count-div"  # its count line
 
 # -- cell finder: the image filter bar, the file-name search, the cell table -----------------------
 FILTER_GENERATOR = "finder-generator-dropdown"

@@ -23,6 +23,7 @@ import numpy as np
 from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
 from pipeline.explain.contributions import column_order
+from pipeline.explain.profiles import count_sentence, read_profiles, summarise
 from pipeline.explain.overlays import FAKE_RGB, REAL_RGB, colour_scale
 
 from app.files import artifacts, urls
@@ -43,6 +44,7 @@ def layout() -> html.Div:
                       "used first) · click a map to enlarge it", className="fx-muted"),
         ]),
         JobPanel(ids.CHECK_JOB, [dcc.Store(id=ids.ATTN_CHECKED)], className="fx-check-panel"),
+        JobPanel(ids.ATTN_PROFILE_JOB, [dcc.Store(id=ids.ATTN_PROFILED)], className="fx-check-panel"),
         JobPanel(ids.ATTN_JOB, [html.Div(id=ids.ATTN_CONTENT), dcc.Store(id=ids.ATTN_READY)]),
         dcc.Store(id=ids.ATTN_SCROLL),
     ])
@@ -62,6 +64,10 @@ def colour_legend() -> html.Div:
         html.Span(["aggregate: ", html.Span("evidence for real", className="fx-muted"),
                    bar([real, "rgb(150,150,150)", fake]), html.Span("evidence for fake", className="fx-muted")],
                   className="fx-legend-item"),
+        html.Span("subject / background / mixed under a dimension: where its relevance is denser than "
+                  "an evenly spread map's, with its share of the relevance on that side and that side's "
+                  "share of the images (mixed: the subject's); violet bar: its share on the subject",
+                  className="fx-legend-item fx-muted"),
         html.Span("✓ / ✗ under a dimension: its maps pass / fail the deletion check: hiding its "
                   "20% most relevant patches changes the dimension more than hiding random "
                   "patches, on the share of test images shown (✗: do not trust that map)",
@@ -80,9 +86,36 @@ def faithfulness_words(k: int, f: dict | None) -> tuple[str, str, bool | None]:
     return f"{'✓' if ok else '✗'} {f['win_rate']:.0%}", sentence, ok
 
 
-def header_row(order: list[int], contributions: list[list[float]], faithfulness: list[dict] | None) -> list:
+def share_words(summary) -> tuple[str, str]:
+    """(verdict, "40% on 27%") of a dimension over the selection: the share of its relevance on the
+    side it looks at, and that side's share of the images (a mixed one: the subject's), so a
+    background verdict with less than half of the relevance reads right: it is dense there."""
+    s, a = float(summary.subject_share), float(summary.subject_area)
+    if summary.verdict == "background":
+        return "background", f"{1 - s:.0%} on {1 - a:.0%}"
+    return summary.verdict, f"{s:.0%} on {a:.0%}"
+
+
+def share_chip(summary, n_images: int) -> html.Div:
+    """Where a dimension's relevance lies over the selection: its verdict and share, and a bar
+    (violet: subject, khaki: background) under it."""
+    word, share = share_words(summary)
+    s = float(summary.subject_share)
+    return html.Div(className=f"fx-share-chip {summary.verdict}", title=(
+        f"d{summary.dim} over the {n_images} image(s) shown: {s:.0%} of its relevance on the subject, "
+        f"{1 - s:.0%} on the background (the subject covers {summary.subject_area:.0%} of them)"), children=[
+        html.Span(word, className="fx-share-word"), html.Span(share, className="fx-share-value"),
+        html.Span(className="fx-share-mini", children=[
+            html.Span(className="subject", style={"width": f"{100 * s:.0f}%"})]),
+    ])
+
+
+def header_row(order: list[int], contributions: list[list[float]], faithfulness: list[dict] | None,
+               summaries: list | None = None) -> list:
     """The matrix's first row: one header per dimension with the selection's mean contribution as
-    a bar (up = towards fake, down = towards real) and its deletion-check mark."""
+    a bar (up = towards fake, down = towards real), its deletion-check mark and, once the images'
+    profiles are known (``summaries``, :func:`pipeline.explain.profiles.summarise`), where its
+    relevance lies: subject, background or mixed, with the share."""
     values = np.asarray(contributions, dtype=np.float64)
     mean = values.mean(axis=0)
     scale = float(np.abs(mean).max(initial=0.0)) or 1.0
@@ -99,13 +132,32 @@ def header_row(order: list[int], contributions: list[list[float]], faithfulness:
         ])
         about = (f"d{k}: mean contribution {c:+.3f} to the logit over the {len(values)} image(s) "
                  f"shown (mean |contribution| {np.abs(values[:, k]).mean():.3f} sets the order)")
+        summary = summaries[k] if summaries is not None and k < len(summaries) else None
         cells.append(html.Div(className=f"fx-attn-head{' fails' if ok is False else ''}",
-                              **{"data-dim": str(k)}, title=f"{about}. {sentence}", children=[
+                              **{"data-dim": str(k), "data-verdict": summary.verdict if summary else ""},
+                              title=f"{about}. {sentence}", children=[
             html.B(f"d{k}"), bar,
             html.Span(f"{c:+.2f}", className="fx-contrib-pos" if c >= 0 else "fx-contrib-neg"),
             html.Span(mark, className="fx-attn-mark"),
+            share_chip(summary, summary.n_images) if summary is not None else
+            html.Span("…", className="fx-share-chip pending", title="where its relevance lies: computing"),
         ]))
     return cells
+
+
+def count_line(profiles: dict, shown: list[int]) -> tuple[list | None, html.Div]:
+    """(per-dimension summaries, the line above the matrix) from the shown images' profiles: "of 16
+    dimensions, 6 look mostly at the background of these 3 images: ..."; None while some are missing."""
+    have = [profiles[i] for i in shown if i in profiles]
+    if not have:
+        return None, html.Div("Where each dimension looks (subject or background): computing…",
+                              className="fx-count-line pending")
+    summaries = summarise(have)
+    what = "this image" if len(have) == 1 else f"these {len(have)} images"
+    line = count_sentence(summaries, what)
+    if len(have) < len(shown):
+        line += f" ({len(shown) - len(have)} more image(s): computing…)"
+    return summaries, html.Div(line, className="fx-count-line")
 
 
 def _caption(view, index: int) -> list:
@@ -182,8 +234,11 @@ def image_row(view, index: int, meta: dict, order: list[int], failing: set[int],
     return row
 
 
-def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[dict] | None) -> html.Div:
-    """The attention matrix of ``chosen`` (all rows in one column order).
+def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[dict] | None,
+           profiles: dict | None = None) -> html.Div:
+    """The attention matrix of ``chosen`` (all rows in one column order), under the line that
+    counts the dimensions looking mostly at the background / the subject of these images
+    (``profiles``: :func:`pipeline.explain.profiles.read_profiles` of them).
 
     The order and the values come from the run's own contributions (``view.contributions``), all
     known before any map. Only a run folder without a readable head (test runs) falls back on the
@@ -200,10 +255,13 @@ def matrix(view, chosen: list[int], metas: dict[int, dict], faithfulness: list[d
     order = column_order(contributions) if n_dims else []
     failing = {k for k in order if faithfulness is not None and k < len(faithfulness)
                and not faithfulness[k]["passes"]}
-    cells = header_row(order, contributions, faithfulness)
+    with_maps = [i for i in chosen if not metas[i].get("error")]
+    summaries, line = count_line(profiles or {}, with_maps)
+    cells = header_row(order, contributions, faithfulness, summaries)
     for i in chosen:
         cells.extend(image_row(view, i, metas[i], order, failing, row_values.get(i)))
     return html.Div([
+        line,
         colour_legend(),
         html.Div(cells, className="fx-attn-matrix", **{"data-order": ",".join(map(str, order))},
                  style={"gridTemplateColumns": f"repeat(2, 128px) repeat({len(order)}, minmax(64px, 1fr))"}),
@@ -239,7 +297,13 @@ def content(ctx: AppContext, view, chosen: list[int], partial: bool = False):
             if len(chosen) > len(shown) else "")
     if missing:
         note += f"Computing the maps of {len(missing)} more image(s)…"
-    return [matrix(view, shown, metas, artifacts.read_faithfulness(view))], note
+    profiles = read_profiles(view.path, with_maps(metas))  # where each dimension looks, once computed
+    return [matrix(view, shown, metas, artifacts.read_faithfulness(view), profiles)], note
+
+
+def with_maps(metas: dict[int, dict | None]) -> list[int]:
+    """The images whose maps are drawn (not pending, not failed)."""
+    return [i for i, m in metas.items() if m is not None and not m.get("error")]
 
 
 def show(ctx: AppContext, sel, run_id, cell):
@@ -289,8 +353,9 @@ def compute(ctx: AppContext, view, request: dict, progress, explain=None, partia
 
 
 def redraw(ctx: AppContext, checked, sel, run_id, cell):
-    """The matrix again once the run's deletion check is ready (its marks appear), if the maps of
-    the current selection are all drawn; else nothing changes."""
+    """The matrix again once the run's deletion check (its marks) or the shown images' profiles
+    (where each dimension looks) are ready, if the maps of the current selection are all drawn;
+    ``checked``: the run they are ready for. Else nothing changes."""
     view = ctx.run(run_id)
     if view is None or checked != run_id:
         return no_update, no_update
@@ -340,6 +405,39 @@ CHECK = JobView(ids.CHECK_JOB, outputs=[(ids.ATTN_CHECKED, "data")], show=show_c
                 compute=compute_check, blank=(None,), failure="Could not run the deletion check")
 
 
+def show_profiles(ctx: AppContext, ready, sel, run_id, cell):
+    """Where each dimension looks on the shown images (their subject masks and profiles,
+    :func:`pipeline.explain.atlas_jobs.get_profiles`), once their maps are shown; a job for the
+    images not profiled yet, else nothing to do."""
+    if not ready or ready.get("run") != run_id:
+        return None
+    view = ctx.run(run_id)
+    chosen = _chosen(view, sel)[:MAX_IMAGES]
+    if view is None or not chosen or cell is None or _outside(view, cell, chosen):
+        return None
+    cache = ctx.app_cache(view)
+    drawn = with_maps({i: artifacts.read_attention(cache, i) for i in chosen})
+    todo = [i for i in drawn if i not in read_profiles(view.path, drawn)]
+    if not todo:
+        return None
+    return Job({"run": view.run_id, "indices": todo}, (no_update,),
+               f"Finding the subject of {len(todo)} image(s): where each dimension looks (subject or background)…")
+
+
+def compute_profiles(ctx: AppContext, view, request: dict, progress, atlas=None):
+    from app.jobs import work
+
+    get_profiles = (atlas or work.atlas_functions())[1]  # kept in the run folder
+    indices = [int(i) for i in request["indices"]]
+    get_profiles(view.path, indices, progress=lambda done, total, *_: progress("subject masks (images)", done, total))
+    return ({"run": view.run_id, "indices": indices},), ""
+
+
+PROFILES = JobView(ids.ATTN_PROFILE_JOB, outputs=[(ids.ATTN_PROFILED, "data")], show=show_profiles,
+                   compute=compute_profiles, blank=(None,),
+                   failure="Where each dimension looks (subject or background) could not be computed")
+
+
 def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views,
                  inputs=[Input(ids.STORE_SEL, "data"), State(ids.STORE_RUN, "data"),
@@ -347,6 +445,10 @@ def register(app, ctx: AppContext, managers) -> None:
     CHECK.register(app, ctx, managers.views,
                    inputs=[Input(ids.ATTN_READY, "data"), State(ids.STORE_RUN, "data"),
                            State(ids.ATTN_CHECKED, "data")])
+
+    PROFILES.register(app, ctx, managers.views,
+                      inputs=[Input(ids.ATTN_READY, "data"), State(ids.STORE_SEL, "data"),
+                              State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data")])
 
     # Not an input of the matrix's own render: that would close a loop of callbacks (maps ready
     # -> check -> redraw -> maps ready), which Dash refuses to run.
@@ -356,6 +458,14 @@ def register(app, ctx: AppContext, managers) -> None:
                   State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"), prevent_initial_call=True)
     def _redraw(checked, sel, run_id, cell):
         return redraw(ctx, checked, sel, run_id, cell)
+
+    # The same once the shown images' profiles are kept: the column headers say where each looks.
+    @app.callback(Output(ids.ATTN_CONTENT, "children", allow_duplicate=True),
+                  Output(JobPanel.ids.message(ids.ATTN_JOB), "children", allow_duplicate=True),
+                  Input(ids.ATTN_PROFILED, "data"), State(ids.STORE_SEL, "data"),
+                  State(ids.STORE_RUN, "data"), State(ids.STORE_CELL, "data"), prevent_initial_call=True)
+    def _redraw_profiled(profiled, sel, run_id, cell):
+        return redraw(ctx, (profiled or {}).get("run"), sel, run_id, cell)
 
     # Selecting images in the grid brings the attention view into view (it is below the fold).
     app.clientside_callback(

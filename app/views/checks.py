@@ -22,7 +22,7 @@ from pipeline.checks.validity import flagged, read_probe
 
 from app.state import ids
 from app.state.context import AppContext
-from app.jobs.panel import Job, JobPanel, JobView, Ready, start_cancel_job, start_cancel_progress
+from app.jobs.panel import Job, JobPanel, JobView, Ready, start_cancel_job, start_cancel_progress, start_cancel_state
 from app.views.viewer import open_button
 
 MAX_PAIRS = 12  # near-duplicate pairs listed with open buttons
@@ -265,7 +265,7 @@ def register(app, ctx: AppContext, managers) -> None:
     PROBE.register(app, ctx, managers.views, inputs=[Input(ids.PROBE_START, "n_clicks"),
                                                      State(ids.STORE_RUN, "data")])
 
-    from app.jobs.managers import job_user, panel_state, stage_progress
+    from app.jobs.managers import job_user, stage_progress
     from app.state.roles import current_identity, may_start_runs
     from app.views import compare
 
@@ -290,14 +290,7 @@ def register(app, ctx: AppContext, managers) -> None:
                 no_update
         return rerun_message(run_id, run_b, spec), {"a": run_id, "b": run_b}, {}
 
-    @app.callback(Output(ids.CONFOUND_MESSAGE, "children", allow_duplicate=True),
-                  Output(ids.CONFOUND_PROGRESS_LABEL, "children", allow_duplicate=True),
-                  Input(ids.CONFOUND_START, "n_clicks"), Input(ids.CONFOUND_CANCEL, "n_clicks"),
-                  prevent_initial_call=True)
-    def _rerun_state(_start, _cancel):
-        from dash import ctx as dash_ctx
-
-        return panel_state(dash_ctx.triggered_id == ids.CONFOUND_CANCEL,
-                           "Cancelled: the re-run stopped. Embeddings it had finished are kept in the cache.")
+    start_cancel_state(app, ids.CONFOUND_START, ids.CONFOUND_CANCEL, ids.CONFOUND_MESSAGE, ids.CONFOUND_PROGRESS_LABEL,
+                       "Cancelled: the re-run stopped. Embeddings it had finished are kept in the cache.")
 
     compare.register(app, ctx)

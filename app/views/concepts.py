@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+
+from pipeline.explain.profiles import count_sentence, read_profiles, summarise
 
 from app.files import artifacts, urls
 
@@ -26,8 +29,64 @@ from app.jobs.panel import Job, JobPanel, JobView, Ready
 
 
 def layout() -> html.Div:
-    return JobPanel(ids.CONCEPTS_JOB, [html.Div(id=ids.CONCEPTS_CONTENT)], id=ids.CONCEPTS_PANEL,
-                    style={"display": "none"})
+    return html.Div(id=ids.CONCEPTS_PANEL, style={"display": "none"}, children=[
+        JobPanel(ids.CONCEPTS_PROFILE_JOB, [html.Div(id=ids.CONCEPTS_COUNT)], className="fx-check-panel"),
+        JobPanel(ids.CONCEPTS_JOB, [html.Div(id=ids.CONCEPTS_CONTENT)]),
+    ])
+
+
+CELL_SAMPLE = 12  # images of a cell profiled for its count line (evenly spread over the cell)
+
+
+def cell_sample(view, cell) -> list[int]:
+    """A fixed sample of the cell's images (ascending indices, evenly spread): the images whose
+    profiles make the cell's count line."""
+    members = [int(i) for i in view.cell_members(cell)]
+    if len(members) <= CELL_SAMPLE:
+        return members
+    return [members[int(round(j))] for j in np.linspace(0, len(members) - 1, CELL_SAMPLE)]
+
+
+def count_words(view, cell, sample: list[int], profiles: dict) -> html.Div:
+    """"of 16 dimensions, 6 look mostly at the background of 12 images of cell 4: ..." from the
+    sample's profiles (:func:`pipeline.explain.profiles.count_sentence`)."""
+    have = [profiles[i] for i in sample if i in profiles]
+    n = len(view.cell_members(cell))
+    what = (f"the {len(have)} images of cell {cell}" if len(have) == n else
+            f"{len(have)} images of cell {cell} (an even sample of its {n})")
+    return html.Div(count_sentence(summarise(have), what), className="fx-count-line")
+
+
+def show_count(ctx: AppContext, view_name, cell, run_id):
+    """The cell's count line: at once when the sample's profiles are kept, else a job."""
+    if view_name != "concepts":
+        return None
+    view = ctx.run(run_id)
+    if view is None or cell is None or imagesets.is_set(cell):
+        return Ready(([],))
+    sample = cell_sample(view, cell)
+    profiles = read_profiles(view.path, sample)
+    if not sample or len(profiles) == len(sample):
+        return Ready((count_words(view, cell, sample, profiles) if profiles else [],))
+    return Job({"run": view.run_id, "cell": int(cell), "indices": sample},
+               (html.Div(f"Where each dimension looks in cell {cell}: computing…",
+                         className="fx-count-line pending"),),
+               f"Profiling {len(sample) - len(profiles)} image(s) of cell {cell} (relevance maps and subject masks)…")
+
+
+def compute_count(ctx: AppContext, view, request: dict, progress, atlas=None):
+    from app.jobs import work
+
+    get_profiles = (atlas or work.atlas_functions())[1]  # kept in the run folder
+    sample = [int(i) for i in request["indices"]]
+    profiles = get_profiles(view.path, sample,
+                            progress=lambda done, total, *_: progress("images profiled", done, total))
+    return (count_words(view, int(request["cell"]), sample, profiles),), ""
+
+
+COUNT = JobView(ids.CONCEPTS_PROFILE_JOB, outputs=[(ids.CONCEPTS_COUNT, "children")], show=show_count,
+                compute=compute_count, blank=([],),
+                failure="Where each dimension looks in this cell could not be computed")
 
 
 MIN_SHARE = 0.10  # a concept with a smaller share of the cell's segments is marked as small
@@ -225,6 +284,9 @@ def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_VIEW, "data"),
                                                    Input(ids.STORE_CELL, "data"),
                                                    State(ids.STORE_RUN, "data")])
+    COUNT.register(app, ctx, managers.views, inputs=[Input(ids.STORE_VIEW, "data"),
+                                                     Input(ids.STORE_CELL, "data"),
+                                                     State(ids.STORE_RUN, "data")])
 
     @app.callback(Output(ids.STORE_HIGHLIGHT, "data"), Input(ids.concept_show(ALL), "n_clicks"),
                   Input(ids.HIGHLIGHT_CLEAR, "n_clicks"), State(ids.STORE_RUN, "data"),

@@ -116,6 +116,8 @@ def layout() -> html.Div:
         html.Div(className="fx-viewer-controls", children=[
             dcc.Checklist(id=ids.VIEWER_OVERLAY, value=[], className="fx-viewer-check",
                           options=[{"label": " show the relevance map", "value": "on"}]),
+            dcc.Checklist(id=ids.VIEWER_SUBJECT, value=[], className="fx-viewer-check",
+                          options=[{"label": " outline the subject", "value": "on"}]),
             dcc.Dropdown(id=ids.VIEWER_MAP, options=map_options(), value=AGGREGATE, clearable=False,
                          searchable=False, className="fx-viewer-map"),
             html.Label("map opacity", htmlFor=ids.VIEWER_OPACITY, className="fx-muted"),
@@ -282,45 +284,56 @@ def picture(view, index: int) -> tuple[object, str]:
 
 
 def figure_of(view, index: int, which=None, opacity: float = DEFAULT_OPACITY, layer: bool = False,
-              linked: bool = False):
-    """The figure of image ``index``; with the map ``which`` laid over it when ``layer``;
-    ``linked``: it shows the main picture's region (its pan and zoom follow the main one's)."""
+              linked: bool = False, outline: bool = False):
+    """The figure of image ``index``; with the map ``which`` laid over it when ``layer``, and the
+    subject's outline when ``outline``; ``linked``: it shows the main picture's region (its pan and
+    zoom follow the main one's)."""
     info, why = picture(view, index)
     if info is None:
         return empty_figure(f"{view.file_name(index)} cannot be shown: {why}")
     return image_figure(urls.image(view.run_id, index), info.width, info.height, linked=linked,
                         layer=urls.layer(view.run_id, index, viewer_files.layer_name(which))
                         if layer and which is not None else None,
+                        outline=urls.layer(view.run_id, index, viewer_files.SUBJECT) if outline else None,
                         opacity=DEFAULT_OPACITY if opacity is None else float(opacity),
                         box=model_input_box(info.width, info.height),
                         uirevision=f"{view.run_id}-{index}")
 
 
-def show(ctx: AppContext, payload, run_id, opacity):
-    """The main picture now (with its map when drawn); a job when the map must be computed."""
+def show(ctx: AppContext, payload, run_id, opacity, subject=None):
+    """The main picture now (with its map and the subject's outline when ready); a job when the
+    map or the subject mask must be computed first (``subject``: the outline toggle's value)."""
+    from pipeline.explain.subject_mask import read_subject_mask
+
     view = ctx.run(run_id)
     if not payload:
         return None
     index = _valid(view, payload.get("index"))
     if index is None:
         return Ready((empty_figure("This image is not part of the open run."),))
-    which = payload.get("map")
-    if which is None:
-        return Ready((figure_of(view, index),))
-    if viewer_files.read_layers(ctx.app_cache(view), index) is not None:
-        return Ready((figure_of(view, index, which, opacity, layer=True),))
-    return Job({"run": view.run_id, "index": index, "map": which, "opacity": opacity},
-               (figure_of(view, index),), "Computing this image's relevance maps…")
+    which, outline = payload.get("map"), bool(subject)
+    needs_maps = which is not None and viewer_files.read_layers(ctx.app_cache(view), index) is None
+    needs_mask = outline and read_subject_mask(view.path, index) is None
+    if not needs_maps and not needs_mask:
+        return Ready((figure_of(view, index, which, opacity, layer=which is not None, outline=outline),))
+    return Job({"run": view.run_id, "index": index, "map": which, "opacity": opacity, "outline": outline},
+               (figure_of(view, index),),
+               "Computing this image's relevance maps…" if needs_maps else "Finding this image's subject…")
 
 
-def compute(ctx: AppContext, view, request: dict, progress, explain=None):
-    """The job: compute and draw the image's relevance layers; returns the figure with the map."""
+def compute(ctx: AppContext, view, request: dict, progress, explain=None, atlas=None):
+    """The job: compute and draw the image's relevance layers (and its subject mask when the
+    outline is asked for); returns the figure with them."""
     from app.jobs import work
 
-    index = int(request["index"])
-    get_maps = (explain or work.explain_functions())[0]
-    viewer_files.prepare_layers(view, ctx.app_cache(view), index, get_maps, progress)
-    return (figure_of(view, index, request.get("map"), request.get("opacity"), layer=True),), ""
+    index, which, outline = int(request["index"]), request.get("map"), bool(request.get("outline"))
+    if which is not None:
+        get_maps = (explain or work.explain_functions())[0]
+        viewer_files.prepare_layers(view, ctx.app_cache(view), index, get_maps, progress)
+    if outline:  # kept in the run folder (pipeline.explain.atlas_jobs.get_subject_masks)
+        get_masks = (atlas or work.atlas_functions())[2]
+        get_masks(view.path, [index], progress=lambda done, total, *_: progress("subject mask", done, total))
+    return (figure_of(view, index, which, request.get("opacity"), layer=which is not None, outline=outline),), ""
 
 
 JOB = JobView(ids.VIEWER_JOB, outputs=[(ids.VIEWER_GRAPH, "figure")], show=show, compute=compute,
@@ -374,7 +387,10 @@ def legend(view, info, which) -> list:
                 "the border outside it was not seen by the model (shaded while a map is shown)."]
     else:
         seen = [f"The model saw the whole image{resized}."]
-    out = [html.P(seen, className="fx-muted")]
+    out = [html.P(seen, className="fx-muted"),
+           html.P([html.Span("▭", className="fx-outline-swatch"), " outline the subject: the foreground "
+                   "DINOv2's patch features separate (the same whatever the detector); the atlas and the "
+                   "matrix count a map's relevance inside it as on the subject."], className="fx-muted")]
     if which == AGGREGATE:
         out.insert(0, html.Div(className="fx-scale", children=[
             html.Span("real", className="fx-scale-end real"), html.Span(className="fx-scale-bar signed"),
@@ -541,7 +557,8 @@ def content(ctx: AppContext, payload, run_id) -> dict:
 def register(app, ctx: AppContext, managers) -> None:
     JOB.register(app, ctx, managers.views, inputs=[Input(ids.STORE_VIEWER, "data"),
                                                    State(ids.STORE_RUN, "data"),
-                                                   State(ids.VIEWER_OPACITY, "value")])
+                                                   State(ids.VIEWER_OPACITY, "value"),
+                                                   Input(ids.VIEWER_SUBJECT, "value")])
 
     @app.callback(output=NAVIGATE_OUTPUTS,
                   inputs=dict(grid_click=Input(ids.IMAGES_GRAPH, "clickData"), key=Input(ids.VIEWER_KEY, "data"),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,apply,matrix,info,probe,compare,demo-data,explain,concepts,findings} ...``."""
+"""Command line: ``python -m pipeline {run,apply,matrix,info,probe,compare,demo-data,explain,concepts,atlas,findings} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -226,6 +226,17 @@ def cmd_findings(args) -> int:
     return 0
 
 
+def cmd_atlas(args) -> int:
+    from pipeline.cli.atlas import write_atlas
+    bars = StageBars()
+    try:
+        write_atlas(_resolve_run(args.run, args.config), args.images, as_json=args.json, recompute=args.recompute,
+                    progress=bars)
+    finally:
+        bars.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -291,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cell", type=int, required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_concepts)
+
+    p = with_config(sub.add_parser("atlas", help="what each of the 16 dimensions looks at (subject or "
+                                                 "background, texture, border), over held-out images"))
+    p.add_argument("run", help="run folder or run id")
+    p.add_argument("--images", type=int, default=None, help="held-out images profiled (default 64)")
+    p.add_argument("--recompute", action="store_true", help="compute it again even if it is kept")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_atlas)
 
     p = with_config(sub.add_parser("findings", help="write the findings sheet (notes with their kept maps, "
                                                     "concepts, metrics) as a PDF figure and/or HTML"))

@@ -4,7 +4,9 @@ A :class:`Sheet` holds the run's facts (data, encoder, held-out metrics with the
 the data checks' verdicts) and, per note, its evidence: for the first :data:`EVIDENCE_IMAGES`
 images, the picture beside its signed aggregate relevance map and the maps of the dimensions
 the analyst picked (``note["dims"]``) with their contributions; further images as counted
-thumbnails; for a note on a cell, the cell's concept patches.
+thumbnails; for a note on a cell, the cell's concept patches. When the run's dimension atlas is
+built (:mod:`pipeline.explain.atlas`), a section of it: per dimension its verdict, shares,
+contribution and sentence, and the images where it is highest with that dimension's map.
 
 Everything is read, nothing computed: maps come from the run's kept results
 (:func:`pipeline.explain.results.read_kept_maps`), concepts from
@@ -21,7 +23,9 @@ from PIL import Image
 
 from pipeline.checks.validity import read_probe, report_lines
 from pipeline.data.scan import PathRefused
+from pipeline.explain.atlas import atlas_summaries, read_atlas
 from pipeline.explain.overlays import overlay_relevance, overlay_signed
+from pipeline.explain.profiles import count_sentence
 from pipeline.explain.results import KeptMaps, concepts_plan, read_kept_maps
 from pipeline.report.notes import NotesStore
 from pipeline.represent.thumbnails import RunImages
@@ -34,6 +38,7 @@ MAX_CONCEPTS = 6  # concepts of a cell shown, largest first
 PATCHES_PER_CONCEPT = 4
 WORDS = {0: "real", 1: "fake", -1: "unlabelled"}  # -1: an applied set's image without a label
 NO_MAPS = "maps not computed yet (select it in the attention view)"
+ATLAS_HIGHEST = 3  # images per dimension of the atlas shown with that dimension's map
 
 # Why CLIP was not used, in words, from what the encoder's error says (first match wins).
 _FALLBACK_CAUSES = [
@@ -129,6 +134,29 @@ class SheetNote:
 
 
 @dataclass
+class SheetDimension:
+    """One dimension of the run's atlas: its entry (verdict, shares, contribution, sentence) and
+    the images where it is highest, with their maps when kept."""
+
+    entry: dict
+    highest: list[SheetImage]
+
+    @property
+    def dim(self) -> int:
+        return int(self.entry["dim"])
+
+
+@dataclass
+class SheetAtlas:
+    """The run's dimension atlas (:mod:`pipeline.explain.atlas`), most used dimension first."""
+
+    n_images: int
+    count: str  # "of 16 dimensions, 6 look mostly at the background of ..."
+    dimensions: list[SheetDimension]
+    names_available: bool
+
+
+@dataclass
 class Sheet:
     title: str
     facts: str
@@ -137,6 +165,7 @@ class Sheet:
     metrics: list[tuple[str, str]]  # (what, "0.947 [0.921, 0.968]")
     checks: list[str]
     notes: list[SheetNote] = field(default_factory=list)
+    atlas: SheetAtlas | None = None  # None: not built (the app's atlas view or `pipeline atlas RUN`)
 
 
 def _sheet_image(records: list[dict], images: RunImages, i: int) -> SheetImage:
@@ -195,6 +224,28 @@ def _metrics(head: dict) -> list[tuple[str, str]]:
     return out
 
 
+def _atlas(run_dir: Path, records: list[dict], images: RunImages) -> SheetAtlas | None:
+    """The kept atlas of the run with its dimensions' highest images (maps where kept), or None."""
+    try:
+        atlas = read_atlas(run_dir)
+    except (OSError, ValueError):  # e.g. an applied set without held-out images
+        return None
+    if atlas is None:
+        return None
+    dims = sorted(atlas.get("dimensions", []), key=lambda d: -abs(float(d["mean_contribution"])))
+    wanted = sorted({int(e["index"]) for d in dims for e in d.get("top", [])[:ATLAS_HIGHEST]})
+    kept = read_kept_maps(run_dir, wanted, records=records)
+    out = []
+    for d in dims:
+        highest = [_sheet_image(records, images, int(e["index"])) for e in d.get("top", [])[:ATLAS_HIGHEST]]
+        for im in highest:
+            im.maps = kept.get(im.index)
+        out.append(SheetDimension(d, highest))
+    n = int(atlas.get("n_images", 0))
+    count = count_sentence(atlas_summaries(atlas), f"the {n} held-out images of the atlas")
+    return SheetAtlas(n, count, out, bool(atlas.get("names_available")))
+
+
 def build_sheet(run_dir: str | Path, cache_root: str | Path) -> Sheet:
     """The findings sheet of the run (or applied set) in ``run_dir``; thumbnails from ``cache_root``."""
     run_dir = Path(run_dir)
@@ -235,4 +286,5 @@ def build_sheet(run_dir: str | Path, cache_root: str | Path) -> Sheet:
         if note.get("cell") is not None:
             entry.concepts, entry.concepts_total = _concepts(run_dir, int(note["cell"]), records)
         sheet.notes.append(entry)
+    sheet.atlas = _atlas(run_dir, records, images)
     return sheet

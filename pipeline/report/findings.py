@@ -7,8 +7,10 @@ the stand-in was used and why, the raw reason folded away), its held-out metrics
 intervals and the data checks' verdicts. Each note then shows its tag, text, author and target
 and its evidence (:mod:`pipeline.report.evidence`): per image its picture, label, prediction and
 aggregate relevance map, the maps of the dimensions the note names with their contributions,
-further images as thumbnails, and a cell's concepts. Pictures are embedded as data URIs, so the
-file can be mailed or archived as it is.
+further images as thumbnails, and a cell's concepts. The run's dimension atlas follows when it is
+built: what each dimension looks at (subject or background, border, texture, concentration), its
+push towards fake or real, its sentence, and the images where it is highest with its map.
+Pictures are embedded as data URIs, so the file can be mailed or archived as it is.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.report.evidence import (NO_MAPS, Sheet, SheetImage, SheetNote, aggregate_overlay, build_sheet,
-                                      dimension_overlay)
+from pipeline.report.evidence import (NO_MAPS, Sheet, SheetAtlas, SheetDimension, SheetImage, SheetNote,
+                                      aggregate_overlay, build_sheet, dimension_overlay)
 
 BIG, SMALL = 144, 96  # pixels of a picture / aggregate map, and of a dimension's map or a thumbnail
+ATLAS_SIZE = 64  # pixels of an atlas example (a dimension's map over the image)
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #1f2328; margin: 24px auto; max-width: 1200px; padding: 0 16px; }
@@ -50,6 +53,15 @@ border: 1px solid #d4a72c; padding: 6px 10px; border-radius: 4px; margin: 8px 0;
 .concept img { width: 64px; height: 64px; } .legend span.sw { display: inline-block; width: 10px; height: 10px;
 margin: 0 3px 0 8px; vertical-align: middle; }
 details { font-size: 12px; } code { word-break: break-all; }
+.count { font-size: 14px; margin: 4px 0; padding: 4px 8px; background: #f6f3fb; border-left: 3px solid #6f42c1; }
+.atlas-row { display: grid; grid-template-columns: 330px minmax(0, 1fr) 210px; gap: 10px; border-top: 1px solid #eaeef2;
+padding: 4px 0; align-items: center; font-size: 12px; }
+.verdict { border-radius: 9px; padding: 0 6px; color: #fff; font-size: 11px; font-weight: 600; margin-right: 6px; }
+.verdict.subject { background: #6f42c1; } .verdict.background { background: #b09a60; } .verdict.mixed { background: #8c959f; }
+.sb { display: flex; width: 200px; height: 9px; margin: 3px 0 2px; border: 1px solid rgba(0,0,0,.15); }
+.sb .subject { background: #6f42c1; } .sb .background { background: #b09a60; }
+.atlas-ex img { width: 64px; height: 64px; border: 2px solid #8c959f; margin-right: 3px; box-sizing: border-box; }
+.atlas-ex img.real { border-color: #1f77b4; } .atlas-ex img.fake { border-color: #ff7f0e; }
 """
 
 
@@ -156,6 +168,44 @@ def _header(sheet: Sheet) -> list[str]:
     return out
 
 
+def _atlas_dimension(d: SheetDimension) -> str:
+    e, k = d.entry, d.dim
+    subject = float(e["subject_share"])
+    bar = (f"<span class='sb' title='subject {subject:.0%} · background {1 - subject:.0%}'>"
+           f"<span class='subject' style='width:{100 * subject:.0f}%'></span>"
+           f"<span class='background' style='width:{100 * (1 - subject):.0f}%'></span></span>")
+    pictures = []
+    for im in d.highest:
+        picture = dimension_overlay(im.maps, k) if im.maps is not None else im.picture()
+        src = _uri(picture, ATLAS_SIZE) if picture is not None else ""
+        pictures.append(f"<img class='{im.label}' src='{src}' alt='d{k} highest: {html.escape(im.name)}' "
+                        f"title='{html.escape(im.name)} ({im.label})'>")
+    names = e.get("names") or []
+    named = (f"<div class='muted'>named (CLIP only): {html.escape(', '.join(n['word'] for n in names))}</div>"
+             if names else "")
+    return (f"<div class='atlas-row' data-dim='{k}' data-verdict='{e['verdict']}'>"
+            f"<div class='atlas-dim'><b>{html.escape(e.get('label') or f'd{k}')}</b> "
+            f"<span class='verdict {e['verdict']}'>{e['verdict']}</span>{bar}"
+            f"<div class='muted'>subject {subject:.0%} · border {float(e['border_share']):.0%} · textured "
+            f"{float(e['textured_share']):.0%} · top 10% {float(e['concentration']):.0%} · contribution "
+            f"{_signed(float(e['mean_contribution']))}</div></div>"
+            f"<div class='atlas-text'>{html.escape(e.get('sentence', ''))}{named}</div>"
+            f"<div class='atlas-ex'>{''.join(pictures)}</div></div>")
+
+
+def _atlas(atlas: SheetAtlas | None) -> list[str]:
+    """The dimension atlas section: the count line, then a row per dimension, most used first."""
+    if atlas is None:
+        return ["<h2>Dimension atlas</h2><div class='muted'>Not built yet (the app's atlas view, or "
+                "<code>python -m pipeline atlas RUN</code>).</div>"]
+    return [f"<h2>Dimension atlas · {atlas.n_images} held-out images</h2>",
+            f"<div class='count'>{html.escape(atlas.count)}</div>",
+            "<div class='muted'>violet: share of a dimension's relevance on the subject (the foreground of "
+            "DINOv2's patch features), khaki: on the background; pictures: the images where it is highest, "
+            "with its map (frame: blue real, orange fake)</div>",
+            "<div class='atlas'>" + "".join(_atlas_dimension(d) for d in atlas.dimensions) + "</div>"]
+
+
 def render_html(sheet: Sheet) -> str:
     """The page of ``sheet``."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Findings · {html.escape(sheet.title)}"
@@ -163,6 +213,7 @@ def render_html(sheet: Sheet) -> str:
     if not sheet.notes:
         parts.append("<p class='muted'>No notes yet.</p>")
     parts += [_note(entry) for entry in sheet.notes]
+    parts += _atlas(sheet.atlas)
     parts.append("</body></html>")
     return "\n".join(parts)
 

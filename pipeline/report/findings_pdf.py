@@ -3,7 +3,7 @@
 checks, then per note its tag, text and target, and its images as the page shows them (picture
 framed green / red / grey for a right / wrong / unlabelled prediction, label and prediction
 badges, the signed aggregate map, the picked dimensions' maps with their contributions), further
-images as thumbnails, and a cell's concept patches.
+images as thumbnails, and a cell's concept patches; then the run's dimension atlas when it is built.
 
 Drawn with ``fpdf2`` in DejaVu Sans (any Unicode text of a note prints); the fonts are embedded,
 so the file is the same on every machine.
@@ -16,8 +16,8 @@ from fpdf import FPDF
 from PIL import Image
 
 from pipeline.explain.overlays import FAKE_RGB, REAL_RGB
-from pipeline.report.evidence import NO_MAPS, Sheet, SheetImage, SheetNote, aggregate_overlay, build_sheet, \
-    dimension_overlay
+from pipeline.report.evidence import NO_MAPS, Sheet, SheetAtlas, SheetImage, SheetNote, aggregate_overlay, \
+    build_sheet, dimension_overlay
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONTS = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
@@ -121,9 +121,13 @@ class _Figure:
 
     def badge(self, x: float, y: float, word: str) -> float:
         """A label badge (white on the class colour); returns its width."""
+        return self.badge_colour(x, y, word, BADGES.get(word, BADGES["unlabelled"]))
+
+    def badge_colour(self, x: float, y: float, word: str, colour) -> float:
+        """A badge, white on ``colour``; returns its width."""
         self.pdf.set_font("DejaVu", "B", 5.6)
         w = self.pdf.get_string_width(word) + 1.6
-        self.pdf.set_fill_color(*BADGES.get(word, BADGES["unlabelled"]))
+        self.pdf.set_fill_color(*colour)
         self.pdf.set_text_color(255, 255, 255)
         self.pdf.set_xy(x, y)
         self.pdf.cell(w, CAPTION, word, fill=True, align="C")
@@ -211,6 +215,55 @@ def _concepts(fig: _Figure, entry: SheetNote) -> None:
                     90)
 
 
+SUBJECT_RGB, BACKGROUND_RGB = (111, 66, 193), (176, 154, 96)  # as the app: neither real/fake nor right/wrong
+
+
+def _atlas(fig: _Figure, atlas: SheetAtlas | None) -> None:
+    """The dimension atlas: the count line, then per dimension its verdict, a subject | background
+    bar, its numbers and sentence, and the images where it is highest with its map."""
+    fig.skip(2)
+    fig.room(30)
+    fig.text("Dimension atlas" + (f" · {atlas.n_images} held-out images" if atlas else ""), 10, "B")
+    if atlas is None:
+        fig.text("Not built yet (the app's atlas view, or python -m pipeline atlas RUN).", 7, colour=(107, 114, 128))
+        return
+    fig.text(atlas.count, 8, fill=(246, 243, 251))
+    fig.text("violet: share of its relevance on the subject (DINOv2 foreground), khaki: on the background; "
+             "pictures: the images where it is highest, with its map", 6.5, colour=(107, 114, 128))
+    text_w = fig.right - fig.pdf.l_margin - 3 * (THUMB + GAP) - 36 - GAP
+    for d in atlas.dimensions:
+        e, k = d.entry, d.dim
+        fig.newline()
+        x, y = fig.block(36, THUMB)
+        fig.pdf.set_font("DejaVu", "B", 8)
+        fig.pdf.set_text_color(31, 35, 40)
+        fig.pdf.set_xy(x, y)
+        fig.pdf.cell(8, 4, e.get("label") or f"d{k}")
+        fig.badge_colour(x + 9, y + 0.5, e["verdict"], {"subject": SUBJECT_RGB, "background": BACKGROUND_RGB}
+                         .get(e["verdict"], (140, 149, 159)))
+        subject = float(e["subject_share"])
+        fig.pdf.set_fill_color(*SUBJECT_RGB)
+        fig.pdf.rect(x, y + 5, 34 * subject, 2.2, style="F")
+        fig.pdf.set_fill_color(*BACKGROUND_RGB)
+        fig.pdf.rect(x + 34 * subject, y + 5, 34 * (1 - subject), 2.2, style="F")
+        c = float(e["mean_contribution"])
+        fig.caption(x, y + 8, [f"subject {subject:.0%} · border {float(e['border_share']):.0%}",
+                               f"textured {float(e['textured_share']):.0%} · top 10% {float(e['concentration']):.0%}",
+                               f"contribution {c:+.3f}"], 36)
+        x, y = fig.block(text_w, THUMB)
+        fig.pdf.set_font("DejaVu", "", 6.5)
+        fig.pdf.set_text_color(31, 35, 40)
+        fig.pdf.set_xy(x, y)
+        names = e.get("names") or []
+        fig.pdf.multi_cell(text_w, 2.9, e.get("sentence", "") + (
+            f" · named (CLIP only): {', '.join(n['word'] for n in names)}" if names else ""))
+        for im in d.highest:
+            x, y = fig.block(THUMB, THUMB)
+            picture = dimension_overlay(im.maps, k) if im.maps is not None else im.picture()
+            if picture is not None:
+                fig.image(picture, x, y, THUMB, BADGES.get(im.label, BADGES["unlabelled"]))
+
+
 def _header(fig: _Figure, sheet: Sheet) -> None:
     fig.text(f"Findings · {sheet.title}", 14, "B")
     fig.text(sheet.facts, 7, colour=(107, 114, 128))
@@ -239,6 +292,7 @@ def render_pdf(sheet: Sheet, font_dir: str | Path = FONT_DIR) -> bytes:
         fig.text("No notes yet.", 8, colour=(107, 114, 128))
     for entry in sheet.notes:
         _note(fig, entry)
+    _atlas(fig, sheet.atlas)
     return bytes(fig.pdf.output())
 
 

@@ -172,3 +172,18 @@ def test_the_config_imports_only_leaf_modules():
     edges = graph()
     assert edges["pipeline.config"] == {"pipeline.reencode_spec"}
     assert edges["pipeline.reencode_spec"] == set()
+
+
+# The web process reads a run's atlas, profiles and subject masks without torch (imported, torch
+# costs seconds and hundreds of MB per worker); computing them (atlas_jobs) is the jobs' business.
+TORCH_FREE_READERS = ("pipeline.explain.atlas", "pipeline.explain.profiles", "pipeline.explain.subject_mask")
+
+
+def test_the_atlas_readers_never_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys; import " + ", ".join(TORCH_FREE_READERS) +
+            "; print(sorted(m for m in ('torch', 'timm', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+    assert "pipeline.explain.atlas_jobs" in graph()["pipeline.cli.atlas"]  # the job side is where torch is

@@ -1,0 +1,98 @@
+"""Benchmark: the dimension atlas of a run (issue 25), stage by stage, against the maps alone.
+
+On a run whose sampled images have no kept maps yet (``--fresh`` removes the kept maps, masks and
+atlas of a *copy* of the run; ``--in-place`` computes into the run itself, so its atlas is kept
+there), measured in the same process, in this order:
+
+* maps:      ``get_maps`` of the atlas's sample (the baseline stage: what explaining the same
+             images costs without the atlas);
+* masks:     the DINOv2 subject masks of the same images (maps already kept);
+* atlas:     ``get_atlas`` with maps and masks kept: profiles, examples, words (and CLIP names);
+* click:     ``read_profiles`` of 3 images with kept maps and masks (the attention matrix's
+             header counts; torch-free, what a click waits for).
+
+Prints seconds per image and in all, the atlas's extra cost over the maps as a ratio, the CPU
+(model, bf16/avx512 flags, load average) and the torch threads.
+
+Usage: ``python bench/atlas.py --run RUN [--images 64] [--in-place | --fresh] [--threads 2]``
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
+    import _path  # noqa: F401
+
+from bench._options import parse_args  # noqa: E402
+from bench._bf16_agreement import machine  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.explain.atlas import ATLAS_IMAGES, atlas_result  # noqa: E402
+from pipeline.explain.atlas_jobs import get_atlas, get_subject_masks  # noqa: E402
+from pipeline.explain.cache import get_maps  # noqa: E402
+from pipeline.explain.profiles import read_profiles  # noqa: E402
+from pipeline.model.encoders.precision import cpu_flags  # noqa: E402
+from pipeline.model.run_models import load_run_models  # noqa: E402
+
+KEPT = ("relevance", "subject", "atlas")  # what --fresh removes from the copy
+
+
+def _run_folder(run: str) -> Path:
+    path = Path(run)
+    return path if (path / "meta.json").exists() else load_config().runs_path / run
+
+
+def _timed(label: str, n: int, fn):
+    t = time.perf_counter()
+    out = fn()
+    s = time.perf_counter() - t
+    print(f"{label:<8} {s:8.1f} s in all, {s / max(n, 1):6.2f} s per image ({n} images)", flush=True)
+    return out, s
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, help="run folder or id")
+    parser.add_argument("--images", type=int, default=ATLAS_IMAGES)
+    parser.add_argument("--threads", type=int, default=2)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--in-place", action="store_true", help="compute into the run (its atlas is kept)")
+    where.add_argument("--fresh", action="store_true", help="a copy of the run without kept maps (default)")
+    args = parse_args(parser, {"images": 4}, argv)
+    torch.set_num_threads(args.threads)
+    run = _run_folder(args.run)
+    tmp = None
+    if not args.in_place:
+        tmp = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
+        shutil.copytree(run, tmp / run.name, ignore=shutil.ignore_patterns(*KEPT))
+        run = tmp / run.name
+    try:
+        flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "avx2", "amx")))
+        print(f"machine: {machine()}\ncpu flags: {' '.join(flags)}")
+        indices = atlas_result(run, args.images).inputs["indices"]
+        print(f"run {run.name}: atlas sample of {len(indices)} held-out images")
+        (models, load_s) = _timed("load", 1, lambda: load_run_models(run))
+        _, maps_s = _timed("maps", len(indices), lambda: get_maps(run, indices, models=models))
+        _, masks_s = _timed("masks", len(indices), lambda: get_subject_masks(run, indices, models=models))
+        atlas, atlas_s = _timed("atlas", len(indices), lambda: get_atlas(run, n_images=args.images, models=models))
+        _, click_s = _timed("click", 3, lambda: read_profiles(run, indices[:3]))
+        total = maps_s + masks_s + atlas_s
+        print(f"atlas in all (maps + masks + profiles/words): {total:.1f} s, {total / len(indices):.2f} s per image;"
+              f" {total / maps_s:.2f}x the maps alone (masks {masks_s / maps_s:.3f}x, profiles and words "
+              f"{atlas_s / maps_s:.3f}x of the maps' time)")
+        print(f"click (3 images' profiles from kept maps and masks): {click_s * 1000:.0f} ms")
+        print(f"atlas kept: {atlas['n_images']} images profiled, {len(atlas['skipped'])} skipped")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
