@@ -57,6 +57,7 @@ bench: venv
 	$(PY) bench/first_insight.py $(BENCH_ARGS)
 	$(PY) bench/run_time.py $(BENCH_ARGS)
 	$(PY) bench/fidelity.py $(BENCH_ARGS)
+	$(PY) bench/atlas.py $(BENCH_ARGS)
 	$(PY) bench/gpu.py $(GPU_ARGS)
 
 bench-full:
