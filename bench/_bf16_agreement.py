@@ -8,7 +8,7 @@ nothing to run): shared by ``bench/embed.py --bf16`` and ``bench/relevance.py --
   a fixed orthogonal projection (the projection's initialisation; training it needs rendered words
   and would not change the comparison);
 * :func:`spearman_per_map`: rank correlation of two sets of relevance maps, map by map;
-* :func:`record`: writes a measured section into ``pipeline/model/encoders/bf16_agreement.json``, with
+* :func:`record`: writes a measured section into ``pipeline/model/encoders/precision_agreement.json``, with
   the command line, data set, machine and load average, for ``encoder.precision: auto``.
 """
 from __future__ import annotations
@@ -139,4 +139,4 @@ def record(encoder, section: str, figures: dict, data: LabelledSet) -> None:
              "command": command_line(), "measured": time.strftime("%Y-%m-%d"), **machine()}
     record_agreement(encoder.agreement_key, section, entry)
     print(f"  recorded {section} figures for {encoder.agreement_key} in "
-          "pipeline/model/encoders/bf16_agreement.json")
+          "pipeline/model/encoders/precision_agreement.json")

@@ -16,7 +16,7 @@ the set, in chunks that alternate between the two precisions so that load from o
 both alike. Agreement: per-image cosine of the two embeddings (threshold 0.999), and held-out
 accuracy / AUC of a logistic probe and of the pipeline's head fit on each precision's embeddings
 with the pipeline's split (within 0.01). ``--write-agreement`` stores the figures of the faces set
-in ``pipeline/model/encoders/bf16_agreement.json``, where ``encoder.precision: auto`` reads them
+in ``pipeline/model/encoders/precision_agreement.json``, where ``encoder.precision: auto`` reads them
 (``pipeline/model/encoders/precision.py``); random-weight encoders are never stored.
 
 Usage::
@@ -231,7 +231,7 @@ def main() -> None:
     ap.add_argument("--skip-baselines", action="store_true",
                     help="skip the naive / forward / embed_paths / dataloader table")
     ap.add_argument("--write-agreement", action="store_true",
-                    help="store the faces figures in pipeline/model/encoders/bf16_agreement.json")
+                    help="store the faces figures in pipeline/model/encoders/precision_agreement.json")
     args = parse_args(ap, quick={"n": 128, "naive_n": 16, "batch_size": 32, "encoder": "standin",
                                  "data": "faces", "threads": "2"})
     args.threads = [int(t) for t in args.threads.split(",")]
