@@ -81,7 +81,7 @@ def test_auto_on_cpu_picks_bf16_only_where_figures_pass():
     assert (maps_disagree.embed, maps_disagree.maps) == ("bf16", "fp32")
     assert "Spearman" in maps_disagree.reason
 
-    low_cosine = passing(embedding__cosine_min=COSINE_MIN - 1e-4)
+    low_cosine = passing(embedding__cosine_min=COSINE_MIN["bf16"] - 1e-4)
     assert choose_precision("auto", "cpu", "k", flags=flags, table={"k": low_cosine}).embed == "fp32"
 
     worse_auc = passing()

@@ -21,6 +21,7 @@ import hashlib
 import json
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -82,7 +83,8 @@ class Int8Forward:
     """An ONNX Runtime session of the quantised forward: (B, 3, H, W) tensor -> (B, D) float32.
 
     Built lazily on the first call (so an encoder whose images are all cached never exports),
-    with as many intra-op threads as torch uses.
+    with as many intra-op threads as torch uses. A cached model that ONNX Runtime cannot read is
+    deleted and rebuilt (with a warning).
     """
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], owner: torch.nn.Module,
@@ -94,23 +96,30 @@ class Int8Forward:
     def session(self):
         with self._lock:
             if self._session is None:
-                import onnxruntime as ort
-
                 if not self.path.is_file():
-                    if self._log:
-                        self._log(f"exporting and quantising the encoder to int8 ({self.path.name})")
-                    build_int8_model(self._forward, self._owner, self._size, self.path)
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = torch.get_num_threads()
-                options.inter_op_num_threads = 1
+                    self._build()
                 try:
-                    self._session = ort.InferenceSession(str(self.path), options,
-                                                         providers=["CPUExecutionProvider"])
-                except Exception as e:  # a damaged cache file: rebuilt once, never trusted
+                    self._session = self._open()
+                except Exception as e:  # a damaged cache file is rebuilt, never trusted
+                    warnings.warn(f"int8 model {self.path} is unreadable ({type(e).__name__}: {e}); "
+                                  "rebuilding it", stacklevel=3)
                     self.path.unlink(missing_ok=True)
-                    raise RuntimeError(f"int8 model {self.path} is unreadable ({type(e).__name__}: "
-                                       f"{e}); it was deleted and is rebuilt on the next call") from e
+                    self._build()
+                    self._session = self._open()
             return self._session
+
+    def _build(self) -> None:
+        if self._log:
+            self._log(f"exporting and quantising the encoder to int8 ({self.path})")
+        build_int8_model(self._forward, self._owner, self._size, self.path)
+
+    def _open(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         pixels = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
