@@ -119,6 +119,9 @@ class Int8Forward:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
+        # No busy-waiting between operators: on 2 cores shared with decoding threads (and other
+        # jobs) spinning threads steal the cores they wait for (measured at load 9: 2.35 vs 1.88 img/s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
