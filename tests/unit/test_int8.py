@@ -150,3 +150,26 @@ def test_a_damaged_int8_model_is_rebuilt_not_trusted(tmp_path):
         again = fresh.embed(x)
     assert torch.equal(again, good)  # rebuilt, the same model
     assert path.stat().st_size > 1000
+
+
+# -- a run keeps the precisions it was made with --------------------------------------------------------
+def test_a_run_is_reloaded_in_its_recorded_precisions(tmp_path):
+    """``auto`` may choose int8 today where a run was embedded in bf16 yesterday: the run's models
+    are loaded with the recorded pair, so its fingerprint (and its numbers) stay its own."""
+    from pipeline.model.encoders.precision import pinned
+    from pipeline.config import EncoderConfig
+    from pipeline.model.run_models import run_encoder_config
+
+    assert pinned({"precision": "bf16", "maps_precision": "fp32"}) == "bf16/fp32"
+    assert pinned({}) is None
+    choice = choose_precision("int8/bf16", "cpu", None)
+    assert (choice.embed, choice.maps) == ("int8", "bf16") and "recorded" in choice.reason
+    with pytest.raises(ValueError, match="pinned"):
+        choose_precision("bf16/int8", "cpu", None)
+    meta = {"encoder": {"name": "tiny", "extra": {"precision": "bf16", "maps_precision": "fp32"}}}
+    enc_cfg = run_encoder_config(EncoderConfig(name="auto", precision="auto"), meta, "cpu")
+    assert (enc_cfg.name, enc_cfg.precision) == ("tiny", "bf16/fp32")
+    encoder = TinyEncoder(precision=enc_cfg.precision)
+    assert (encoder.precision, encoder.maps_precision) == ("bf16", "fp32")
+    explicit = run_encoder_config(EncoderConfig(precision="fp32"), meta, "cpu")
+    assert explicit.precision == "fp32"  # a precision the run's config named is kept as named

@@ -188,12 +188,21 @@ def choose_precision(requested: str, device_type: str, agreement_key: str | None
     ----------
     requested : ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8``. Anything but ``auto`` is obeyed
         as is for embedding; maps follow it, except int8 (maps need gradients: fp32).
+        ``EMBED/MAPS`` (:func:`pinned`) obeys both: a run's recorded choice, reloaded later.
     device_type : ``"cpu"`` or ``"cuda"``.
     agreement_key : the encoder's key in the agreement table; None for random weights.
     flags : CPU flags (default: this machine's, :func:`cpu_flags`).
     table : agreement table (default: :func:`load_agreement`).
     cuda_bf16 : whether the GPU supports bf16 (default: ask torch).
     """
+    if "/" in requested:
+        embed, _, maps = requested.partition("/")
+        if embed not in PRECISIONS or maps not in PRECISIONS or maps == "int8":
+            raise ValueError(f"a pinned precision is EMBED/MAPS with EMBED in {PRECISIONS} and MAPS "
+                             f"fp32, bf16 or fp16, not {requested!r}")
+        if embed == "int8" and device_type != "cpu":
+            raise ValueError(f"precision int8 is a CPU path (ONNX Runtime); not on {device_type}")
+        return PrecisionChoice(embed, maps, f"embedding {embed}, maps {maps}: the run's recorded choice")
     if requested not in ("auto",) + PRECISIONS:
         raise ValueError(f"precision must be auto, fp32, bf16, fp16 or int8, not {requested!r}")
     if requested == "int8":
@@ -244,6 +253,16 @@ def choose_precision(requested: str, device_type: str, agreement_key: str | None
     said.append(f"maps {maps}" + (f" ({'; '.join(maps_fails)})" if maps_fails else
                                   f" (agree with fp32 and are faster{'; ' + left_out if left_out else ''})"))
     return PrecisionChoice(embed, maps, f"{', '.join(said)}; figures in {AGREEMENT_FILE.name}")
+
+
+def pinned(extra: dict) -> str | None:
+    """The ``EMBED/MAPS`` precision that reproduces a run's recorded choice (``EncoderInfo.extra``),
+    so that a run made under ``auto`` keeps its numbers when ``auto`` chooses otherwise later
+    (a new agreement table, another CPU); None where the run recorded none."""
+    embed, maps = extra.get("precision"), extra.get("maps_precision")
+    if embed not in PRECISIONS:
+        return None
+    return f"{embed}/{maps if maps in PRECISIONS and maps != 'int8' else 'fp32'}"
 
 
 def record_agreement(agreement_key: str, section: str, figures: dict,
