@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from pipeline.model.embed import embed_paths
+from tests.helpers import noise_pngs
 from pipeline.model.encoders import TinyEncoder
 from pipeline.model.encoders.dinov2_standin import AGREEMENT_KEY as STANDIN_KEY
 from pipeline.model.encoders.precision import (GENERATOR_AUC_TOLERANCE, choose_precision, cpu_flags,
@@ -104,12 +105,7 @@ def test_int8_embeddings_agree_with_fp32_and_are_cached_apart(pair, tmp_path):
     fp32, int8, cache = pair
     assert int8.info.fingerprint != fp32.info.fingerprint
     assert int8.info.extra["precision"] == "int8" and int8.info.extra["maps_precision"] == "fp32"
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(8):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(p)
-        paths.append(p)
+    paths = noise_pngs(tmp_path, 8)
     a = embed_paths(fp32, paths, cache, num_workers=0)
     b = embed_paths(int8, paths, cache, num_workers=0)
     assert b.n_computed == 8 and b.n_cached == 0  # fp32 rows are never served as int8
