@@ -85,10 +85,10 @@ def leg(source: Path, work: Path, precision: str, args) -> dict:
     meta["config"]["encoder"]["precision"] = precision
     meta["config"]["concepts"]["max_images"] = args.concept_images
     extra = meta["encoder"].setdefault("extra", {})
-    if precision == "auto":  # today's choice, not the one recorded when the run was made
-        key = encoders.DinoV2StandinEncoder.agreement_key if meta["encoder"]["name"] == "dinov2_standin" else None
-        choice = choose_precision("auto", "cpu", key)
-        extra.update(precision=choice.embed, maps_precision=choice.maps)
+    # today's choice for this leg, not the one recorded when the run was made
+    key = encoders.DinoV2StandinEncoder.agreement_key if meta["encoder"]["name"] == "dinov2_standin" else None
+    choice = choose_precision(precision, "cpu", key)
+    extra.update(precision=choice.embed, maps_precision=choice.maps)
     store.write_meta(meta)
     cfg = from_dict({"runs_dir": str(work / "runs"), "cache_dir": str(work / "cache")})
     for sub in ("weights",):  # converted weights and the int8 model come from the shared cache
