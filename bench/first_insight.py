@@ -123,9 +123,12 @@ def leg(source: Path, work: Path, precision: str, args) -> dict:
     print(f"(2) maps of {len(chosen)} images shown: {t_maps:.1f} s   (target < 10 s); each image's "
           f"maps appeared at {', '.join(f'{t:.1f}' for t, _ in shown)} s")
     check = attention.CHECK.render(ctx, ready, run.name, None)[-1]
-    t0 = time.perf_counter()
-    attention.CHECK.prepare(ctx, check, lambda _v: None)
-    print(f"    then the run's deletion check, its own job: {time.perf_counter() - t0:.1f} s")
+    if isinstance(check, dict):
+        t0 = time.perf_counter()
+        attention.CHECK.prepare(ctx, check, lambda _v: None)
+        print(f"    then the run's deletion check, its own job: {time.perf_counter() - t0:.1f} s")
+    else:
+        print(f"    the deletion check did not start from this selection ({ready!r:.80})")
 
     t0 = time.perf_counter()
     request = concepts.JOB.render(ctx, "concepts", cell, run.name)[-1]
