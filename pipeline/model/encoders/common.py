@@ -39,9 +39,9 @@ def resolve_precision(device: torch.device, precision: str = "auto",
                       agreement_key: str | None = None) -> PrecisionChoice:
     """Embedding and relevance-map precision for an encoder on ``device`` (``precision.py``).
 
-    ``auto``: bf16/fp16 autocast on CUDA; on a CPU, bf16 only where the CPU has native bf16 and
-    ``precision_agreement.json`` shows that this encoder (``agreement_key``) agrees with fp32 and is
-    faster; otherwise fp32. Other values are obeyed.
+    ``auto``: bf16/fp16 autocast on CUDA; on a CPU, int8 or bf16 only where the CPU runs it natively
+    and ``precision_agreement.json`` shows that this encoder (``agreement_key``) agrees with fp32
+    and is faster; otherwise fp32. Other values are obeyed.
     """
     return choose_precision(precision, device.type, agreement_key)
 
@@ -150,7 +150,8 @@ class TorchEncoder(Encoder):
 
         Runs under the caller's grad mode, so relevance code can backpropagate through it; wrap
         calls in ``torch.inference_mode()`` for plain embedding. Holds ``self.lock``, so a forward
-        never runs while another thread of the process has the modules tapped.
+        never runs while another thread of the process has the modules tapped. In int8, only
+        calls without gradients take the quantised forward; with gradients it is fp32 torch.
         """
         return self._embed_at(batch, self.precision)
 
