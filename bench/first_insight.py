@@ -90,10 +90,12 @@ def leg(source: Path, work: Path, precision: str, args) -> dict:
     choice = choose_precision(precision, "cpu", key)
     extra.update(precision=choice.embed, maps_precision=choice.maps)
     store.write_meta(meta)
+    shared = from_dict({}).cache_path
+    (work / "cache").mkdir(parents=True, exist_ok=True)
+    os.symlink(shared / "weights", work / "cache" / "weights")  # converted and int8 weights
+    # the environment's cache folder wins over the config's: this leg's app caches start empty
+    os.environ["FAXPLAINER_CACHE_DIR"] = str(work / "cache")
     cfg = from_dict({"runs_dir": str(work / "runs"), "cache_dir": str(work / "cache")})
-    for sub in ("weights",):  # converted weights and the int8 model come from the shared cache
-        (work / "cache").mkdir(parents=True, exist_ok=True)
-        os.symlink(from_dict({}).cache_path / sub, work / "cache" / sub)
     ctx = AppContext(cfg)
     view = ctx.run(run.name)
     # a job process starts without the encoder that an earlier leg (or the demo run) loaded
