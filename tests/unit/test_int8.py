@@ -90,7 +90,10 @@ def test_checked_in_table_judges_the_standin_on_this_project_s_cpus():
     assert set(e["int8_embedding"]["per_generator"]) == {"realesr-animevideov3", "realesrgan-x4plus",
                                                          "realsr-df2k"}
     choice = choose_precision("auto", "cpu", STANDIN_KEY, flags=cpu_flags(XEON), table=table)
-    assert choice.embed in ("int8", "bf16"), choice.reason
+    # measured: int8 moves one demo image to cosine 0.991, so bf16 (which agrees) embeds; the maps
+    # agree once the one map whose dimension flips sign near 0 is left out
+    assert (choice.embed, choice.maps) == ("bf16", "bf16"), choice.reason
+    assert "embedding not int8 (cosine min" in choice.reason and "1 of 128 maps left out" in choice.reason
     assert choose_precision("auto", "cpu", STANDIN_KEY, flags=cpu_flags(ZEN3), table=table).embed == "fp32"
 
 
