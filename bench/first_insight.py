@@ -78,7 +78,8 @@ def leg(source: Path, work: Path, precision: str, args) -> dict:
     from pipeline.model.encoders.precision import choose_precision
     from pipeline.store.run_store import RunStore
 
-    run = work / "runs" / source.name  # a copy: its explanation caches start empty
+    # a copy under its own name: its explanation caches (on disk and in this process) start empty
+    run = work / "runs" / f"{source.name}-{precision}"
     shutil.copytree(source, run, ignore=shutil.ignore_patterns("relevance", "concepts", "checks", ".locks"))
     store = RunStore(run)
     meta = store.read_meta()
