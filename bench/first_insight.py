@@ -83,6 +83,7 @@ def leg(source: Path, work: Path, precision: str, args) -> dict:
     shutil.copytree(source, run, ignore=shutil.ignore_patterns("relevance", "concepts", "checks", ".locks"))
     store = RunStore(run)
     meta = store.read_meta()
+    meta["run_id"] = run.name
     meta["config"]["encoder"]["precision"] = precision
     meta["config"]["concepts"]["max_images"] = args.concept_images
     extra = meta["encoder"].setdefault("extra", {})
