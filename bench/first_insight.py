@@ -95,8 +95,9 @@ def leg(source: Path, work: Path, precision: str, args) -> dict:
     shared = from_dict({}).cache_path
     (work / "cache").mkdir(parents=True, exist_ok=True)
     os.symlink(shared / "weights", work / "cache" / "weights")  # converted and int8 weights
-    # the environment's cache folder wins over the config's: this leg's app caches start empty
-    os.environ["FAXPLAINER_CACHE_DIR"] = str(work / "cache")
+    # the environment's folders win over the config's: this leg reads its own copy of the run,
+    # and its app caches start empty
+    os.environ["FAXPLAINER_CACHE_DIR"], os.environ["FAXPLAINER_RUNS_DIR"] = str(work / "cache"), str(work / "runs")
     cfg = from_dict({"runs_dir": str(work / "runs"), "cache_dir": str(work / "cache")})
     ctx = AppContext(cfg)
     view = ctx.run(run.name)
