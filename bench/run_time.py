@@ -57,6 +57,9 @@ def make_images(root: Path, n: int, size: int, seed: int = 0) -> Path:
     return root
 
 
+SHARED_CACHE = Config().cache_path  # read before any leg points the environment at its own folders
+
+
 class StageClock:
     """Wall time per stage from the runner's ``progress(stage, done, total)`` reports."""
 
@@ -76,7 +79,10 @@ class StageClock:
 
 
 def leg_config(data: Path, work: Path, encoder: str, precision: str):
-    """The default configuration with this leg's encoder, precision and folders."""
+    """The default configuration with this leg's encoder, precision and folders (the environment's
+    folders win over the config's, so they are set too: each leg starts from an empty embedding
+    cache and never writes into the user's runs or cache)."""
+    os.environ["FAXPLAINER_CACHE_DIR"], os.environ["FAXPLAINER_RUNS_DIR"] = str(work / "cache"), str(work / "runs")
     cfg = load_config(REPO_ROOT / "configs" / "default.yaml",
                       [f"encoder.name={encoder}", f"encoder.precision={precision}",
                        "projection.train_on=background", f"runs_dir={work / 'runs'}",
@@ -86,7 +92,7 @@ def leg_config(data: Path, work: Path, encoder: str, precision: str):
 
 def link_shared_cache(cache: Path) -> None:
     """Weights, background photos and projections come from the shared cache (not timed)."""
-    shared = Config().cache_path
+    shared = SHARED_CACHE
     cache.mkdir(parents=True, exist_ok=True)
     for sub in ("weights", "background", "demo_sources", "projection"):
         (shared / sub).mkdir(parents=True, exist_ok=True)
