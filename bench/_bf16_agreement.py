@@ -1,5 +1,5 @@
-"""Does bf16 autocast agree with fp32 on real images? A helper module, not a bench (private name,
-nothing to run): shared by ``bench/embed.py --bf16`` and ``bench/relevance.py --bf16`` (issue 17).
+"""Do bf16 autocast and int8 agree with fp32 on real images? A helper module, not a bench (private
+name, nothing to run): shared by ``bench/embed.py`` and ``bench/relevance.py --bf16`` (issues 17, 27).
 
 * :func:`labelled_set`: a real-vs-fake folder (``../shared/data/faces``) with the pipeline's own
   train / held-out split (``pipeline.data.splits``, the head's seed and hold-out fraction);
@@ -7,8 +7,10 @@ nothing to run): shared by ``bench/embed.py --bf16`` and ``bench/relevance.py --
   a logistic regression (``bench.standin_probe.probe_scores``) and the pipeline's 16-d head behind
   a fixed orthogonal projection (the projection's initialisation; training it needs rendered words
   and would not change the comparison);
+* :func:`per_generator_auc`: held-out AUC of that head per generator (the demo set);
+* :func:`data_folder`: a set under ``../shared/data``, or ``demo`` (the offline demo set in the cache);
 * :func:`spearman_per_map`: rank correlation of two sets of relevance maps, map by map;
-* :func:`record`: writes a measured section into ``pipeline/model/encoders/bf16_agreement.json``, with
+* :func:`record`: writes a measured section into ``pipeline/model/encoders/precision_agreement.json``, with
   the command line, data set, machine and load average, for ``encoder.precision: auto``.
 """
 from __future__ import annotations
@@ -26,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 from pipeline.config import DataConfig, HeadConfig, ProjectionConfig  # noqa: E402
 from pipeline.data.scan import scan  # noqa: E402
-from pipeline.model.encoders.precision import (cpu_flags, native_bf16_flag,  # noqa: E402
-                                         record_agreement)
+from pipeline.model.encoders.precision import (cpu_flags, int8_dot_flag,  # noqa: E402
+                                               native_bf16_flag, record_agreement)
 from pipeline.model.head import DistilledHead, sigmoid  # noqa: E402
 from pipeline.model.metrics import binary_metrics  # noqa: E402
 from pipeline.model.projection import ProjectionModule  # noqa: E402
@@ -43,6 +45,20 @@ class LabelledSet:
     paths: list[Path]
     labels: np.ndarray  # 0 real, 1 fake
     heldout: np.ndarray  # bool, the pipeline's held-out split
+    generators: list[str]
+
+
+DEMO_SET = "size400-seed0"  # the offline demo set `make serve` builds (pipeline demo-data --size 400)
+
+
+def data_folder(name: str) -> Path:
+    """``demo`` -> the demo set in the cache (``<cache_dir>/demo-data/size400-seed0``), else a set
+    under ``../shared/data``."""
+    if name == "demo":
+        from pipeline.config import Config
+
+        return Config().cache_path / "demo-data" / DEMO_SET
+    return DATA_ROOT / name
 
 
 def labelled_set(folder: Path) -> LabelledSet:
@@ -53,8 +69,9 @@ def labelled_set(folder: Path) -> LabelledSet:
     hc = HeadConfig()
     split = assign_splits(labels, [r.generator for r in records], [r.source for r in records],
                           [r.split for r in records], hc.holdout_fraction, hc.seed)
-    return LabelledSet(folder.name, [scanned.root / r.path for r in records], labels,
-                       split == HELDOUT)
+    name = "demo" if folder.name == DEMO_SET else folder.name
+    return LabelledSet(name, [scanned.root / r.path for r in records], labels, split == HELDOUT,
+                       [r.generator for r in records])
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -92,6 +109,20 @@ def heldout_metrics(embeddings: np.ndarray, data: LabelledSet) -> dict:
             for name, m in (("logistic", logistic), ("head", pipeline_head))}
 
 
+def per_generator_auc(embeddings: np.ndarray, data: LabelledSet) -> dict[str, float]:
+    """Held-out AUC of the pipeline's head, per generator (each generator's fakes with all reals)."""
+    projection, head = fit_head(embeddings, data)
+    test = np.flatnonzero(data.heldout)
+    with torch.inference_mode():
+        prob = head.predict_proba(projection(torch.as_tensor(embeddings[test])).numpy())
+    y, gens = data.labels[test], np.array([data.generators[i] for i in test])
+    out = {}
+    for g in sorted(set(gens[y == 1])):
+        rows = (y == 0) | (gens == g)
+        out[g] = binary_metrics(y[rows], prob[rows])["auc"]
+    return out
+
+
 def spearman_per_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman correlation of each map in ``a`` with the same map in ``b`` ((..., gh, gw) each)."""
     from scipy.stats import spearmanr
@@ -100,11 +131,21 @@ def spearman_per_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([spearmanr(x, y)[0] for x, y in zip(flat_a, flat_b)])
 
 
+def cpu_flags_line() -> str:
+    """The CPU's model and its flags that decide precisions, for a bench's first line."""
+    from pipeline.model.encoders.precision import INT8_DOT_FLAGS, NATIVE_BF16_FLAGS
+
+    flags = cpu_flags()
+    shown = [f for f in ("avx2", "avx512f") + NATIVE_BF16_FLAGS + INT8_DOT_FLAGS if f in flags]
+    return f"CPU {machine()['cpu']}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'none of note'}"
+
+
 def machine() -> dict:
     """CPU, its bf16 flag, torch threads and the load average: where a figure was measured."""
     model = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines()
                   if line.startswith("model name")), "unknown")
-    return {"cpu": model, "bf16_flag": native_bf16_flag(cpu_flags()), "cores": os.cpu_count(),
+    return {"cpu": model, "bf16_flag": native_bf16_flag(cpu_flags()),
+            "int8_flag": int8_dot_flag(cpu_flags()), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "load_average": round(os.getloadavg()[0], 2)}
 
@@ -139,4 +180,4 @@ def record(encoder, section: str, figures: dict, data: LabelledSet) -> None:
              "command": command_line(), "measured": time.strftime("%Y-%m-%d"), **machine()}
     record_agreement(encoder.agreement_key, section, entry)
     print(f"  recorded {section} figures for {encoder.agreement_key} in "
-          "pipeline/model/encoders/bf16_agreement.json")
+          "pipeline/model/encoders/precision_agreement.json")

@@ -10,21 +10,24 @@ For each encoder and image set it prints images/second of:
 for each torch intra-op thread count in ``--threads``, then the ratios ``embed_paths / naive``
 (target >= 2) and ``embed_paths / forward`` (target >= 0.85: decoding hidden behind compute).
 
-``--bf16`` compares CPU bf16 autocast with fp32 in the same run (issue 17; target >= 1.8x for the
-stand-in): the forward pass on the ``--n`` decoded images, then ``embed_paths`` on *every* image of
-the set, in chunks that alternate between the two precisions so that load from other jobs hits
-both alike. Agreement: per-image cosine of the two embeddings (threshold 0.999), and held-out
+``--precisions fp32,bf16,int8`` compares CPU bf16 autocast and int8 (ONNX Runtime, issue 27) with
+fp32 in the same run: the forward pass on the ``--n`` decoded images, then ``embed_paths`` on
+*every* image of the set, in chunks that alternate between the precisions so that load from other
+jobs hits all alike. Agreement: per-image cosine to fp32 (bf16 >= 0.999, int8 >= 0.995), held-out
 accuracy / AUC of a logistic probe and of the pipeline's head fit on each precision's embeddings
-with the pipeline's split (within 0.01). ``--write-agreement`` stores the figures of the faces set
-in ``pipeline/model/encoders/bf16_agreement.json``, where ``encoder.precision: auto`` reads them
-(``pipeline/model/encoders/precision.py``); random-weight encoders are never stored.
+with the pipeline's split (within 0.01, faces), and the head's per-generator AUC (within 0.02, the
+demo set: ``--data faces,demo``). ``--write-agreement`` stores the figures in
+``pipeline/model/encoders/precision_agreement.json``, where ``encoder.precision: auto`` reads them
+(``pipeline/model/encoders/precision.py``); random-weight encoders are never stored. Load average
+is printed at the start and end of each leg.
 
 Usage::
 
     python -m bench.embed --n 256 --encoder standin,clip --batch-size 64
     python -m bench.embed --n 64 --encoder tiny --data faces   # a smoke run of the harness
     python bench/embed.py --quick   # make bench: the stand-in on 128 faces, 2 threads (~1 min)
-    python bench/embed.py --encoder standin --data faces --bf16 --skip-baselines --write-agreement
+    python bench/embed.py --encoder standin,clip --data faces,demo --precisions fp32,bf16,int8 \
+        --skip-baselines --torch-int8 --write-agreement   # issue 27's figures
 
 Encoders: ``standin`` (DINOv2 ViT-S/14), ``clip`` (open_clip ViT-B-32 with random weights: the
 same cost as the pretrained model), ``tiny``. Image sets: ``faces`` (256 px JPEG, cheap to decode)
@@ -47,8 +50,8 @@ from PIL import Image
 if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
     import _path  # noqa: F401
 
-from bench._bf16_agreement import (DATA_ROOT, cosines, heldout_metrics, labelled_set,  # noqa: E402
-                                   machine, record)
+from bench._bf16_agreement import (cosines, cpu_flags_line, data_folder,  # noqa: E402
+                                   heldout_metrics, labelled_set, per_generator_auc, record)
 from pipeline.config import Config  # noqa: E402
 from pipeline.data.scan import load_image_rgb  # noqa: E402
 from pipeline.model.embed import DEFAULT_MAX_PIXELS, embed_paths  # noqa: E402
@@ -70,7 +73,7 @@ def build_encoder(name: str, precision: str = "fp32"):
 
 
 def image_set(name: str, n: int, tmp: Path) -> list[Path]:
-    folder = DATA_ROOT / name
+    folder = data_folder(name)
     if folder.exists():
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         return files[:n]
@@ -135,7 +138,7 @@ def time_dataloader(encoder, paths, batch_size: int, workers: int) -> float:
     return rate(len(paths), time.perf_counter() - start)
 
 
-def bench_one(enc_name: str, data: str, args, tmp: Path) -> None:
+def bench_one(enc_name: str, data: str, args, tmp: Path) -> dict | None:
     encoder = build_encoder(enc_name)
     paths = image_set(data, args.n, tmp)
     naive_paths = paths[:min(len(paths), args.naive_n)]
@@ -155,31 +158,61 @@ def bench_one(enc_name: str, data: str, args, tmp: Path) -> None:
               f"embed_paths {ours:7.1f}  dataloader {loader:7.1f} img/s | "
               f"embed_paths/naive {ours / naive:4.2f}x  embed_paths/forward {ours / forward:4.2f}  "
               f"dataloader/embed_paths {loader / ours:4.2f}")
-    if args.bf16:
-        compare_bf16(enc_name, data, args, tensors)
+    if len(args.precisions) > 1:
+        return compare_precisions(enc_name, data, args, tensors)
+    return None
 
 
-def compare_bf16(enc_name: str, data: str, args, tensors: torch.Tensor) -> None:
-    """bf16 autocast against fp32 in the same run: speed, embedding cosine, held-out metrics."""
+def torch_int8_forward(enc_name: str, tensors: torch.Tensor, batch_size: int) -> float:
+    """Images/s of torch's own dynamic int8 (``quantize_dynamic`` of the Linear layers), the
+    alternative to ONNX Runtime's that ``int8_onnx.py`` was chosen against."""
+    encoder = build_encoder(enc_name, "fp32")
+    module = encoder.model.visual if hasattr(encoder.model, "visual") else encoder.model
+    quantised = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+    if module is encoder.model:
+        encoder.model = quantised
+    else:
+        encoder.model.visual = quantised
+        encoder._forward = quantised
+    with torch.inference_mode():
+        encoder.embed(tensors[:2])
+        rate_, _ = time_forward(encoder, tensors, batch_size)
+    return rate_
+
+
+def compare_precisions(enc_name: str, data: str, args, tensors: torch.Tensor) -> dict | None:
+    """Each of ``args.precisions`` against fp32 in the same run: forward speed on ``tensors``, then
+    ``embed_paths`` on every image of the set (chunks alternating between precisions, so that load
+    from other jobs hits all alike), per-image cosine to fp32, held-out accuracy / AUC of two
+    probes and per-generator AUC of the head. Returns the figures by precision (None without the
+    real set)."""
     threads = args.threads[-1]
     torch.set_num_threads(threads)
-    encoders = {"fp32": build_encoder(enc_name, "fp32"), "bf16": build_encoder(enc_name, "bf16")}
+    encoders = {p: build_encoder(enc_name, p) for p in args.precisions}
     forward = {p: 0.0 for p in encoders}
+    print(f"\n== precisions on {enc_name}, {data}: torch threads {threads}, load average at start "
+          f"{os.getloadavg()[0]:.2f}")
     with torch.inference_mode():
         for enc in encoders.values():
-            enc.embed(tensors[:2])  # warm-up (bf16 kernels are created on first use)
+            enc.embed(tensors[:2])  # warm-up (bf16 kernels, the int8 export, on first use)
         for start in range(0, len(tensors), args.batch_size):  # interleaved, batch by batch
             for p, enc in encoders.items():
                 t0 = time.perf_counter()
                 enc.embed(tensors[start:start + args.batch_size])
                 forward[p] += time.perf_counter() - t0
-    print(f"\nbf16 vs fp32, {enc_name}, torch threads {threads}, load average "
-          f"{os.getloadavg()[0]:.1f}: forward on {len(tensors)} images {len(tensors) / forward['bf16']:.1f} "
-          f"vs {len(tensors) / forward['fp32']:.1f} img/s ({forward['fp32'] / forward['bf16']:.2f}x)")
-    folder = DATA_ROOT / data
+    rates = {p: len(tensors) / s for p, s in forward.items()}
+    print(f"  forward on {len(tensors)} images, batch {args.batch_size}: " + ", ".join(
+        f"{p} {r:.1f} img/s ({r / rates['fp32']:.2f}x)" for p, r in rates.items()))
+    if args.torch_int8:
+        r = torch_int8_forward(enc_name, tensors, args.batch_size)
+        print(f"  torch dynamic int8 (Linear layers) forward {r:.1f} img/s ({r / rates['fp32']:.2f}x)")
+    folder = data_folder(data)
+    if encoders["fp32"].agreement_key is None:
+        print("  (random weights: cost only, their agreement on real images would mean nothing)")
+        return None
     if not folder.exists():
         print(f"  ({folder} absent: no agreement figures on real images)")
-        return
+        return None
     labelled = labelled_set(folder)
     n = len(labelled.paths)
     rows = {p: [] for p in encoders}
@@ -193,26 +226,61 @@ def compare_bf16(enc_name: str, data: str, args, tensors: torch.Tensor) -> None:
             assert not result.failures, result.failures[:3]
             rows[p].append(result.embeddings)
     emb = {p: np.concatenate(r) for p, r in rows.items()}
-    cos = cosines(emb["fp32"], emb["bf16"])
-    by_precision = {p: heldout_metrics(e, labelled) for p, e in emb.items()}
-    heldout = {probe: {p: by_precision[p][probe] for p in encoders} for probe in by_precision["fp32"]}
-    figures = {"images": n, "cosine_min": float(cos.min()), "cosine_median": float(np.median(cos)),
-               "heldout": heldout, "speedup": round(seconds["fp32"] / seconds["bf16"], 3),
-               "forward_speedup": round(forward["fp32"] / forward["bf16"], 3),
-               "img_s": {p: round(n / s, 2) for p, s in seconds.items()},
-               "fp32_fingerprint": encoders["fp32"].info.fingerprint}
-    print(f"  embed_paths on all {n} images of {data}: bf16 {figures['img_s']['bf16']} vs fp32 "
-          f"{figures['img_s']['fp32']} img/s ({figures['speedup']:.2f}x; target 1.8x), load average "
-          f"{machine()['load_average']}")
-    print(f"  cosine bf16 vs fp32: min {cos.min():.6f}, median {np.median(cos):.6f} (threshold 0.999)")
-    for probe, pair in heldout.items():
-        print(f"  {probe:<8} held-out accuracy fp32 {pair['fp32']['accuracy']:.4f} bf16 "
-              f"{pair['bf16']['accuracy']:.4f}   AUC fp32 {pair['fp32']['auc']:.4f} bf16 "
-              f"{pair['bf16']['auc']:.4f}   ({int(labelled.heldout.sum())} held-out images)")
-    fails = embedding_failures(figures)
-    print("  verdict: " + ("bf16 agrees with fp32 and is faster" if not fails else "; ".join(fails)))
-    if args.write_agreement:
-        record(encoders["fp32"], "embedding", figures, labelled)
+    metrics = {p: heldout_metrics(e, labelled) for p, e in emb.items()}
+    generators = {p: per_generator_auc(e, labelled) for p, e in emb.items()}
+    print(f"  embed_paths on all {n} images: " + ", ".join(
+        f"{p} {n / s:.2f} img/s ({seconds['fp32'] / s:.2f}x)" for p, s in seconds.items())
+        + f"; load average at end {os.getloadavg()[0]:.2f}")
+    held = int(labelled.heldout.sum())
+    for p in encoders:
+        m = metrics[p]
+        gens = " ".join(f"{g} {a:.4f}" for g, a in generators[p].items())
+        print(f"  {p:<5} held-out ({held}) logistic acc {m['logistic']['accuracy']:.4f} AUC "
+              f"{m['logistic']['auc']:.4f} | head acc {m['head']['accuracy']:.4f} AUC "
+              f"{m['head']['auc']:.4f} | per-generator AUC {gens}")
+    figures = {}
+    for p in encoders:
+        if p == "fp32":
+            continue
+        cos = cosines(emb["fp32"], emb[p])
+        print(f"  {p} cosine to fp32: min {cos.min():.6f}, median {np.median(cos):.6f}")
+        figures[p] = {"images": n, "cosine_min": float(cos.min()), "cosine_median": float(np.median(cos)),
+                      "speedup": round(seconds["fp32"] / seconds[p], 3),
+                      "forward_speedup": round(forward["fp32"] / forward[p], 3),
+                      "img_s": {q: round(n / seconds[q], 2) for q in ("fp32", p)},
+                      "fp32_fingerprint": encoders["fp32"].info.fingerprint,
+                      "heldout": {probe: {q: metrics[q][probe] for q in ("fp32", p)}
+                                  for probe in metrics["fp32"]},
+                      "per_generator": {g: {q: generators[q].get(g) for q in ("fp32", p)}
+                                        for g in generators["fp32"]}}
+    return {"set": labelled, "figures": figures, "encoder": encoders["fp32"]}
+
+
+def judge_and_record(results: dict, write: bool) -> None:
+    """Combine faces (cosine, probes, speed) with the demo set (per-generator AUC, cosine) per
+    precision, print the verdict of ``precision.py`` and, with ``write``, store it."""
+    faces, demo = results.get("faces"), results.get("demo")
+    if faces is None:
+        print("\nverdict: needs --data faces (the agreement is judged on real face photos)")
+        return
+    for precision, fig in faces["figures"].items():
+        entry = {**fig, "per_generator": {}}
+        if demo is not None:
+            d = demo["figures"][precision]
+            entry["per_generator"] = d["per_generator"]
+            entry["cosine_min"] = min(fig["cosine_min"], d["cosine_min"])
+            entry["cosine_min_by_set"] = {"faces": fig["cosine_min"], "demo": d["cosine_min"]}
+        else:
+            del entry["per_generator"]
+        fails = embedding_failures(entry, precision)
+        print(f"\nverdict {precision}: " + ("agrees with fp32 and is faster" if not fails else "; ".join(fails)))
+        if write:
+            section = {"bf16": "embedding", "int8": "int8_embedding"}.get(precision)
+            if section:
+                if demo is not None:
+                    entry["per_generator_data"] = f"demo ({len(demo['set'].paths)} images, " \
+                                                  f"{int(demo['set'].heldout.sum())} held out)"
+                record(faces["encoder"], section, entry, faces["set"])
 
 
 def main() -> None:
@@ -224,23 +292,32 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2, help="decode threads / DataLoader processes")
     ap.add_argument("--threads", default="1,2", help="comma list of torch intra-op thread counts")
-    ap.add_argument("--bf16", action="store_true",
-                    help="compare CPU bf16 autocast with fp32 (speed and agreement)")
+    ap.add_argument("--precisions", default="fp32",
+                    help="comma list starting with fp32 (e.g. fp32,bf16,int8): compare each with fp32, "
+                         "speed and agreement on real images")
+    ap.add_argument("--bf16", action="store_true", help="the same as --precisions fp32,bf16")
+    ap.add_argument("--torch-int8", action="store_true",
+                    help="also time torch's dynamic int8 of the Linear layers (forward only)")
     ap.add_argument("--agreement-chunk", type=int, default=128,
-                    help="images per alternating bf16/fp32 chunk of the agreement pass")
+                    help="images per alternating chunk of the agreement pass")
     ap.add_argument("--skip-baselines", action="store_true",
                     help="skip the naive / forward / embed_paths / dataloader table")
     ap.add_argument("--write-agreement", action="store_true",
-                    help="store the faces figures in pipeline/model/encoders/bf16_agreement.json")
+                    help="store the figures (faces, with the demo set's per-generator AUC) in "
+                         "pipeline/model/encoders/precision_agreement.json")
     args = parse_args(ap, quick={"n": 128, "naive_n": 16, "batch_size": 32, "encoder": "standin",
                                  "data": "faces", "threads": "2"})
     args.threads = [int(t) for t in args.threads.split(",")]
-    print(f"cores visible: {os.cpu_count()}, torch {torch.__version__}; load average "
-          f"{os.getloadavg()[0]:.1f} (other jobs on this machine distort timings)")
+    args.precisions = ["fp32", "bf16"] if args.bf16 else args.precisions.split(",")
+    if args.precisions[0] != "fp32":
+        raise SystemExit("--precisions must start with fp32, the baseline")
+    print(f"{cpu_flags_line()}; torch {torch.__version__}; load average "
+          f"{os.getloadavg()[0]:.2f} (other jobs on this machine distort timings)")
     with tempfile.TemporaryDirectory() as tmp:
         for enc_name in args.encoder.split(","):
-            for data in args.data.split(","):
-                bench_one(enc_name, data, args, Path(tmp))
+            results = {data: bench_one(enc_name, data, args, Path(tmp)) for data in args.data.split(",")}
+            if len(args.precisions) > 1 and enc_name == "standin":
+                judge_and_record({k: v for k, v in results.items() if v}, args.write_agreement)
 
 
 if __name__ == "__main__":

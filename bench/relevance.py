@@ -24,7 +24,7 @@ photos, with a projection and head fit on the faces set's fp32 embeddings (so th
 mean something): seconds per image (the two precisions alternate image by image, so load from other
 jobs hits both alike; target >= 1.8x) and the Spearman correlation of each bf16 map with its fp32
 map (threshold 0.95 for every map). ``--write-agreement`` stores the figures in
-``pipeline/model/encoders/bf16_agreement.json`` for ``encoder.precision: auto``.
+``pipeline/model/encoders/precision_agreement.json`` for ``encoder.precision: auto``.
 
 Usage: ``python bench/relevance.py [--images 2] [--threads 2] [--skip-concepts] [--skip-clip]
 [--skip-maps] [--concept-images N] [--quick] [--bf16 [--bf16-images 8] [--write-agreement]]``
@@ -281,7 +281,7 @@ def main():
     ap.add_argument("--bf16", action="store_true", help="stand-in maps in bf16 vs fp32 on faces")
     ap.add_argument("--bf16-images", type=int, default=8, help="held-out faces for --bf16")
     ap.add_argument("--write-agreement", action="store_true",
-                    help="store the --bf16 figures in pipeline/model/encoders/bf16_agreement.json")
+                    help="store the --bf16 figures in pipeline/model/encoders/precision_agreement.json")
     args = parse_args(ap, quick={"images": 1, "concept_images": 16})
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     torch.set_num_threads(args.threads)

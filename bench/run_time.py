@@ -1,17 +1,21 @@
-"""Time to a finished run: the whole ``pipeline run`` on the same images, before and after.
+"""Time to a finished run: the whole ``pipeline run`` on the same images, fp32 against the default.
 
-*Before* is the pipeline as it was: the vision-only projection trained on each new data set
-(``projection.train_on: data``) and fp32 everywhere (``encoder.precision: fp32``). *After* is the
-default: the projection trained once per encoder on the background photo set and reused
-(``train_on: background``) and ``precision: auto`` (bf16 where the CPU has it and the encoder
-passed the agreement check, ``pipeline.model.encoders``). Each configuration starts from an empty
-embedding cache, so both embed every image; *after* is timed twice: the first run on a machine
-(it trains the background projection, once per encoder) and a later data set (projection cached).
-Each stage's share comes from the runner's progress reports.
+Two legs in one bench run, on the same images, each from an empty embedding cache: ``fp32``
+(``encoder.precision=fp32``) and the default (``encoder.precision=auto``: int8 or bf16 where the
+CPU has them and the encoder passed its agreement gates, ``pipeline.model.encoders.precision``).
+Both use the vision-only projection trained once per encoder on the background photos, shared
+with ``<cache_dir>/projection`` and built before the timing (a warm-up run on 20 images) when it is
+not there yet, so the legs time what every later data set costs. Printed per leg: the wall time,
+each stage's share (from the runner's progress reports), the time in the encoder's forward and
+its share of the whole run (target >= 90% at 10,000 images), and beside it the forward-only
+ceiling (images / forward seconds); then the ratio fp32 / default (target >= 2x). The CPU's flags
+and the load average at the start and end of each leg are printed, because other jobs on the
+machine distort timings.
 
     python bench/run_time.py                  # 10,000 generated 256-px JPEGs, the stand-in
     python bench/run_time.py --quick          # 600 images
     python bench/run_time.py --data /work/shared/data/faces
+    python bench/run_time.py --precisions fp32,bf16,auto   # any legs; the first is the baseline
 """
 from __future__ import annotations
 
@@ -23,14 +27,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from bench._bf16_agreement import cpu_flags_line
 from bench._options import parse_args
-from pipeline.config import REPO_ROOT, load_config, with_data
+from pipeline.config import REPO_ROOT, Config, load_config, with_data
 from pipeline.runner import run_pipeline
 
 
@@ -53,6 +57,9 @@ def make_images(root: Path, n: int, size: int, seed: int = 0) -> Path:
     return root
 
 
+SHARED_CACHE = Config().cache_path  # read before any leg points the environment at its own folders
+
+
 class StageClock:
     """Wall time per stage from the runner's ``progress(stage, done, total)`` reports."""
 
@@ -71,11 +78,29 @@ class StageClock:
         return {s: starts[i + 1] - starts[i] for i, s in enumerate(order)}
 
 
-def timed_run(data: Path, work: Path, encoder: str, overrides: list[str]) -> tuple[float, dict, dict]:
+def leg_config(data: Path, work: Path, encoder: str, precision: str):
+    """The default configuration with this leg's encoder, precision and folders (the environment's
+    folders win over the config's, so they are set too: each leg starts from an empty embedding
+    cache and never writes into the user's runs or cache)."""
+    os.environ["FAXPLAINER_CACHE_DIR"], os.environ["FAXPLAINER_RUNS_DIR"] = str(work / "cache"), str(work / "runs")
     cfg = load_config(REPO_ROOT / "configs" / "default.yaml",
-                      [f"encoder.name={encoder}", f"runs_dir={work / 'runs'}", f"cache_dir={work / 'cache'}",
-                       *overrides])
-    cfg = with_data(cfg, data)
+                      [f"encoder.name={encoder}", f"encoder.precision={precision}",
+                       "projection.train_on=background", f"runs_dir={work / 'runs'}",
+                       f"cache_dir={work / 'cache'}"])
+    return with_data(cfg, data)
+
+
+def link_shared_cache(cache: Path) -> None:
+    """Weights, background photos and projections come from the shared cache (not timed)."""
+    shared = SHARED_CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    for sub in ("weights", "background", "demo_sources", "projection"):
+        (shared / sub).mkdir(parents=True, exist_ok=True)
+        if not (cache / sub).exists():
+            os.symlink(shared / sub, cache / sub)
+
+
+def timed_run(cfg) -> tuple[float, dict, dict]:
     clock = StageClock()
     t0 = time.perf_counter()
     store = run_pipeline(cfg, progress=clock)
@@ -89,41 +114,37 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256, help="side of the generated JPEGs")
     ap.add_argument("--data", default=None, help="a data set instead of generated images")
     ap.add_argument("--encoder", default="dinov2_standin")
+    ap.add_argument("--precisions", default="fp32,auto", help="comma list of legs; the first is the baseline")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parse_args(ap, {"images": 600}, argv)
     work = Path(tempfile.mkdtemp(prefix="faxplainer-runtime-"))
     try:
         data = Path(args.data) if args.data else make_images(work / "data", args.images, args.size)
+        warm = make_images(work / "warm", 20, args.size, seed=1)
         n = sum(1 for _ in data.rglob("*.jpg")) if not args.data else "?"
-        print(f"data {data} ({n} images), encoder {args.encoder}, load average {os.getloadavg()[0]:.1f}")
-        # the background photo set and the stand-in's weights are built/converted outside the timing
-        shared = REPO_ROOT / ".cache" / "faxplainer"
+        print(f"{cpu_flags_line()}\ndata {data} ({n} images), encoder {args.encoder}")
         rows = []
-        plans = [("before: per-data projection, fp32", "before", ["projection.train_on=data", "encoder.precision=fp32"]),
-                 ("after: background projection (first time), precision auto", "after",
-                  ["projection.train_on=background", "encoder.precision=auto"]),
-                 ("after: background projection cached, precision auto", "after-again",
-                  ["projection.train_on=background", "encoder.precision=auto"])]
-        for label, folder, overrides in plans:
-            w = work / folder
-            if folder == "after-again":  # a later data set: only the projection cache carries over
-                (w / "cache").mkdir(parents=True)
-                shutil.copytree(work / "after" / "cache" / "projection", w / "cache" / "projection")
-            for sub in ("weights", "background", "demo_sources"):
-                if (shared / sub).exists() and not (w / "cache" / sub).exists():
-                    (w / "cache").mkdir(parents=True, exist_ok=True)
-                    os.symlink(shared / sub, w / "cache" / sub)
-            total, shares, meta = timed_run(data, w, args.encoder, overrides)
-            h = meta["metrics"]["head"]
-            rows.append((label, total, shares, h))
+        for precision in args.precisions.split(","):
+            w = work / precision
+            link_shared_cache(w / "cache")
+            run_pipeline(leg_config(warm, w, args.encoder, precision))  # builds the projection if missing
+            load_start = os.getloadavg()[0]
+            total, shares, meta = timed_run(leg_config(data, w, args.encoder, precision))
+            h, e = meta["metrics"]["head"], meta.get("embedding", {})
+            forward, n_done = e.get("forward_seconds", float("nan")), meta["data"]["n_images"]
+            rows.append((precision, total))
             parts = ", ".join(f"{s} {t:.0f} s ({t / total:.0%})" for s, t in shares.items())
-            print(f"\n{label}: {total:.0f} s  [{parts}]\n  held-out accuracy {h['accuracy']:.3f}, "
-                  f"AUC {h['auc']:.3f}; encoder precision {meta['encoder'].get('extra', {}).get('precision', '?')}"
-                  f"; load average {os.getloadavg()[0]:.1f}")
-        base = rows[0][1]
-        print("\nratio before / after:")
-        for label, total, _, _ in rows[1:]:
-            print(f"  {label}: {base / total:.2f}x")
+            print(f"\n{precision}: {total:.0f} s, {n_done / total:.1f} img/s  [{parts}]\n"
+                  f"  encoder forward {forward:.0f} s = {forward / total:.1%} of the run (target >= 90%); "
+                  f"forward-only ceiling {e.get('computed', 0) / forward:.1f} img/s\n"
+                  f"  chosen precision {meta['encoder'].get('extra', {}).get('precision', '?')}: "
+                  f"{meta['encoder'].get('extra', {}).get('precision_reason', '')}\n"
+                  f"  held-out accuracy {h['accuracy']:.3f}, AUC {h['auc']:.3f}; load average "
+                  f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end")
+        base_label, base = rows[0]
+        print(f"\nratio {base_label} / leg (whole run):")
+        for label, total in rows[1:]:
+            print(f"  {label}: {base / total:.2f}x (target >= 2x)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -52,8 +52,9 @@ class EncoderConfig:
     pretrained: str = "openai"  # open_clip pretrained tag
     checkpoint: str | None = None  # local open_clip checkpoint; else $FAXPLAINER_CLIP_CHECKPOINT
     device: str = "auto"  # auto | cpu | cuda
-    # auto: bf16 autocast on CUDA; on CPU bf16 only with native bf16 and measured agreement with
-    # fp32 (pipeline/model/encoders/precision.py), else fp32 | fp32 | bf16 | fp16
+    # auto: bf16 autocast on CUDA; on CPU the fastest of int8 (ONNX Runtime) and bf16 that the CPU
+    # runs natively and that measurably agrees with fp32 (pipeline/model/encoders/precision.py),
+    # else fp32 | fp32 | bf16 | fp16 | int8 (CPU only; maps stay fp32)
     precision: str = "auto"
     batch_size: int = 64
     num_workers: int = 2  # image-decoding worker processes

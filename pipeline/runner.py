@@ -64,6 +64,7 @@ class Embedded:
     facts: list = dataclasses.field(default_factory=list)  # pipeline.data.filefacts.FileFacts per image
     keys: list[str] = dataclasses.field(default_factory=list)  # sha256 of each file's bytes
     n_computed: int = 0  # images that went through the encoder (the rest came from the cache)
+    timing: dict = dataclasses.field(default_factory=dict)  # the embedding's seconds, forward and whole
 
     @property
     def labels(self) -> np.ndarray:
@@ -74,7 +75,7 @@ class Embedded:
         pick = lambda items: [x for x, k in zip(items, keep) if k]  # noqa: E731
         return Embedded(pick(self.records), pick(self.paths), self.embeddings[keep], self.bad,
                         pick(self.facts) if self.facts else [], pick(self.keys) if self.keys else [],
-                        self.n_computed)
+                        self.n_computed, self.timing)
 
 
 @dataclass
@@ -177,7 +178,8 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     report("embed", 0, len(records))  # before the files are hashed for the cache lookup
     paths = [scanned.path(r) for r in records]
     result = embed_paths_for(cfg, encoder, paths, progress=lambda d, t: report("embed", d, t))
-    log.info("embeddings: %d computed, %d from cache", result.n_computed, result.n_cached)
+    log.info("embeddings: %d computed, %d from cache; %.1f s, of which %.1f s in the encoder's forward",
+             result.n_computed, result.n_cached, result.seconds, result.forward_seconds)
     bad = list(scanned.bad)
     failed = {i for i, _ in result.failures}
     for i, why in result.failures:
@@ -186,7 +188,10 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     keep = np.array([i not in failed for i in range(len(records))], dtype=bool)
     embedded = Embedded(records=records, paths=paths, embeddings=np.asarray(result.embeddings, np.float32),
                         bad=bad, facts=list(scanned.facts), keys=list(result.keys),
-                        n_computed=result.n_computed).subset(keep)
+                        n_computed=result.n_computed,
+                        timing={"computed": result.n_computed, "cached": result.n_cached,
+                                "seconds": round(result.seconds, 3),
+                                "forward_seconds": round(result.forward_seconds, 3)}).subset(keep)
     if check:
         check_usable(embedded.records, f"the data under {scanned.root}", len(bad))  # after decoding
     return embedded
@@ -354,6 +359,7 @@ def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Enco
         "bad_files": embedded.bad,
         "metrics": {"projection": proj_metrics, "head": fit.metrics},
         "checks": checks,
+        "embedding": embedded.timing,  # how long the embedding took, and how much of it was the forward
     }
     if started_by:
         meta["started_by"] = str(started_by)

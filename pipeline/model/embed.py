@@ -54,7 +54,9 @@ class EmbedResult:
     ``failures`` holds (input index, reason); ``n_computed`` counts images that went through the
     model in this call (duplicates of the same bytes count once), ``n_cached`` rows taken from
     the cache; ``keys`` the sha256 hex digest of each input file's bytes ("" where the file could
-    not be read), e.g. for finding exact duplicates (``pipeline.checks.duplicates``).
+    not be read), e.g. for finding exact duplicates (``pipeline.checks.duplicates``);
+    ``forward_seconds`` the time spent in the encoder's forward, ``seconds`` the whole call's (their
+    ratio says how well decoding, hashing and caching hide behind the model).
     """
 
     embeddings: np.ndarray
@@ -62,6 +64,8 @@ class EmbedResult:
     n_computed: int = 0
     n_cached: int = 0
     keys: list[str] = field(default_factory=list)
+    forward_seconds: float = 0.0
+    seconds: float = 0.0
 
 
 class ImageTransform(Protocol):
@@ -262,6 +266,7 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
     EmbedResult
         ``embeddings`` (N, D) float32 (NaN rows for failures) and ``failures`` (index, reason).
     """
+    started = time.perf_counter()
     paths = [Path(p) for p in paths]
     n, dim = len(paths), encoder.info.embed_dim
     out = np.full((n, dim), np.nan, dtype=np.float32)
@@ -290,10 +295,11 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
     todo = [(key, paths[rows[0]]) for key, rows in rows_of.items()]
     if not todo:  # all cached (or failed): the model is not touched, so a lazily loaded one never loads
         failures.sort()
-        return EmbedResult(out, failures, n_computed=0, n_cached=n_cached)
+        return EmbedResult(out, failures, n_computed=0, n_cached=n_cached,
+                           seconds=time.perf_counter() - started)
     pending_keys: list[bytes] = []
     pending_vecs: list[np.ndarray] = []
-    n_computed = 0
+    n_computed, forward_seconds = 0, 0.0
     load = partial(load_image_rgb, max_pixels=max_pixels,
                    min_side=None if transform is not None else encoder.decode_min_side)
     if transform is not None:
@@ -306,7 +312,9 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
                     failures.append((i, reason))
                 done += len(rows_of[key])
             if batch is not None:
+                t0 = time.perf_counter()
                 vectors = encoder.embed(batch).float().cpu().numpy()
+                forward_seconds += time.perf_counter() - t0
                 n_computed += len(keys)
                 for key, vec in zip(keys, vectors):
                     out[rows_of[key]] = vec
@@ -322,7 +330,8 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
         cache.write(pending_keys, np.stack(pending_vecs))
     failures.sort()
     return EmbedResult(out, failures, n_computed=n_computed, n_cached=n_cached,
-                       keys=[key.decode("ascii") if key else "" for key, _ in keyed])
+                       keys=[key.decode("ascii") if key else "" for key, _ in keyed],
+                       forward_seconds=forward_seconds, seconds=time.perf_counter() - started)
 
 
 def embed_pil(encoder: Encoder, images: Sequence[Image.Image],

@@ -39,6 +39,7 @@ from pipeline.config import Config
 from pipeline.config import EncoderConfig
 from pipeline.model.encoders import EncoderInfo, shared_encoder
 from pipeline.model.encoders.common import resolve_device
+from pipeline.model.encoders.precision import pinned
 from pipeline.model.head import DistilledHead
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.store.derived import model_fingerprint, scoring_run  # torch-free: derived results' keys
@@ -177,13 +178,24 @@ def _load(run_dir: str, fingerprint: str, device: str, lazy_encoder: bool = Fals
     return read_models(run_dir, device, lazy_encoder)
 
 
+def run_encoder_config(cfg: EncoderConfig, meta: dict, device: str) -> EncoderConfig:
+    """The encoder settings that give back the run's encoder on ``device``: its recorded name and,
+    on a CPU where the run asked for ``precision: auto``, its recorded precisions (``auto`` may
+    choose otherwise now, after a newer agreement table: the run's numbers stay its own)."""
+    recorded = meta.get("encoder") or {}
+    enc_cfg = dataclasses.replace(cfg, name=recorded.get("name") or cfg.name, device=device)
+    pin = pinned(recorded.get("extra") or {})
+    if cfg.precision == "auto" and pin and resolve_device(device).type == "cpu":
+        enc_cfg = dataclasses.replace(enc_cfg, precision=pin)
+    return enc_cfg
+
+
 def read_models(run_dir: str | Path, device: str, lazy_encoder: bool = False) -> RunModels:
     """Load the run's models from disk (uncached; :func:`load_run_models` keeps them)."""
     store = RunStore(run_dir)
     meta = store.read_meta()
     cfg = store.config()
-    encoder_name = (meta.get("encoder") or {}).get("name") or cfg.encoder.name
-    enc_cfg = dataclasses.replace(cfg.encoder, name=encoder_name, device=device)
+    enc_cfg = run_encoder_config(cfg.encoder, meta, device)
     if lazy_encoder:
         encoder = EncoderOnDemand(enc_cfg, cfg.cache_path, recorded_encoder_info(meta))
     else:

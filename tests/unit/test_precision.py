@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import pipeline.model.encoders.precision as precision
 from pipeline.model.embed import embed_paths
+from tests.helpers import noise_pngs
 from pipeline.model.encoders import TinyEncoder
 from pipeline.model.encoders.dinov2_standin import AGREEMENT_KEY as STANDIN_KEY
 from pipeline.model.encoders.precision import (COSINE_MIN, SPEARMAN_MIN, choose_precision, cpu_flags,
@@ -81,7 +81,7 @@ def test_auto_on_cpu_picks_bf16_only_where_figures_pass():
     assert (maps_disagree.embed, maps_disagree.maps) == ("bf16", "fp32")
     assert "Spearman" in maps_disagree.reason
 
-    low_cosine = passing(embedding__cosine_min=COSINE_MIN - 1e-4)
+    low_cosine = passing(embedding__cosine_min=COSINE_MIN["bf16"] - 1e-4)
     assert choose_precision("auto", "cpu", "k", flags=flags, table={"k": low_cosine}).embed == "fp32"
 
     worse_auc = passing()
@@ -156,12 +156,7 @@ def test_auto_bf16_shares_the_explicit_bf16_fingerprint(monkeypatch, tmp_path, t
 
 
 def test_precision_is_part_of_the_embedding_cache_key(tmp_path):
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(6):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(p)
-        paths.append(p)
+    paths = noise_pngs(tmp_path, 6)
     cache = tmp_path / "cache"
     fp32, bf16 = TinyEncoder(precision="fp32"), TinyEncoder(precision="bf16")
     first = embed_paths(fp32, paths, cache, num_workers=0)

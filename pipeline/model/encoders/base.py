@@ -39,7 +39,7 @@ class Encoder(ABC):
     preprocess: Callable[[Image.Image], torch.Tensor]
     device: torch.device
     family: str  # "open_clip" or "timm": which attention layout ``pipeline.explain.relevance`` taps
-    # Names the weights and the embedding (not the precision) in bf16_agreement.json; None for
+    # Names the weights and the embedding (not the precision) in precision_agreement.json; None for
     # random weights, whose bf16 agreement says nothing about real images.
     agreement_key: str | None = None
 

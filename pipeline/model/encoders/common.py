@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ import torch
 from pipeline.store.run_store import atomic_write_json, sha256_file
 
 from pipeline.model.encoders.base import Encoder
+from pipeline.model.encoders.int8_onnx import INT8_VERSION, Int8Forward, int8_key
 from pipeline.model.encoders.precision import PrecisionChoice, choose_precision
 
 
@@ -37,9 +39,9 @@ def resolve_precision(device: torch.device, precision: str = "auto",
                       agreement_key: str | None = None) -> PrecisionChoice:
     """Embedding and relevance-map precision for an encoder on ``device`` (``precision.py``).
 
-    ``auto``: bf16/fp16 autocast on CUDA; on a CPU, bf16 only where the CPU has native bf16 and
-    ``bf16_agreement.json`` shows that this encoder (``agreement_key``) agrees with fp32 and is
-    faster; otherwise fp32. Other values are obeyed.
+    ``auto``: bf16/fp16 autocast on CUDA; on a CPU, int8 or bf16 only where the CPU runs it natively
+    and ``precision_agreement.json`` shows that this encoder (``agreement_key``) agrees with fp32
+    and is faster; otherwise fp32. Other values are obeyed.
     """
     return choose_precision(precision, device.type, agreement_key)
 
@@ -53,6 +55,8 @@ def precision_fingerprint(choice: PrecisionChoice) -> dict:
     by the encoder fingerprint.
     """
     parts = {"precision": choice.embed}
+    if choice.embed == "int8":  # a new export or quantisation setting computes other numbers
+        parts["int8_version"] = INT8_VERSION
     if choice.maps != choice.embed:
         parts["maps_precision"] = choice.maps
     return parts
@@ -65,8 +69,9 @@ def precision_extra(choice: PrecisionChoice) -> dict:
 
 
 def autocast(device: torch.device, precision: str):
-    """Autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
-    if precision == "fp32":
+    """Autocast context for ``precision`` on ``device`` (a no-op for fp32, and for int8, whose
+    quantised forward runs outside torch and whose torch fallbacks, text and maps, are fp32)."""
+    if precision in ("fp32", "int8"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -123,16 +128,30 @@ class TorchEncoder(Encoder):
     precision: str
     maps_precision: str
     _forward: Callable[[torch.Tensor], torch.Tensor]
+    _int8: Int8Forward | None = None
 
     def _set_precision(self, choice: PrecisionChoice) -> None:
         self.precision, self.maps_precision = choice.embed, choice.maps
+
+    def _prepare_int8(self, weights_parts: dict, owner: torch.nn.Module, image_size: int,
+                      cache_dir: Path | None, log: Callable[[str], None] | None = None) -> None:
+        """Where embeddings are int8: the quantised forward (built on first use), cached under
+        ``<cache_dir>/weights/int8/`` keyed by ``weights_parts`` (what the weights are)."""
+        if self.precision != "int8":
+            return
+        if self.device.type != "cpu":
+            raise ValueError(f"encoder.precision=int8 runs on a CPU only, not on {self.device}")
+        root = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "faxplainer"
+        path = root / "weights" / "int8" / f"{int8_key(weights_parts)}.onnx"
+        self._int8 = Int8Forward(self._forward, owner, image_size, path, log=log)
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) preprocessed images -> (B, D) float32 embeddings on ``self.device``.
 
         Runs under the caller's grad mode, so relevance code can backpropagate through it; wrap
         calls in ``torch.inference_mode()`` for plain embedding. Holds ``self.lock``, so a forward
-        never runs while another thread of the process has the modules tapped.
+        never runs while another thread of the process has the modules tapped. In int8, only
+        calls without gradients take the quantised forward; with gradients it is fp32 torch.
         """
         return self._embed_at(batch, self.precision)
 
@@ -140,6 +159,9 @@ class TorchEncoder(Encoder):
         return self._embed_at(batch, self.maps_precision)
 
     def _embed_at(self, batch: torch.Tensor, precision: str) -> torch.Tensor:
+        if precision == "int8" and self._int8 is not None and not torch.is_grad_enabled():
+            with self.lock:
+                return self._int8(batch)
         batch = batch.to(self.device, non_blocking=True)
         with self.lock, autocast(self.device, precision):
             out = self._forward(batch)

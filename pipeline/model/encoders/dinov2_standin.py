@@ -195,19 +195,19 @@ class DinoV2StandinEncoder(TorchEncoder):
         model.load_state_dict(load_file(str(weights_file)))
         self.model = model.to(self.device).eval()
         self.preprocess = standin_preprocess()
+        weights_parts = {"family": self.family, "model": TIMM_MODEL,
+                         "weights": cached_file_sha256(weights_file, Path(cache_dir)),
+                         "image_size": IMAGE_SIZE, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                         "resize": "shortest-bicubic-centercrop", "embed_blocks": EMBED_BLOCKS}
         self.info = EncoderInfo(
             name="dinov2_standin", model=TIMM_MODEL, weights=WHEEL_REQUIREMENT,
             embed_dim=int(model.embed_dim) * len(EMBED_BLOCKS), image_size=IMAGE_SIZE,
-            fingerprint=fingerprint({
-                "family": self.family, "model": TIMM_MODEL,
-                "weights": cached_file_sha256(weights_file, Path(cache_dir)),
-                "image_size": IMAGE_SIZE, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                "resize": "shortest-bicubic-centercrop", **precision_fingerprint(choice),
-                "embed_blocks": EMBED_BLOCKS}),
+            fingerprint=fingerprint({**weights_parts, **precision_fingerprint(choice)}),
             fallback_reason=fallback_reason,
             extra={"device": str(self.device), **precision_extra(choice),
                    "weights_file": str(weights_file.resolve())},
         )
+        self._prepare_int8(weights_parts, self.model, IMAGE_SIZE, Path(cache_dir), log=log)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         m = self.model

@@ -218,7 +218,7 @@ class OpenClipEncoder(TorchEncoder):
         seeded random weights (same cost as the real model: used by benchmarks and tests).
     device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     precision : ``"auto"`` (bf16/fp16 autocast on CUDA; on CPU see ``precision.py``), ``"fp32"``,
-        ``"bf16"``, ``"fp16"``.
+        ``"bf16"``, ``"fp16"``, ``"int8"`` (CPU, ``int8_onnx.py``).
     cache_dir : where checkpoint-file hashes are remembered (``<cache_dir>/weights/``).
     seed : seed of the random initialisation (only used for random weights).
     name : recorded in ``EncoderInfo.name``.
@@ -264,16 +264,17 @@ class OpenClipEncoder(TorchEncoder):
         self._set_precision(choice)
         image_size = int(self.model.visual.image_size[0])
         embed_dim = int(self.model.visual.output_dim)
+        weights_parts = {"family": self.family, "model": model_name, "weights": weights_id,
+                         "quick_gelu": force["force_quick_gelu"], "image_size": image_size,
+                         "preprocess": self.model.visual.preprocess_cfg}
         self.info = EncoderInfo(
             name=name, model=model_name,
             weights=f"random(seed={seed})" if weights.pretrained is None else weights.label,
             embed_dim=embed_dim, image_size=image_size,
-            fingerprint=fingerprint({
-                "family": self.family, "model": model_name, "weights": weights_id,
-                "quick_gelu": force["force_quick_gelu"], "image_size": image_size,
-                "preprocess": self.model.visual.preprocess_cfg, **precision_fingerprint(choice)}),
+            fingerprint=fingerprint({**weights_parts, **precision_fingerprint(choice)}),
             extra={"device": str(self.device), **precision_extra(choice)},
         )
+        self._prepare_int8(weights_parts, self.model.visual, image_size, cache_dir)
 
     @property
     def visual(self) -> torch.nn.Module:
