@@ -32,6 +32,7 @@ if not __package__:  # started as `python bench/NAME.py`: the repository root on
 
 from bench._options import parse_args  # noqa: E402
 from bench._bf16_agreement import machine  # noqa: E402
+from bench._demo_run import demo_run  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.explain.atlas import ATLAS_IMAGES, atlas_result  # noqa: E402
 from pipeline.explain.atlas_jobs import get_atlas, get_subject_masks  # noqa: E402
@@ -58,7 +59,7 @@ def _timed(label: str, n: int, fn):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="run folder or id")
+    parser.add_argument("--run", default=None, help="run folder or id (default: the demo run, built when missing)")
     parser.add_argument("--images", type=int, default=ATLAS_IMAGES)
     parser.add_argument("--threads", type=int, default=2)
     where = parser.add_mutually_exclusive_group()
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     where.add_argument("--fresh", action="store_true", help="a copy of the run without kept maps (default)")
     args = parse_args(parser, {"images": 4}, argv)
     torch.set_num_threads(args.threads)
-    run = _run_folder(args.run)
+    run = _run_folder(args.run) if args.run else demo_run()
     tmp = None
     if not args.in_place:
         tmp = Path(tempfile.mkdtemp(prefix="atlas-bench-"))

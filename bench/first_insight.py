@@ -30,16 +30,9 @@ import time
 from pathlib import Path
 
 from bench._bf16_agreement import cpu_flags_line
+from bench._demo_run import demo_run
 from bench._options import parse_args
-from pipeline.config import REPO_ROOT, from_dict, load_config
-
-
-def demo_run() -> Path:
-    from pipeline.data.demo.builtin import ensure_demo_config
-    from pipeline.runner import run_pipeline
-
-    cfg = load_config(REPO_ROOT / "configs" / "default.yaml", ["encoder.name=dinov2_standin"])
-    return run_pipeline(ensure_demo_config(cfg, log=print)).path
+from pipeline.config import REPO_ROOT, from_dict
 
 
 def main(argv=None) -> int:
