@@ -152,6 +152,32 @@ return [heads, drawn.size];
 """
 
 
+# Every state of the matrix the page ever renders, recorded by the page itself from its first
+# script on: polling from the test misses the header-only state when the first map is done before
+# the first poll (the tiny encoder's maps take milliseconds).
+MATRIX_RECORDER_JS = """
+window.__fxMatrixSeen = [];
+new MutationObserver(function () {
+  var m = document.querySelector('.fx-attn-matrix');
+  if (!m) return;
+  var heads = Array.from(m.querySelectorAll('.fx-attn-head')).map(function (h) { return h.dataset.dim; });
+  if (!heads.length) return;
+  var drawn = new Set(Array.from(m.querySelectorAll('.fx-attn-dim[data-index]')).map(function (d) { return d.dataset.index; })).size;
+  var seen = window.__fxMatrixSeen, last = seen[seen.length - 1];
+  if (!last || last[0] !== drawn || last[1].join() !== heads.join()) seen.push([drawn, heads]);
+}).observe(document, {childList: true, subtree: true, attributes: true});
+"""
+
+
+def record_matrix_states(driver) -> str:
+    """Install MATRIX_RECORDER_JS for the next page load; returns its id for ``stop_recording``."""
+    return driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": MATRIX_RECORDER_JS})["identifier"]
+
+
+def stop_recording(driver, identifier: str) -> None:
+    driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": identifier})
+
+
 def header_orders_while_drawing(driver, n_rows, snapshot: Path | None = None):
     """[(rows drawn, header order)] of the attention matrix, polled from its first showing until
     all ``n_rows`` rows are drawn. ``snapshot``: a quick screenshot of the matrix (window size,
@@ -167,7 +193,8 @@ def header_orders_while_drawing(driver, n_rows, snapshot: Path | None = None):
                 driver.save_screenshot(str(snapshot))
             seen.append((drawn, heads))
             if drawn == n_rows:
-                return seen
+                recorded = driver.execute_script("return window.__fxMatrixSeen || null;")
+                return [(d, h) for d, h in recorded] if recorded else seen
         time.sleep(0.05)
     message = driver.find_element(By.ID, JobPanel.ids.message(ids.ATTN_JOB)).text
     raise AssertionError(f"timed out waiting for {n_rows} rows of the attention matrix (seen: {seen[-1:]}, "
@@ -288,8 +315,12 @@ def test_attention_columns_are_ordered_before_the_first_map_and_never_move(dash_
     cell = largest_cell(app_server)
     records = RunStore(run_dir(app_server)).read_records()
     chosen = [i for i, r in enumerate(records) if r["cell"] == cell["id"]][:5]
-    open_app(dash_br, app_server, f"&cell={cell['id']}&sel={','.join(map(str, chosen))}")
     driver = dash_br.driver
+    recorder = record_matrix_states(driver)
+    try:
+        open_app(dash_br, app_server, f"&cell={cell['id']}&sel={','.join(map(str, chosen))}")
+    finally:
+        stop_recording(driver, recorder)
     seen = header_orders_while_drawing(driver, len(chosen),
                                        REPO_ROOT / "test-artifacts" / "03a-attention-before-the-first-map.png")
     order, heads, dims = wait_until(lambda: read_matrix(driver, len(chosen)), timeout=JOB_TIMEOUT,
