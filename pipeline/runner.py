@@ -17,6 +17,7 @@ import datetime as _dt
 import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from pipeline import __version__
 from pipeline.checks import validity
 from pipeline.model.background import background_images
 from pipeline.represent.cells import build_cells
+from pipeline.stage_times import StageTimes
 from pipeline.config import TRAIN_ON, Config, to_dict
 from pipeline.data.scan import Record, ScanResult, scan
 from pipeline.store.diskcheck import writable_folder
@@ -38,6 +40,7 @@ from pipeline.model.embed import embed_paths_for, embed_pil
 from pipeline.model.head import DistilledHead, orthogonality_report, sigmoid
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
 from pipeline.model.probe import reference_probe
+from pipeline.model.stopwatch import Stopwatch
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, train_projection
 from pipeline.data.splits import HELDOUT, TRAIN, assign_splits, validation_mask
@@ -210,8 +213,8 @@ def projection_source(cfg: Config, data_fingerprint: str) -> str:
     return "+".join(parts)
 
 
-def projection_images(encoder: Encoder, embedded: Embedded, cfg: Config,
-                      report: Progress) -> tuple[list[Path], np.ndarray]:
+def projection_images(encoder: Encoder, embedded: Embedded, cfg: Config, report: Progress,
+                      forward: Stopwatch | None = None) -> tuple[list[Path], np.ndarray]:
     """The images the projection is trained on and their clean embeddings: the background photo
     set (``pipeline.model.background``; embedded and cached like any image), this data set's
     images, or both (``projection.train_on``)."""
@@ -220,6 +223,8 @@ def projection_images(encoder: Encoder, embedded: Embedded, cfg: Config,
     if cfg.projection.train_on in ("background", "both"):
         background, _ = background_images(cfg, log=log.info)
         result = embed_paths_for(cfg, encoder, background, progress=lambda d, t: report("projection", 0, t))
+        if forward is not None:
+            forward.add(result.forward_seconds, result.n_computed)
         good = [i for i in range(len(background)) if i not in {j for j, _ in result.failures}]
         paths += [background[i] for i in good]
         parts.append(np.asarray(result.embeddings, np.float32)[good])
@@ -230,10 +235,11 @@ def projection_images(encoder: Encoder, embedded: Embedded, cfg: Config,
 
 
 def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fingerprint: str,
-                     report: Progress) -> tuple[VisionOnlyProjection, dict]:
+                     report: Progress, forward: Stopwatch | None = None) -> tuple[VisionOnlyProjection, dict]:
     """The vision-only projection (:func:`projection_dim` wide): trained once per encoder on the
     background photo set (``projection.train_on: background``, ``pipeline.model.background``), on
-    this data set (``data``) or on both; cached, keyed by what it was trained on."""
+    this data set (``data``) or on both; cached, keyed by what it was trained on. ``forward`` times
+    the encoder's forward on the word images (``forward.items`` counts them)."""
     spec = cfg.data.reencode_spec  # the projection sees images as the run does
     trained_on = projection_source(cfg, data_fingerprint)
     key = hash_obj({"enc": encoder.info.fingerprint, "data": trained_on, "cfg": cfg.fingerprint("projection"),
@@ -245,10 +251,11 @@ def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fin
             return VisionOnlyProjection.from_state(saved["state"]), saved["metrics"]
         except Exception as e:  # a corrupted cache file is recomputed, never trusted
             log.warning("projection cache %s unreadable (%s); retraining", path, e)
-    paths, emb = projection_images(encoder, embedded, cfg, report)
+    paths, emb = projection_images(encoder, embedded, cfg, report, forward)
     projection, metrics = train_projection(
         encoder, paths, emb, cfg.projection,
-        embed_images=lambda images: embed_pil(encoder, images, batch_size=cfg.encoder.batch_size),
+        embed_images=lambda images: embed_pil(encoder, images, batch_size=cfg.encoder.batch_size,
+                                              forward_watch=forward),
         max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("projection", d, t),
         transform=spec)
     metrics = {**metrics, "trained_on": trained_on, "n_images": len(paths)}
@@ -299,20 +306,25 @@ def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg
     val = validation_mask(labels, train_rows, hc.validation_fraction, hc.seed)
     fit_rows, val_rows = train_rows[~val], train_rows[val]
     head = DistilledHead.from_config(hc)
-    head.fit(features[fit_rows], labels[fit_rows], features[val_rows], labels[val_rows],
-             progress=lambda d, t: report("head", d, t))
+    # what the embedding allows (a detector much weaker than this is not worth explaining),
+    # fitted on the second core while the head trains on one torch thread
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        probe = pool.submit(reference_probe, embedded.embeddings, labels, splits, blas_threads=1)
+        head.fit(features[fit_rows], labels[fit_rows], features[val_rows], labels[val_rows],
+                 progress=lambda d, t: report("head", d, t))
+        probe_metrics = probe.result()
     z, logit = head.transform(features)
     fit = HeadFit(head=head, splits=splits, z=z, logit=logit, metrics={})
     prob, held = fit.prob, splits == HELDOUT
     metrics = binary_metrics(labels[held], prob[held])
     metrics["per_generator"] = per_generator_metrics(labels[held], prob[held],
                                                      [g for g, h in zip(generators, held) if h])
-    metrics["train"] = binary_metrics(labels[train_rows], prob[train_rows])
+    # the training split's figures are shown without intervals: no bootstrap (2 s at 10,000 images)
+    metrics["train"] = binary_metrics(labels[train_rows], prob[train_rows], n_boot=0)
     metrics["orthogonality"] = orthogonality_report(head.module_.to16.weight.detach().numpy())
     metrics["epochs"] = head.epochs_
     metrics["n_train"], metrics["n_val"] = int(len(fit_rows)), int(len(val_rows))
-    # what the embedding allows: a detector much weaker than this is not worth explaining
-    metrics["reference_probe"] = reference_probe(embedded.embeddings, labels, splits)
+    metrics["reference_probe"] = probe_metrics
     fit.metrics = metrics
     report("head", hc.max_epochs, hc.max_epochs)
     return fit
@@ -342,9 +354,10 @@ def run_records(embedded: Embedded, fit: HeadFit, cell_of: np.ndarray) -> list[d
 def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Encoder, embedded: Embedded,
                 features: np.ndarray, projection: VisionOnlyProjection, proj_metrics: dict, fit: HeadFit,
                 cell_of: np.ndarray, cells: dict, checks: dict, report: Progress,
-                started_by: str | None = None) -> RunStore:
+                started_by: str | None = None, timing: dict | None = None) -> RunStore:
     """Write the complete run folder (atomically, ``pipeline.store.run_store.write_run``); ``started_by``
-    (who asked for the run, on a shared server) goes into ``meta.json``."""
+    (who asked for the run, on a shared server) and ``timing`` (``pipeline.stage_times``: where the
+    wall time went until the write) go into ``meta.json``."""
     report("write", 0, 1)
     labels = embedded.labels
     meta = {
@@ -363,6 +376,8 @@ def write_stage(cfg: Config, store: RunStore, scanned: ScanResult, encoder: Enco
     }
     if started_by:
         meta["started_by"] = str(started_by)
+    if timing:
+        meta["timing"] = timing
     arrays = {"embeddings": embedded.embeddings, "features": features.astype(np.float32),
               "z16": fit.z.astype(np.float32), "logit": fit.logit.astype(np.float32)}
     written = write_run(store.path, meta=meta, records=run_records(embedded, fit, cell_of), cells=cells,
@@ -379,7 +394,8 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
                  started_by: str | None = None) -> RunStore:
     """Run every stage on ``cfg.data`` and return the completed run folder (``started_by``: the
     user who asked, recorded in a new run's ``meta.json``)."""
-    report = reporter(progress, should_cancel)
+    times = StageTimes()
+    report = reporter(times.wrap(progress), should_cancel)
     writable_folder(cfg.cache_path, "cache folder (cache_dir)")
     writable_folder(cfg.runs_path, "runs folder (runs_dir)")
     scanned = scan_stage(cfg, report)
@@ -390,11 +406,14 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
         return reused
     embedded = embed_stage(encoder, scanned, cfg, report)
     embedded, splits, checks = checks_stage(embedded, split_stage(embedded, cfg), cfg, report)
-    projection, proj_metrics = projection_stage(encoder, embedded, cfg, scanned.fingerprint, report)
+    forward = Stopwatch()
+    forward.add(embedded.timing.get("forward_seconds", 0.0), embedded.n_computed)
+    projection, proj_metrics = projection_stage(encoder, embedded, cfg, scanned.fingerprint, report, forward)
     features = projection.transform(embedded.embeddings)
     fit = head_stage(features, embedded, splits, cfg, report)
     checks["near_duplicates"] = validity.near_duplicate_report(
         features, splits, embedded.labels, fit.prob, [r.path for r in embedded.records], cfg)
     cell_of, cells = cells_stage(fit, embedded.labels, cfg, report)
     return write_stage(cfg, store, scanned, encoder, embedded, features, projection, proj_metrics, fit,
-                       cell_of, cells, checks, report, started_by)
+                       cell_of, cells, checks, report, started_by,
+                       timing=times.summary(forward.seconds, forward.items))

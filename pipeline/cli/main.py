@@ -47,6 +47,7 @@ def _config_from_args(args):
 def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
     from pipeline.model.metrics import with_interval
     from pipeline.model.probe import fidelity_words
+    from pipeline.stage_times import timing_words
 
     out = out or sys.stdout
     enc = meta["encoder"]
@@ -73,6 +74,8 @@ def print_metrics(meta: dict, out=None, probe: dict | None = None) -> None:
     print(f"projection: cos(image, image+word) {p['cosine_before']:.3f} -> {p['cosine_after']:.3f}; "
           f"word probe {p['word_probe_before']:.3f} -> {p['word_probe_after']:.3f} "
           f"(chance {p['word_probe_chance']:.3f})", file=out)
+    if (took := timing_words(meta.get("timing"))) is not None:
+        print(f"run time: {took}", file=out)
     from pipeline.checks.validity import report_lines
 
     for line in report_lines(meta, probe):

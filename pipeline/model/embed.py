@@ -37,6 +37,7 @@ from PIL import Image
 from pipeline.config import Config, DataConfig, EncoderConfig
 from pipeline.data.scan import BadImageError, load_image_rgb
 from pipeline.model.encoders.base import Encoder
+from pipeline.model.stopwatch import Stopwatch
 from pipeline.store.run_store import atomic_write_bytes
 
 DEFAULT_MAX_PIXELS = DataConfig.max_image_pixels
@@ -335,14 +336,29 @@ def embed_paths(encoder: Encoder, paths: Sequence[str | Path], cache_dir: Path |
 
 
 def embed_pil(encoder: Encoder, images: Sequence[Image.Image],
-              batch_size: int = EncoderConfig.batch_size) -> np.ndarray:
-    """Embed in-memory RGB images -> (N, D) float32 (no cache; for generated training images)."""
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.stack([encoder.preprocess(im.convert("RGB") if im.mode != "RGB" else im)
-                                 for im in images[start:start + batch_size]])
-            rows.append(encoder.embed(batch).float().cpu().numpy())
-    if not rows:
+              batch_size: int = EncoderConfig.batch_size, forward_watch: Stopwatch | None = None) -> np.ndarray:
+    """Embed in-memory RGB images -> (N, D) float32 (no cache; for generated training images).
+
+    The next batch is preprocessed in a thread while the model runs on this one (Pillow and torch
+    release the GIL), as :func:`embed_paths` does with decoding; ``forward_watch`` times the
+    forward calls and counts the images."""
+    starts = range(0, len(images), batch_size)
+    if not starts:
         return np.zeros((0, encoder.info.embed_dim), dtype=np.float32)
+
+    def prepare(start: int) -> torch.Tensor:
+        return torch.stack([encoder.preprocess(im.convert("RGB") if im.mode != "RGB" else im)
+                            for im in images[start:start + batch_size]])
+
+    watch = forward_watch or Stopwatch()
+    rows = []
+    with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+        ahead = pool.submit(prepare, starts[0])
+        for k in range(len(starts)):
+            batch = ahead.result()
+            if k + 1 < len(starts):
+                ahead = pool.submit(prepare, starts[k + 1])
+            with watch:
+                rows.append(encoder.embed(batch).float().cpu().numpy())
+            watch.items += len(batch)
     return np.concatenate(rows).astype(np.float32, copy=False)

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from pipeline.data.splits import HELDOUT, TRAIN
 from pipeline.model.metrics import binary_metrics
@@ -27,9 +28,11 @@ def fit_reference_probe(x: np.ndarray, y: np.ndarray, c: float = C) -> Pipeline:
         np.asarray(x, np.float64), np.asarray(y).astype(int))
 
 
-def reference_probe(embeddings: np.ndarray, labels: np.ndarray, splits: np.ndarray, c: float = C) -> dict:
+def reference_probe(embeddings: np.ndarray, labels: np.ndarray, splits: np.ndarray, c: float = C,
+                    blas_threads: int | None = None) -> dict:
     """Held-out metrics (``pipeline.model.metrics.binary_metrics`` keys, with 95% intervals) of the
-    reference probe fitted on the training split, plus ``C`` and ``input_dim``.
+    reference probe fitted on the training split, plus ``C`` and ``input_dim``. ``blas_threads``
+    caps the BLAS threads while it fits (the run fits it on one core beside the head's).
 
     Raises
     ------
@@ -40,8 +43,10 @@ def reference_probe(embeddings: np.ndarray, labels: np.ndarray, splits: np.ndarr
     train, held = splits == TRAIN, splits == HELDOUT
     if len(np.unique(labels[train])) < 2:
         raise ValueError("the reference probe needs both classes in the training split")
-    probe = fit_reference_probe(embeddings[train], labels[train], c)
-    metrics = binary_metrics(labels[held], probe.predict_proba(np.asarray(embeddings[held], np.float64))[:, 1])
+    with threadpool_limits(blas_threads, "blas"):
+        probe = fit_reference_probe(embeddings[train], labels[train], c)
+        scores = probe.predict_proba(np.asarray(embeddings[held], np.float64))[:, 1]
+    metrics = binary_metrics(labels[held], scores)
     metrics.update({"C": c, "input_dim": int(embeddings.shape[1])})
     return metrics
 
