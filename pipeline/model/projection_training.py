@@ -12,12 +12,14 @@ on the other with a fixed vocabulary of evaluation words that training never dre
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from pipeline.config import ProjectionConfig
 from pipeline.data.scan import BadImageError, load_image_rgb
@@ -38,15 +40,18 @@ def _cos(a: np.ndarray, b: np.ndarray, center: np.ndarray) -> float:
     return float(np.mean(np.sum(a * b, axis=1)))
 
 
-def _probe_accuracy(x: np.ndarray, word_ids: np.ndarray, image_ids: np.ndarray) -> float:
-    """Train on the words drawn on the first half of the images, test on the other half."""
+def _probe_accuracy(x: np.ndarray, word_ids: np.ndarray, image_ids: np.ndarray,
+                    blas_threads: int | None = None) -> float:
+    """Train on the words drawn on the first half of the images, test on the other half
+    (``blas_threads``: a cap while it fits beside other work)."""
     images = np.unique(image_ids)
     test_images = set(images[len(images) // 2:].tolist())
     test = np.array([i in test_images for i in image_ids])
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     x = (x - x[~test].mean(0)) / (x[~test].std(0) + 1e-6)
-    probe = LogisticRegression(max_iter=2000, C=1.0).fit(x[~test], word_ids[~test])
-    return float(probe.score(x[test], word_ids[test]))
+    with threadpool_limits(blas_threads, "blas"):
+        probe = LogisticRegression(max_iter=2000, C=1.0).fit(x[~test], word_ids[~test])
+        return float(probe.score(x[test], word_ids[test]))
 
 
 @dataclass
@@ -154,9 +159,14 @@ def fit_projection(tuples: WordTuples, clean_embeddings: np.ndarray,
     tuples are rendered."""
     projection = VisionOnlyProjection.from_config(cfg)
     t = tuples
-    projection.fit(clean_embeddings[t.clean_rows], t.with_word, t.alone, t.text)
     ev_clean = clean_embeddings[t.eval_clean_rows]
     train_clean = clean_embeddings[t.train_rows]
+    # the raw space's word probe does not need the projection: it runs on the second core while
+    # the projection fits on one torch thread
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        probe_before = pool.submit(_probe_accuracy, t.eval_with_word, t.eval_word_ids, t.eval_image_ids, 1)
+        projection.fit(clean_embeddings[t.clean_rows], t.with_word, t.alone, t.text)
+        word_probe_before = probe_before.result()
     metrics = {
         "dim": int(projection.module_.linear.out_features),
         "n_train_pairs": len(t.clean_rows),
@@ -165,7 +175,7 @@ def fit_projection(tuples: WordTuples, clean_embeddings: np.ndarray,
         "cosine_before": _cos(ev_clean, t.eval_with_word, train_clean.mean(0)),
         "cosine_after": _cos(projection.transform(ev_clean), projection.transform(t.eval_with_word),
                              projection.transform(train_clean).mean(0)),
-        "word_probe_before": _probe_accuracy(t.eval_with_word, t.eval_word_ids, t.eval_image_ids),
+        "word_probe_before": word_probe_before,
         "word_probe_after": _probe_accuracy(projection.transform(t.eval_with_word), t.eval_word_ids,
                                             t.eval_image_ids),
         "word_probe_chance": 1.0 / N_EVAL_WORDS,
