@@ -124,6 +124,8 @@ def main(argv=None) -> int:
                   f"projection {stages.get('projection', 0) - (forward - e['forward_seconds']):.1f} s)\n"
                   f"  chosen precision {meta['encoder'].get('extra', {}).get('precision', '?')}: "
                   f"{meta['encoder'].get('extra', {}).get('precision_reason', '')}\n"
+                  f"  head: {h.get('epochs')} epochs; reference probe {h.get('reference_probe', {}).get('seconds', '?')} s "
+                  f"(beside the head's fit)\n"
                   f"  held-out accuracy {h['accuracy']:.3f}, AUC {h['auc']:.3f}; load average "
                   f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end")
         base_label, base = rows[0]

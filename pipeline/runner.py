@@ -90,6 +90,7 @@ class HeadFit:
     z: np.ndarray  # (N, 16)
     logit: np.ndarray  # (N,)
     metrics: dict  # held-out metrics, per generator, train metrics, orthogonality, epochs
+    heldout: dict = dataclasses.field(default_factory=dict)  # binary_metrics of the held-out split alone
 
     @property
     def prob(self) -> np.ndarray:
@@ -316,7 +317,8 @@ def head_stage(features: np.ndarray, embedded: Embedded, splits: np.ndarray, cfg
     z, logit = head.transform(features)
     fit = HeadFit(head=head, splits=splits, z=z, logit=logit, metrics={})
     prob, held = fit.prob, splits == HELDOUT
-    metrics = binary_metrics(labels[held], prob[held])
+    fit.heldout = binary_metrics(labels[held], prob[held])
+    metrics = dict(fit.heldout)
     metrics["per_generator"] = per_generator_metrics(labels[held], prob[held],
                                                      [g for g, h in zip(generators, held) if h])
     # the training split's figures are shown without intervals: no bootstrap (2 s at 10,000 images)
@@ -411,9 +413,11 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
     projection, proj_metrics = projection_stage(encoder, embedded, cfg, scanned.fingerprint, report, forward)
     features = projection.transform(embedded.embeddings)
     fit = head_stage(features, embedded, splits, cfg, report)
-    checks["near_duplicates"] = validity.near_duplicate_report(
-        features, splits, embedded.labels, fit.prob, [r.path for r in embedded.records], cfg)
-    cell_of, cells = cells_stage(fit, embedded.labels, cfg, report)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # two independent numpy jobs, one per core
+        near = pool.submit(validity.near_duplicate_report, features, splits, embedded.labels, fit.prob,
+                           [r.path for r in embedded.records], cfg, fit.heldout)
+        cell_of, cells = cells_stage(fit, embedded.labels, cfg, report)
+        checks["near_duplicates"] = near.result()
     return write_stage(cfg, store, scanned, encoder, embedded, features, projection, proj_metrics, fit,
                        cell_of, cells, checks, report, started_by,
                        timing=times.summary(forward.seconds, forward.items))

@@ -217,11 +217,17 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def metrics_with_and_without(labels: Sequence[int], prob: Sequence[float], heldout: np.ndarray,
-                             near_mask: np.ndarray) -> dict:
-    """Held-out metrics on every held-out image and without the near-duplicates of training images."""
+                             near_mask: np.ndarray, all_metrics: dict | None = None) -> dict:
+    """Held-out metrics on every held-out image and without the near-duplicates of training images.
+
+    ``all_metrics``: ``binary_metrics`` of every held-out image when the caller has them (the run's
+    head metrics: the same figures and intervals), so their bootstrap is not drawn twice; with no
+    near-duplicate the two sets are one and share their figures."""
     y, p = np.asarray(labels), np.asarray(prob, dtype=np.float64)
     heldout, near_mask = np.asarray(heldout, dtype=bool), np.asarray(near_mask, dtype=bool)
     clean = heldout & ~near_mask
-    return {"all": binary_metrics(y[heldout], p[heldout]),
-            "without_near_duplicates": binary_metrics(y[clean], p[clean]),
-            "n_removed": int((heldout & near_mask).sum())}
+    every = all_metrics if all_metrics is not None else binary_metrics(y[heldout], p[heldout])
+    n_removed = int((heldout & near_mask).sum())
+    return {"all": every,
+            "without_near_duplicates": binary_metrics(y[clean], p[clean]) if n_removed else every,
+            "n_removed": n_removed}

@@ -57,8 +57,9 @@ def shortcuts(facts: Sequence, labels: np.ndarray, splits: np.ndarray, generator
 
 
 def near_duplicate_report(features: np.ndarray, splits: np.ndarray, labels: np.ndarray, prob: np.ndarray,
-                          paths: Sequence[str], cfg: Config) -> dict:
-    """Held-out images with a near-duplicate in training, and the held-out metrics without them.
+                          paths: Sequence[str], cfg: Config, heldout_metrics: dict | None = None) -> dict:
+    """Held-out images with a near-duplicate in training, and the held-out metrics without them
+    (``heldout_metrics``: the head's metrics of every held-out image, when already computed).
 
     Cosines are taken after removing the training images' mean feature: every image shares a large
     common component, which would make unrelated images look alike."""
@@ -67,7 +68,7 @@ def near_duplicate_report(features: np.ndarray, splits: np.ndarray, labels: np.n
     centred = features - features[splits != HELDOUT].mean(axis=0)
     near = near_duplicates(centred, splits, threshold=cfg.checks.near_duplicate_cos)
     return {**near.to_dict(labels=labels, paths=list(paths)), "space": "vision-only features, centred",
-            "metrics": metrics_with_and_without(labels, prob, splits == HELDOUT, near.mask)}
+            "metrics": metrics_with_and_without(labels, prob, splits == HELDOUT, near.mask, heldout_metrics)}
 
 
 def flagged(checks: dict | None) -> list[str]:

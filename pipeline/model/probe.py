@@ -10,6 +10,8 @@ Seconds for thousands of images.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -43,11 +45,13 @@ def reference_probe(embeddings: np.ndarray, labels: np.ndarray, splits: np.ndarr
     train, held = splits == TRAIN, splits == HELDOUT
     if len(np.unique(labels[train])) < 2:
         raise ValueError("the reference probe needs both classes in the training split")
+    started = time.perf_counter()
     with threadpool_limits(blas_threads, "blas"):
         probe = fit_reference_probe(embeddings[train], labels[train], c)
         scores = probe.predict_proba(np.asarray(embeddings[held], np.float64))[:, 1]
     metrics = binary_metrics(labels[held], scores)
-    metrics.update({"C": c, "input_dim": int(embeddings.shape[1])})
+    metrics.update({"C": c, "input_dim": int(embeddings.shape[1]),
+                    "seconds": round(time.perf_counter() - started, 3)})
     return metrics
 
 

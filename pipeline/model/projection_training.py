@@ -105,7 +105,7 @@ def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_im
         if progress:
             progress(done, steps)
 
-    def embed_ticking(images, chunk=64):
+    def embed_ticking(images, chunk=256):  # several batches a call: each call's first batch waits for its preprocessing
         out = []
         for start in range(0, len(images), chunk):
             out.append(embed_images(images[start:start + chunk]))

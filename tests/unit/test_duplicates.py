@@ -113,3 +113,21 @@ def test_metrics_with_and_without_near_duplicates():
     summary = near.to_dict(labels=labels)
     assert summary["n_heldout_with_near_duplicate"] == 5 and len(summary["pairs"]) == 5
     json.dumps(summary)
+
+
+def test_metrics_with_and_without_reuse_the_callers_figures_and_draw_no_bootstrap_twice(monkeypatch):
+    from pipeline.checks import duplicates
+    from pipeline.model.metrics import binary_metrics
+    labels = np.array([0, 1] * 50)
+    prob = np.where(labels == 1, 0.8, 0.3)
+    heldout, none = np.ones(100, bool), np.zeros(100, bool)
+    given = binary_metrics(labels, prob)
+    calls = []
+    monkeypatch.setattr(duplicates, "binary_metrics", lambda *a, **k: calls.append(1) or binary_metrics(*a, **k))
+    out = metrics_with_and_without(labels, prob, heldout, none, all_metrics=given)
+    assert calls == [] and out["all"] is given and out["without_near_duplicates"] is given and out["n_removed"] == 0
+    one = none.copy()
+    one[3] = True
+    out = metrics_with_and_without(labels, prob, heldout, one, all_metrics=given)
+    assert len(calls) == 1 and out["without_near_duplicates"]["n"] == 99 and out["all"] is given
+    assert metrics_with_and_without(labels, prob, heldout, none)["all"] == given  # the same figures when computed here

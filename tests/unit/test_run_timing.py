@@ -97,3 +97,16 @@ def test_a_run_records_its_stages_and_every_forward_it_made(tmp_path):
     # the timing is taken as the write begins
     assert [s for s, _ in t["stages"]] == ["scan", "encoder", "embed", "checks", "projection", "head", "cells"]
     assert 0 < t["forward_share"] < 1
+
+
+def test_the_regularisers_products_do_not_depend_on_the_thread_count():
+    """The products run on every core inside a one-thread fit: that is only safe because a matrix
+    product's bits do not change with its threads (a reduction's may), so a fit on a busy or an
+    idle machine trains the same projection."""
+    from pipeline.model.torch_threads import torch_threads
+    w = torch.randn(768, 1536, generator=torch.Generator().manual_seed(0))
+    with torch_threads(1):
+        one = (w @ w.T, (torch.eye(768) - w @ w.T) @ w)
+    with torch_threads(2):
+        two = (w @ w.T, (torch.eye(768) - w @ w.T) @ w)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
