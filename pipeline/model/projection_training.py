@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.config import ProjectionConfig
 from pipeline.data.scan import BadImageError, load_image_rgb
+from pipeline.model.prefetch import ahead
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.words import draw_word, random_words, word_alone
 
@@ -105,48 +106,70 @@ def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_im
         if progress:
             progress(done, steps)
 
-    def embed_ticking(images, chunk=256):  # several batches a call: each call's first batch waits for its preprocessing
-        out = []
-        for start in range(0, len(images), chunk):
-            out.append(embed_images(images[start:start + chunk]))
-            tick(len(images[start:start + chunk]))
-        return np.concatenate(out)
-
-    # --- training tuples -------------------------------------------------------------------
     # words come from a training vocabulary, so each word is rendered alone (and embedded) once
     vocab = random_words(rng, TRAIN_VOCAB)
-    ww_imgs, word_ids, clean_rows = [], [], []
-    for i in train_idx:
+
+    def load_or_none(path):
         try:
-            image = load(paths[i])
+            return load(path)
         except BadImageError:
-            continue
-        for w in rng.integers(0, len(vocab), cfg.words_per_image):
-            ww_imgs.append(draw_word(image, vocab[w], rng))
-            word_ids.append(int(w))
-            clean_rows.append(i)
-        tick()
-    with_word = embed_ticking(ww_imgs)
-    alone = embed_ticking([word_alone(w, rng) for w in vocab])[word_ids]
+            return None
+
+    def rendered():
+        """(kind, source row, [(image, word id), ...]) in the order, and with the random draws, of
+        a plain loop: each training image with its words, the vocabulary alone, each evaluation
+        image with two evaluation words. Runs in a thread ahead of the encoder (``ahead``)."""
+        for i in train_idx:
+            image = load_or_none(paths[i])
+            if image is None:
+                yield "train", i, []
+                continue
+            words = rng.integers(0, len(vocab), cfg.words_per_image)
+            yield "train", i, [(draw_word(image, vocab[w], rng), int(w)) for w in words]
+        yield "alone", -1, [(word_alone(w, rng), k) for k, w in enumerate(vocab)]
+        for i in eval_idx:
+            image = load_or_none(paths[i])
+            if image is None:
+                yield "eval", i, []
+                continue
+            words = rng.choice(N_EVAL_WORDS, size=2, replace=False)
+            yield "eval", i, [(draw_word(image, eval_words[w], rng), int(w)) for w in words]
+
+    chunk = 256  # images per encoder call: each call's first batch waits for its preprocessing
+    embedded = {"train": [], "alone": [], "eval": []}
+    waiting = {"train": [], "alone": [], "eval": []}
+    word_ids, clean_rows, ev_word_ids, ev_image_ids = [], [], [], []
+
+    def flush(kind, everything=False):
+        while len(waiting[kind]) >= chunk or (everything and waiting[kind]):
+            part, waiting[kind] = waiting[kind][:chunk], waiting[kind][chunk:]
+            embedded[kind].append(embed_images(part))
+            tick(len(part))
+
+    for kind, i, drawn in ahead(rendered()):
+        if kind == "alone":
+            flush("train", everything=True)
+        waiting[kind] += [image for image, _ in drawn]
+        if kind == "train":
+            word_ids += [w for _, w in drawn]
+            clean_rows += [i] * len(drawn)
+        elif kind == "eval":
+            ev_word_ids += [w for _, w in drawn]
+            ev_image_ids += [int(i)] * len(drawn)
+        if kind != "alone" and drawn:  # a source image rendered (an unreadable one is skipped)
+            tick()
+        flush(kind)
+    flush("train", everything=True)
+    flush("alone", everything=True)
+    with_word = np.concatenate(embedded["train"])
+    alone = np.concatenate(embedded["alone"])[word_ids]
     text = None
     if encoder.has_text_tower:
         with torch.inference_mode():
             text = encoder.encode_text(vocab).float().cpu().numpy()[word_ids]
     tick()
-
-    # --- evaluation on images and words training never saw ------------------------------------
-    ev_imgs, ev_word_ids, ev_image_ids = [], [], []
-    for i in eval_idx:
-        try:
-            image = load(paths[i])
-        except BadImageError:
-            continue
-        for w in rng.choice(N_EVAL_WORDS, size=2, replace=False):
-            ev_imgs.append(draw_word(image, eval_words[w], rng))
-            ev_word_ids.append(int(w))
-            ev_image_ids.append(int(i))
-        tick()
-    ev_ww = embed_ticking(ev_imgs)
+    flush("eval", everything=True)
+    ev_ww = np.concatenate(embedded["eval"])
     tick()
     return WordTuples(np.array(clean_rows, int), with_word, alone, text, np.asarray(train_idx, int),
                       ev_ww, np.array(ev_image_ids, int), np.array(ev_word_ids, int),
