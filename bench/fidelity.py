@@ -39,9 +39,10 @@ from pipeline.data.splits import TRAIN  # noqa: E402
 from pipeline.model.embed import embed_pil  # noqa: E402
 from pipeline.model.head import sigmoid  # noqa: E402
 from pipeline.model.metrics import binary_metrics  # noqa: E402
-from pipeline.model.probe import fit_reference_probe, reference_probe  # noqa: E402
-from pipeline.model.projection_training import WordTuples, fit_projection, render_word_tuples  # noqa: E402
-from pipeline import runner  # noqa: E402
+from pipeline.model.probe import fit_reference_probe  # noqa: E402
+from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, WordTuples, fit_projection, \
+    render_word_tuples  # noqa: E402
+from pipeline import projection_stage, runner  # noqa: E402
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 STANDIN = REPO_ROOT / "configs" / "standin.yaml"
@@ -81,13 +82,13 @@ def embedded_set(name: str, encoder, overrides: list[str], kept: dict):
     return cfg, scanned, embedded, splits
 
 
-def word_tuples(cfg, encoder, embedded, data_fingerprint: str, cache: Path):
+def word_tuples(cfg, encoder, scanned, cache: Path):
     """The projection's training images' clean embeddings and word tuples (kept on disk)."""
     pc = cfg.projection
-    source = runner.projection_source(cfg, data_fingerprint)
+    source = projection_stage.projection_source(cfg, scanned.fingerprint)
     key = hashlib.sha256(json.dumps([encoder.info.fingerprint, source, pc.seed, pc.max_train_images,
-                                     pc.words_per_image]).encode()).hexdigest()[:16]
-    paths, clean = runner.projection_images(encoder, embedded, cfg, _quiet)
+                                     pc.words_per_image, PROJECTION_VERSION]).encode()).hexdigest()[:16]
+    paths, clean = projection_stage.projection_images(encoder, scanned, cfg, _quiet)
     path = cache / f"{key}.npz"
     if path.exists():
         saved = np.load(path, allow_pickle=False)
@@ -119,7 +120,7 @@ def measure(name: str, overrides: list[str], encoder, cache: Path, kept: dict, f
         return {"probe": probe, "head": head, "word": source["word"], "proj_s": 0.0,
                 "head_s": time.perf_counter() - start, "n": len(y), "dim": source["dim"]}
     cfg, scanned, embedded, splits = embedded_set(name, encoder, overrides, kept)
-    key, clean, tuples = word_tuples(cfg, encoder, embedded, scanned.fingerprint, cache)
+    key, clean, tuples = word_tuples(cfg, encoder, scanned, cache)
     start = time.perf_counter()
     proj_key = ("projection", key, cfg.fingerprint("projection"))
     if proj_key not in kept:

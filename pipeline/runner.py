@@ -1,8 +1,10 @@
 """The pipeline from an image folder to a run folder, as a list of stages.
 
 :func:`run_pipeline` reads as the stages it runs: scan (with each file's facts) -> encoder ->
-embed -> split -> checks (duplicates and leakage, shortcuts: ``pipeline.checks.validity``) -> projection
--> head (fit, held-out metrics) -> near-duplicates -> cells -> write. Each stage is a function of what the earlier
+projection (its sample and word images embedded, its fit started on a worker thread:
+``pipeline.projection_stage``) -> embed -> split -> checks (duplicates and leakage, shortcuts:
+``pipeline.checks.validity``) -> the projection's fit joined -> head (fit, held-out metrics) ->
+near-duplicates beside cells -> write. Each stage is a function of what the earlier
 ones produced, so other commands reuse them (scoring new data with a run: the scan, the embedding
 and the run's models). Stages talk through files where the work is worth keeping: embeddings are
 cached per (encoder, file content) by ``pipeline.model.embed``, the projection per (encoder, data,
@@ -23,28 +25,26 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from pipeline import __version__
 
 from pipeline.checks import validity
-from pipeline.model.background import background_images
+from pipeline.projection_stage import projection_ahead
 from pipeline.represent.cells import build_cells
 from pipeline.stage_times import StageTimes
-from pipeline.config import TRAIN_ON, Config, to_dict
+from pipeline.config import Config, to_dict
 from pipeline.data.scan import Record, ScanResult, scan
 from pipeline.store.diskcheck import writable_folder
 from pipeline.model.encoders import shared_encoder
 from pipeline.model.encoders.base import Encoder
-from pipeline.model.embed import embed_paths_for, embed_pil
+from pipeline.model.embed import embed_paths_for
 from pipeline.model.head import DistilledHead, orthogonality_report, sigmoid
 from pipeline.model.metrics import binary_metrics, per_generator_metrics
 from pipeline.model.probe import reference_probe
 from pipeline.model.stopwatch import Stopwatch
 from pipeline.model.projection import VisionOnlyProjection
-from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, train_projection
 from pipeline.data.splits import HELDOUT, TRAIN, assign_splits, validation_mask
-from pipeline.store.run_store import HEAD, PROJECTION, RunStore, atomic_write_bytes, hash_obj, torch_bytes, write_run
+from pipeline.store.run_store import HEAD, PROJECTION, RunStore, hash_obj, write_run
 
 log = logging.getLogger("faxplainer")
 
@@ -201,69 +201,6 @@ def embed_stage(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Prog
     return embedded
 
 
-def projection_source(cfg: Config, data_fingerprint: str) -> str:
-    """What the projection is trained on, as its cache key names it (``projection.train_on``)."""
-    train_on = cfg.projection.train_on
-    if train_on not in TRAIN_ON:
-        raise ValueError(f"projection.train_on must be one of {', '.join(TRAIN_ON)}, not {train_on!r}")
-    parts = []
-    if train_on in ("background", "both"):
-        parts.append(background_images(cfg, log=log.info)[1])
-    if train_on in ("data", "both"):
-        parts.append(f"data-{data_fingerprint}")
-    return "+".join(parts)
-
-
-def projection_images(encoder: Encoder, embedded: Embedded, cfg: Config, report: Progress,
-                      forward: Stopwatch | None = None) -> tuple[list[Path], np.ndarray]:
-    """The images the projection is trained on and their clean embeddings: the background photo
-    set (``pipeline.model.background``; embedded and cached like any image), this data set's
-    images, or both (``projection.train_on``)."""
-    paths: list[Path] = []
-    parts: list[np.ndarray] = []
-    if cfg.projection.train_on in ("background", "both"):
-        background, _ = background_images(cfg, log=log.info)
-        result = embed_paths_for(cfg, encoder, background, progress=lambda d, t: report("projection", 0, t))
-        if forward is not None:
-            forward.add(result.forward_seconds, result.n_computed)
-        good = [i for i in range(len(background)) if i not in {j for j, _ in result.failures}]
-        paths += [background[i] for i in good]
-        parts.append(np.asarray(result.embeddings, np.float32)[good])
-    if cfg.projection.train_on in ("data", "both"):
-        paths += list(embedded.paths)
-        parts.append(embedded.embeddings)
-    return paths, np.concatenate(parts)
-
-
-def projection_stage(encoder: Encoder, embedded: Embedded, cfg: Config, data_fingerprint: str,
-                     report: Progress, forward: Stopwatch | None = None) -> tuple[VisionOnlyProjection, dict]:
-    """The vision-only projection (:func:`projection_dim` wide): trained once per encoder on the
-    background photo set (``projection.train_on: background``, ``pipeline.model.background``), on
-    this data set (``data``) or on both; cached, keyed by what it was trained on. ``forward`` times
-    the encoder's forward on the word images (``forward.items`` counts them)."""
-    spec = cfg.data.reencode_spec  # the projection sees images as the run does
-    trained_on = projection_source(cfg, data_fingerprint)
-    key = hash_obj({"enc": encoder.info.fingerprint, "data": trained_on, "cfg": cfg.fingerprint("projection"),
-                    "reencode": spec.key if spec else None, "version": PROJECTION_VERSION})
-    path = cfg.cache_path / "projection" / f"{key}.pt"
-    if path.exists():
-        try:
-            saved = torch.load(path, weights_only=True)
-            return VisionOnlyProjection.from_state(saved["state"]), saved["metrics"]
-        except Exception as e:  # a corrupted cache file is recomputed, never trusted
-            log.warning("projection cache %s unreadable (%s); retraining", path, e)
-    paths, emb = projection_images(encoder, embedded, cfg, report, forward)
-    projection, metrics = train_projection(
-        encoder, paths, emb, cfg.projection,
-        embed_images=lambda images: embed_pil(encoder, images, batch_size=cfg.encoder.batch_size,
-                                              forward_watch=forward),
-        max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("projection", d, t),
-        transform=spec)
-    metrics = {**metrics, "trained_on": trained_on, "n_images": len(paths)}
-    atomic_write_bytes(path, torch_bytes({"state": projection.state(), "metrics": metrics}))
-    return projection, metrics
-
-
 def split_stage(embedded: Embedded, cfg: Config) -> np.ndarray:
     """Train / held-out per image (``pipeline.data.splits``: preset, by source, or stratified)."""
     records = embedded.records
@@ -406,11 +343,18 @@ def run_pipeline(cfg: Config, progress: Progress | None = None,
                                                 scanned.name))
     if (reused := finished_run(store, report)) is not None:
         return reused
-    embedded = embed_stage(encoder, scanned, cfg, report)
-    embedded, splits, checks = checks_stage(embedded, split_stage(embedded, cfg), cfg, report)
-    forward = Stopwatch()
-    forward.add(embedded.timing.get("forward_seconds", 0.0), embedded.n_computed)
-    projection, proj_metrics = projection_stage(encoder, embedded, cfg, scanned.fingerprint, report, forward)
+    forward = Stopwatch()  # every forward of the run: the projection's images and the data set's
+    # the projection's sample and word images go first, so that its fit (one torch thread, on a
+    # worker) overlaps the data set's embedding (pipeline.projection_stage)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-fit")
+    try:
+        projection_ready = projection_ahead(encoder, scanned, cfg, report, pool, forward)
+        embedded = embed_stage(encoder, scanned, cfg, report)
+        forward.add(embedded.timing.get("forward_seconds", 0.0), embedded.n_computed)
+        embedded, splits, checks = checks_stage(embedded, split_stage(embedded, cfg), cfg, report)
+        projection, proj_metrics = projection_ready()
+    finally:
+        pool.shutdown(wait=False)  # after an error or a cancel, an unfinished fit ends on its own
     features = projection.transform(embedded.embeddings)
     fit = head_stage(features, embedded, splits, cfg, report)
     with ThreadPoolExecutor(max_workers=1) as pool:  # two independent numpy jobs, one per core

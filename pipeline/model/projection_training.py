@@ -73,6 +73,20 @@ class WordTuples:
     eval_image_ids: np.ndarray  # which image it was drawn on
 
 
+def _draw_sample(rng: np.random.Generator, n: int, cfg: ProjectionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(evaluation rows, training rows) of ``n`` images, drawn from ``rng`` (seeded with ``cfg.seed``)."""
+    order = rng.permutation(n)
+    n_eval = min(max(8, n // 5), 120)
+    return order[:n_eval], order[n_eval:n_eval + cfg.max_train_images]
+
+
+def sample_rows(n: int, cfg: ProjectionConfig) -> np.ndarray:
+    """The rows of ``n`` images that :func:`render_word_tuples` reads (sorted): only these need a
+    clean embedding before the projection can be trained."""
+    eval_idx, train_idx = _draw_sample(np.random.default_rng(cfg.seed), n, cfg)
+    return np.sort(np.concatenate([eval_idx, train_idx]))
+
+
 def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_images: Callable,
                        max_pixels: int, progress: Callable[[int, int], None] | None = None,
                        transform: Callable | None = None) -> WordTuples:
@@ -90,11 +104,9 @@ def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_im
 
     rng = np.random.default_rng(cfg.seed)
     n = len(paths)
-    order = rng.permutation(n)
-    n_eval = min(max(8, n // 5), 120)
-    eval_idx, train_idx = order[:n_eval], order[n_eval:n_eval + cfg.max_train_images]
+    eval_idx, train_idx = _draw_sample(rng, n, cfg)
     if len(train_idx) < 8:
-        raise ValueError(f"the projection needs at least {n_eval + 8} images; the data set has {n}")
+        raise ValueError(f"the projection needs at least {len(eval_idx) + 8} images; the data set has {n}")
     eval_words = random_words(np.random.default_rng(cfg.seed + 10_000), N_EVAL_WORDS)
     # progress counts images rendered plus images embedded (train: 2 per word, eval: 2 per image)
     steps = len(train_idx) * (1 + cfg.words_per_image) + TRAIN_VOCAB + len(eval_idx) * 3 + 2
@@ -171,7 +183,8 @@ def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_im
     flush("eval", everything=True)
     ev_ww = np.concatenate(embedded["eval"])
     tick()
-    return WordTuples(np.array(clean_rows, int), with_word, alone, text, np.asarray(train_idx, int),
+    loaded = list(dict.fromkeys(clean_rows))  # the training rows that could be read, in drawn order
+    return WordTuples(np.array(clean_rows, int), with_word, alone, text, np.asarray(loaded, int),
                       ev_ww, np.array(ev_image_ids, int), np.array(ev_word_ids, int),
                       np.array(ev_image_ids, int))
 

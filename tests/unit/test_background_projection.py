@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import runner
+from pipeline import projection_stage, runner
 from pipeline.model.background import build_background
 from pipeline.config import REPO_ROOT, load_config
 from tests.integration.test_pipeline_tiny import make_dataset
@@ -39,7 +39,7 @@ def test_one_projection_serves_every_data_set(tmp_path, monkeypatch):
     assert proj["trained_on"].startswith("folder-") and proj["n_images"] == 40
     assert proj["n_eval_pairs"] > 0  # measured on background photos it was not trained on
     trained = []
-    monkeypatch.setattr(runner, "train_projection", lambda *a, **k: trained.append(1) or pytest.fail())
+    monkeypatch.setattr(projection_stage, "fit_projection", lambda *a, **k: trained.append(1) or pytest.fail())
     second = runner.run_pipeline(cfg(make_dataset(tmp_path / "b", n_per_class=20, seed=1, salt=False)))
     assert second.run_id != first.run_id and not trained  # another data set, the same projection
     assert np.array_equal(second.load_torch("projection.pt")["weight"], first.load_torch("projection.pt")["weight"])

@@ -111,6 +111,7 @@ LAYERS = [
     ["pipeline.represent"],
     ["pipeline.explain", "pipeline.checks"],
     ["pipeline.report"],  # the findings sheet shows what explain and checks produce
+    ["pipeline.projection_stage", "pipeline.stage_times"],  # pieces of a run
     ["pipeline.runner"],
     ["pipeline.generalise"],
     ["pipeline.cli"],

@@ -91,11 +91,15 @@ def test_a_run_records_its_stages_and_every_forward_it_made(tmp_path):
     meta = run_pipeline(cfg).read_meta()
     t, proj = meta["timing"], meta["metrics"]["projection"]
     word_images = proj["n_train_pairs"] + TRAIN_VOCAB + proj["n_eval_pairs"]
-    assert t["forward_images"] == meta["embedding"]["computed"] + word_images
-    assert meta["embedding"]["computed"] == 40
+    # each image once: those the projection reads were embedded first, and the data set's embedding
+    # took them from the cache (here the projection reads all 40)
+    assert t["forward_images"] == meta["data"]["n_images"] + word_images == 40 + word_images
+    assert meta["embedding"] == {**meta["embedding"], "computed": 0, "cached": 40}
     assert meta["embedding"]["forward_seconds"] < t["forward_seconds"] <= t["seconds"]
-    # the timing is taken as the write begins
-    assert [s for s, _ in t["stages"]] == ["scan", "encoder", "embed", "checks", "projection", "head", "cells"]
+    # the projection's sample and word images go first, its fit beside the embedding; the timing is
+    # taken as the write begins
+    assert [s for s, _ in t["stages"]] == ["scan", "encoder", "projection", "embed", "checks", "projection fit",
+                                           "head", "cells"]
     assert 0 < t["forward_share"] < 1
 
 
@@ -110,3 +114,44 @@ def test_the_regularisers_products_do_not_depend_on_the_thread_count():
     with torch_threads(2):
         two = (w @ w.T, (torch.eye(768) - w @ w.T) @ w)
     assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_the_projection_fitted_ahead_is_the_one_fitted_after_the_whole_embedding(tmp_path):
+    """Only the projection's sample is embedded before its fit starts (the rest of the data set is
+    embedded beside the fit), with bad files in the data set: the projection is the one a plain
+    sequence (embed everything, then render and fit) trains, bit for bit."""
+    import numpy as np
+    from pipeline.config import REPO_ROOT, load_config
+    from pipeline.data.scan import scan
+    from pipeline.model.embed import embed_paths_for, embed_pil
+    from pipeline.model.encoders import shared_encoder
+    from pipeline.model.projection_training import fit_projection, render_word_tuples, sample_rows
+    from pipeline.runner import run_pipeline
+    from tests.helpers import torch_threads
+    from tests.integration.test_pipeline_tiny import make_dataset
+
+    data = make_dataset(tmp_path / "d", n_per_class=40, salt=True)  # + unreadable files the scan skips
+    cfg = load_config(REPO_ROOT / "configs" / "test.yaml", [
+        f"data.root={data}", f"runs_dir={tmp_path / 'runs'}", f"cache_dir={tmp_path / 'cache'}",
+        "projection.train_on=data", "projection.max_train_images=20"])
+    with torch_threads(1):
+        store = run_pipeline(cfg)
+    meta = store.read_meta()
+    scanned = scan(cfg.data)
+    paths = [scanned.path(r) for r in scanned.records]
+    n_sample = len(sample_rows(len(paths), cfg.projection))
+    assert n_sample < len(paths)
+    # the data set's embedding computed only what the projection's sample had not
+    assert meta["embedding"]["computed"] + meta["embedding"]["cached"] == meta["data"]["n_images"]
+    assert meta["embedding"]["cached"] == n_sample and meta["data"]["n_bad"] > 0
+
+    encoder = shared_encoder(cfg.encoder, cfg.cache_path)
+    clean = embed_paths_for(cfg, encoder, paths).embeddings  # everything first (cached: no forward)
+    with torch_threads(1):
+        tuples = render_word_tuples(encoder, paths, cfg.projection,
+                                    lambda ims: embed_pil(encoder, ims, cfg.encoder.batch_size),
+                                    cfg.data.max_image_pixels)
+        plain, _ = fit_projection(tuples, clean, cfg.projection)
+    assert np.isfinite(clean[tuples.train_rows]).all()  # no unreadable image among the rows it reads
+    assert np.array_equal(store.load_torch("projection.pt")["weight"].numpy(),
+                          plain.module_.linear.weight.detach().numpy())
