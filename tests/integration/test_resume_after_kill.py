@@ -44,5 +44,7 @@ def test_sigkill_mid_embedding_then_resume(tmp_path):
     second = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
     computed, cached = map(int, re.search(r"embeddings: (\d+) computed, (\d+) from cache", second.stderr).groups())
-    assert cached == done_before and computed == 240 - done_before
+    # the resumed run embeds the projection's sample first (pipeline.projection_stage), so the data
+    # set's embedding finds at least the killed run's images in the cache, and computes the rest
+    assert cached >= done_before and computed + cached == 240
     assert _cached_keys(cache) == 240  # every image embedded exactly once over both runs
