@@ -218,13 +218,3 @@ def fit_projection(tuples: WordTuples, clean_embeddings: np.ndarray,
         "final_loss": projection.loss_history_[-1],
     }
     return projection, metrics
-
-
-def train_projection(encoder, paths: Sequence, clean_embeddings: np.ndarray, cfg: ProjectionConfig,
-                     embed_images: Callable, max_pixels: int,
-                     progress: Callable[[int, int], None] | None = None,
-                     transform: Callable | None = None) -> tuple[VisionOnlyProjection, dict]:
-    """Render and embed the word tuples of ``paths`` (whose clean embeddings are given), then fit
-    the projection and measure it. Returns the fitted projection and its metrics dict."""
-    tuples = render_word_tuples(encoder, paths, cfg, embed_images, max_pixels, progress, transform)
-    return fit_projection(tuples, clean_embeddings, cfg)
