@@ -37,6 +37,7 @@ from PIL import Image
 from pipeline.config import Config, DataConfig, EncoderConfig
 from pipeline.data.scan import BadImageError, load_image_rgb
 from pipeline.model.encoders.base import Encoder
+from pipeline.model.prefetch import ahead
 from pipeline.model.stopwatch import Stopwatch
 from pipeline.store.run_store import atomic_write_bytes
 
@@ -340,7 +341,7 @@ def embed_pil(encoder: Encoder, images: Sequence[Image.Image],
     """Embed in-memory RGB images -> (N, D) float32 (no cache; for generated training images).
 
     The next batch is preprocessed in a thread while the model runs on this one (Pillow and torch
-    release the GIL), as :func:`embed_paths` does with decoding; ``forward_watch`` times the
+    release the GIL; ``pipeline.model.prefetch.ahead``), as :func:`embed_paths` does with decoding; ``forward_watch`` times the
     forward calls and counts the images."""
     starts = range(0, len(images), batch_size)
     if not starts:
@@ -352,12 +353,8 @@ def embed_pil(encoder: Encoder, images: Sequence[Image.Image],
 
     watch = forward_watch or Stopwatch()
     rows = []
-    with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
-        ahead = pool.submit(prepare, starts[0])
-        for k in range(len(starts)):
-            batch = ahead.result()
-            if k + 1 < len(starts):
-                ahead = pool.submit(prepare, starts[k + 1])
+    with torch.inference_mode():
+        for batch in ahead((prepare(start) for start in starts), depth=1):
             with watch:
                 rows.append(encoder.embed(batch).float().cpu().numpy())
             watch.items += len(batch)
