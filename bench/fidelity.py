@@ -88,7 +88,7 @@ def word_tuples(cfg, encoder, scanned, cache: Path):
     source = projection_stage.projection_source(cfg, scanned.fingerprint)
     key = hashlib.sha256(json.dumps([encoder.info.fingerprint, source, pc.seed, pc.max_train_images,
                                      pc.words_per_image, PROJECTION_VERSION]).encode()).hexdigest()[:16]
-    paths, clean = projection_stage.projection_images(encoder, scanned, cfg, _quiet)
+    paths, clean = projection_stage.projection_images(encoder, scanned, cfg, projection_stage.StageCount())
     path = cache / f"{key}.npz"
     if path.exists():
         saved = np.load(path, allow_pickle=False)

@@ -27,7 +27,7 @@ from pipeline.model.embed import embed_paths_for, embed_pil
 from pipeline.model.encoders.base import Encoder
 from pipeline.model.projection import VisionOnlyProjection
 from pipeline.model.projection_training import VERSION as PROJECTION_VERSION, fit_projection, \
-    render_word_tuples, sample_rows
+    render_steps, render_word_tuples, sample_rows
 from pipeline.model.stopwatch import Stopwatch
 from pipeline.store.run_store import atomic_write_bytes, hash_obj, torch_bytes
 
@@ -57,36 +57,59 @@ def projection_cache_file(encoder: Encoder, cfg: Config, trained_on: str) -> Pat
     return cfg.cache_path / "projection" / f"{key}.pt"
 
 
-def projection_images(encoder: Encoder, scanned: ScanResult, cfg: Config, report: Progress,
+class StageCount:
+    """The projection stage's one progress count, so its bar fills once: its sample's embedding
+    (``n_sample`` images), then its word images (``render_steps``)."""
+
+    def __init__(self, report: Progress | None = None):
+        self.report, self.n_sample, self.total = report, 0, 0
+
+    def plan(self, n_sample: int, n_words: int) -> None:
+        self.n_sample, self.total = n_sample, n_sample + n_words
+        self(0)
+
+    def __call__(self, done: int) -> None:
+        if self.report is not None:
+            self.report("projection", min(done, self.total), self.total)
+
+
+def projection_images(encoder: Encoder, scanned: ScanResult, cfg: Config, count: StageCount,
                       forward: Stopwatch | None = None) -> tuple[list[Path], np.ndarray]:
     """The images the projection is trained on and their clean embeddings: the background photo
     set (``pipeline.model.background``; embedded and cached like any image), the scan's usable
     images, or both (``projection.train_on``). Only the rows the projection reads are embedded
-    (cached, so the data set's embedding reuses them); the other rows are NaN."""
-    paths: list[Path] = []
-    parts: list[np.ndarray] = []
+    (cached, so the data set's embedding reuses them); the other rows are NaN. ``count`` is
+    planned here and counts the images embedded."""
+    train_on = cfg.projection.train_on
+    background = background_images(cfg, log=log.info)[0] if train_on in ("background", "both") else []
+    data = [scanned.path(r) for r in scanned.records] if train_on in ("data", "both") else []
 
-    def embed(files, rows=None):
-        result = embed_paths_for(cfg, encoder, files if rows is None else [files[i] for i in rows],
-                                 progress=lambda d, t: report("projection", 0, t))
+    def data_rows(n_before: int) -> np.ndarray:  # the data set's rows in the sample
+        rows = sample_rows(n_before + len(data), cfg.projection) - n_before
+        return rows[rows >= 0] if data else rows[:0]
+
+    n = len(background) + len(data)
+    count.plan(len(background) + len(data_rows(len(background))), render_steps(n, cfg.projection))
+
+    def embed(files, offset):
+        result = embed_paths_for(cfg, encoder, files, progress=lambda d, t: count(offset + d))
         if forward is not None:
             forward.add(result.forward_seconds, result.n_computed)
         return result
 
-    if cfg.projection.train_on in ("background", "both"):
-        background, _ = background_images(cfg, log=log.info)
-        result = embed(background)
+    paths: list[Path] = []
+    parts: list[np.ndarray] = []
+    if background:
+        result = embed(background, 0)
         failed = {j for j, _ in result.failures}
         good = [i for i in range(len(background)) if i not in failed]
         paths += [background[i] for i in good]
         parts.append(np.asarray(result.embeddings, np.float32)[good])
-    if cfg.projection.train_on in ("data", "both"):
-        data = [scanned.path(r) for r in scanned.records]
-        rows = sample_rows(len(paths) + len(data), cfg.projection) - len(paths)
-        rows = rows[rows >= 0]
+    if data:
+        rows = data_rows(len(paths))  # drawn after the background images that loaded
         clean = np.full((len(data), encoder.info.embed_dim), np.nan, np.float32)
         if len(rows):
-            clean[rows] = embed(data, rows).embeddings
+            clean[rows] = embed([data[i] for i in rows], len(background)).embeddings
         paths += data
         parts.append(clean)
     return paths, np.concatenate(parts)
@@ -106,12 +129,13 @@ def projection_ahead(encoder: Encoder, scanned: ScanResult, cfg: Config, report:
             return lambda: kept
         except Exception as e:  # a corrupted cache file is recomputed, never trusted
             log.warning("projection cache %s unreadable (%s); retraining", path, e)
-    paths, clean = projection_images(encoder, scanned, cfg, report, forward)
+    count = StageCount(report)
+    paths, clean = projection_images(encoder, scanned, cfg, count, forward)
     tuples = render_word_tuples(
         encoder, paths, cfg.projection,
         embed_images=lambda images: embed_pil(encoder, images, batch_size=cfg.encoder.batch_size,
                                               forward_watch=forward),
-        max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: report("projection", d, t),
+        max_pixels=cfg.data.max_image_pixels, progress=lambda d, t: count(count.n_sample + d),
         transform=cfg.data.reencode_spec)  # the projection sees images as the run does
 
     def fit() -> tuple[VisionOnlyProjection, dict]:

@@ -76,8 +76,14 @@ class WordTuples:
 def _draw_sample(rng: np.random.Generator, n: int, cfg: ProjectionConfig) -> tuple[np.ndarray, np.ndarray]:
     """(evaluation rows, training rows) of ``n`` images, drawn from ``rng`` (seeded with ``cfg.seed``)."""
     order = rng.permutation(n)
+    n_eval, n_train = _sample_sizes(n, cfg)
+    return order[:n_eval], order[n_eval:n_eval + n_train]
+
+
+def _sample_sizes(n: int, cfg: ProjectionConfig) -> tuple[int, int]:
+    """(evaluation images, training images) drawn from ``n``."""
     n_eval = min(max(8, n // 5), 120)
-    return order[:n_eval], order[n_eval:n_eval + cfg.max_train_images]
+    return n_eval, max(0, min(cfg.max_train_images, n - n_eval))
 
 
 def sample_rows(n: int, cfg: ProjectionConfig) -> np.ndarray:
@@ -85,6 +91,13 @@ def sample_rows(n: int, cfg: ProjectionConfig) -> np.ndarray:
     clean embedding before the projection can be trained."""
     eval_idx, train_idx = _draw_sample(np.random.default_rng(cfg.seed), n, cfg)
     return np.sort(np.concatenate([eval_idx, train_idx]))
+
+
+def render_steps(n: int, cfg: ProjectionConfig) -> int:
+    """The progress steps of :func:`render_word_tuples` on ``n`` images: images rendered plus images
+    embedded (train: 2 per word, eval: 2 per image), so a caller can count it into a larger stage."""
+    n_eval, n_train = _sample_sizes(n, cfg)
+    return n_train * (1 + cfg.words_per_image) + TRAIN_VOCAB + n_eval * 3 + 2
 
 
 def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_images: Callable,
@@ -108,8 +121,7 @@ def render_word_tuples(encoder, paths: Sequence, cfg: ProjectionConfig, embed_im
     if len(train_idx) < 8:
         raise ValueError(f"the projection needs at least {len(eval_idx) + 8} images; the data set has {n}")
     eval_words = random_words(np.random.default_rng(cfg.seed + 10_000), N_EVAL_WORDS)
-    # progress counts images rendered plus images embedded (train: 2 per word, eval: 2 per image)
-    steps = len(train_idx) * (1 + cfg.words_per_image) + TRAIN_VOCAB + len(eval_idx) * 3 + 2
+    steps = render_steps(n, cfg)
     done = 0
 
     def tick(k=1):

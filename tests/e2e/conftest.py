@@ -108,9 +108,17 @@ class AppServer:
         return self.start()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so a fixture can tell whether its test failed."""
+    outcome = yield
+    setattr(item, f"report_{call.when}", outcome.get_result())
+
+
 @pytest.fixture
-def app_server(tiny_run, tmp_path):
-    """A fresh copy of the tiny run, a fresh app cache, and the app serving them."""
+def app_server(tiny_run, tmp_path, request):
+    """A fresh copy of the tiny run, a fresh app cache, and the app serving them. When the test
+    fails, the end of the app's log is printed with the failure (a CI run leaves nothing else)."""
     data, template, model_cache, run_id = tiny_run
     runs = tmp_path / "runs"
     shutil.copytree(template, runs)
@@ -122,6 +130,9 @@ def app_server(tiny_run, tmp_path):
     server = AppServer(config, run_id, tmp_path / "server.log").start()
     yield server
     server.stop()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        print(f"--- end of the app's log ({server.log}) ---\n{server.log.read_text()[-6000:]}")
 
 
 SHOT_WIDTHS = (1600, 1024)  # the screens an analyst has: a desktop and a small laptop

@@ -60,6 +60,13 @@ def text_of(driver, element_id) -> str:
     return driver.find_element(By.ID, element_id).text
 
 
+def page_box(driver, element_id) -> list[int]:
+    """An element's box (x, y, width, height) on the page, in whole pixels (scrolling aside)."""
+    return [round(v) for v in driver.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height];", element_id)]
+
+
 def to_viewport(driver, graph_id, x, y):
     """Viewport pixel of data point (x, y) of a dcc.Graph."""
     return driver.execute_script(
@@ -473,11 +480,14 @@ def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, t
     driver.find_element(By.ID, ids.NEWRUN_TOGGLE).click()
     type_into(driver.find_element(By.ID, ids.NEWRUN_PATH), str(data))
     driver.find_element(By.ID, ids.NEWRUN_CATEGORIES).send_keys("bird")
+    idle_box = page_box(driver, ids.REPR_GRAPH)
     driver.find_element(By.ID, ids.NEWRUN_START).click()
     wait_until(lambda: driver.find_element(By.ID, ids.NEWRUN_CANCEL).is_enabled(), what="running")
     wait_until(lambda: ":" in text_of(driver, ids.NEWRUN_PROGRESS_LABEL)
                or text_of(driver, ids.NEWRUN_MESSAGE), timeout=JOB_TIMEOUT, what="progress")
     assert text_of(driver, ids.NEWRUN_MESSAGE) == ""  # no error
+    # the page does not move under the analyst's pointer as the run's progress line comes and goes
+    assert page_box(driver, ids.REPR_GRAPH) == idle_box
     # the app stays usable while the run is computed
     cell = largest_cell(app_server)
     wait_until(lambda: trace_info(driver, ids.REPR_GRAPH, HOVER), what="representation figure")
@@ -485,6 +495,7 @@ def test_new_run_in_the_background_with_a_category_filter(dash_br, app_server, t
     wait_for_grid(driver, cell["n"])
     wait_until(lambda: "is ready" in text_of(driver, ids.NEWRUN_MESSAGE), timeout=JOB_TIMEOUT,
                what="the new run")
+    assert page_box(driver, ids.REPR_GRAPH) == idle_box
     new_id = text_of(driver, ids.NEWRUN_MESSAGE).split()[1].rstrip(":")
     assert new_id != app_server.run_id
     assert f"run={app_server.run_id}" in driver.current_url  # the analyst stays where they are...

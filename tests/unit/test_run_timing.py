@@ -72,7 +72,7 @@ def test_embed_pil_times_only_the_forward_and_counts_images(tiny, monkeypatch):
 def test_isometry_gap_is_the_frobenius_norm_with_its_exact_gradient():
     w = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
     expected = torch.linalg.norm(torch.eye(6, dtype=torch.float64) - w @ w.T)
-    assert float(isometry_gap(w).detach()) == pytest.approx(float(expected), rel=1e-12)
+    assert float(isometry_gap(w).detach()) == pytest.approx(float(expected.detach()), rel=1e-12)
     assert torch.autograd.gradcheck(isometry_gap, (w,))
     q = torch.linalg.qr(torch.randn(9, 6, dtype=torch.float64))[0].T  # orthonormal rows: no gap
     assert float(isometry_gap(q)) == pytest.approx(0.0, abs=1e-12)
@@ -155,3 +155,26 @@ def test_the_projection_fitted_ahead_is_the_one_fitted_after_the_whole_embedding
     assert np.isfinite(clean[tuples.train_rows]).all()  # no unreadable image among the rows it reads
     assert np.array_equal(store.load_torch("projection.pt")["weight"].numpy(),
                           plain.module_.linear.weight.detach().numpy())
+
+
+def test_the_projection_stage_fills_one_bar_from_its_sample_to_its_word_images(tmp_path):
+    """The projection's progress counts its sample's embedding, then its word images, on one total:
+    a bar that fills once, never one that sits at 0 while the sample embeds."""
+    from pipeline.config import REPO_ROOT, load_config
+    from pipeline.model.projection_training import render_steps, sample_rows
+    from pipeline.runner import run_pipeline
+    from tests.integration.test_pipeline_tiny import make_dataset
+
+    cfg = load_config(REPO_ROOT / "configs" / "test.yaml", [
+        f"data.root={make_dataset(tmp_path / 'd', n_per_class=30, salt=False)}", f"runs_dir={tmp_path / 'runs'}",
+        f"cache_dir={tmp_path / 'cache'}", "projection.train_on=data", "projection.max_train_images=24"])
+    seen = []
+    run_pipeline(cfg, progress=lambda stage, done, total: seen.append((done, total)) if stage == "projection" else None)
+    n_sample = len(sample_rows(60, cfg.projection))
+    assert n_sample < 60  # the sample is a part of the data set
+    total = n_sample + render_steps(60, cfg.projection)
+    assert {t for _, t in seen} == {total}
+    done = [d for d, _ in seen]
+    assert done[0] == 0 and done[-1] == total and done == sorted(done)
+    assert n_sample in done  # the sample's images counted one by one up to here...
+    assert any(0 < d < n_sample for d in done)  # ...not reported in one jump
