@@ -7,7 +7,9 @@ there), measured in the same process, in this order:
 * maps:      ``get_maps`` of the atlas's sample (the baseline stage: what explaining the same
              images costs without the atlas);
 * masks:     the DINOv2 subject masks of the same images (maps already kept);
-* atlas:     ``get_atlas`` with maps and masks kept: profiles, examples, words (and CLIP names);
+* blur:      the blur tests of the same images (``pipeline.explain.region_evidence``: three
+             forwards per image through the run's models; maps and masks kept);
+* atlas:     ``get_atlas`` with maps, masks and blur tests kept: profiles, examples, words (and CLIP names);
 * click:     ``read_profiles`` of 3 images with kept maps and masks (the attention matrix's
              header counts; torch-free, what a click waits for).
 
@@ -35,13 +37,13 @@ from bench._bf16_agreement import machine  # noqa: E402
 from bench._demo_run import demo_run  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.explain.atlas import ATLAS_IMAGES, atlas_result  # noqa: E402
-from pipeline.explain.atlas_jobs import get_atlas, get_subject_masks  # noqa: E402
+from pipeline.explain.atlas_jobs import get_atlas, get_profiles, get_subject_masks  # noqa: E402
 from pipeline.explain.cache import get_maps  # noqa: E402
 from pipeline.explain.profiles import read_profiles  # noqa: E402
 from pipeline.model.encoders.precision import cpu_flags  # noqa: E402
 from pipeline.model.run_models import load_run_models  # noqa: E402
 
-KEPT = ("relevance", "subject", "atlas")  # what --fresh removes from the copy
+KEPT = ("relevance", "subject", "evidence", "atlas")  # what --fresh removes from the copy
 
 
 def _run_folder(run: str) -> Path:
@@ -81,11 +83,14 @@ def main(argv=None) -> int:
         (models, load_s) = _timed("load", 1, lambda: load_run_models(run))
         _, maps_s = _timed("maps", len(indices), lambda: get_maps(run, indices, models=models))
         _, masks_s = _timed("masks", len(indices), lambda: get_subject_masks(run, indices, models=models))
+        _, blur_s = _timed("blur", len(indices),
+                           lambda: get_profiles(run, indices, models=models, with_blur_test=True))
         atlas, atlas_s = _timed("atlas", len(indices), lambda: get_atlas(run, n_images=args.images, models=models))
         _, click_s = _timed("click", 3, lambda: read_profiles(run, indices[:3]))
-        total = maps_s + masks_s + atlas_s
-        print(f"atlas in all (maps + masks + profiles/words): {total:.1f} s, {total / len(indices):.2f} s per image;"
-              f" {total / maps_s:.2f}x the maps alone (masks {masks_s / maps_s:.3f}x, profiles and words "
+        total = maps_s + masks_s + blur_s + atlas_s
+        print(f"atlas in all (maps + masks + blur tests + profiles/words): {total:.1f} s, "
+              f"{total / len(indices):.2f} s per image; {total / maps_s:.2f}x the maps alone (masks "
+              f"{masks_s / maps_s:.3f}x, blur tests {blur_s / maps_s:.3f}x, profiles and words "
               f"{atlas_s / maps_s:.3f}x of the maps' time)")
         print(f"click (3 images' profiles from kept maps and masks): {click_s * 1000:.0f} ms")
         print(f"atlas kept: {atlas['n_images']} images profiled, {len(atlas['skipped'])} skipped")

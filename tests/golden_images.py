@@ -3,9 +3,12 @@ reals and fakes differ only in the fine texture of one of the two.
 
 The subject is a shaded ball of a saturated colour on a dull, low-contrast ground, so that it is an
 object to DINOv2 (the subject mask finds it: IoU ~0.93 with the true disc) whatever the texture.
-The texture is added to one side only: reals get +-``AMPLITUDE`` iid pixel noise, fakes a 4-px
-checkerboard of the same amplitude and a random phase (an upsampling artefact). Each image's
-colours, shading and ground are drawn afresh, so the texture is all that tells the classes apart.
+The class's texture is on one side only: reals get +-``AMPLITUDE`` iid pixel noise there, fakes a
+4-px checkerboard of the same amplitude and a random phase (an upsampling artefact). The other side
+gets the reals' iid noise in both classes, so each side has fine detail and only one side's detail
+tells the classes apart (a test of where the evidence is must tell the two kinds of detail apart,
+not just find the detail). Each image's colours, shading and ground are drawn afresh, so the
+texture is all that tells the classes apart.
 """
 from __future__ import annotations
 
@@ -54,10 +57,11 @@ def golden_image(rng: np.random.Generator, where: str, fake: bool) -> Image.Imag
     lx, ly = rng.uniform(-0.5, 0.5, 2)  # where the light hits the ball
     r2 = ((xx - SIZE / 2) / RADIUS - lx) ** 2 + ((yy - SIZE / 2) / RADIUS - ly) ** 2
     ball = colour * np.clip(1.1 - 0.5 * r2, 0.3, 1)[..., None] * 0.85 + 0.1 * _smooth(rng, 16)
+    neutral = _texture(rng, False)  # the same kind of detail on the other side, in both classes
     if where == "background":
-        ground = ground + _texture(rng, fake)
+        ground, ball = ground + _texture(rng, fake), ball + neutral
     else:
-        ball = ball + _texture(rng, fake)
+        ball, ground = ball + _texture(rng, fake), ground + neutral
     alpha = disc_alpha()[..., None]
     return Image.fromarray(((alpha * ball + (1 - alpha) * ground).clip(0, 1) * 255).astype(np.uint8))
 

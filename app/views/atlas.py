@@ -3,7 +3,9 @@ without opening a single map.
 
 A row says the dimension's verdict (mostly on the **subject**, the **background**, or **mixed**:
 :mod:`pipeline.explain.profiles`), the share of its relevance on the subject against the
-background as a bar (the tick: the subject's area, what a flat map would give), its shares on the
+background as a bar (the tick: the subject's area, what a flat map would give), where its evidence
+is by the blur test (:mod:`pipeline.explain.region_evidence`: the map follows the attention, the
+test follows the value), its shares on the
 image border and on textured regions, how concentrated its maps are, its mean contribution to the
 logit (orange towards fake, blue towards real), the atlas's sentence, and the held-out images
 where the dimension is highest and lowest, each drawn with that dimension's map and opening the
@@ -21,7 +23,8 @@ from __future__ import annotations
 from dash import Input, Output, State, html, no_update
 
 from pipeline.explain.atlas import atlas_summaries, read_atlas
-from pipeline.explain.profiles import VERDICT_ODDS, count_sentence
+from pipeline.explain.profiles import EVIDENCE_VERDICTS, NO_EVIDENCE, VERDICT_ODDS, count_sentence, \
+    evidence_count_sentence
 
 from app.files import artifacts, urls
 from app.jobs.managers import stage_progress
@@ -37,6 +40,13 @@ VERDICT_TIPS = {  # the verdict is judged against a flat map (pipeline.explain.p
     "background": f"its relevance is denser on the background than an evenly spread map's, by at least "
                   f"{VERDICT_ODDS:g}x in odds",
     "mixed": "its relevance lies on the subject and the background about as an evenly spread map's would"}
+EVIDENCE_TIPS = {  # pipeline.explain.profiles: the blur test's verdict, judged against the subject's area
+    "subject": "blurring the subject moves it more, per pixel, than blurring the background: its evidence is "
+               "in the subject's fine detail",
+    "background": "blurring the background moves it more, per pixel, than blurring the subject: its evidence "
+                  "is in the background's fine detail",
+    "mixed": "both blurs move it about in proportion to their areas",
+    "none": f"neither blur moves it by {100 * NO_EVIDENCE:.0f}% of its spread: it reads no fine detail"}
 
 
 def layout() -> html.Details:
@@ -62,12 +72,12 @@ def percent(x: float | None) -> str:
     return "–" if x is None else f"{100 * float(x):.0f}%"
 
 
-def share_bar(subject: float, area: float) -> html.Div:
-    """Subject (violet) against background (khaki) share of a dimension's relevance; the tick is
-    the subject's area, the share a flat map would have."""
+def share_bar(subject: float, area: float, of: str = "its relevance") -> html.Div:
+    """Subject (violet) against background (khaki) share of a dimension's relevance (or of ``of``);
+    the tick is the subject's area, the share a flat map would have."""
     s = min(max(float(subject), 0.0), 1.0)
-    words = (f"{percent(s)} of its relevance on the subject, {percent(1 - s)} on the background "
-             f"(the subject covers {percent(area)} of the images: a flat map would put that much on it)")
+    words = (f"{percent(s)} of {of} on the subject, {percent(1 - s)} on the background "
+             f"(the subject covers {percent(area)} of the images: an even spread would put that much on it)")
     return html.Div(className="fx-sb", title=words, children=[
         html.Div(className="fx-sb-bar", children=[
             html.Span(className="subject", style={"width": f"{100 * s:.0f}%"}),
@@ -78,6 +88,20 @@ def share_bar(subject: float, area: float) -> html.Div:
                   html.Span(f"background {percent(1 - s)}", className="fx-sb-background")],
                  className="fx-sb-words"),
     ])
+
+
+def evidence_cell(entry: dict) -> html.Div:
+    """The blur test: where the dimension's evidence is (``pipeline.explain.region_evidence``)."""
+    verdict = entry.get("evidence_verdict")
+    if verdict is None:
+        return html.Div("–", className="fx-atlas-evidence fx-muted", title="no blur test in this atlas")
+    moves = (f"blurring the subject moves it by {float(entry['evidence_subject']):.2f}, the background by "
+             f"{float(entry['evidence_background']):.2f}")
+    chip = html.Span(verdict, className=f"fx-verdict-chip {verdict}", title=EVIDENCE_TIPS[verdict] + f" ({moves})")
+    if verdict == "none":
+        return html.Div([chip, html.Span(moves, className="fx-muted")], className="fx-atlas-evidence")
+    return html.Div([chip, share_bar(entry["evidence_share"], entry.get("subject_area", 0.0), "its moves under blur")],
+                    className="fx-atlas-evidence")
 
 
 def contribution_cell(entry: dict) -> html.Div:
@@ -117,6 +141,7 @@ def atlas_row(view, drawn: set[int], entry: dict, with_names: bool) -> html.Div:
                   html.Span(verdict, className=f"fx-verdict-chip {verdict}", title=VERDICT_TIPS.get(verdict, ""))],
                  className="fx-atlas-dim"),
         share_bar(entry["subject_share"], entry.get("subject_area", 0.0)),
+        evidence_cell(entry),
         html.Div(percent(entry["border_share"]), className="fx-atlas-num",
                  title="share of its relevance on the image's border band"),
         html.Div(percent(entry["textured_share"]), className="fx-atlas-num",
@@ -134,7 +159,9 @@ def atlas_row(view, drawn: set[int], entry: dict, with_names: bool) -> html.Div:
 
 
 HEADERS = [("dimension", "its verdict: where its relevance is denser than an evenly spread map's"),
-           ("subject | background", "share of its relevance on the subject and on the background"),
+           ("map: subject | background", "share of its relevance on the subject and on the background"),
+           ("evidence (blur test)", "where its evidence is: how far it moves when the subject, or the "
+                                    "background, is blurred (the map follows the attention; this follows the value)"),
            ("border", "share on the border band"), ("textured", "share on textured regions"),
            ("top 10%", "concentration: share held by its top 10% of patches"),
            ("mean contribution", "to the logit, over the sample"),
@@ -152,9 +179,12 @@ def atlas_table(view, cache, atlas: dict) -> html.Div:
     head = html.Div([html.Div(h, title=t, className="fx-atlas-th") for h, t in headers],
                     className="fx-atlas-row fx-atlas-header")
     n = int(atlas.get("n_images", 0))
-    line = count_sentence(atlas_summaries(atlas), f"the {n} held-out images of the atlas")
+    summaries = atlas_summaries(atlas)
+    line = count_sentence(summaries, f"the {n} held-out images of the atlas")
     skipped = atlas.get("skipped") or []
     notes = [html.Div(line, className="fx-count-line")]
+    if (blur := evidence_count_sentence(summaries, f"the same {n} images")) is not None:
+        notes.append(html.Div(blur, className="fx-count-line fx-count-evidence"))
     if skipped:
         notes.append(html.Div(f"{len(skipped)} sampled image(s) left out: "
                               + "; ".join(f"image {s['index']}: {s['message']}" for s in skipped[:3]),
@@ -179,7 +209,11 @@ def summary(view, atlas: dict | None) -> str:
         return f"Dimension atlas of run {view.run_id} · not built yet"
     verdicts = [d["verdict"] for d in atlas.get("dimensions", [])]
     counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("background", "subject", "mixed") if verdicts.count(v))
-    return f"Dimension atlas of run {view.run_id} · {atlas.get('n_images', 0)} held-out images · {counts}"
+    text = f"Dimension atlas of run {view.run_id} · {atlas.get('n_images', 0)} held-out images · maps: {counts}"
+    evidence = [d.get("evidence_verdict") for d in atlas.get("dimensions", [])]
+    if evidence and None not in evidence:
+        text += " · evidence: " + ", ".join(f"{evidence.count(v)} {v}" for v in EVIDENCE_VERDICTS if evidence.count(v))
+    return text
 
 
 def drawn_examples(cache, atlas: dict) -> set[int]:
@@ -204,8 +238,8 @@ def show(ctx: AppContext, run_id) -> tuple:
             "Build the atlas", HIDDEN
     if atlas is None:
         return summary(view, None), html.Div(
-            "Not built yet: relevance maps and subject masks of 64 held-out images (about a second "
-            "each on a quiet CPU), kept with the run.", className="fx-muted"), "Build the atlas", SHOWN
+            "Not built yet: relevance maps, subject masks and blur tests of 64 held-out images (about a "
+            "second each on a quiet CPU), kept with the run.", className="fx-muted"), "Build the atlas", SHOWN
     missing = len(examples_of(atlas)) - len(drawn_examples(ctx.app_cache(view), atlas))
     return (summary(view, atlas), atlas_table(view, ctx.app_cache(view), atlas),
             f"Draw the examples' maps ({missing})", SHOWN if missing else HIDDEN)

@@ -17,7 +17,9 @@ Its JSON (``read_atlas``/``get_atlas``)::
      "names_available": bool (CLIP text tower), "vocabulary": [words] or None,
      "dimensions": [{"dim", "label" ("d7"), "n_images", "subject_share", "border_share",
                      "textured_share", "concentration", "subject_area", "mean_contribution",
-                     "towards_fake", "verdict", "fake_high_towards_fake" (float or None: of the
+                     "towards_fake", "verdict", "evidence_share", "evidence_subject",
+                     "evidence_background", "evidence_verdict" (the blur test,
+                     pipeline.explain.region_evidence), "fake_high_towards_fake" (float or None: of the
                      sample's fakes on which z_k is at least its median, the share pushed to fake),
                      "top": [{"index", "id", "label", "z", "contribution", "subject_share"}],
                      "bottom": [...same...], "sentence": str,
@@ -32,15 +34,18 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.data.as_run import balanced_sample
-from pipeline.explain.profiles import BORDER_FRACTION, DimensionSummary, count_sentence, summarise
+from pipeline.explain.profiles import BORDER_FRACTION, DimensionSummary, count_sentence, evidence_count_sentence, \
+    summarise
+from pipeline.explain.region_evidence import BLUR_SIGMA, EVIDENCE_VERSION
 from pipeline.explain.results import faithfulness_labels, file_key, image_paths
 from pipeline.explain.subject_mask import MASK_VERSION
 from pipeline.store.derived import Derived
 from pipeline.store.run_store import open_store
 
 ATLAS_FILE = "atlas/atlas.json"
-ATLAS_VERSION = 3  # bump when the atlas's fields, numbers or words change (2: verdicts against the
-# subject's area; 3: "looks at the background", as the verdict is about density, not majority)
+ATLAS_VERSION = 4  # bump when the atlas's fields, numbers or words change (2: verdicts against the
+# subject's area; 3: "looks at the background", as the verdict is about density, not majority;
+# 4: the blur test, where a dimension's evidence is)
 ATLAS_IMAGES = 64  # held-out images profiled (half real, half fake)
 ATLAS_EXAMPLES = 4  # images shown per dimension at each end (highest, lowest)
 BORDER_AREA = 1 - (1 - 2 * BORDER_FRACTION) ** 2
@@ -60,7 +65,7 @@ def atlas_result(run_dir: str | Path, n_images: int = ATLAS_IMAGES, seed: int = 
     records = store.read_records() if records is None else records
     indices = atlas_sample(records, n_images, seed)
     return Derived(run_dir, ATLAS_FILE,
-                   {"v": ATLAS_VERSION, "mask_v": MASK_VERSION, "seed": seed, "indices": indices,
+                   {"v": ATLAS_VERSION, "mask_v": MASK_VERSION, "evidence_v": EVIDENCE_VERSION, "seed": seed, "indices": indices,
                     "relevance": dataclasses.asdict(store.config().relevance),
                     "files": [file_key(p) for p in image_paths(store, records, indices)]})
 
@@ -122,13 +127,27 @@ def dimension_sentence(entry: dict) -> str:
     conc = entry["concentration"]
     spread = (f"concentrated (top 10% of patches hold {pct(conc)})" if conc >= 0.3
               else f"spread out (top 10% of patches hold {pct(conc)})")
-    parts = [where, texture, f"border {pct(entry['border_share'])}", spread]
+    parts = [where, *evidence_words(entry), texture, f"border {pct(entry['border_share'])}", spread]
     push = entry.get("fake_high_towards_fake")
     tail = (f"pushes towards fake in {pct(push)} of the fakes it is high on" if push is not None
             else f"pushes towards fake on {pct(entry['towards_fake'])} of the images")
     names = entry.get("names")
     named = f"; looks like {', '.join(n['word'] for n in names)} (CLIP)" if names else ""
     return f"{entry['label']}: {', '.join(parts)}; {tail} (mean contribution {entry['mean_contribution']:+.3f})" + named
+
+
+def evidence_words(entry: dict) -> list[str]:
+    """The blur test in words, e.g. ["its evidence is in the background's fine detail (blurring
+    the background moves it by 2.10, the subject by 0.02)"]; [] without a blur test."""
+    verdict = entry.get("evidence_verdict")
+    if verdict is None:
+        return []
+    moves = (f"blurring the subject moves it by {entry['evidence_subject']:.2f}, "
+             f"the background by {entry['evidence_background']:.2f}")
+    return [{"subject": f"its evidence is in the subject's fine detail ({moves})",
+             "background": f"its evidence is in the background's fine detail ({moves})",
+             "mixed": f"its evidence is in the fine detail of both ({moves})",
+             "none": f"reads no fine detail ({moves})"}[verdict]]
 
 
 def atlas_lines(atlas: dict) -> list[str]:
@@ -138,6 +157,9 @@ def atlas_lines(atlas: dict) -> list[str]:
     lines = [f"dimension atlas: {atlas['n_images']} held-out images ({atlas.get('n_real', 0)} real, "
              f"{atlas.get('n_fake', 0)} fake); shares are of each map's relevance mass",
              count_sentence(atlas_summaries(atlas), f"the {atlas['n_images']} images")]
+    if (blur := evidence_count_sentence(atlas_summaries(atlas), f"the {atlas['n_images']} images")) is not None:
+        lines.append(f"{blur} (Gaussian blur, sigma {BLUR_SIGMA:g} px of the model input; where the map is "
+                     "and where the evidence is can differ: the map follows the attention)")
     if dims:
         lines.append(f"subject mask covers {100 * dims[0]['subject_area']:.0f}% of an image on average "
                      f"(a flat map's subject share); border band {100 * BORDER_AREA:.0f}%, textured half by construction")
@@ -156,7 +178,7 @@ def _example_text(e: dict) -> str:
 
 
 def _summary(entry: dict) -> DimensionSummary:
-    return DimensionSummary(**{f.name: entry[f.name] for f in dataclasses.fields(DimensionSummary)})
+    return DimensionSummary(**{f.name: entry.get(f.name, f.default) for f in dataclasses.fields(DimensionSummary)})
 
 
 def atlas_summaries(atlas: dict) -> list[DimensionSummary]:
@@ -167,4 +189,4 @@ def atlas_summaries(atlas: dict) -> list[DimensionSummary]:
 
 __all__ = ["ATLAS_EXAMPLES", "ATLAS_FILE", "ATLAS_IMAGES", "ATLAS_VERSION", "atlas_lines", "atlas_result",
            "atlas_summaries",
-           "atlas_sample", "build_atlas", "dimension_sentence", "read_atlas"]
+           "atlas_sample", "build_atlas", "dimension_sentence", "evidence_words", "read_atlas"]

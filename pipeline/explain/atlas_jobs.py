@@ -14,6 +14,7 @@ from pipeline.explain.atlas import ATLAS_EXAMPLES, ATLAS_IMAGES, atlas_result, b
 from pipeline.explain.cache import ImageMaps, get_maps
 from pipeline.explain.dimension_names import VOCABULARY, masked_region, name_dimensions
 from pipeline.explain.profiles import ImageProfile, profile_kept
+from pipeline.explain.region_evidence import PASS_IMAGES, RegionEvidence, blur_test, evidence_derived
 from pipeline.explain.subject_features import subject_masks_of
 from pipeline.explain.subject_mask import SubjectMask, mask_derived
 from pipeline.model.run_models import RunModels, load_run_models
@@ -26,12 +27,13 @@ OnError = Callable[[int, str], None]
 MASKS_PER_PASS = 16  # images per DINOv2 forward for the masks
 
 
-def _maps_and_masks(run_dir, indices, progress, models, on_error, should_cancel
+def _maps_and_masks(run_dir, indices, progress, models, on_error, should_cancel, passes: int = 2
                     ) -> tuple[dict[int, ImageMaps], dict[int, SubjectMask]]:
-    """Maps (computed where missing) then masks; ``progress(done, total)`` counts both passes."""
+    """Maps (computed where missing) then masks; ``progress(done, total)`` counts both passes (of
+    ``passes`` a caller goes on with)."""
     run = Path(run_dir)
     indices = [int(i) for i in indices]
-    total = 2 * len(indices)
+    total = passes * len(indices)
     maps = get_maps(run, indices, models=models, on_error=on_error, should_cancel=should_cancel,
                     progress=(lambda d, t: progress(d, total)) if progress else None)
     store = open_store(run)
@@ -51,6 +53,43 @@ def _maps_and_masks(run_dir, indices, progress, models, on_error, should_cancel
     return maps, masks
 
 
+def _blur_tests(run_dir, maps: dict[int, ImageMaps], masks: dict[int, SubjectMask], models, progress,
+                should_cancel) -> dict[int, RegionEvidence]:
+    """The blur test of every image with maps and a mask (kept ones read, the others computed)."""
+    run = Path(run_dir)
+    records = open_store(run).read_records()
+    subjects = {i: masks[i].at(maps[i].rgb.shape[:2]) for i in maps if i in masks}
+    results = {i: evidence_derived(run, i, records[i]["id"], maps[i].rgb, subjects[i]) for i in subjects}
+    loaded = [models]
+
+    def compute(todo: list[int], step):
+        if loaded[0] is None:
+            loaded[0] = load_run_models(run)
+        for s in range(0, len(todo), PASS_IMAGES):
+            chunk = todo[s:s + PASS_IMAGES]
+            tests = blur_test(loaded[0], np.stack([maps[i].rgb for i in chunk]), np.stack([subjects[i] for i in chunk]), chunk)
+            yield from zip(chunk, tests)
+            if step is not None:
+                step(min(s + PASS_IMAGES, len(todo)), len(todo))
+
+    return get_each(results, compute, progress=progress, should_cancel=should_cancel)
+
+
+def _profiled(run_dir, indices, progress, models, on_error, should_cancel, with_blur_test: bool = True
+              ) -> tuple[dict, list[ImageProfile]]:
+    """``(maps, profiles)`` of ``indices``: maps, subject masks and blur tests (each kept, computed
+    where missing); ``progress(done, total)`` counts the passes."""
+    indices = [int(i) for i in indices]
+    total = (3 if with_blur_test else 2) * len(indices)
+    maps, masks = _maps_and_masks(run_dir, indices, (lambda d, t: progress(d, total)) if progress else None,
+                                  models, on_error, should_cancel, passes=3 if with_blur_test else 2)
+    if not with_blur_test:
+        return maps, [profile_kept(maps[i], masks[i]) for i in indices if i in maps and i in masks]
+    tests = _blur_tests(run_dir, maps, masks, models,
+                        (lambda d, t: progress(2 * len(indices) + d, total)) if progress else None, should_cancel)
+    return maps, [profile_kept(maps[i], masks[i], tests[i]) for i in indices if i in tests]
+
+
 def get_subject_masks(run_dir: str | Path, indices: Sequence[int], progress: Progress | None = None, *,
                       models: RunModels | None = None, on_error: OnError | None = None,
                       should_cancel: Cancel | None = None) -> dict[int, SubjectMask]:
@@ -61,10 +100,11 @@ def get_subject_masks(run_dir: str | Path, indices: Sequence[int], progress: Pro
 
 def get_profiles(run_dir: str | Path, indices: Sequence[int], progress: Progress | None = None, *,
                  models: RunModels | None = None, on_error: OnError | None = None,
-                 should_cancel: Cancel | None = None) -> dict[int, ImageProfile]:
-    """Profiles of ``indices`` (maps and masks computed where missing, then kept)."""
-    maps, masks = _maps_and_masks(run_dir, indices, progress, models, on_error, should_cancel)
-    return {i: profile_kept(maps[i], masks[i]) for i in maps if i in masks}
+                 should_cancel: Cancel | None = None, with_blur_test: bool = False) -> dict[int, ImageProfile]:
+    """Profiles of ``indices`` (maps and masks computed where missing, then kept), with their blur
+    tests when asked (:mod:`pipeline.explain.region_evidence`: three forwards per image)."""
+    return {p.index: p for p in _profiled(run_dir, indices, progress, models, on_error, should_cancel,
+                                          with_blur_test)[1]}
 
 
 def get_atlas(run_dir: str | Path, progress: Progress | None = None, *, n_images: int | None = None,
@@ -72,8 +112,8 @@ def get_atlas(run_dir: str | Path, progress: Progress | None = None, *, n_images
               recompute: bool = False) -> dict:
     """The run's atlas (:mod:`pipeline.explain.atlas`): read if kept, else computed and kept.
 
-    ``progress(done, total, stage)``, stage in words ("relevance maps and subject masks of 64
-    images", "naming the dimensions (CLIP)").
+    ``progress(done, total, stage)``, stage in words ("relevance maps, subject masks and blur
+    tests of 64 images", "naming the dimensions (CLIP)").
     """
     run = Path(run_dir)
     records = open_store(run).read_records()
@@ -84,11 +124,10 @@ def get_atlas(run_dir: str | Path, progress: Progress | None = None, *, n_images
         if not indices:
             raise ValueError(f"run {run.name} has no image to profile")
         skipped: list[dict] = []
-        stage = f"relevance maps and subject masks of {len(indices)} images"
-        maps, masks = _maps_and_masks(run, indices, (lambda d, t: report(d, t, stage)) if report else None,
-                                      models, lambda i, msg: skipped.append({"index": i, "message": msg}),
-                                      None)  # cancel already checked by ``report``
-        profiles = [profile_kept(maps[i], masks[i]) for i in indices if i in maps and i in masks]
+        stage = f"relevance maps, subject masks and blur tests of {len(indices)} images"
+        maps, profiles = _profiled(run, indices, (lambda d, t: report(d, t, stage)) if report else None,
+                                   models, lambda i, msg: skipped.append({"index": i, "message": msg}),
+                                   None)  # cancel already checked by ``report``
         if not profiles:
             raise ValueError(f"no readable image in the atlas sample of run {run.name}")
         names = _names(run, maps, profiles, models, report)

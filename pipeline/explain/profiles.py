@@ -14,6 +14,13 @@ subject mask is too) is read as a distribution of mass:
 * ``contribution``: the dimension's part of the logit, ``classifier.weight[k] * z_k`` (> 0: fake;
   :mod:`pipeline.explain.contributions`).
 
+Where the map is is not always where the evidence is (the rollout follows the attention), so a
+profile may also carry the blur test (:mod:`pipeline.explain.region_evidence`): how far each
+dimension moves when the subject, or the background, is blurred. Its summary is the subject's
+share of those moves (``evidence_share``), judged against the subject's area like the map's share
+(``evidence_verdict``), or "none" when neither blur moves the dimension by ``NO_EVIDENCE`` of its
+spread over the images (it does not read fine detail).
+
 The areas (``subject_area``...) are what a flat map would give: the chance level of each share.
 A dimension's verdict over images compares its mean subject share with the subject's mean area, so
 that a map spread evenly is "mixed" however large the subject is: "subject" when its relevance per
@@ -24,7 +31,7 @@ of 56% (subject) or 44% (background).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -39,6 +46,8 @@ TOP_FRACTION = 0.10  # concentration: share of the mass on the top 10% of patche
 TEXTURE_WINDOW = 7  # pixels of the local variance window (at 224 px: half a stand-in patch)
 VERDICT_ODDS = 1.25  # relevance this much denser on one side than on the other: that side's verdict
 VERDICTS = ("subject", "background", "mixed")
+EVIDENCE_VERDICTS = (*VERDICTS, "none")
+NO_EVIDENCE = 0.05  # blur test: a dimension moved by less than this share of its spread reads no fine detail
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +64,8 @@ class ImageProfile:
     subject_area: float
     border_area: float
     textured_area: float
+    evidence_subject: np.ndarray | None = None  # (K,) blur test: |dz_k| with the subject blurred
+    evidence_background: np.ndarray | None = None  # (K,) ... with the background blurred
 
     @property
     def n_dims(self) -> int:
@@ -78,6 +89,10 @@ class DimensionSummary:
     mean_contribution: float
     towards_fake: float
     verdict: str
+    evidence_share: float | None = None  # blur test: the subject's share of the dimension's moves
+    evidence_subject: float | None = None  # mean |dz_k| with the subject blurred
+    evidence_background: float | None = None  # ... with the background blurred
+    evidence_verdict: str | None = None  # EVIDENCE_VERDICTS; None: no blur test
 
     @property
     def label(self) -> str:
@@ -134,10 +149,15 @@ def textured_pixels(rgb: np.ndarray) -> np.ndarray:
     return var > np.median(var)
 
 
-def profile_kept(maps, mask) -> ImageProfile:
-    """:func:`profile_image` of a ``KeptMaps`` and its ``SubjectMask``."""
-    return profile_image(maps.index, maps.patch_maps, maps.rgb, mask.at(maps.rgb.shape[:2]),
-                         maps.contributions, maps.z)
+def profile_kept(maps, mask, evidence=None) -> ImageProfile:
+    """:func:`profile_image` of a ``KeptMaps`` and its ``SubjectMask`` (and its blur test, a
+    ``RegionEvidence``, when there is one)."""
+    profile = profile_image(maps.index, maps.patch_maps, maps.rgb, mask.at(maps.rgb.shape[:2]),
+                            maps.contributions, maps.z)
+    if evidence is None:
+        return profile
+    return replace(profile, evidence_subject=np.asarray(evidence.subject, np.float64),
+                   evidence_background=np.asarray(evidence.background, np.float64))
 
 
 def verdict_of(subject_share: float, subject_area: float) -> str:
@@ -163,10 +183,29 @@ def summarise(profiles: Sequence[ImageProfile]) -> list[DimensionSummary]:
     subject, c = mean("subject"), np.stack([p.contributions for p in profiles])
     border, textured, concentration = mean("border"), mean("textured"), mean("concentration")
     area = float(np.mean([p.subject_area for p in profiles]))
+    evidence = _evidence(profiles, area)
     return [DimensionSummary(k, len(profiles), float(subject[k]), float(border[k]), float(textured[k]),
                              float(concentration[k]), area, float(c[:, k].mean()),
-                             float((c[:, k] > 0).mean()), verdict_of(float(subject[k]), area))
+                             float((c[:, k] > 0).mean()), verdict_of(float(subject[k]), area), **evidence[k])
             for k in range(len(subject))]
+
+
+def _evidence(profiles: Sequence[ImageProfile], area: float) -> list[dict]:
+    """Per dimension, the blur test's summary fields (empty dicts unless every profile has one)."""
+    k = profiles[0].n_dims
+    if any(p.evidence_subject is None for p in profiles):
+        return [{} for _ in range(k)]
+    on_subject = np.mean([p.evidence_subject for p in profiles], axis=0)
+    on_background = np.mean([p.evidence_background for p in profiles], axis=0)
+    spread = np.std([p.z for p in profiles], axis=0) if len(profiles) > 1 else np.abs(profiles[0].z)
+    out = []
+    for j in range(k):
+        moved = on_subject[j] + on_background[j]
+        share = float(on_subject[j] / moved) if moved > 0 else 0.5
+        verdict = "none" if moved < NO_EVIDENCE * spread[j] else verdict_of(share, area)
+        out.append({"evidence_share": share, "evidence_subject": float(on_subject[j]),
+                    "evidence_background": float(on_background[j]), "evidence_verdict": verdict})
+    return out
 
 
 def selection_shares(profiles: Sequence[ImageProfile]) -> np.ndarray:
@@ -192,12 +231,29 @@ def count_sentence(summaries: Sequence[DimensionSummary], what: str) -> str:
     return text + f"; {len(by['mixed'])} at both"
 
 
+def evidence_count_sentence(summaries: Sequence[DimensionSummary], what: str) -> str | None:
+    """"blur test on {what}: 5 dimensions move most when the background is blurred: d4, ...; 3
+    when the subject is; 6 with both; 2 with neither" (None without a blur test)."""
+    if not summaries or any(s.evidence_verdict is None for s in summaries):
+        return None
+    by = {v: [s for s in summaries if s.evidence_verdict == v] for v in EVIDENCE_VERDICTS}
+    background = sorted(by["background"], key=lambda s: s.evidence_share)
+    subject = sorted(by["subject"], key=lambda s: -s.evidence_share)
+
+    def names(group):
+        return ": " + ", ".join(s.label for s in group) if group else ""
+
+    return (f"blur test on {what}: {len(background)} dimensions read their evidence mostly in the background's "
+            f"fine detail{names(background)}; {len(subject)} in the subject's{names(subject)}; "
+            f"{len(by['mixed'])} in both; {len(by['none'])} in neither{names(by['none'])}")
+
+
 def read_profiles(run_dir: str | Path, indices: Sequence[int]) -> dict[int, ImageProfile]:
     """Profiles of the images of ``indices`` whose maps and subject masks are kept; never computes
     (torch-free, fast enough for a click: reading two small files per image)."""
     return {i: profile_kept(maps, mask) for i, (maps, mask) in read_maps_and_masks(run_dir, indices).items()}
 
 
-__all__ = ["BORDER_FRACTION", "DimensionSummary", "ImageProfile", "TEXTURE_WINDOW", "TOP_FRACTION",
+__all__ = ["BORDER_FRACTION", "DimensionSummary", "EVIDENCE_VERDICTS", "NO_EVIDENCE", "evidence_count_sentence", "ImageProfile", "TEXTURE_WINDOW", "TOP_FRACTION",
            "VERDICTS", "VERDICT_ODDS", "border_band", "count_sentence", "profile_image", "profile_kept", "read_profiles",
            "selection_shares", "summarise", "textured_pixels", "verdict_of"]

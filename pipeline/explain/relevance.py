@@ -218,6 +218,13 @@ def input_rgb(encoder, batch: torch.Tensor) -> np.ndarray:
     return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def model_input(encoder, rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float RGB in [0, 1] at the model's input size -> the encoder's normalised input:
+    the inverse of :func:`input_rgb`, for images changed after preprocessing (the blur test)."""
+    lo, hi = _normalisation_of(encoder.preprocess)
+    return lo.view(1, 3, 1, 1) + rgb.float() * (hi - lo).view(1, 3, 1, 1)
+
+
 def _normalisation_of(preprocess) -> tuple[torch.Tensor, torch.Tensor]:
     from PIL import Image
     black = preprocess(Image.new("RGB", (64, 64), (0, 0, 0))).float()

@@ -25,7 +25,7 @@ from pipeline.checks.validity import read_probe, report_lines
 from pipeline.data.scan import PathRefused
 from pipeline.explain.atlas import atlas_summaries, read_atlas
 from pipeline.explain.overlays import overlay_relevance, overlay_signed
-from pipeline.explain.profiles import count_sentence
+from pipeline.explain.profiles import count_sentence, evidence_count_sentence
 from pipeline.explain.results import KeptMaps, concepts_plan, read_kept_maps
 from pipeline.report.notes import NotesStore
 from pipeline.represent.thumbnails import RunImages
@@ -242,7 +242,10 @@ def _atlas(run_dir: Path, records: list[dict], images: RunImages) -> SheetAtlas 
             im.maps = kept.get(im.index)
         out.append(SheetDimension(d, highest))
     n = int(atlas.get("n_images", 0))
-    count = count_sentence(atlas_summaries(atlas), f"the {n} held-out images of the atlas")
+    summaries = atlas_summaries(atlas)
+    count = count_sentence(summaries, f"the {n} held-out images of the atlas")
+    if (blur := evidence_count_sentence(summaries, f"the same {n} images")) is not None:
+        count = f"{count}. {blur[0].upper()}{blur[1:]}"
     return SheetAtlas(n, count, out, bool(atlas.get("names_available")))
 
 

@@ -41,7 +41,7 @@ def test_atlas_is_computed_once_kept_and_printed(run):
     with torch_threads(2):
         atlas = get_atlas(run, lambda done, total, stage: seen.append((done, total, stage)), n_images=N)
     assert atlas["n_images"] == N and atlas["n_real"] == atlas["n_fake"] == N // 2 and not atlas["skipped"]
-    assert any(stage.startswith(f"relevance maps and subject masks of {N}") and done == total
+    assert any(stage.startswith(f"relevance maps, subject masks and blur tests of {N}") and done == total
                for done, total, stage in seen)
     assert len(atlas["dimensions"]) == 16
     for d in atlas["dimensions"]:
