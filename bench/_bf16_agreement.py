@@ -32,7 +32,7 @@ from pipeline.model.encoders.precision import (cpu_flags, int8_dot_flag,  # noqa
                                                native_bf16_flag, record_agreement)
 from pipeline.model.head import DistilledHead, sigmoid  # noqa: E402
 from pipeline.model.metrics import binary_metrics  # noqa: E402
-from pipeline.model.projection import ProjectionModule  # noqa: E402
+from pipeline.model.projection import ProjectionModule, projection_dim  # noqa: E402
 from pipeline.data.splits import HELDOUT, assign_splits, validation_mask  # noqa: E402
 
 DATA_ROOT = REPO.parent / "shared" / "data"
@@ -82,7 +82,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fit_head(embeddings: np.ndarray, data: LabelledSet, seed: int = 0):
     """(projection module, DistilledHead) fit on the train split, as the runner fits the head."""
     torch.manual_seed(seed)
-    projection = ProjectionModule(embeddings.shape[1], min(ProjectionConfig.dim, embeddings.shape[1])).eval()
+    projection = ProjectionModule(embeddings.shape[1], projection_dim(ProjectionConfig(), embeddings.shape[1])).eval()
     torch.nn.init.orthogonal_(projection.linear.weight)
     with torch.inference_mode():
         features = projection(torch.as_tensor(embeddings)).numpy()

@@ -95,8 +95,9 @@ def evidence_cell(entry: dict) -> html.Div:
     verdict = entry.get("evidence_verdict")
     if verdict is None:
         return html.Div("–", className="fx-atlas-evidence fx-muted", title="no blur test in this atlas")
-    moves = (f"blurring the subject moves it by {float(entry['evidence_subject']):.2f}, the background by "
-             f"{float(entry['evidence_background']):.2f}")
+    area = float(entry.get("subject_area", 0.0))
+    moves = (f"blurring the subject ({percent(area)} of the image) moves it by {float(entry['evidence_subject']):.2f}, "
+             f"the background ({percent(1 - area)}) by {float(entry['evidence_background']):.2f}")
     chip = html.Span(verdict, className=f"fx-verdict-chip {verdict}", title=EVIDENCE_TIPS[verdict] + f" ({moves})")
     if verdict == "none":
         return html.Div([chip, html.Span(moves, className="fx-muted")], className="fx-atlas-evidence")

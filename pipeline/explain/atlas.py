@@ -138,12 +138,14 @@ def dimension_sentence(entry: dict) -> str:
 
 def evidence_words(entry: dict) -> list[str]:
     """The blur test in words, e.g. ["its evidence is in the background's fine detail (blurring
-    the background moves it by 2.10, the subject by 0.02)"]; [] without a blur test."""
+    the subject (42% of the image) moves it by 0.02, the background (58%) by 2.10)"]; [] without a
+    blur test. The verdict is per pixel, so the areas are said with the moves."""
     verdict = entry.get("evidence_verdict")
     if verdict is None:
         return []
-    moves = (f"blurring the subject moves it by {entry['evidence_subject']:.2f}, "
-             f"the background by {entry['evidence_background']:.2f}")
+    area = entry["subject_area"]
+    moves = (f"blurring the subject ({100 * area:.0f}% of the image) moves it by {entry['evidence_subject']:.2f}, "
+             f"the background ({100 * (1 - area):.0f}%) by {entry['evidence_background']:.2f}")
     return [{"subject": f"its evidence is in the subject's fine detail ({moves})",
              "background": f"its evidence is in the background's fine detail ({moves})",
              "mixed": f"its evidence is in the fine detail of both ({moves})",

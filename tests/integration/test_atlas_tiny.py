@@ -15,7 +15,7 @@ from pipeline.config import REPO_ROOT, Config, load_config
 from pipeline.explain.atlas import read_atlas
 from pipeline.explain.atlas_jobs import get_atlas
 from pipeline.explain.dimension_names import VOCABULARY
-from pipeline.explain.profiles import VERDICTS
+from pipeline.explain.profiles import EVIDENCE_VERDICTS, VERDICTS
 from pipeline.runner import run_pipeline
 from pipeline.store.derived import Cancelled
 from tests.fixtures_runs import make_dataset
@@ -49,6 +49,12 @@ def test_atlas_is_computed_once_kept_and_printed(run):
         assert {e["index"] for e in d["top"]} <= set(atlas["image_indices"])
         assert d["sentence"].startswith(f"d{d['dim']}: ")
         assert [n["word"] for n in d["names"]] and all(n["word"] in VOCABULARY for n in d["names"])
+        # the blur test of every sampled image, kept: the moves are >= 0 and the share is theirs
+        assert d["evidence_verdict"] in EVIDENCE_VERDICTS and min(d["evidence_subject"], d["evidence_background"]) >= 0
+        moved = d["evidence_subject"] + d["evidence_background"]
+        assert moved == 0 or d["evidence_share"] == pytest.approx(d["evidence_subject"] / moved)
+        assert "blurring the subject" in d["sentence"]
+    assert len(list((run / "evidence").glob("*.npz"))) == N
     assert atlas["names_available"] is True  # the tiny encoder is a (random) CLIP with a text tower
 
     assert read_atlas(run, N) == atlas
@@ -63,6 +69,7 @@ def test_atlas_is_computed_once_kept_and_printed(run):
     text = out.getvalue().splitlines()
     assert text[0].startswith(f"dimension atlas: {N} held-out images")
     assert sum(bool(re.match(r"d\d+: ", line)) for line in text) == 16
+    assert text[2].startswith(f"blur test on the {N} images: ")
     out = io.StringIO()
     with redirect_stdout(out):
         assert cli_main(["atlas", str(run), "--images", str(N), "--json"]) == 0
