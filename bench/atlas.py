@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 if not __package__:  # started as `python bench/NAME.py`: the repository root on sys.path
@@ -57,6 +58,47 @@ def _timed(label: str, n: int, fn):
     s = time.perf_counter() - t
     print(f"{label:<8} {s:8.1f} s in all, {s / max(n, 1):6.2f} s per image ({n} images)", flush=True)
     return out, s
+
+
+def class_lines(run: Path, indices: list[int]) -> list[str]:
+    """Per class of the sample: the maps' subject share (each dimension weighted by its
+    |contribution|) against the subject's area, and the blur test on the logit (issue 25's faces
+    figure: are the fakes' maps, and the fakes' decision, on the face?)."""
+    from pipeline.explain.profiles import profile_kept
+    from pipeline.explain.region_evidence import evidence_derived
+    from pipeline.explain.subject_mask import read_maps_and_masks
+    from pipeline.store.run_store import open_store
+
+    records = open_store(run).read_records()
+    kept = read_maps_and_masks(run, indices)
+    lines = []
+    for label, name in ((1, "fakes"), (0, "reals")):
+        share, area, on_subject, on_background = [], [], [], []
+        for i, (maps, mask) in kept.items():
+            if int(records[i].get("label", -1)) != label:
+                continue
+            subject = mask.at(maps.rgb.shape[:2])
+            p = profile_kept(maps, mask)
+            weight = np.abs(p.contributions)
+            share.append(float((p.subject * weight).sum() / max(weight.sum(), 1e-12)))
+            area.append(float(subject.mean()))
+            e = evidence_derived(run, i, records[i]["id"], maps.rgb, subject).read()
+            if e is not None:
+                on_subject.append(e.logit_subject)
+                on_background.append(e.logit_background)
+        if not share:
+            continue
+        a = float(np.mean(area))
+        text = (f"{name} ({len(share)}): maps {100 * np.mean(share):.1f}% of their relevance on the subject "
+                f"(|contribution|-weighted), which covers {100 * a:.1f}%")
+        if on_subject:
+            s_, b_ = float(np.mean(on_subject)), float(np.mean(on_background))
+            frac = s_ / (s_ + b_) if s_ + b_ > 0 else 0.5
+            odds = (frac / (1 - frac)) / (a / (1 - a)) if 0 < frac < 1 else float("nan")
+            text += (f"; blur test on the logit: subject blurred {s_:.3f}, background blurred {b_:.3f} "
+                     f"({100 * frac:.0f}% of the moves on the subject, odds {odds:.2f})")
+        lines.append(text)
+    return lines
 
 
 def main(argv=None) -> int:
@@ -94,6 +136,8 @@ def main(argv=None) -> int:
               f"{atlas_s / maps_s:.3f}x of the maps' time)")
         print(f"click (3 images' profiles from kept maps and masks): {click_s * 1000:.0f} ms")
         print(f"atlas kept: {atlas['n_images']} images profiled, {len(atlas['skipped'])} skipped")
+        for line in class_lines(run, indices):
+            print(line)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
