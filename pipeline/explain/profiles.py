@@ -232,8 +232,9 @@ def count_sentence(summaries: Sequence[DimensionSummary], what: str) -> str:
 
 
 def evidence_count_sentence(summaries: Sequence[DimensionSummary], what: str) -> str | None:
-    """"blur test on {what}: 5 dimensions move most when the background is blurred: d4, ...; 3
-    when the subject is; 6 with both; 2 with neither" (None without a blur test)."""
+    """"blur test on {what}: 5 dimensions read their evidence mostly in the background's fine
+    detail: d4, ...; 3 in the subject's: ...; 6 in both; 2 in neither: ..." (None unless every
+    summary has a blur test)."""
     if not summaries or any(s.evidence_verdict is None for s in summaries):
         return None
     by = {v: [s for s in summaries if s.evidence_verdict == v] for v in EVIDENCE_VERDICTS}

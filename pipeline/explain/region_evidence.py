@@ -18,7 +18,6 @@ the model input and the subject mask. Reading is torch-free; computing imports t
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.explain.results import arrays_digest, per_image_name
 from pipeline.store.derived import Derived
 
 EVIDENCE_VERSION = 1  # bump when the test's meaning changes
@@ -91,15 +91,7 @@ def blur_test(models, rgbs: np.ndarray, subjects: np.ndarray, indices: Sequence[
 # -- kept results -------------------------------------------------------------------------------------
 
 def evidence_name(image_id: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(image_id))
-    return f"evidence/{safe}.npz"
-
-
-def _digest(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes() + str(a.shape).encode())
-    return h.hexdigest()[:32]
+    return per_image_name("evidence", image_id)
 
 
 def evidence_derived(run_dir: str | Path, index: int, image_id: str, rgb: np.ndarray,
@@ -120,7 +112,7 @@ def evidence_derived(run_dir: str | Path, index: int, image_id: str, rgb: np.nda
         return buf.getvalue()
 
     return Derived(run_dir, evidence_name(image_id),
-                   {"v": EVIDENCE_VERSION, "sigma": BLUR_SIGMA, "input": _digest(rgb, subject)},
+                   {"v": EVIDENCE_VERSION, "sigma": BLUR_SIGMA, "input": arrays_digest(rgb, subject)},
                    dump=dump, load=load)
 
 

@@ -11,6 +11,7 @@ job that computes them (:mod:`pipeline.explain.cache`) goes through the same obj
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,22 @@ def file_key(path: Path | PathRefused) -> dict:
 
 # -- relevance maps --------------------------------------------------------------------------------
 
-def relevance_name(image_id: str) -> str:
+def per_image_name(folder: str, image_id: str) -> str:
+    """``<folder>/<image id>.npz`` with the id made safe for a file name (one kept file per image)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(image_id))
-    return f"relevance/{safe}.npz"
+    return f"{folder}/{safe}.npz"
+
+
+def arrays_digest(*arrays: np.ndarray) -> str:
+    """What a kept per-image result depends on: the exact arrays (bytes and shapes) it came from."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes() + str(a.shape).encode())
+    return h.hexdigest()[:32]
+
+
+def relevance_name(image_id: str) -> str:
+    return per_image_name("relevance", image_id)
 
 
 def relevance_cache_path(run_dir: str | Path, image_id: str) -> Path:

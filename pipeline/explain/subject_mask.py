@@ -18,7 +18,6 @@ a new head does not recompute the masks.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.explain._bilinear import upsample
-from pipeline.explain.results import KeptMaps, read_kept_maps
+from pipeline.explain.results import KeptMaps, arrays_digest, per_image_name, read_kept_maps
 from pipeline.store.derived import Derived
 from pipeline.store.run_store import open_store
 
@@ -84,13 +83,12 @@ def foreground_from_tokens(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # -- kept masks ---------------------------------------------------------------------------------------
 
 def mask_name(image_id: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(image_id))
-    return f"subject/{safe}.npz"
+    return per_image_name("subject", image_id)
 
 
 def rgb_digest(rgb: np.ndarray) -> str:
     """What a mask depends on: the exact model input it was computed from."""
-    return hashlib.sha256(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()[:32]
+    return arrays_digest(rgb)
 
 
 def mask_derived(run_dir: str | Path, index: int, image_id: str, rgb: np.ndarray) -> Derived:
