@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print("loading torch & co. once for the app's background jobs ...", file=sys.stderr)
         print(f"... loaded in {preload_job_stack():.1f} s", file=sys.stderr)
+    from app.jobs.fork_safety import single_threaded_blas_until_fork
+
+    single_threaded_blas_until_fork()  # its jobs are forked from this process (app.jobs.fork_safety)
     print(f"FaXplainer on http://{args.host}:{args.port}", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=args.debug)
     return 0

@@ -119,6 +119,9 @@ def show(run, mode: str = "inline", *, config=None, host: str = "127.0.0.1", por
     if cfg.server.preload_job_stack:
         from app.jobs.managers import preload_job_stack
         preload_job_stack()
+    from app.jobs.fork_safety import single_threaded_blas_until_fork
+
+    blas_back = single_threaded_blas_until_fork()  # the kernel forks the jobs (app.jobs.fork_safety)
     port = port or free_port(host)
     url = f"http://{host}:{port}/?run={quote(run_id, safe='@')}"
     if _in_jupyter():
@@ -130,6 +133,7 @@ def show(run, mode: str = "inline", *, config=None, host: str = "127.0.0.1", por
             server = jupyter_dash._servers.pop((host, port), None)
             if server is not None:
                 server.shutdown()
+            blas_back()
 
         return Shown(url, run_id, dash_app, stop)
 
@@ -143,6 +147,7 @@ def show(run, mode: str = "inline", *, config=None, host: str = "127.0.0.1", por
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+        blas_back()
 
     print(f"FaXplainer on {url}")
     if open_browser if open_browser is not None else mode == "tab":

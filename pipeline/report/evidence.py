@@ -23,6 +23,7 @@ from PIL import Image
 
 from pipeline.checks.validity import read_probe, report_lines
 from pipeline.data.scan import PathRefused
+from pipeline.explain._bilinear import upsample
 from pipeline.explain.atlas import atlas_summaries, read_atlas
 from pipeline.explain.overlays import overlay_relevance, overlay_signed
 from pipeline.explain.profiles import count_sentence, evidence_count_sentence
@@ -59,22 +60,6 @@ def fallback_cause(reason: str) -> str:
     return "CLIP could not be loaded"
 
 
-def upsample_bilinear(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(..., gh, gw) -> (..., H, W), bilinear with half-pixel centres: the values of
-    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``, without torch."""
-    grid = np.asarray(grid, dtype=np.float32)
-
-    def axis(n_in: int, n_out: int):
-        src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
-        lo = np.minimum(np.floor(src).astype(int), n_in - 1)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, (src - lo).astype(np.float32)
-
-    (y0, y1, wy), (x0, x1, wx) = axis(grid.shape[-2], size[0]), axis(grid.shape[-1], size[1])
-    rows = grid[..., y0, :] * (1 - wy)[:, None] + grid[..., y1, :] * wy[:, None]
-    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
-
-
 def _minmax(m: np.ndarray) -> np.ndarray:
     span = float(m.max() - m.min())
     return ((m - m.min()) / span).astype(np.float32) if span > 0 else np.zeros_like(m, np.float32)
@@ -83,12 +68,12 @@ def _minmax(m: np.ndarray) -> np.ndarray:
 def aggregate_overlay(maps: KeptMaps) -> Image.Image:
     """The signed aggregate map over the model input (orange: towards fake, blue: towards real),
     drawn as the attention view draws it."""
-    return overlay_signed(maps.rgb, upsample_bilinear(maps.aggregate_patch, maps.rgb.shape[:2]))
+    return overlay_signed(maps.rgb, upsample(maps.aggregate_patch, maps.rgb.shape[:2]))
 
 
 def dimension_overlay(maps: KeptMaps, k: int) -> Image.Image:
     """Dimension ``k``'s relevance (scaled to [0, 1]) over the model input."""
-    return overlay_relevance(maps.rgb, _minmax(upsample_bilinear(maps.patch_maps[k], maps.rgb.shape[:2])))
+    return overlay_relevance(maps.rgb, _minmax(upsample(maps.patch_maps[k], maps.rgb.shape[:2])))
 
 
 @dataclass

@@ -26,7 +26,8 @@ from app.figures.glyph_map import HOVER_TRACE_NAME
 from app.figures.concept_palette import concept_colour, concept_colour_name
 from app.figures.grid import GRID_TRACE_NAME
 from pipeline.config import REPO_ROOT
-from pipeline.explain.results import concepts_plan
+from pipeline.explain.results import concepts_plan, relevance_name
+from pipeline.store.locks import run_locks
 from pipeline.store.run_store import RunStore
 from tests.fixtures_runs import make_dataset
 
@@ -190,19 +191,56 @@ def stop_recording(driver, identifier: str) -> None:
     driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": identifier})
 
 
-def header_orders_while_drawing(driver, n_rows, snapshot: Path | None = None):
-    """[(rows drawn, header order)] of the attention matrix, polled from its first showing until
-    all ``n_rows`` rows are drawn. ``snapshot``: a quick screenshot of the matrix (window size,
-    not ``shot``: its resizing takes seconds) the first time it is seen with no row drawn."""
+class HeldMaps:
+    """The relevance-map locks of some images, held by the test as another analyst's job computing
+    them would hold them (``pipeline.store.locks``): the app's job waits for each until it is
+    released, then computes it. Released one at a time, they let a test see every row of the
+    matrix arrive, however fast the machine computes a map (the tiny encoder: ~0.1 s, less than
+    the bar's 300 ms poll, so rows would otherwise come in one update)."""
+
+    def __init__(self, app_server, indices):
+        records = RunStore(run_dir(app_server)).read_records()
+        locks = run_locks(run_dir(app_server))
+        self.held = {int(i): locks.try_hold(relevance_name(records[int(i)]["id"])) for i in indices}
+        assert all(self.held.values()), "a map's lock was already held"
+
+    def release(self, index: int) -> None:
+        self.held.pop(int(index)).release()
+
+    def release_all(self) -> None:
+        for index in list(self.held):
+            self.release(index)
+
+
+def rows_arriving_one_at_a_time(driver, held: HeldMaps, chosen: list[int]) -> None:
+    """Release ``chosen``'s maps in the job's order, each once the matrix shows the rows before it
+    and no more: the headers before any map, then one more row per map, never all at once."""
+    for k, index in enumerate([None, *chosen]):
+        if index is not None:
+            held.release(index)
+        wait_until(lambda: (lambda now: now is not None and len(now[0]) == 16 and now[1] == k)(
+            driver.execute_script(MATRIX_NOW_JS)), timeout=JOB_TIMEOUT,
+            what=f"the matrix with {k} of {len(chosen)} rows drawn while the others compute "
+                 f"(now: {driver.execute_script(MATRIX_NOW_JS)})")
+        time.sleep(0.7)  # two polls of the bar: no row may come before its map is released
+        assert driver.execute_script(MATRIX_NOW_JS)[1] == k
+
+
+def selection_in_url(driver) -> list[int]:
+    """The selected image indices of the page's URL (``sel=3,12-14``), in its order."""
+    selected = driver.current_url.split("sel=")[1].split("&")[0]
+    return [i for part in selected.split(",") for a, _, b in [part.partition("-")]
+            for i in range(int(a), int(b or a) + 1)]
+
+
+def header_orders_while_drawing(driver, n_rows):
+    """[(rows drawn, header order)] of the attention matrix until all ``n_rows`` rows are drawn:
+    every state the page rendered when MATRIX_RECORDER_JS is installed, else as polled."""
     seen, deadline = [], time.time() + JOB_TIMEOUT
     while time.time() < deadline:
         now = driver.execute_script(MATRIX_NOW_JS)
         if now is not None and now[0]:
             heads, drawn = now
-            if snapshot is not None and drawn == 0 and not seen:
-                driver.execute_script("document.querySelector('.fx-attn-matrix').scrollIntoView();")
-                snapshot.parent.mkdir(exist_ok=True)
-                driver.save_screenshot(str(snapshot))
             seen.append((drawn, heads))
             if drawn == n_rows:
                 recorded = driver.execute_script("return window.__fxMatrixSeen || null;")
@@ -293,22 +331,26 @@ def test_box_selection_shows_an_attention_matrix_in_one_column_order(dash_br, ap
     grid = wait_for_grid(driver, cell["n"])
     cols = int(grid["image"]["sizex"])
     record_matrix_states_here(driver)
-    # a box over the first two columns of the first two rows
-    drag_box(driver, ids.IMAGES_GRAPH, 0.05, -0.05, min(2, cols) - 0.05, -1.95)
-    wait_until(lambda: "sel=" in driver.current_url, what="the selection in the URL")
-    selected = driver.current_url.split("sel=")[1].split("&")[0]
-    n_selected = sum(len(range(int(a), int(b) + 1)) if "-" in part else 1
-                     for part in selected.split(",") for a, _, b in [part.partition("-")])
-    assert 1 <= n_selected <= 4
-    # the columns' order is there before the first map and never moves while the rows arrive
+    held = HeldMaps(app_server, [i for i, r in enumerate(RunStore(run_dir(app_server)).read_records())
+                                 if r["cell"] == cell["id"]])
+    try:
+        # a box over the first two columns of the first two rows
+        drag_box(driver, ids.IMAGES_GRAPH, 0.05, -0.05, min(2, cols) - 0.05, -1.95)
+        wait_until(lambda: "sel=" in driver.current_url, what="the selection in the URL")
+        chosen = selection_in_url(driver)
+        n_selected = len(chosen)
+        assert 1 <= n_selected <= 4
+        # the columns' order is there before the first map and never moves while the rows arrive
+        rows_arriving_one_at_a_time(driver, held, chosen)
+    finally:
+        held.release_all()
     seen = header_orders_while_drawing(driver, n_selected)
     order, heads, dims = wait_until(lambda: read_matrix(driver, n_selected), timeout=JOB_TIMEOUT,
                                     what=f"{n_selected} rows of the attention matrix, checked")
     assert len(order) == 16 and heads == order
+    # every state the page rendered (recorded by the page itself): each row count once, in order
     drawn_counts = [n for n, _ in seen]
-    # seen before the first map, and while rows arrive when there are more than two (the bar polls
-    # every 300 ms: two rows may arrive in one update)
-    assert 0 in drawn_counts and (n_selected <= 2 or any(0 < n < n_selected for n in drawn_counts)), drawn_counts
+    assert sorted(set(drawn_counts)) == list(range(n_selected + 1)) == drawn_counts, drawn_counts
     assert all(h == order for _, h in seen), [(n, h) for n, h in seen if h != order][:1]
     assert all(row == order for row in dims.values())  # every row in one order: a column reads down
     wait_until(lambda: all(images_loaded(driver, ".fx-attn-matrix img")), what="maps loaded")
@@ -332,19 +374,26 @@ def test_attention_columns_are_ordered_before_the_first_map_and_never_move(dash_
     chosen = [i for i, r in enumerate(records) if r["cell"] == cell["id"]][:5]
     driver = dash_br.driver
     recorder = record_matrix_states(driver)
+    held = HeldMaps(app_server, chosen)
     try:
-        open_app(dash_br, app_server, f"&cell={cell['id']}&sel={','.join(map(str, chosen))}")
+        try:
+            open_app(dash_br, app_server, f"&cell={cell['id']}&sel={','.join(map(str, chosen))}")
+        finally:
+            stop_recording(driver, recorder)
+        wait_until(lambda: (lambda now: now is not None and now[1] == 0)(driver.execute_script(MATRIX_NOW_JS)),
+                   timeout=JOB_TIMEOUT, what="the matrix's headers before any map")
+        driver.execute_script("document.querySelector('.fx-attn-matrix').scrollIntoView();")
+        (REPO_ROOT / "test-artifacts").mkdir(exist_ok=True)
+        driver.save_screenshot(str(REPO_ROOT / "test-artifacts" / "03a-attention-before-the-first-map.png"))
+        rows_arriving_one_at_a_time(driver, held, chosen)
     finally:
-        stop_recording(driver, recorder)
-    seen = header_orders_while_drawing(driver, len(chosen),
-                                       REPO_ROOT / "test-artifacts" / "03a-attention-before-the-first-map.png")
+        held.release_all()
+    seen = header_orders_while_drawing(driver, len(chosen))
     order, heads, dims = wait_until(lambda: read_matrix(driver, len(chosen)), timeout=JOB_TIMEOUT,
                                     what="the attention matrix, checked")
     assert sorted(int(i) for i in dims) == chosen and all(row == order for row in dims.values())
     drawn_counts = [n for n, _ in seen]
-    # seen before the first map, and while rows arrive (the bar polls every 300 ms: two rows
-    # may arrive in one update, so "exactly one row drawn" is not always seen)
-    assert 0 in drawn_counts and any(0 < n < len(chosen) for n in drawn_counts), drawn_counts
+    assert sorted(set(drawn_counts)) == list(range(len(chosen) + 1)) == drawn_counts, drawn_counts
     assert all(h == order for _, h in seen), [(n, h) for n, h in seen if h != order][:1]
     # one p(fake) per image, the run's (as the grid): the maps' logit only where it differs
     captions = driver.find_elements(By.CSS_SELECTOR, ".fx-attn-big .fx-caption")

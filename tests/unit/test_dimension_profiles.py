@@ -56,6 +56,8 @@ def test_mask_at_pixel_size_follows_the_grid():
 def test_numpy_upsampling_equals_the_maps_torch_upsampling():
     maps = np.random.default_rng(1).random((3, 7, 7)).astype(np.float32)
     assert np.allclose(upsample(maps, (SIZE, 200)), torch_upsample(maps, (SIZE, 200)), atol=1e-5)
+    signed = np.random.default_rng(0).normal(size=(2, 3, 5, 7)).astype(np.float32)  # the aggregate's signs
+    assert np.allclose(upsample(signed, (32, 20)), torch_upsample(signed, (32, 20)), atol=1e-5)
 
 
 # -- one image's profiles --------------------------------------------------------------------------

@@ -12,11 +12,10 @@ from PIL import Image
 
 from pipeline.explain.cache import ImageMaps, maps_result
 from pipeline.explain.overlays import overlay_relevance, overlay_signed
-from pipeline.explain.relevance import upsample
 from pipeline.explain.results import image_paths, read_kept_maps
 from pipeline.model.run_models import model_fingerprint
 from pipeline.report.evidence import (NO_MAPS, aggregate_overlay, build_sheet, dimension_overlay,
-                                      fallback_cause, upsample_bilinear)
+                                      fallback_cause)
 from pipeline.report.findings import BIG, SMALL, findings_html
 from pipeline.report.notes import NotesStore
 from pipeline.store.run_store import open_store
@@ -55,11 +54,6 @@ def decode(uri: str) -> np.ndarray:
 @pytest.fixture
 def run(make_fake_run):
     return make_fake_run(n_images=24, n_cells=2, encoder_fallback=GAIERROR)
-
-
-def test_the_numpy_upsampling_is_torch_s_bilinear():
-    grid = np.random.default_rng(0).normal(size=(3, 5, 7)).astype(np.float32)
-    assert np.allclose(upsample_bilinear(grid, (32, 20)), upsample(grid, (32, 20)), atol=1e-5)
 
 
 def test_kept_maps_are_read_never_computed(run):
