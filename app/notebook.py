@@ -9,7 +9,9 @@ shows it in the cell, ``external`` prints its address, ``tab`` opens a browser t
 a JupyterLab tab). Without an IPython kernel ``Dash.run`` ignores ``jupyter_mode`` and serves in
 the foreground until stopped, so here the app is served in a daemon thread instead (as Dash does
 in Jupyter) and its address printed (``tab``: also opened with :mod:`webbrowser`). Either way
-:func:`show` returns a :class:`Shown` whose ``stop()`` ends the server.
+:func:`show` returns a :class:`Shown` whose ``stop()`` ends the server. While it serves, the
+kernel's numpy runs one BLAS thread, since the app's jobs are forked from the kernel
+(:mod:`app.jobs.fork_safety`); ``stop()`` gives the threads back.
 """
 from __future__ import annotations
 

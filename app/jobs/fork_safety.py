@@ -1,18 +1,25 @@
 """Keep a web process that forks its jobs safe from numpy's threaded BLAS.
 
 In local mode every view job is a process forked from the web process (``DiskcacheManager``),
-while the web's request threads run numpy: the profiles behind the attention and concept count
-lines upsample their maps with ``einsum``, which calls OpenBLAS. OpenBLAS's thread pool does not
-survive a fork taken while another thread is inside a threaded BLAS call: the whole web process
-then hangs (reproduced here with numpy 2.4's OpenBLAS 0.3.31: two threads upsampling maps, the
-main thread forking, and the process stopped at the first fork; ``tests/unit/test_fork_safety.py``).
-That was the concept view's count line that never came, and a web process stuck for minutes.
+by a request thread, while other request threads run numpy. OpenBLAS's thread pool does not
+survive a fork taken while another thread is inside a threaded BLAS call: the forking thread
+blocks in OpenBLAS's fork handler holding the GIL, and the whole web process stops (reproduced
+with numpy 2.4's OpenBLAS 0.3.31: two threads upsampling maps with ``einsum``, as the profiles
+behind the attention and concept count lines did, the main thread forking: stopped at the first
+fork; ``tests/unit/test_fork_safety.py``). That was the concept view's count line that never came
+(a CI run, and once in a drive of the demo run): no request was answered after it.
 
 With one BLAS thread in the web process there is no pool to break (the request threads still run
 side by side; each BLAS call there is small). A forked job gets the machine's BLAS threads back,
 since it is a fresh process doing the heavy work. Called by whatever serves local mode
 (``python -m app``, ``app.show`` in a notebook, which gives its kernel the threads back on
 ``stop()``); not by ``create_app`` itself, which tests call in-process without serving.
+
+torch's OpenMP needs nothing of the kind: its pool belongs to the thread that ran a parallel
+region, and the request threads that fork never run one (the web imports torch but runs no torch
+operation), so a forked job's first region starts a pool of its own, even in a notebook kernel
+that ran the pipeline itself (measured: a fork from the thread that ran torch hangs the child's
+first region 5 times in 5; from another thread, 0 in 5).
 """
 from __future__ import annotations
 

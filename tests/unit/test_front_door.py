@@ -145,12 +145,17 @@ def test_show_outside_jupyter_serves_the_run_in_a_thread_until_stopped(make_fake
     newer = make_fake_run(n_images=8, n_cells=2, run_id="newer") / "meta.json"
     os.utime(newer, (newer.stat().st_atime, newer.stat().st_mtime + 60))  # the newest: a bare URL's default
     cfg = pipeline.make_config(None, server__preload_job_stack=False)
+    from app.jobs.fork_safety import blas_threads
+
+    before = blas_threads()
     shown = app.show(pipeline.open_run(folder), "external", config=cfg)
     try:
         assert f"FaXplainer on {shown.url}" in capsys.readouterr().out
         check_served(shown, "shown-run")
+        assert blas_threads() == 1  # the kernel forks the app's jobs (app.jobs.fork_safety)
     finally:
         shown.stop()
+    assert blas_threads() == before  # given back
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(shown.url, timeout=5)
     shown.stop()  # a second stop does nothing
