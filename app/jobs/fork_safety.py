@@ -70,12 +70,13 @@ def single_threaded_blas_until_fork() -> Callable[[], None]:
             lib.set(1)
         os.environ[_ENV] = "1"
     _state["holders"] += 1
-    released = []
+    released = False
 
     def restore() -> None:
+        nonlocal released
         if released:
             return
-        released.append(True)
+        released = True
         _state["holders"] -= 1
         if _state["holders"] == 0:
             _give_back()

@@ -125,6 +125,11 @@ def run_dir(app_server) -> Path:
     return Path(app_server.config.parent / "runs" / app_server.run_id)
 
 
+def cell_members(app_server, cell: dict) -> list[int]:
+    """The run's image indices in ``cell``, ascending."""
+    return [i for i, r in enumerate(RunStore(run_dir(app_server)).read_records()) if r["cell"] == cell["id"]]
+
+
 def cells_of(app_server) -> list[dict]:
     return json.loads((run_dir(app_server) / "cells.json").read_text())["cells"]
 
@@ -281,7 +286,7 @@ def test_clicking_a_cell_fills_the_grid_with_framed_thumbnails(dash_br, app_serv
     assert f"cell={cell['id']}" in driver.current_url
     assert text_of(driver, ids.IMAGES_TITLE).startswith(f"Cell {cell['id']} · {cell['n']} images")
     records = RunStore(run_dir(app_server)).read_records()
-    assert sorted(grid["custom"]) == [i for i, r in enumerate(records) if r["cell"] == cell["id"]]
+    assert sorted(grid["custom"]) == cell_members(app_server, cell)
     wrong = {i for i in grid["custom"] if not records[i]["correct"]}
     assert sum("✘" in t for t in grid["text"]) == len(wrong)
 
@@ -331,8 +336,7 @@ def test_box_selection_shows_an_attention_matrix_in_one_column_order(dash_br, ap
     grid = wait_for_grid(driver, cell["n"])
     cols = int(grid["image"]["sizex"])
     record_matrix_states_here(driver)
-    held = HeldMaps(app_server, [i for i, r in enumerate(RunStore(run_dir(app_server)).read_records())
-                                 if r["cell"] == cell["id"]])
+    held = HeldMaps(app_server, cell_members(app_server, cell))
     try:
         # a box over the first two columns of the first two rows
         drag_box(driver, ids.IMAGES_GRAPH, 0.05, -0.05, min(2, cols) - 0.05, -1.95)
@@ -371,7 +375,7 @@ def test_attention_columns_are_ordered_before_the_first_map_and_never_move(dash_
     # a selection from a link (the same job as a box selection, without a drag)
     cell = largest_cell(app_server)
     records = RunStore(run_dir(app_server)).read_records()
-    chosen = [i for i, r in enumerate(records) if r["cell"] == cell["id"]][:5]
+    chosen = cell_members(app_server, cell)[:5]
     driver = dash_br.driver
     recorder = record_matrix_states(driver)
     held = HeldMaps(app_server, chosen)
